@@ -1,0 +1,49 @@
+"""Trials of one stage in parallel across cores (results come back in order).
+
+Workers are started with ``spawn`` (no forked OpenMP state) and run torch on one
+thread each, so W workers use W cores. Trials must be picklable top-level
+functions of plain arguments; they return plain data and the parent process
+logs to MLflow, so no worker ever writes to the tracking store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    import signal
+
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    torch.set_num_threads(1)
+
+
+def map_trials(
+    fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None, progress: Callable | None = None
+) -> list[Any]:
+    """``[fn(x) for x in items]`` on ``workers`` processes (in-process when 1)."""
+    workers = min(workers or default_workers(), len(items)) or 1
+    wrap: Callable[[Iterable], Iterable] = progress or (lambda it: it)
+    if workers == 1:
+        return [fn(x) for x in wrap(items)]
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+    try:
+        futures = [pool.submit(fn, x) for x in items]
+        return [f.result() for f in wrap(futures)]
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,165 @@
+"""Run one stage: validate, check the store, seed, write to a temp folder, publish.
+
+``gradlab run STAGE`` and ``python pipelines/STAGE.py`` both end up in
+:func:`run_stage`. Exit codes: 0 success, 1 runtime failure, 2 bad input,
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradlab.config import (
+    ConfigError,
+    Params,
+    apply_overrides,
+    flatten,
+    load_yaml,
+    to_plain,
+    validate_section,
+)
+from gradlab.context import StageContext, write_json
+from gradlab.tracking import Tracker, TrackingError, check_store, standard_tags, tracking_uri
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (runs end KILLED) but exits 143."""
+
+
+def _raise_terminated(signum, frame):  # pragma: no cover - exercised by signal tests
+    raise Terminated()
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_params(stage: str, sets: Sequence[str] = (), params_file: str | Path = "params.yaml") -> Params:
+    """params.yaml section of ``stage`` with overrides applied, validated (ConfigError if bad)."""
+    from gradlab.stages import get_stage
+
+    spec = get_stage(stage)
+    for text in sets:
+        key = text.partition("=")[0].strip()
+        if key.split(".")[0] != stage:
+            raise ConfigError(key, f"overrides must start with the stage name '{stage}.'")
+    raw = apply_overrides(load_yaml(Path(params_file)), list(sets))
+    return validate_section(stage, spec.params, raw.get(stage))
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` so that a reader never sees a half-written folder."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if (final / ".gitignore").exists():  # DVC's list of the cached outputs
+        shutil.copy2(final / ".gitignore", tmp / ".gitignore")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def results_dir() -> Path:
+    """``results/`` of the working directory (DVC runs each stage from the repo root)."""
+    return Path(os.environ.get("GRADLAB_RESULTS", Path.cwd() / "results"))
+
+
+def run_stage(
+    stage: str,
+    sets: Sequence[str] = (),
+    params_file: str | Path = "params.yaml",
+    resume: bool = False,
+) -> int:
+    """Run ``stage`` end to end and return the process exit code."""
+    try:
+        params = resolve_params(stage, sets, params_file)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from gradlab.stages import get_stage
+
+    uri = tracking_uri()
+    try:
+        check_store(uri)
+        tracker = Tracker(uri)
+        tracker.experiment_id(f"gradlab/{stage}")
+    except TrackingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as err:  # MLflow's own errors on a broken store
+        print(f"error: tracking store {uri} cannot be used: {str(err).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILED
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    results = results_dir()
+    staging = results / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f"{stage}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    plain = to_plain(params)
+    try:
+        seed_everything(int(getattr(params, "seed", 0)))
+        start = time.perf_counter()
+        with tracker.run(f"gradlab/{stage}", stage, tags=standard_tags(stage, plain), params=flatten(plain)) as parent:
+            ctx = StageContext(
+                stage=stage,
+                params=params,
+                out=tmp,
+                tracker=tracker,
+                parent=parent,
+                checkpoints=results / ".checkpoints" / stage,
+                resume=resume,
+            )
+            metrics = get_stage(stage).load()(params, ctx)
+            write_json(tmp / "metrics.json", metrics)
+            numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and v is not None}
+            parent.log_metrics(numeric)
+            parent.log_metrics({"stage/seconds": time.perf_counter() - start})
+            parent.log_artifacts(tmp)
+        publish(tmp, results / stage)
+        print(f"{stage}: results in {results / stage}", file=sys.stderr)
+        return EXIT_OK
+    except Terminated:
+        print(f"{stage}: terminated; previous results left intact", file=sys.stderr)
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        print(f"{stage}: interrupted; previous results left intact", file=sys.stderr)
+        return EXIT_SIGINT
+    except ConfigError as err:  # a study may refuse a combination only it can judge
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:
+        traceback.print_exc()
+        print(f"error: stage {stage} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(stage: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pipelines/<stage>.py`` (what dvc.yaml calls)."""
+    parser = argparse.ArgumentParser(prog=f"pipelines/{stage}.py", description=f"Run the {stage} stage.")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    return run_stage(stage, args.sets, args.params, args.resume)

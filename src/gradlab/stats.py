@@ -1,0 +1,51 @@
+"""Confidence intervals and tests (scipy). Every comparison reports a spread over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval; the interval collapses for one value."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if x.size == 1 or float(x.std(ddof=1)) == 0.0:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Rate and Wilson score interval for ``successes`` out of ``n``."""
+    if n == 0:
+        return math.nan, 0.0, 1.0
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's t-test: (t statistic, two-sided p). NaN when either side has < 2 values."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if x.size < 2 or y.size < 2:
+        return math.nan, math.nan
+    if np.all(x == x[0]) and np.all(y == y[0]):
+        return (0.0, 1.0) if x[0] == y[0] else (math.copysign(math.inf, x[0] - y[0]), 0.0)
+    res = stats.ttest_ind(x, y, equal_var=False)
+    return float(res.statistic), float(res.pvalue)
+
+
+def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    pooled = math.sqrt(((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / (x.size + y.size - 2))
+    return float((x.mean() - y.mean()) / pooled) if pooled > 0 else math.nan

@@ -1,0 +1,1 @@
+"""One sub-package per study; each declares its stages in ``config.py`` (see gradlab.stages)."""

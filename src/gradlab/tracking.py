@@ -1,0 +1,278 @@
+"""The one place that talks to MLflow.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the embedded
+``sqlite:///<repo root>/mlflow.db`` where the root is ``DVC_ROOT`` (set by DVC,
+so queued experiments log to the main store), else the git root, else the
+current directory. Experiments are ``gradlab/<stage>``; one parent run per
+invocation, one child run per trial. Runs always end FINISHED, FAILED or KILLED.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (exit code 1, before any training)."""
+
+
+def repo_root() -> Path:
+    """DVC_ROOT when DVC runs us, else the git root, else the current directory."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10, check=True
+        )
+        return Path(out.stdout.strip()).resolve()
+    except (OSError, subprocess.SubprocessError):
+        return Path.cwd().resolve()
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def git_sha(root: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root or repo_root(), capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def params_hash(params: Any) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    return None
+
+
+def is_server_uri(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def check_store(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (TrackingError) if the store cannot be reached or written."""
+    path = _sqlite_path(uri)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise TrackingError(f"tracking store {uri}: folder {path.parent} does not exist")
+        try:
+            con = sqlite3.connect(path, timeout=timeout)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise TrackingError(f"tracking store {uri} is not writable: {exc}") from None
+        return
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+                resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"tracking server {uri} cannot be reached ({reason}); start it or unset MLFLOW_TRACKING_URI"
+            ) from None
+
+
+def _retry_locked(fn):
+    """Retry an MLflow call while SQLite says 'database is locked'."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        delay = 0.05
+        for attempt in range(40):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # MlflowException wraps the sqlite error
+                if "locked" not in str(exc).lower() or attempt == 39:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 1.5, 1.0)
+
+    return wrapper
+
+
+class Run:
+    """A handle on one MLflow run."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.tracker.log_params(self.id, params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.tracker.log_metrics(self.id, metrics, step)
+
+    def log_curve(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
+        self.tracker.log_curve(self.id, key, values, steps)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.tracker.set_tags(self.id, tags)
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
+        self.tracker.log_artifacts(self.id, local_dir, artifact_path)
+
+    def log_artifact(self, local_file: Path, artifact_path: str | None = None) -> None:
+        self.tracker.log_artifact(self.id, local_file, artifact_path)
+
+
+class Tracker:
+    """Thin wrapper over ``MlflowClient`` with batching, retries and run lifecycles."""
+
+    def __init__(self, uri: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or tracking_uri()
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # experiments and runs -------------------------------------------------
+    @_retry_locked
+    def experiment_id(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        path = _sqlite_path(self.uri)
+        if path is not None:  # keep artifacts beside the store, whatever the cwd
+            location = (path.parent / "mlartifacts" / name.replace("/", "_")).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # created concurrently by another process
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    @_retry_locked
+    def start_run(
+        self,
+        experiment: str,
+        name: str,
+        parent: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> Run:
+        all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id(experiment), run_name=name, tags=all_tags)
+        return Run(self, run.info.run_id)
+
+    @_retry_locked
+    def end(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def run(self, experiment: str, name: str, parent: str | None = None, tags=None, params=None) -> Iterator[Run]:
+        """A run that ends FINISHED, FAILED on an exception, KILLED on an interrupt."""
+        run = self.start_run(experiment, name, parent=parent, tags=tags)
+        status = FINISHED
+        try:
+            if params:
+                run.log_params(params)
+            yield run
+        except KeyboardInterrupt:
+            status = KILLED
+            raise
+        except BaseException:
+            status = FAILED
+            raise
+        finally:
+            self.end(run.id, status)
+
+    # logging ----------------------------------------------------------------
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()]
+        for chunk in _chunks(items, 100):
+            self._log_batch(run_id, params=chunk)
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self._log_batch(run_id, tags=[RunTag(str(k), str(v)) for k, v in tags.items() if v is not None])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        for chunk in _chunks(items, _BATCH):
+            self._log_batch(run_id, metrics=chunk)
+
+    def log_curve(self, run_id: str, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
+        """A per-step curve in batches of 1000 points (not one call per point)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        steps = range(len(values)) if steps is None else steps
+        items = [Metric(key, float(v), now, int(s)) for s, v in zip(steps, values, strict=True)]
+        for chunk in _chunks(items, _BATCH):
+            self._log_batch(run_id, metrics=chunk)
+
+    @_retry_locked
+    def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
+        self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+
+    @_retry_locked
+    def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+
+    @_retry_locked
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(local_file), artifact_path)
+
+    # reading ----------------------------------------------------------------
+    def runs(self, experiment: str, filter_string: str = "") -> list:
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        return self.client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=10000)
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def standard_tags(stage: str, params: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    sha = git_sha()
+    tags = {
+        "gradlab.stage": stage,
+        "gradlab.git_sha": sha,
+        "gradlab.params_hash": params_hash(params),
+        "mlflow.source.git.commit": sha,
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
+    }
+    tags.update(extra or {})
+    return tags

@@ -1,0 +1,50 @@
+"""The gradlab command: stages, bad input (exit 2, nothing written), ui defaults."""
+
+from __future__ import annotations
+
+import sys
+
+from conftest import gradlab, tiny_params
+
+from gradlab.cli import ui_command
+from gradlab.tracking import Tracker
+
+
+def test_stages_lists_questions():
+    out = gradlab("stages")
+    assert out.returncode == 0, out.stderr
+    assert "gd" in out.stdout and "gradient" in out.stdout
+
+
+def test_bad_key_exits_2_with_one_line_and_writes_nothing(store, tmp_path):
+    params = tiny_params(tmp_path, "gd")
+    out = gradlab("run", "gd", "--params", str(params), "--set", "gd.bogus=1")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: gd.bogus: unknown key")
+    assert not (tmp_path / "results").exists()
+    assert Tracker(store).client.get_experiment_by_name("gradlab/gd") is None
+
+
+def test_pipeline_script_is_the_same_path(store, tmp_path):
+    import subprocess
+
+    params = tiny_params(tmp_path, "gd")
+    out = subprocess.run(
+        [sys.executable, "pipelines/gd.py", "--params", str(params), "--set", "gd.seeds=-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: gd.seeds: Input should be greater than or equal to 1 (got -1)"
+
+
+def test_unknown_stage_exits_2():
+    out = gradlab("run", "nope")
+    assert out.returncode == 2 and "unknown stage" in out.stderr
+
+
+def test_ui_binds_loopback_by_default():
+    argv = ui_command("127.0.0.1", 5000, "sqlite:////x/mlflow.db")
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--backend-store-uri") + 1] == "sqlite:////x/mlflow.db"
