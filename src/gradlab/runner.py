@@ -85,8 +85,19 @@ def run_stage(
     sets: Sequence[str] = (),
     params_file: str | Path = "params.yaml",
     resume: bool = False,
+    *,
+    out_dir: Path | None = None,
+    parent_run: str | None = None,
+    run_name: str | None = None,
+    tags: dict | None = None,
 ) -> int:
-    """Run ``stage`` end to end and return the process exit code."""
+    """Run ``stage`` end to end and return the process exit code.
+
+    By default the outputs go to ``results/<stage>`` and the stage's run is a
+    top-level run of experiment ``gradlab/<stage>``. A sweep passes ``out_dir``
+    (where this trial's outputs go), ``parent_run`` (the sweep's run, so this
+    invocation becomes its child), ``run_name`` and extra ``tags``.
+    """
     try:
         params = resolve_params(stage, sets, params_file)
     except ConfigError as err:
@@ -109,6 +120,7 @@ def run_stage(
 
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     results = results_dir()
+    final = Path(out_dir) if out_dir else results / stage
     staging = results / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     tmp = staging / f"{stage}-{os.getpid()}"
@@ -118,7 +130,13 @@ def run_stage(
     try:
         seed_everything(int(getattr(params, "seed", 0)))
         start = time.perf_counter()
-        with tracker.run(f"gradlab/{stage}", stage, tags=standard_tags(stage, plain), params=flatten(plain)) as parent:
+        with tracker.run(
+            f"gradlab/{stage}",
+            run_name or stage,
+            parent=parent_run,
+            tags=standard_tags(stage, plain, tags),
+            params=flatten(plain),
+        ) as parent:
             ctx = StageContext(
                 stage=stage,
                 params=params,
@@ -134,8 +152,8 @@ def run_stage(
             parent.log_metrics(numeric)
             parent.log_metrics({"stage/seconds": time.perf_counter() - start})
             parent.log_artifacts(tmp)
-        publish(tmp, results / stage)
-        print(f"{stage}: results in {results / stage}", file=sys.stderr)
+        publish(tmp, final)
+        print(f"{stage}: results in {final}", file=sys.stderr)
         return EXIT_OK
     except Terminated:
         print(f"{stage}: terminated; previous results left intact", file=sys.stderr)
