@@ -22,9 +22,9 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue from the stage's last checkpoint."),
 ) -> None:
     """Run one stage, exactly as `dvc repro` runs it (results/STAGE, one MLflow parent run)."""
-    from gradlab.runner import run_stage
+    from gradlab.runner import guarded, run_stage
 
-    raise typer.Exit(run_stage(stage, set_, params, resume))
+    raise typer.Exit(guarded(run_stage, stage, set_, params, resume))
 
 
 @app.command()

@@ -13,9 +13,11 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from gradlab.config import (
@@ -28,7 +30,7 @@ from gradlab.config import (
     validate_section,
 )
 from gradlab.context import StageContext, write_json
-from gradlab.tracking import Tracker, TrackingError, check_store, standard_tags, tracking_uri
+from gradlab.tracking import Tracker, TrackingError, check_store, params_hash, standard_tags, tracking_uri
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -118,15 +120,26 @@ def run_stage(
         print(f"error: tracking store {uri} cannot be used: {str(err).splitlines()[0]}", file=sys.stderr)
         return EXIT_FAILED
 
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     results = results_dir()
     final = Path(out_dir) if out_dir else results / stage
+    checkpoints = final.with_name(f".checkpoints-{final.name}") if out_dir else results / ".checkpoints" / stage
+    plain = to_plain(params)
+    digest = params_hash(plain)
+    try:
+        resume_id = resumable_run(checkpoints, digest) if resume else None
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     staging = results / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{stage}-{os.getpid()}"
+    tmp = staging / f"{stage}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    plain = to_plain(params)
     try:
         seed_everything(int(getattr(params, "seed", 0)))
         start = time.perf_counter()
@@ -136,14 +149,17 @@ def run_stage(
             parent=parent_run,
             tags=standard_tags(stage, plain, tags),
             params=flatten(plain),
+            resume_id=resume_id,
         ) as parent:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            write_json(checkpoints / "run.json", {"run_id": parent.id, "params_hash": digest})
             ctx = StageContext(
                 stage=stage,
                 params=params,
                 out=tmp,
                 tracker=tracker,
                 parent=parent,
-                checkpoints=results / ".checkpoints" / stage,
+                checkpoints=checkpoints,
                 resume=resume,
             )
             metrics = get_stage(stage).load()(params, ctx)
@@ -152,7 +168,9 @@ def run_stage(
             parent.log_metrics(numeric)
             parent.log_metrics({"stage/seconds": time.perf_counter() - start})
             parent.log_artifacts(tmp)
-        publish(tmp, final)
+        with signals_blocked():
+            publish(tmp, final)
+            shutil.rmtree(checkpoints, ignore_errors=True)
         print(f"{stage}: results in {final}", file=sys.stderr)
         return EXIT_OK
     except Terminated:
@@ -169,8 +187,40 @@ def run_stage(
         print(f"error: stage {stage} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resumable_run(checkpoints: Path, digest: str) -> str:
+    """The run id to continue with ``--resume`` (ConfigError when there is nothing to resume)."""
+    import json
+
+    marker = checkpoints / "run.json"
+    if not marker.exists():
+        raise ConfigError("--resume", f"no interrupted run to resume in {checkpoints}; run without --resume")
+    saved = json.loads(marker.read_text())
+    if saved.get("params_hash") != digest:
+        raise ConfigError(
+            "--resume",
+            f"parameters changed since the interrupted run (hash {saved.get('params_hash')} vs {digest}); "
+            "run without --resume to start over",
+        )
+    return saved["run_id"]
+
+
+@contextmanager
+def signals_blocked():
+    """Hold SIGINT/SIGTERM while results are swapped in, so a reader never sees a half-published folder."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def main(stage: str, argv: Sequence[str] | None = None) -> int:
@@ -180,4 +230,17 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
-    return run_stage(stage, args.sets, args.params, args.resume)
+    return guarded(run_stage, stage, args.sets, args.params, args.resume)
+
+
+def guarded(fn, *args, **kwargs) -> int:
+    """Call ``fn`` with SIGTERM turned into an exception; an interrupt anywhere exits 130/143."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return fn(*args, **kwargs)
+    except Terminated:
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        return EXIT_SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -191,10 +191,25 @@ class Tracker:
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
+    @_retry_locked
+    def reopen(self, run_id: str) -> Run:
+        """Mark an ended run RUNNING again (``--resume`` continues the same run)."""
+        self.client.update_run(run_id, status="RUNNING")
+        return Run(self, run_id)
+
     @contextmanager
-    def run(self, experiment: str, name: str, parent: str | None = None, tags=None, params=None) -> Iterator[Run]:
-        """A run that ends FINISHED, FAILED on an exception, KILLED on an interrupt."""
-        run = self.start_run(experiment, name, parent=parent, tags=tags)
+    def run(
+        self, experiment: str, name: str, parent: str | None = None, tags=None, params=None, resume_id=None
+    ) -> Iterator[Run]:
+        """A run that ends FINISHED, FAILED on an exception, KILLED on an interrupt.
+
+        With ``resume_id`` the existing run is continued instead of a new one created.
+        """
+        if resume_id:
+            run = self.reopen(resume_id)
+            params = None  # already logged, and MLflow params are immutable
+        else:
+            run = self.start_run(experiment, name, parent=parent, tags=tags)
         status = FINISHED
         try:
             if params:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import warnings
+from functools import cache
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -14,6 +16,49 @@ warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*`IterableDataset` has `__len__`.*")
 
 
+@cache
+def _trainer_class():
+    import pytorch_lightning as pl
+
+    class _RememberInterrupt(pl.Callback):
+        def __init__(self):
+            self.exception: BaseException | None = None
+
+        def on_exception(self, trainer, pl_module, exception):
+            self.exception = exception
+
+    class Trainer(pl.Trainer):
+        """Lightning turns Ctrl-C into ``sys.exit(1)`` and ignores SIGINT afterwards; gradlab
+        needs the interrupt itself (runs end KILLED, exit 130/143), so it is re-raised."""
+
+        def __init__(self, *args, callbacks=None, **kwargs):
+            self._interrupt = _RememberInterrupt()
+            super().__init__(*args, callbacks=[*(callbacks or []), self._interrupt], **kwargs)
+
+        def _reraise_interrupt(self, fn, *args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except SystemExit:
+                if isinstance(self._interrupt.exception, KeyboardInterrupt):
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    raise self._interrupt.exception from None
+                raise
+
+        def fit(self, *args, **kwargs):
+            return self._reraise_interrupt(super().fit, *args, **kwargs)
+
+        def validate(self, *args, **kwargs):
+            return self._reraise_interrupt(super().validate, *args, **kwargs)
+
+        def test(self, *args, **kwargs):
+            return self._reraise_interrupt(super().test, *args, **kwargs)
+
+        def predict(self, *args, **kwargs):
+            return self._reraise_interrupt(super().predict, *args, **kwargs)
+
+    return Trainer
+
+
 def make_trainer(max_steps: int = -1, max_epochs: int | None = None, progress: bool = False, **kwargs):
     """A ``pl.Trainer`` with no logger, checkpoints or summaries of its own.
 
@@ -21,8 +66,6 @@ def make_trainer(max_steps: int = -1, max_epochs: int | None = None, progress: b
     on the module and log each curve in one batch. ``GRADLAB_ACCELERATOR``
     (default ``cpu``) selects the Lightning accelerator.
     """
-    import pytorch_lightning as pl
-
     options = dict(
         accelerator=os.environ.get("GRADLAB_ACCELERATOR", "cpu"),
         devices=1,
@@ -36,4 +79,4 @@ def make_trainer(max_steps: int = -1, max_epochs: int | None = None, progress: b
         deterministic=True,
     )
     options.update(kwargs)
-    return pl.Trainer(**options)
+    return _trainer_class()(**options)
