@@ -28,6 +28,25 @@ def run(
 
 
 @app.command()
+def sweep(
+    stage: str = typer.Argument(None, help="Stage to sweep (see `gradlab stages`); omit with --resume."),
+    grid: list[str] = typer.Option([], "--grid", help="key.path=v1,v2,... (repeatable; trials = product x seeds)."),
+    set_: list[str] = typer.Option([], "--set", help="Fixed override for every trial: key.path=value (repeatable)."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds per grid point: the stage's seed, seed+1, ..."),
+    workers: int = typer.Option(None, "--workers", help="Trials at once (default: the number of cores)."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join: auto or ray://HOST:10001."),
+    metric: str = typer.Option(None, "--metric", help="Dotted key of metrics.json to tabulate, e.g. mlp.best_lr."),
+    params: str = typer.Option("params.yaml", "--params", help="Parameter file."),
+    resume: str = typer.Option(None, "--resume", help="SWEEP_ID to continue: FINISHED trials are skipped."),
+) -> None:
+    """Run a grid x seeds of trials of one stage in parallel (results/sweeps/<id>, one MLflow parent run)."""
+    from gradlab.sweep import sweep as run_sweep
+
+    raise typer.Exit(run_sweep(stage, grid, set_, seeds, workers, backend, address, metric, params, resume))
+
+
+@app.command()
 def stages() -> None:
     """List the stages and the question each one answers."""
     from gradlab.stages import all_stages
@@ -56,9 +75,28 @@ def ui(
         raise typer.Exit(130) from None
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a usage error is one line and exit code 2, like any other bad input."""
+    try:  # typer >= 0.20 vendors click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="gradlab", standalone_mode=False)
+    except NoArgsIsHelpError as err:
+        print(err.format_message() if hasattr(err, "format_message") else str(err), file=sys.stderr)
+        return 2
+    except UsageError as err:
+        print(f"error: {err.format_message()} (see `gradlab --help`)", file=sys.stderr)
+        return 2
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    raise SystemExit(main())

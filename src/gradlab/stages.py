@@ -27,15 +27,23 @@ class Stage:
         return getattr(importlib.import_module(module), func)
 
 
+_BROKEN: dict[str, BaseException] = {}
+
+
 @cache
 def all_stages() -> dict[str, Stage]:
+    """Every stage of every study package that imports (a broken study does not hide the others)."""
     import gradlab.studies as studies
 
     found: dict[str, Stage] = {}
     for info in sorted(pkgutil.iter_modules(studies.__path__), key=lambda m: m.name):
         if not info.ispkg:
             continue
-        config = importlib.import_module(f"gradlab.studies.{info.name}.config")
+        try:
+            config = importlib.import_module(f"gradlab.studies.{info.name}.config")
+        except Exception as exc:
+            _BROKEN[info.name] = exc
+            continue
         for stage in getattr(config, "STAGES", []):
             found[stage.name] = stage
     return found
@@ -44,5 +52,6 @@ def all_stages() -> dict[str, Stage]:
 def get_stage(name: str) -> Stage:
     stages = all_stages()
     if name not in stages:
-        raise ConfigError("stage", f"unknown stage {name!r}; allowed: {', '.join(sorted(stages))}")
+        broken = "".join(f"; study {k} failed to import: {type(e).__name__}: {e}" for k, e in _BROKEN.items())
+        raise ConfigError("stage", f"unknown stage {name!r}; allowed: {', '.join(sorted(stages))}{broken}")
     return stages[name]
