@@ -55,6 +55,15 @@ def stages() -> None:
         typer.echo(f"{stage.name:14s} {stage.question}")
 
 
+@app.command()
+def report(params: str = typer.Option("params.yaml", "--params", help="Parameter file (for the conditions).")) -> None:
+    """Rebuild reports/REPORT.md and reports/report.html from existing results."""
+    from gradlab.report import run_report
+    from gradlab.runner import guarded
+
+    raise typer.Exit(guarded(run_report, params))
+
+
 def ui_command(host: str, port: int, uri: str) -> list[str]:
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
 

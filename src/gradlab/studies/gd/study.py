@@ -106,7 +106,7 @@ def run(p: GDParams, ctx) -> dict:
         ]
         tail = probe.values[-max(1, len(probe.values) // 4) :]
         settled = float(np.median(tail)) if tail else math.nan
-        sharp_metrics[f"lr_{lr:g}"] = {
+        sharp_metrics[f"lr_{lr:g}".replace(".", "p")] = {  # no dots in metric keys
             "lr": lr,
             "two_over_lr": 2 / lr,
             "max_sharpness": max(probe.values) if probe.values else math.nan,

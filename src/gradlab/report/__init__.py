@@ -1,0 +1,43 @@
+"""The findings report: reports/REPORT.md and reports/report.html, every number quoted from results/."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradlab.report.build import build
+
+
+def run_report(params_file: str | Path = "params.yaml", reports: Path | None = None) -> int:
+    """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code."""
+    from gradlab.runner import EXIT_FAILED, results_dir
+    from gradlab.tracking import Tracker, TrackingError, check_store, standard_tags, tracking_uri
+
+    results = results_dir()
+    reports = Path(reports or os.environ.get("GRADLAB_REPORTS", Path.cwd() / "reports"))
+    uri = tracking_uri()
+    try:
+        check_store(uri)
+        tracker = Tracker(uri)
+        tracker.experiment_id("gradlab/report")
+    except TrackingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    with tracker.run("gradlab/report", "report", tags=standard_tags("report", {})) as run:
+        folder, quotes = build(results, reports, Path(params_file))
+        run.log_metrics({"report/quoted_numbers": len(quotes)})
+        run.log_artifacts(folder)
+    print(f"report: {folder / 'REPORT.md'} and {folder / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from gradlab.runner import guarded
+
+    parser = argparse.ArgumentParser(prog="pipelines/report.py", description="Build the findings report.")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    return guarded(run_report, args.params)

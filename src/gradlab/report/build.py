@@ -1,0 +1,117 @@
+"""Build reports/REPORT.md and reports/report.html (figures embedded) from results/."""
+
+from __future__ import annotations
+
+import base64
+import html
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+from gradlab.config import load_yaml
+from gradlab.context import write_json
+from gradlab.report.quotes import MissingResults, Quotes
+from gradlab.report.sections import SECTIONS, Section
+from gradlab.tracking import git_sha, params_hash
+
+VERSIONS = ["torch", "pytorch-lightning", "mlflow", "gymnasium", "ale-py", "scipy", "numpy", "dvc"]
+
+
+def versions() -> str:
+    found = []
+    for name in VERSIONS:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return f"Python {platform.python_version()}; " + ", ".join(found)
+
+
+def conditions(stage: str, params: dict) -> str:
+    section = params.get(stage)
+    if section is None:
+        return "parameters: not in params.yaml"
+    seeds = section.get("seeds", section.get("seed", "n/a"))
+    return f"params `{stage}` (hash {params_hash(section)}), seeds: {seeds}"
+
+
+def render_markdown(
+    sections: list[Section], missing: list[tuple[str, str]], params: dict, results: Path, out: Path
+) -> str:
+    lines = [
+        "# gradlab findings",
+        "",
+        f"Built from `results/` at git {git_sha()}. {versions()}.",
+        "Every number below is read from `results/<stage>/metrics.json` (see `quotes.json`).",
+        "",
+    ]
+    for sec in sections:
+        lines += [
+            f"## {sec.title} (`{sec.stage}`)",
+            "",
+            f"**Question.** {sec.question}",
+            "",
+            f"**Answer.** {sec.answer}",
+            "",
+        ]
+        lines += ["**Evidence.**", ""] + [f"- {e}" for e in sec.evidence] + [""]
+        for fig in sec.figures:
+            path = results / sec.stage / fig
+            if path.exists():
+                rel = Path("..") / path.relative_to(results.parent) if results.parent in path.parents else path
+                lines.append(f"![{sec.stage}: {Path(fig).stem}]({rel.as_posix()})")
+        lines += ["", f"**Conditions.** {conditions(sec.stage, params)}.", ""]
+        lines += ["**Caveats.**", ""] + [f"- {c}" for c in sec.caveats] + [""]
+    for stage, why in missing:
+        lines += [f"## `{stage}`", "", why, ""]
+    return "\n".join(lines)
+
+
+def render_html(markdown_text: str, sections: list[Section], results: Path) -> str:
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    for sec in sections:  # embed figures so the file stands alone
+        for fig in sec.figures:
+            path = results / sec.stage / fig
+            if path.exists():
+                rel = (
+                    (Path("..") / path.relative_to(results.parent)).as_posix()
+                    if results.parent in path.parents
+                    else str(path)
+                )
+                data = base64.b64encode(path.read_bytes()).decode()
+                body = body.replace(f'src="{html.escape(rel)}"', f'src="data:image/png;base64,{data}"')
+    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}img{max-width:100%}"
+    head = f"<meta charset='utf-8'><title>gradlab findings</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>\n"
+
+
+def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[dict]]:
+    """Write REPORT.md, report.html and quotes.json atomically into ``reports``; return (folder, quotes)."""
+    params = load_yaml(params_file) if Path(params_file).exists() else {}
+    q = Quotes(results)
+    sections, missing = [], []
+    for stage, fn in SECTIONS.items():
+        if not q.has(stage):
+            missing.append((stage, f"No results yet: run `dvc repro {stage}` (or `gradlab run {stage}`)."))
+            continue
+        try:
+            sections.append(fn(q))
+        except MissingResults as err:
+            missing.append((stage, f"`results/{stage}/metrics.json` lacks {err}: rerun the stage."))
+    text = render_markdown(sections, missing, params, results, reports)
+    tmp = reports.parent / f".staging-{reports.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "REPORT.md").write_text(text)
+    (tmp / "report.html").write_text(render_html(text, sections, results))
+    write_json(tmp / "quotes.json", q.entries)
+    old = reports.parent / f".old-{reports.name}"
+    shutil.rmtree(old, ignore_errors=True)
+    if reports.exists():
+        reports.rename(old)
+    tmp.rename(reports)
+    shutil.rmtree(old, ignore_errors=True)
+    return reports, q.entries

@@ -1,0 +1,68 @@
+"""Numbers in the report are quoted from results/<stage>/metrics.json, never typed in.
+
+Every quote is recorded (stage, key, value, format, text) in ``reports/quotes.json``
+so that a test can check each quoted text against the metrics it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MissingResults(KeyError):
+    pass
+
+
+def lookup(data: Any, key: str) -> Any:
+    node = data
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise MissingResults(key)
+    return node
+
+
+def format_value(value: Any, fmt: str, scale: float = 1.0) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        v = value * scale if scale != 1.0 else value
+        if isinstance(v, float) and not math.isfinite(v):
+            return "n/a"
+        return format(v, fmt)
+    return str(value)
+
+
+class Quotes:
+    def __init__(self, results: Path):
+        self.results = Path(results)
+        self.entries: list[dict] = []
+        self._cache: dict[str, dict] = {}
+
+    def has(self, stage: str) -> bool:
+        return (self.results / stage / "metrics.json").exists()
+
+    def metrics(self, stage: str) -> dict:
+        if stage not in self._cache:
+            path = self.results / stage / "metrics.json"
+            if not path.exists():
+                raise MissingResults(stage)
+            self._cache[stage] = json.loads(path.read_text())
+        return self._cache[stage]
+
+    def raw(self, stage: str, key: str) -> Any:
+        return lookup(self.metrics(stage), key)
+
+    def __call__(self, stage: str, key: str, fmt: str = ".3g", scale: float = 1.0) -> str:
+        value = self.raw(stage, key)
+        text = format_value(value, fmt, scale)
+        self.entries.append({"stage": stage, "key": key, "value": value, "fmt": fmt, "scale": scale, "text": text})
+        return text
