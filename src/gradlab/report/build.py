@@ -110,6 +110,8 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
     write_json(tmp / "quotes.json", q.entries)
     old = reports.parent / f".old-{reports.name}"
     shutil.rmtree(old, ignore_errors=True)
+    if (reports / ".gitignore").exists():  # DVC's list of cached outputs
+        shutil.copy2(reports / ".gitignore", tmp / ".gitignore")
     if reports.exists():
         reports.rename(old)
     tmp.rename(reports)
