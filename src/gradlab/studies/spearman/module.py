@@ -1,0 +1,120 @@
+"""Gradient ascent on a smooth stand-in for spearmanr, through Lightning (manual optimisation).
+
+Objectives (maximised):
+
+* ``pearson``:   corr(list1, list2), the Pearson correlation of the lists themselves;
+* ``soft_rank``: corr(soft_rank(a), soft_rank(b)) where a, b are the lists standardised and
+  multiplied by n (one unit ~ one rank position near the middle), so ``regularization_strength``
+  is measured in rank positions and means the same thing at every n.
+
+Optimiser: plain gradient ascent (SGD, step ``lr * n * gradient``: a correlation averages over
+n entries, so per-entry gradients scale like 1/n) or Adam (step ``lr``, per-entry normalised).
+
+Each training step is one evaluation of the list derivation: the referee judges the lists of
+that forward pass with scipy's spearmanr before the optimiser moves the matrices.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from gradlab.studies.spearman.derivation import Derivation
+from gradlab.studies.spearman.methods import Referee
+from gradlab.studies.spearman.softrank import soft_rank
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a = a - a.mean()
+    b = b - b.mean()
+    return (a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()).clamp_min(1e-300)
+
+
+def rank_scale(x: torch.Tensor) -> torch.Tensor:
+    """Standardise and multiply by n: adjacent values sit about one unit apart near the middle."""
+    return x.shape[0] * (x - x.mean()) / x.std().clamp_min(1e-300)
+
+
+def soft_spearman(a: torch.Tensor, b: torch.Tensor, strength: float) -> torch.Tensor:
+    """Pearson correlation of soft ranks: a differentiable Spearman correlation."""
+    return pearson(soft_rank(rank_scale(a), strength), soft_rank(rank_scale(b), strength))
+
+
+class _Steps(IterableDataset):
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def __iter__(self):
+        return iter(range(self.steps))
+
+
+class CorrelationAscent(pl.LightningModule):
+    """Adam on (v, freq_m) to maximise ``objective`` of the derived lists, judged by spearmanr."""
+
+    def __init__(
+        self,
+        v: torch.Tensor,
+        freq_m: torch.Tensor,
+        derivation: Derivation,
+        referee: Referee,
+        objective: str,
+        lr: float,
+        regularization_strength: float = 1.0,
+        stop_at: float = 1.0,
+        optimizer: str = "sgd",
+    ):
+        super().__init__()
+        if objective not in ("pearson", "soft_rank"):
+            raise ValueError(f"unknown objective {objective!r}; allowed: pearson, soft_rank")
+        self.automatic_optimization = False
+        self.v = torch.nn.Parameter(v.clone())
+        self.freq_m = torch.nn.Parameter(freq_m.clone())
+        self.derivation, self.referee = derivation, referee
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: sgd, adam")
+        self.objective, self.lr, self.strength, self.stop_at = objective, lr, regularization_strength, stop_at
+        self.optimizer_name = optimizer
+        self.surrogate: list[float] = []  # the objective's value at each step
+        self.stopped = False
+
+    def correlation(self, list1: torch.Tensor, list2: torch.Tensor) -> torch.Tensor:
+        if self.objective == "pearson":
+            return pearson(list1, list2)
+        return soft_spearman(list1, list2, self.strength)
+
+    def training_step(self, batch, batch_idx):
+        list1, list2 = self.derivation(self.v, self.freq_m)  # one evaluation
+        rho = self.referee.judge(list1.detach(), list2.detach())
+        if rho >= self.stop_at:
+            self.stopped = True
+            self.trainer.should_stop = True
+            return None
+        corr = self.correlation(list1, list2)
+        self.surrogate.append(float(corr.detach()))
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(-corr)
+        opt.step()
+        return None
+
+    def configure_optimizers(self):
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam([self.v, self.freq_m], lr=self.lr)
+        # A correlation is a mean over n entries, so each entry's gradient scales like 1/n:
+        # the step lr * n * gradient means the same at every n.
+        return torch.optim.SGD([self.v, self.freq_m], lr=self.lr * self.v.shape[0])
+
+    def train_dataloader(self):
+        return DataLoader(_Steps(self._steps), batch_size=None)
+
+    def fit(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train for at most ``steps`` steps; judge the final matrices; return them."""
+        from gradlab.training import make_trainer
+
+        self._steps = steps
+        self.referee.restart_clock()
+        make_trainer(max_steps=steps).fit(self)
+        if not self.stopped:  # the last step moved the matrices after its evaluation
+            self.referee.evaluate(self.v.detach(), self.freq_m.detach())
+        return self.v.detach().clone(), self.freq_m.detach().clone()
