@@ -93,8 +93,9 @@ def spearman(q: Quotes) -> Section:
     bound = "at least " if q.raw(s, "acceptance.hill_climb_ratio_is_lower_bound") else ""
     answer = (
         "Yes, through a differentiable stand-in for the ranks: gradient ascent on the Pearson correlation of soft "
-        f"ranks reached spearmanr >= 0.99 in a median of {q(s, f'methods.soft_rank.{small}.median_evals_to_099', '.3g')}"
-        f" evaluations at n = {small[1:]}, {bound}{q(s, ratio_key, '.4g')}x fewer than the questioner's "
+        f"ranks reached spearmanr >= 0.99 in a median of "
+        f"{q(s, f'methods.soft_rank.{small}.median_evals_to_099', '.3g')} evaluations at n = {small[1:]}, "
+        f"{bound}{q(s, ratio_key, '.4g')}x fewer than the questioner's "
         f"+-0.01 hill climb, and at n = {large[1:]} it ended at a median spearmanr of "
         f"{q(s, f'acceptance.soft_rank_median_final_spearman_{large}', '.4f')}."
     )
