@@ -1,0 +1,54 @@
+"""The networks and the target function of the study."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def make_network(hidden: int, activation: str = "relu", batchnorm: bool = False, seed: int = 0) -> torch.nn.Sequential:
+    """The question's network Linear(2,H) -> act -> Linear(H,1), float64; BatchNorm1d(H) after the first layer if asked.
+
+    The BatchNorm affine parameters are drawn from U(0.5, 1.5) and U(-0.5, 0.5)
+    (seeded), as after some training, instead of the special values 1 and 0.
+    """
+    torch.manual_seed(seed)
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[activation]
+    layers: list[torch.nn.Module] = [torch.nn.Linear(2, hidden)]
+    if batchnorm:
+        bn = torch.nn.BatchNorm1d(hidden)
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        layers.append(bn)
+    layers += [act(), torch.nn.Linear(hidden, 1)]
+    return torch.nn.Sequential(*layers).double()
+
+
+def make_smooth_mlp(hidden: int, seed: int) -> torch.nn.Sequential:
+    """2 -> hidden -> hidden -> 1 with tanh (smooth, so its input gradient is smooth too), float64."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(2, hidden),
+        torch.nn.Tanh(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.Tanh(),
+        torch.nn.Linear(hidden, 1),
+    ).double()
+
+
+def make_points(n: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``n`` points uniform on [-1, 1]^2."""
+    return torch.rand(n, 2, generator=generator, dtype=dtype) * 2 - 1
+
+
+def target(x: torch.Tensor) -> torch.Tensor:
+    """f(x) = sin(pi x1) cos(pi x2), shape [N]."""
+    return torch.sin(math.pi * x[:, 0]) * torch.cos(math.pi * x[:, 1])
+
+
+def target_grad(x: torch.Tensor) -> torch.Tensor:
+    """grad f(x) = pi (cos(pi x1) cos(pi x2), -sin(pi x1) sin(pi x2)), shape [N, 2]."""
+    a, b = math.pi * x[:, 0], math.pi * x[:, 1]
+    return math.pi * torch.stack([torch.cos(a) * torch.cos(b), -torch.sin(a) * torch.sin(b)], dim=1)

@@ -1,0 +1,65 @@
+"""End to end: the input_grad stage on tiny parameters, outputs, MLflow runs, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import tiny_params
+
+from gradlab.runner import run_stage
+from gradlab.tracking import Tracker
+
+
+@pytest.mark.slow
+def test_input_grad_stage_end_to_end_and_deterministic(store, tmp_path):
+    params = tiny_params(tmp_path, "input_grad")
+    assert run_stage("input_grad", params_file=params) == 0
+    out = tmp_path / "results" / "input_grad"
+    text = (out / "metrics.json").read_text()
+    m = json.loads(text)
+    for method in ["sum", "grad_outputs", "vmap", "jacrev", "loop"]:
+        assert m["agreement"][method]["max_rel_diff"] <= 1e-10, method
+    assert m["fd"]["max_abs_diff"] <= 1e-6
+    bn = m["batchnorm"]
+    assert bn["train_sum_trick_max_abs_diff"] > 1e-3
+    assert bn["eval_sum_trick_max_abs_diff"] <= 1e-10
+    assert bn["train_vmap_max_abs_diff"] <= 1e-10 and bn["train_jacrev_max_abs_diff"] <= 1e-10
+    s = m["sobolev"]
+    for variant in ["value_only", "with_grad"]:
+        assert len(s[variant]["grad_rmse_per_seed"]) == 2
+        assert s[variant]["grad_rmse_ci_low"] <= s[variant]["grad_rmse"] <= s[variant]["grad_rmse_ci_high"]
+    assert m["timing"]["capped"] == {"loop": [100], "jacrev": []}
+
+    timings = pd.read_csv(out / "timings.csv")
+    assert {"method", "n", "seconds", "peak_bytes"} <= set(timings.columns)
+    capped = timings[timings.status == "capped"]
+    assert list(zip(capped.method, capped.n, strict=True)) == [("loop", 100)]
+    assert (timings[timings.status == "ok"].seconds > 0).all()
+    for name in [
+        "figures/agreement.png",
+        "figures/batchnorm.png",
+        "figures/timing.png",
+        "figures/sobolev.png",
+        "summary.md",
+        "plots/time_vs_n.csv",
+        "plots/sobolev_grad_rmse.csv",
+        "sobolev_trials.csv",
+    ]:
+        assert (out / name).stat().st_size > 0, name
+    assert "seconds" not in text  # wall-clock numbers stay out of metrics.json
+
+    tracker = Tracker(store)
+    runs = tracker.runs("gradlab/input_grad")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    names = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert {"agreement__seed0", "batchnorm__seed0", "timing__seed0", "value_only__seed1", "with_grad__seed1"} <= names
+    history = tracker.client.get_metric_history(
+        next(r.info.run_id for r in runs if r.info.run_name == "with_grad__seed0"), "eval/grad_rmse"
+    )
+    assert [h.step for h in history] == [0, 10, 20, 30]
+
+    assert run_stage("input_grad", params_file=params) == 0
+    assert (out / "metrics.json").read_text() == text
