@@ -66,3 +66,8 @@ class Quotes:
         text = format_value(value, fmt, scale)
         self.entries.append({"stage": stage, "key": key, "value": value, "fmt": fmt, "scale": scale, "text": text})
         return text
+
+    def ci(self, stage: str, key: str, fmt: str = ".3g") -> str:
+        """``value (95 % CI low to high)`` from ``key``, ``key_ci_low`` and ``key_ci_high``."""
+        low, high = self(stage, key + "_ci_low", fmt), self(stage, key + "_ci_high", fmt)
+        return f"{self(stage, key, fmt)} (95 % CI {low} to {high})"
