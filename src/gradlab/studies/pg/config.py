@@ -1,0 +1,115 @@
+"""Parameters of the ``pg_cartpole`` and ``pg_pong`` stages (one model shape, two sets of defaults)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gradlab.config import Params
+from gradlab.stages import Stage
+
+Variant = Literal["correct", "flipped", "abs", "pow", "no_standardize", "baseline"]
+ALL_VARIANTS: list[str] = ["correct", "flipped", "abs", "pow", "no_standardize", "baseline"]
+MEMORY_BUDGET_BYTES = 8 * 2**30
+
+
+class Optimizer(Params):
+    """The optimiser of every variant (the question: RMSProp, lr 1e-3, decay 0.99)."""
+
+    name: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    decay: float = Field(0.99, ge=0.0, lt=1.0)  # RMSProp's alpha; Adam's beta2
+    eps: float = Field(1e-5, gt=0.0, le=1.0)
+
+
+class PGParams(Params):
+    """What both environments share: variants, seeds, returns, network, optimiser, budget."""
+
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seeds: int = Field(5, ge=1, le=100)
+    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
+    gamma: float = Field(0.99, gt=0.0, le=1.0)
+    standardize_per: Literal["batch", "episode"] = "batch"
+    hidden: int = Field(32, ge=1, le=4096)
+    episodes_per_update: int = Field(10, ge=1, le=256)  # = parallel environments; one episode each per update
+    updates: int = Field(60, ge=1, le=1_000_000)
+    final_episodes: int = Field(50, ge=1, le=100_000)  # "final return" = mean return of the last K episodes
+    value_coef: float = Field(0.5, ge=0.0, le=100.0)  # weight of the value loss (variant `baseline` only)
+    probe_step: float = Field(1e-3, gt=0.0, le=10.0)  # parameter-space length of the probe's gradient step
+    optimizer: Optimizer = Optimizer()
+    checkpoint_every: int = Field(0, ge=0, le=1_000_000)  # updates between checkpoints; 0 = never
+    workers: int = Field(0, ge=0, le=256)  # trial processes; 0 = one per core
+
+    @model_validator(mode="after")
+    def _distinct_variants(self):
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants must be distinct (got {self.variants})")
+        if self.final_episodes > self.updates * self.episodes_per_update:
+            raise ValueError(
+                f"final_episodes ({self.final_episodes}) is more than the episodes of a trial "
+                f"(updates * episodes_per_update = {self.updates * self.episodes_per_update})"
+            )
+        return self
+
+
+class CartPoleParams(PGParams):
+    """CartPole-v1 (episodes end at 500 steps)."""
+
+    episodes_per_update: int = Field(5, ge=1, le=256)
+    updates: int = Field(140, ge=1, le=1_000_000)
+    optimizer: Optimizer = Optimizer(lr=0.01)
+    solve_threshold: float = Field(475.0, gt=0.0, le=500.0)
+    solve_window: int = Field(100, ge=1, le=100_000)
+
+
+class PongParams(PGParams):
+    """ALE/Pong-v5 through ale_py.AtariVectorEnv, the classic pg-pong preprocessing."""
+
+    seeds: int = Field(3, ge=1, le=100)
+    variants: list[Variant] = Field(default_factory=lambda: ["correct", "flipped"], min_length=1)
+    standardize_per: Literal["batch", "episode"] = "episode"
+    hidden: int = Field(64, ge=1, le=4096)
+    episodes_per_update: int = Field(8, ge=1, le=256)
+    updates: int = Field(8, ge=1, le=1_000_000)
+    final_episodes: int = Field(16, ge=1, le=100_000)
+    frameskip: int = Field(4, ge=1, le=16)
+    repeat_action_probability: float = Field(0.25, ge=0.0, le=1.0)  # sticky actions
+    downsample: Literal[1, 2] = 2  # 1: the classic 80x80 input; 2: 2x2 max-pooled to 40x40
+    points_per_episode: int = Field(21, ge=1, le=21)  # end an episode after this many points (21 = a full game)
+    max_episode_frames: int = Field(108_000, ge=100, le=1_000_000)
+    env_threads: int = Field(1, ge=0, le=256)  # emulator threads per trial; 0 = one per core
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self):
+        side = 80 // self.downsample
+        steps = self.max_episode_frames // self.frameskip
+        need = self.episodes_per_update * steps * side * side * 5  # int8 buffer + float32 batch
+        if need > MEMORY_BUDGET_BYTES:
+            raise ValueError(
+                f"episodes_per_update * max_episode_frames/frameskip * {side}x{side} inputs needs up to "
+                f"{need / 2**30:.1f} GiB; allowed at most {MEMORY_BUDGET_BYTES / 2**30:.0f} GiB "
+                "(lower episodes_per_update or max_episode_frames, or use downsample: 2)"
+            )
+        return self
+
+
+QUESTION = (
+    "In REINFORCE (loss = sum(reward * cross_entropy)), how does a negative reward make the agent avoid an action? "
+    "What if the sign is flipped, or the loss changed?"
+)
+
+STAGES = [
+    Stage(
+        name="pg_cartpole",
+        question=QUESTION + " (CartPole-v1)",
+        params=CartPoleParams,
+        run="gradlab.studies.pg.study:run_cartpole",
+    ),
+    Stage(
+        name="pg_pong",
+        question=QUESTION + " (Atari Pong)",
+        params=PongParams,
+        run="gradlab.studies.pg.study:run_pong",
+    ),
+]

@@ -1,0 +1,103 @@
+"""pg stages end to end on tiny parameters: outputs, MLflow runs, determinism, checkpoint/resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_params
+
+from gradlab.runner import run_stage
+from gradlab.tracking import Tracker
+
+
+@pytest.mark.slow
+def test_pg_cartpole_three_episodes_end_to_end(store, tmp_path):
+    params = tiny_params(tmp_path, "pg_cartpole")
+    assert run_stage("pg_cartpole", params_file=params) == 0
+    out = tmp_path / "results" / "pg_cartpole"
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["variants"]) == {"correct", "flipped", "baseline"}
+    for v, x in m["variants"].items():
+        for key in ("final_return_mean", "final_return_ci_low", "final_return_ci_high", "probe_corr"):
+            assert isinstance(x[key], float), (v, key)
+        assert "episodes_to_solve_median" in x
+    assert m["variants"]["flipped"]["p_vs_correct"] is not None
+    # the same first batch for both variants of a seed: the probe is exactly mirrored by the sign flip
+    c, f = m["variants"]["correct"], m["variants"]["flipped"]
+    assert c["probe_corr"] > 0 and f["probe_corr"] == pytest.approx(-c["probe_corr"], abs=0.05)
+    episodes = (out / "episodes.csv").read_text().splitlines()
+    assert episodes[0] == "variant,seed,episode,update,return,length,frames"
+    assert len(episodes) == 1 + 3 * 2 * 3  # 3 variants x 2 seeds x 3 episodes
+    assert "frames_per_second" in json.loads((out / "timing.json").read_text())
+    for name in [
+        "figures/learning_curves.png",
+        "figures/final_return_and_probe.png",
+        "summary.md",
+        "plots/learning_curve.csv",
+        "plots/final_return.csv",
+        "plots/probe.csv",
+    ]:
+        assert (out / name).stat().st_size > 0, name
+
+    runs = Tracker(store).runs("gradlab/pg_cartpole")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert set(children) == {f"{v}__seed{s}" for v in ("correct", "flipped", "baseline") for s in (0, 1)}
+    history = Tracker(store).client.get_metric_history(children["correct__seed0"].info.run_id, "episode/return")
+    assert len(history) == 3
+
+
+@pytest.mark.slow
+def test_pg_cartpole_resume_equals_an_uninterrupted_run(store, tmp_path, monkeypatch):
+    from gradlab.studies.pg import module
+
+    params = tiny_params(tmp_path, "pg_cartpole")
+    assert run_stage("pg_cartpole", params_file=params) == 0
+    out = tmp_path / "results" / "pg_cartpole"
+    uninterrupted = (out / "metrics.json").read_text()
+
+    original = module.Reinforce.save_checkpoint
+    saves = []
+
+    def save_then_interrupt(self):
+        original(self)
+        saves.append((self.variant, self.seed, self.next_update))
+        if (self.variant, self.seed, self.next_update) == ("flipped", 1, 2):
+            raise KeyboardInterrupt  # Ctrl-C after the second update of the 5th trial
+
+    monkeypatch.setattr(module.Reinforce, "save_checkpoint", save_then_interrupt)
+    assert run_stage("pg_cartpole", params_file=params) == 130
+    assert (out / "metrics.json").read_text() == uninterrupted  # previous results intact
+    ckpt = tmp_path / "results" / ".checkpoints" / "pg_cartpole" / "flipped__seed1.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["next_update"] == 2 and not state["finished"] and len(state["episodes"]["return"]) == 2
+
+    monkeypatch.setattr(module.Reinforce, "save_checkpoint", original)
+    collected = []
+    collect = module.Reinforce.collect
+    monkeypatch.setattr(module.Reinforce, "collect", lambda self, u: collected.append(u) or collect(self, u))
+    assert run_stage("pg_cartpole", params_file=params, resume=True) == 0
+    assert collected == [2, 0, 1, 2]  # flipped seed 1 continues at update 2, baseline seed 1 starts over
+    assert (out / "metrics.json").read_text() == uninterrupted
+
+
+@pytest.mark.slow
+def test_pg_pong_tiny_end_to_end(store, tmp_path):
+    params = tiny_params(tmp_path, "pg_pong")
+    assert run_stage("pg_pong", params_file=params) == 0
+    out = tmp_path / "results" / "pg_pong"
+    first = (out / "metrics.json").read_text()
+    m = json.loads(first)
+    assert set(m["variants"]) == {"correct", "flipped"}
+    assert m["env"]["frameskip"] == 4 and m["env"]["repeat_action_probability"] == 0.25
+    assert "frames_per_second" not in first  # wall-clock numbers live in timing.json
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["frames_per_second"] > 0 and timing["frames_total"] > 0
+    for v in m["variants"].values():  # one point per episode: every episode return is +1 or -1
+        assert all(r in (-1.0, 0.0, 1.0) for r in v["final_return_per_seed"])  # mean of two +-1 episodes
+    assert "repeat_action_probability) 0.25" in (out / "summary.md").read_text()
+    assert run_stage("pg_pong", params_file=params) == 0
+    assert (out / "metrics.json").read_text() == first  # deterministic
