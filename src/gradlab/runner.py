@@ -140,6 +140,9 @@ def run_stage(
     tmp = staging / f"{stage}-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    import torch
+
+    threads = torch.get_num_threads()  # a study may change it; the next stage in this process must not notice
     try:
         seed_everything(int(getattr(params, "seed", 0)))
         start = time.perf_counter()
@@ -187,6 +190,7 @@ def run_stage(
         print(f"error: stage {stage} failed: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        torch.set_num_threads(threads)
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(tmp, ignore_errors=True)
