@@ -67,7 +67,8 @@ class Quotes:
         self.entries.append({"stage": stage, "key": key, "value": value, "fmt": fmt, "scale": scale, "text": text})
         return text
 
-    def ci(self, stage: str, key: str, fmt: str = ".3g") -> str:
-        """``value (95 % CI low to high)`` from ``key``, ``key_ci_low`` and ``key_ci_high``."""
-        low, high = self(stage, key + "_ci_low", fmt), self(stage, key + "_ci_high", fmt)
+    def ci(self, stage: str, key: str, fmt: str = ".3g", prefix: str | None = None) -> str:
+        """``value (95 % CI low to high)`` from ``key`` and ``<prefix>_ci_low``/``_ci_high`` (prefix: ``key``)."""
+        prefix = prefix or key
+        low, high = self(stage, prefix + "_ci_low", fmt), self(stage, prefix + "_ci_high", fmt)
         return f"{self(stage, key, fmt)} (95 % CI {low} to {high})"

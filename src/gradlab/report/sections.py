@@ -165,4 +165,95 @@ def input_grad(q: Quotes) -> Section:
     )
 
 
-SECTIONS = {"gd": gd, "input_grad": input_grad, "spearman": spearman}
+def _pg_evidence(q: Quotes, s: str) -> list[str]:
+    evidence = []
+    for v, row in q.metrics(s)["variants"].items():
+        ret = q.ci(s, f"variants.{v}.final_return_mean", ".4g", f"variants.{v}.final_return")
+        line = f"`{v}`: final return {ret}, probe correlation "
+        line += f"{q(s, f'variants.{v}.probe_corr', '+.3f')}"
+        if row.get("p_vs_correct") is not None:
+            line += f", Welch p vs correct {q(s, f'variants.{v}.p_vs_correct', '.2g')}"
+        if row.get("episodes_to_solve_median") is not None:
+            line += f", solved after a median {q(s, f'variants.{v}.episodes_to_solve_median', '.4g')} episodes"
+        evidence.append(line + ".")
+    return evidence
+
+
+_PG_QUESTION = (
+    "In REINFORCE (`loss = sum(reward * cross_entropy)`), how does a negative reward make the agent avoid an "
+    "action? Does the optimiser minimise the loss's absolute value? Would `sum(pow(cross_entropy, reward))` work?"
+)
+
+
+def pg_cartpole(q: Quotes) -> Section:
+    s = "pg_cartpole"
+    answer = (
+        "Minimising A * CE = -A * log pi(a|s) raises log pi of actions with positive advantage and lowers it for "
+        "negative ones; the loss's value is irrelevant, only its gradient. One update on a fixed batch moved "
+        f"log pi in the direction of A (correlation {q(s, 'variants.correct.probe_corr', '+.3f')}) for the correct "
+        f"sign and against it ({q(s, 'variants.flipped.probe_corr', '+.3f')}) when flipped. The correct loss "
+        f"reached a final return of {q(s, 'variants.correct.final_return_mean', '.4g')}; the flipped one learned to "
+        f"lose ({q(s, 'variants.flipped.final_return_mean', '.3g')}, Welch p = "
+        f"{q(s, 'variants.flipped.p_vs_correct', '.2g')}); |loss| and pow(CE, R) do not learn "
+        f"({q(s, 'variants.abs.final_return_mean', '.3g')} and {q(s, 'variants.pow.final_return_mean', '.3g')})."
+    )
+    evidence = _pg_evidence(q, s) + [
+        f"References: random play lasts {q(s, 'reference.random_return_mean', '.3g')} steps, always pushing left "
+        f"{q(s, 'reference.always_left_return_mean', '.3g')}.",
+    ]
+    return Section(
+        stage=s,
+        title="REINFORCE loss sign on CartPole",
+        question=_PG_QUESTION,
+        answer=answer,
+        evidence=evidence,
+        figures=["figures/learning_curves.png", "figures/final_return_and_probe.png"],
+        caveats=[
+            f"{q(s, 'seeds', 'd')} seeds x {q(s, 'episodes_per_trial', 'd')} episodes per variant; final return is "
+            f"the mean of the last {q(s, 'final_episodes', 'd')} episodes.",
+            "CartPole uses RMSProp with a larger learning rate than the Pong recipe, to fit the time budget.",
+            "The probe is one small step on one fixed batch: `abs` and `pow` can align with the advantages there "
+            "and still fail, because |sum A*CE| reverses the whole update whenever the batch sum turns negative, "
+            "and CE^R has no advantage-signed gradient; averaged over the real training updates their probe is "
+            f"{q(s, 'variants.abs.probe_corr_train_mean', '+.3f')} (abs) and "
+            f"{q(s, 'variants.pow.probe_corr_train_mean', '+.3f')} (pow) against "
+            f"{q(s, 'variants.correct.probe_corr_train_mean', '+.3f')} (correct).",
+        ],
+    )
+
+
+def pg_pong(q: Quotes) -> Section:
+    s = "pg_pong"
+    answer = (
+        f"The same mechanism on the original Pong recipe: the probe correlation is "
+        f"{q(s, 'variants.correct.probe_corr', '+.3f')} for the correct sign and "
+        f"{q(s, 'variants.flipped.probe_corr', '+.3f')} when flipped. With the default short budget "
+        f"({q(s, 'episodes_per_trial', 'd')} games per trial) neither agent has learned to win yet "
+        f"(final returns {q(s, 'variants.correct.final_return_mean', '.3g')} and "
+        f"{q(s, 'variants.flipped.final_return_mean', '.3g')} of -21..21)."
+    )
+    return Section(
+        stage=s,
+        title="REINFORCE loss sign on Atari Pong",
+        question=_PG_QUESTION,
+        answer=answer,
+        evidence=_pg_evidence(q, s),
+        figures=["figures/learning_curves.png", "figures/final_return_and_probe.png"],
+        caveats=[
+            "Pong needs thousands of games to learn; the default budget shows the direction of the updates and the "
+            "throughput, not a trained agent. `presets/pg_pong_long.yaml` runs the multi-hour version.",
+            f"Variant: frameskip {q(s, 'env.frameskip', 'd')}, repeat_action_probability "
+            f"{q(s, 'env.repeat_action_probability', 'g')}, actions UP/DOWN; input {q(s, 'env.input')}.",
+            "Throughput depends on the machine and is in results/pg_pong/timing.json, not in metrics.json.",
+        ],
+    )
+
+
+SECTIONS = {
+    "gd": gd,
+    "mdn": None,
+    "input_grad": input_grad,
+    "spearman": spearman,
+    "pg_cartpole": pg_cartpole,
+    "pg_pong": pg_pong,
+}
