@@ -212,9 +212,11 @@ def pg_cartpole(q: Quotes) -> Section:
             f"{q(s, 'seeds', 'd')} seeds x {q(s, 'episodes_per_trial', 'd')} episodes per variant; final return is "
             f"the mean of the last {q(s, 'final_episodes', 'd')} episodes.",
             "CartPole uses RMSProp with a larger learning rate than the Pong recipe, to fit the time budget.",
-            "The probe is one small step on one fixed batch: `abs` and `pow` can align with the advantages there "
-            "and still fail, because |sum A*CE| reverses the whole update whenever the batch sum turns negative, "
-            "and CE^R has no advantage-signed gradient; averaged over the real training updates their probe is "
+            "The probe is one small step on one fixed batch: it shows the direction of a single update, not "
+            "whether training converges. `abs` and `pow` align with the advantages on that batch and still fail "
+            "to learn (|sum A*CE| reverses the whole update whenever the batch sum turns negative; d CE^R = "
+            "R CE^(R-1) dCE keeps the sign of R but re-weights samples by CE^(R-1)). Averaged over the real "
+            "training updates their probe is "
             f"{q(s, 'variants.abs.probe_corr_train_mean', '+.3f')} (abs) and "
             f"{q(s, 'variants.pow.probe_corr_train_mean', '+.3f')} (pow) against "
             f"{q(s, 'variants.correct.probe_corr_train_mean', '+.3f')} (correct).",
