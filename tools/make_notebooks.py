@@ -81,6 +81,53 @@ gradient = children[children["tags.mlflow.runName"] == "gradient__seed0"].run_id
 history = pd.DataFrame([(m.step, m.value) for m in client.get_metric_history(gradient, "train/loss")], columns=["step", "loss"])
 history.tail()'''),
     ],
+    "input_grad.ipynb": [
+        ("md", "# input_grad: per-sample gradients with respect to the inputs"),
+        ("code", SETUP),
+        ("code", metrics_cell("input_grad")),
+        ("code", '''t = pd.read_csv(RESULTS / "input_grad" / "timings.csv")
+ok = t[t["status"] == "ok"]
+fig, ax = plt.subplots(figsize=(6, 4))
+for method, g in ok.groupby("method"):
+    ax.plot(g["n"], g["seconds"], "o-", label=method)
+ax.set(xscale="log", yscale="log", xlabel="N (samples)", ylabel="seconds per call", title="Cost of each method")
+ax.legend();
+t[t["status"] != "ok"][["method", "n", "status", "note"]]'''),
+        ("code", '''pd.read_csv(RESULTS / "input_grad" / "batchnorm.csv").head(10)'''),
+        ("code", runs_cell("input_grad")),
+    ],
+    "spearman.ipynb": [
+        ("md", "# spearman: optimising matrices for a rank correlation"),
+        ("code", SETUP),
+        ("code", metrics_cell("spearman")),
+        ("code", '''runs = pd.read_csv(RESULTS / "spearman" / "runs.csv")
+runs.groupby(["method", "n"])[["final_spearman", "evaluations", "evals_to_099"]].median()'''),
+        ("code", '''curve = pd.read_csv(sorted((RESULTS / "spearman" / "plots").glob("spearman_vs_evals_n*.csv"))[-1])
+curve.head()'''),
+        ("code", '''import numpy as np
+from scipy.stats import spearmanr
+from gradlab.studies.spearman.derivation import Derivation  # recompute a saved result from its matrices
+path = sorted((RESULTS / "spearman" / "final").glob("soft_rank_n*_seed0.npz"))[0]
+saved = np.load(path)
+list1, list2 = Derivation().numpy(saved["v"], saved["freq_m"])
+print(path.name, "spearmanr from the saved matrices:", spearmanr(list1, list2).statistic)'''),
+    ],
+    "pg.ipynb": [
+        ("md", "# pg_cartpole / pg_pong: the sign of the REINFORCE loss"),
+        ("code", SETUP),
+        ("code", metrics_cell("pg_cartpole")),
+        ("code", '''ep = pd.read_csv(RESULTS / "pg_cartpole" / "episodes.csv")
+fig, ax = plt.subplots(figsize=(7, 4))
+for variant, g in ep.groupby("variant"):
+    curve = g.groupby("episode")["return"].mean().rolling(20, min_periods=1).mean()
+    ax.plot(curve.index, curve.values, label=variant)
+ax.set(xlabel="episode", ylabel="return (mean over seeds, 20-episode average)", title="CartPole-v1")
+ax.legend();'''),
+        ("code", '''m = json.loads((RESULTS / "pg_cartpole" / "metrics.json").read_text())
+pd.DataFrame({v: {k: r[k] for k in ("final_return_mean", "probe_corr", "p_vs_correct")} for v, r in m["variants"].items()}).T'''),
+        ("code", metrics_cell("pg_pong")),
+        ("code", runs_cell("pg_cartpole")),
+    ],
 }
 
 
