@@ -16,6 +16,9 @@ from typing import Any
 
 
 def default_workers() -> int:
+    """``GRADLAB_WORKERS`` if set (a sweep sets it for its trials), else the cores this process may use."""
+    if os.environ.get("GRADLAB_WORKERS", "").isdigit() and int(os.environ["GRADLAB_WORKERS"]) > 0:
+        return int(os.environ["GRADLAB_WORKERS"])
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 

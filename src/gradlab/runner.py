@@ -17,7 +17,6 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from gradlab.config import (
@@ -30,7 +29,15 @@ from gradlab.config import (
     validate_section,
 )
 from gradlab.context import StageContext, write_json
-from gradlab.tracking import Tracker, TrackingError, check_store, params_hash, standard_tags, tracking_uri
+from gradlab.tracking import (
+    Tracker,
+    TrackingError,
+    check_store,
+    interrupts_held,
+    params_hash,
+    standard_tags,
+    tracking_uri,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
 
@@ -171,7 +178,7 @@ def run_stage(
             parent.log_metrics(numeric)
             parent.log_metrics({"stage/seconds": time.perf_counter() - start})
             parent.log_artifacts(tmp)
-        with signals_blocked():
+        with interrupts_held():  # a reader never sees a half-published folder
             publish(tmp, final)
             shutil.rmtree(checkpoints, ignore_errors=True)
         print(f"{stage}: results in {final}", file=sys.stderr)
@@ -211,20 +218,6 @@ def resumable_run(checkpoints: Path, digest: str) -> str:
             "run without --resume to start over",
         )
     return saved["run_id"]
-
-
-@contextmanager
-def signals_blocked():
-    """Hold SIGINT/SIGTERM while results are swapped in, so a reader never sees a half-published folder."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    mask = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def main(stage: str, argv: Sequence[str] | None = None) -> int:

@@ -205,11 +205,12 @@ class Tracker:
 
         With ``resume_id`` the existing run is continued instead of a new one created.
         """
-        if resume_id:
-            run = self.reopen(resume_id)
-            params = None  # already logged, and MLflow params are immutable
-        else:
-            run = self.start_run(experiment, name, parent=parent, tags=tags)
+        with interrupts_held():  # an interrupt now would leave a created run that nothing ends
+            if resume_id:
+                run = self.reopen(resume_id)
+                params = None  # already logged, and MLflow params are immutable
+            else:
+                run = self.start_run(experiment, name, parent=parent, tags=tags)
         status = FINISHED
         try:
             if params:
@@ -273,6 +274,22 @@ class Tracker:
         if exp is None:
             return []
         return self.client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=10000)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Delay SIGINT/SIGTERM (main thread only) until the block is done; they are delivered afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
