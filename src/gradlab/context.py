@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradlab.config import Params, flatten, to_plain
-from gradlab.tracking import Run, Tracker
+from gradlab.config import Params, to_plain
+from gradlab.tracking import Run, Tracker, params_hash
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -55,10 +55,18 @@ class StageContext:
 
     @contextmanager
     def child(self, variant: str, seed: int, params: dict[str, Any] | None = None, tags=None) -> Iterator[Run]:
-        """One trial: a child run named ``<variant>__seed<k>`` under the stage's parent run."""
-        all_params = flatten(to_plain(self.params))
-        all_params.update(params or {})
-        all_tags = {"gradlab.stage": self.stage, "gradlab.variant": variant, "gradlab.seed": seed}
+        """One trial: a child run named ``<variant>__seed<k>`` under the stage's parent run.
+
+        The stage's resolved parameters are on the parent run (its params hash is tagged here);
+        the child logs what is particular to the trial: its ``params``, variant and seed.
+        """
+        all_params = {"variant": variant, "seed": seed, **(params or {})}
+        all_tags = {
+            "gradlab.stage": self.stage,
+            "gradlab.variant": variant,
+            "gradlab.seed": seed,
+            "gradlab.params_hash": params_hash(to_plain(self.params)),
+        }
         all_tags.update(tags or {})
         with self.tracker.run(
             self.experiment, f"{variant}__seed{seed}", parent=self.parent.id, tags=all_tags, params=all_params

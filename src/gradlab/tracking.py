@@ -121,20 +121,49 @@ def _retry_locked(fn):
 
 
 class Run:
-    """A handle on one MLflow run."""
+    """A handle on one MLflow run.
 
-    def __init__(self, tracker: Tracker, run_id: str):
+    Runs opened with :meth:`Tracker.run` buffer params and metrics and send them in as few
+    ``log_batch`` calls as MLflow allows when the run ends (or when the buffer is large):
+    on SQLite each call is a transaction, and per-call cost dominates a trial's tracking time.
+    """
+
+    FLUSH_AT = 20_000
+
+    def __init__(self, tracker: Tracker, run_id: str, buffered: bool = False):
         self.tracker = tracker
         self.id = run_id
+        self.buffered = buffered
+        self._params: list = []
+        self._metrics: list = []
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self.tracker.log_params(self.id, params)
+        self._params += _param_entities(params)
+        self._maybe_flush()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.tracker.log_metrics(self.id, metrics, step)
+        now = int(time.time() * 1000)
+        self._metrics += [_metric(k, v, now, step or 0) for k, v in metrics.items() if v is not None]
+        self._maybe_flush()
 
     def log_curve(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
-        self.tracker.log_curve(self.id, key, values, steps)
+        """A per-step curve, sent in batches (never one call per point)."""
+        now = int(time.time() * 1000)
+        steps = range(len(values)) if steps is None else steps
+        self._metrics += [_metric(key, v, now, s) for s, v in zip(steps, values, strict=True)]
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if not self.buffered or len(self._metrics) + len(self._params) >= self.FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        params, metrics = self._params, self._metrics
+        self._params, self._metrics = [], []
+        while params or metrics:  # MLflow: <= 100 params and <= 1000 entities per call
+            p, params = params[:100], params[100:]
+            m, metrics = metrics[: _BATCH - len(p)], metrics[_BATCH - len(p) :]
+            self.tracker._log_batch(self.id, metrics=m, params=p)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.tracker.set_tags(self.id, tags)
@@ -146,6 +175,18 @@ class Run:
         self.tracker.log_artifact(self.id, local_file, artifact_path)
 
 
+def _metric(key: str, value: float, timestamp: int, step: int):
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), timestamp, int(step))
+
+
+def _param_entities(params: dict[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(str(k), json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()]
+
+
 class Tracker:
     """Thin wrapper over ``MlflowClient`` with batching, retries and run lifecycles."""
 
@@ -154,10 +195,17 @@ class Tracker:
 
         self.uri = uri or tracking_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
+        self._experiments: dict[str, str] = {}
 
     # experiments and runs -------------------------------------------------
     @_retry_locked
     def experiment_id(self, name: str) -> str:
+        if name in self._experiments:
+            return self._experiments[name]
+        self._experiments[name] = self._experiment_id(name)
+        return self._experiments[name]
+
+    def _experiment_id(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
@@ -211,6 +259,7 @@ class Tracker:
                 params = None  # already logged, and MLflow params are immutable
             else:
                 run = self.start_run(experiment, name, parent=parent, tags=tags)
+        run.buffered = True
         status = FINISHED
         try:
             if params:
@@ -223,15 +272,14 @@ class Tracker:
             status = FAILED
             raise
         finally:
-            self.end(run.id, status)
+            try:
+                run.flush()
+            finally:
+                self.end(run.id, status)
 
     # logging ----------------------------------------------------------------
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(str(k), json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()]
-        for chunk in _chunks(items, 100):
-            self._log_batch(run_id, params=chunk)
+        Run(self, run_id).log_params(params)
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -239,22 +287,10 @@ class Tracker:
         self._log_batch(run_id, tags=[RunTag(str(k), str(v)) for k, v in tags.items() if v is not None])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
-        for chunk in _chunks(items, _BATCH):
-            self._log_batch(run_id, metrics=chunk)
+        Run(self, run_id).log_metrics(metrics, step)
 
     def log_curve(self, run_id: str, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
-        """A per-step curve in batches of 1000 points (not one call per point)."""
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        steps = range(len(values)) if steps is None else steps
-        items = [Metric(key, float(v), now, int(s)) for s, v in zip(steps, values, strict=True)]
-        for chunk in _chunks(items, _BATCH):
-            self._log_batch(run_id, metrics=chunk)
+        Run(self, run_id).log_curve(key, values, steps)
 
     @_retry_locked
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
