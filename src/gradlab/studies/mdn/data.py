@@ -1,0 +1,47 @@
+"""Bishop's inverse problem: predict y from x = y + 0.3 sin(2 pi y) + noise (multi-valued in x)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MdnData:
+    x_train: np.ndarray  # [N] in [0, 1] (min-max scaled on the clean training data)
+    y_train: np.ndarray  # [N]; clean targets in [0, 1], outliers outside
+    x_val: np.ndarray
+    y_val: np.ndarray  # clean
+    outlier_index: np.ndarray  # rows of the training set whose target is an outlier
+
+
+def bishop(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """y ~ U(0, 1), x = y + 0.3 sin(2 pi y) + U(-noise, noise) (Bishop 1994, section 5.6)."""
+    y = rng.uniform(0.0, 1.0, n)
+    x = y + 0.3 * np.sin(2 * np.pi * y) + rng.uniform(-noise, noise, n)
+    return x, y
+
+
+def make_data(
+    n_train: int, n_val: int, noise: float, outlier_fraction: float, outlier_scale: float, seed: int
+) -> MdnData:
+    """Training and validation sets scaled to [0, 1] with the clean training set's min and max.
+
+    A fraction of the training targets (``round(outlier_fraction * n_train)`` rows) is
+    corrupted: moved by ``outlier_scale * U(0.5, 1)`` (in units of the target's range)
+    up or down, like a value recorded in the wrong unit. Validation targets stay clean.
+    """
+    rng = np.random.default_rng(seed)
+    x, y = bishop(n_train, noise, rng)
+    xv, yv = bishop(n_val, noise, rng)
+    x_lo, x_hi, y_lo, y_hi = x.min(), x.max(), y.min(), y.max()
+    x, xv = (x - x_lo) / (x_hi - x_lo), (xv - x_lo) / (x_hi - x_lo)
+    y, yv = (y - y_lo) / (y_hi - y_lo), (yv - y_lo) / (y_hi - y_lo)
+    n_out = int(round(outlier_fraction * n_train))
+    index = np.sort(rng.choice(n_train, size=n_out, replace=False)) if n_out else np.zeros(0, dtype=np.int64)
+    if n_out:
+        sign = rng.choice([-1.0, 1.0], size=n_out)
+        y = y.copy()
+        y[index] += sign * outlier_scale * rng.uniform(0.5, 1.0, n_out)
+    return MdnData(x, y, xv, yv, index)

@@ -1,0 +1,80 @@
+"""One mdn trial through Lightning: the watch finds the planted outlier batch, lr = 0 poisons the weights."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gradlab.studies.mdn.data import make_data
+from gradlab.studies.mdn.module import batch_order
+from gradlab.studies.mdn.trial import run_trial
+
+DATA = {"n_train": 512, "n_val": 128, "noise": 0.05, "outlier_fraction": 0.002, "outlier_scale": 20.0, "seed": 0}
+
+
+def spec(**kw) -> dict:
+    s = {
+        "data": DATA,
+        "model": {"hidden": 16, "layers": 2, "components": 3, "sigma_eps": 1e-6},
+        "batch_size": 32,
+        "steps": 40,
+        "mixture": "logits",
+        "sigma": "softplus",
+        "target_shape": "correct",
+        "lr": 0.0,
+        "optimizer": "adam",
+        "grad_clip": 0.0,
+        "dtype": "float32",
+        "batchnorm": False,
+        "seed": 1,
+    }
+    return s | kw
+
+
+def first_outlier_batch(s: dict) -> int:
+    """The first step whose batch holds an outlier target (known from the data and the batch order)."""
+    d = make_data(**{k: v for k, v in DATA.items() if k != "seed"}, seed=DATA["seed"])
+    order = batch_order(DATA["n_train"], s["batch_size"], s["steps"], s["seed"] + 10_007)
+    hits = [i for i, rows in enumerate(order) if set(rows.tolist()) & set(d.outlier_index.tolist())]
+    return hits[0]
+
+
+def test_probs_at_lr0_fails_on_the_outlier_batch_and_the_weights_turn_nan():
+    s = spec(mixture="probs")
+    expected = first_outlier_batch(s)
+    r = run_trial(s)
+    assert r["diverged"] == 1
+    assert r["first_nonfinite_step"] == expected
+    assert r["first_nonfinite_what"] == "mixture_logdensity"  # log(0): the density underflowed
+    assert r["fixed_first_nonfinite_batch"] == expected  # already non-finite on the fixed initial weights
+    assert 0 < r["fixed_nonfinite_batches"] < r["fixed_batches"]  # only the batches holding an outlier
+    assert r["drift_before_first_nonfinite"] == 0.0  # lr 0: the weights had not moved before
+    assert r["weights_nonfinite"] == 1 and r["weights_nonfinite_step"] == expected  # NaN gradient x 0
+    assert r["steps_run"] == expected + 1 and r["val_nll"] is None
+    assert all(math.isfinite(v) for v in r["losses"][:expected])
+
+
+def test_stable_formulation_survives_the_same_batches():
+    for lr, opt in [(0.0, "adam"), (0.01, "adam"), (0.01, "sgd")]:
+        r = run_trial(spec(lr=lr, optimizer=opt))
+        assert r["diverged"] == 0 and r["weights_nonfinite"] == 0, (lr, opt, r["first_nonfinite_what"])
+        assert math.isfinite(r["val_nll"]) and r["steps_run"] == 40
+
+
+def test_relu_scale_is_nan_at_the_first_step_at_lr0():
+    r = run_trial(spec(sigma="relu", batchnorm=True))
+    assert (r["first_nonfinite_step"], r["first_nonfinite_what"]) == (0, "component_logdensity")
+    assert r["weights_nonfinite_step"] == 0 and r["fixed_nonfinite_batches"] == r["fixed_batches"]
+
+
+def test_float64_moves_the_underflow_threshold():
+    r = run_trial(spec(mixture="probs", dtype="float64", steps=20))
+    assert r["diverged"] == 0  # |z| <= ~30 at init: exp(-z^2/2) underflows in float32 but not in float64
+
+
+def test_trial_is_deterministic():
+    a, b = run_trial(spec(lr=0.01, batchnorm=True, steps=15)), run_trial(spec(lr=0.01, batchnorm=True, steps=15))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+    assert torch.get_num_threads() >= 1
