@@ -94,8 +94,6 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
     q = Quotes(results)
     sections, missing = [], []
     for stage, fn in SECTIONS.items():
-        if fn is None:
-            continue
         if not q.has(stage):
             missing.append((stage, f"No results yet: run `dvc repro {stage}` (or `gradlab run {stage}`)."))
             continue
