@@ -81,6 +81,23 @@ gradient = children[children["tags.mlflow.runName"] == "gradient__seed0"].run_id
 history = pd.DataFrame([(m.step, m.value) for m in client.get_metric_history(gradient, "train/loss")], columns=["step", "loss"])
 history.tail()'''),
     ],
+    "mdn.ipynb": [
+        ("md", "# mdn: why the mixture density network's NLL turns NaN, even at learning rate 0"),
+        ("code", SETUP),
+        ("code", metrics_cell("mdn")),
+        ("code", '''trials = pd.read_csv(RESULTS / "mdn" / "trials.csv")
+factors = ["mixture", "sigma", "target_shape", "lr", "optimizer", "grad_clip", "dtype", "batchnorm"]
+pd.concat({f: trials.groupby(f)["diverged"].mean() for f in factors}).rename("failure rate").to_frame()'''),
+        ("code", '''heat = trials.pivot_table(index="mixture", columns="sigma", values="diverged", aggfunc="mean")
+fig, ax = plt.subplots(figsize=(5, 3))
+im = ax.imshow(heat.values, vmin=0, vmax=1, cmap="viridis")
+ax.set(xticks=range(len(heat.columns)), xticklabels=heat.columns, yticks=range(len(heat.index)), yticklabels=heat.index,
+       title="failure rate by mixture x sigma")
+fig.colorbar(im, ax=ax, label="fraction of trials diverged");'''),
+        ("code", '''lr0 = trials[trials["lr"] == 0]
+lr0.groupby(["mixture", "sigma"])[["diverged", "weights_nonfinite", "fixed_nonfinite_batches"]].sum()'''),
+        ("code", runs_cell("mdn")),
+    ],
     "input_grad.ipynb": [
         ("md", "# input_grad: per-sample gradients with respect to the inputs"),
         ("code", SETUP),
