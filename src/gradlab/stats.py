@@ -31,7 +31,10 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    low, high = centre - half, centre + half
+    low = 0.0 if low < 1e-12 else low  # 0 and n successes: the bound is exact, not 1e-18 of rounding
+    high = 1.0 if high > 1 - 1e-12 else high
+    return p, low, high
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
