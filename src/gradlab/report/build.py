@@ -97,9 +97,11 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
         if not q.has(stage):
             missing.append((stage, f"No results yet: run `dvc repro {stage}` (or `gradlab run {stage}`)."))
             continue
+        quoted = len(q.entries)
         try:
             sections.append(fn(q))
         except MissingResults as err:
+            del q.entries[quoted:]  # the section is not in the report, nor are its quotes
             missing.append((stage, f"`results/{stage}/metrics.json` lacks {err}: rerun the stage."))
     text = render_markdown(sections, missing, params, results, reports)
     tmp = reports.parent / f".staging-{reports.name}"

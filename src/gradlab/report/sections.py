@@ -253,9 +253,14 @@ def pg_cartpole(q: Quotes) -> Section:
         f"sign and against it ({q(s, 'variants.flipped.probe_corr', '+.3f')}) when flipped. The correct loss "
         f"reached a final return of {q(s, 'variants.correct.final_return_mean', '.4g')}; the flipped one learned to "
         f"lose ({q(s, 'variants.flipped.final_return_mean', '.3g')}, Welch p = "
-        f"{q(s, 'variants.flipped.p_vs_correct', '.2g')}); |loss| and pow(CE, R) do not learn "
-        f"({q(s, 'variants.abs.final_return_mean', '.3g')} and {q(s, 'variants.pow.final_return_mean', '.3g')})."
+        f"{q(s, 'variants.flipped.p_vs_correct', '.2g')})."
     )
+    variants = q.metrics(s)["variants"]
+    if "abs" in variants and "pow" in variants:
+        answer += (
+            f" |loss| and pow(CE, R) do not learn ({q(s, 'variants.abs.final_return_mean', '.3g')} and "
+            f"{q(s, 'variants.pow.final_return_mean', '.3g')})."
+        )
     evidence = _pg_evidence(q, s) + [
         f"References: random play lasts {q(s, 'reference.random_return_mean', '.3g')} steps, always pushing left "
         f"{q(s, 'reference.always_left_return_mean', '.3g')}.",
@@ -271,16 +276,22 @@ def pg_cartpole(q: Quotes) -> Section:
             f"{q(s, 'seeds', 'd')} seeds x {q(s, 'episodes_per_trial', 'd')} episodes per variant; final return is "
             f"the mean of the last {q(s, 'final_episodes', 'd')} episodes.",
             "CartPole uses RMSProp with a larger learning rate than the Pong recipe, to fit the time budget.",
-            "The probe is one small step on one fixed batch: it shows the direction of a single update, not "
-            "whether training converges. `abs` and `pow` align with the advantages on that batch and still fail "
-            "to learn (|sum A*CE| reverses the whole update whenever the batch sum turns negative; d CE^R = "
-            "R CE^(R-1) dCE keeps the sign of R but re-weights samples by CE^(R-1)). Averaged over the real "
-            "training updates their probe is "
-            f"{q(s, 'variants.abs.probe_corr_train_mean', '+.3f')} (abs) and "
-            f"{q(s, 'variants.pow.probe_corr_train_mean', '+.3f')} (pow) against "
-            f"{q(s, 'variants.correct.probe_corr_train_mean', '+.3f')} (correct).",
-        ],
+        ]
+        + (_pg_probe_caveat(q, s) if "abs" in variants and "pow" in variants else []),
     )
+
+
+def _pg_probe_caveat(q: Quotes, s: str) -> list[str]:
+    return [
+        "The probe is one small step on one fixed batch: it shows the direction of a single update, not "
+        "whether training converges. `abs` and `pow` align with the advantages on that batch and still fail "
+        "to learn (|sum A*CE| reverses the whole update whenever the batch sum turns negative; d CE^R = "
+        "R CE^(R-1) dCE keeps the sign of R but re-weights samples by CE^(R-1)). Averaged over the real "
+        "training updates their probe is "
+        f"{q(s, 'variants.abs.probe_corr_train_mean', '+.3f')} (abs) and "
+        f"{q(s, 'variants.pow.probe_corr_train_mean', '+.3f')} (pow) against "
+        f"{q(s, 'variants.correct.probe_corr_train_mean', '+.3f')} (correct).",
+    ]
 
 
 def pg_pong(q: Quotes) -> Section:
