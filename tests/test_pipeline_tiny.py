@@ -4,6 +4,7 @@ the notebooks, and `dvc plots show`."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,18 @@ def test_report_quotes_only_numbers_from_metrics(tiny_pipeline):
         value = lookup(metrics, q["key"])
         assert format_value(value, q["fmt"], q["scale"]) == q["text"], q
         assert q["text"] in text
+    # and no number in the prose that is not one of those quotes (a typed-in result fails here)
+    prose = "\n".join(ln for ln in text.splitlines() if not ln.startswith(("Built from", "**Conditions.**", "![")))
+    prose = re.sub(r"`[^`]*`", " ", prose)  # code: `CE^R`, `nn.Linear(2,H)`
+    for t in sorted({q["text"] for q in quotes}, key=len, reverse=True):
+        prose = re.sub(r"(?<![\w.])" + re.escape(t) + r"(?![\d%]|\.\d)", " ", prose)
+    prose = re.sub(r"n = \d+", " ", prose)  # problem sizes, from the metric keys (methods.<m>.n<size>)
+    typed = [
+        prose[max(0, m.start() - 40) : m.end() + 20]
+        for m in re.finditer(r"(?<![A-Za-z_\d.])[-+]?\d+(?:\.\d+)?", prose)
+        if m.group() not in {"0", "1", "2", "95"}  # log(0), ELU+1, 2/lambda_max, "95 % CI"
+    ]
+    assert not typed, typed
     for stage in STAGES:
         assert f"(`{stage}`)" in text, f"no section for {stage}"
     assert "No results yet" not in text and "lacks" not in text

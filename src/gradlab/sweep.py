@@ -936,8 +936,6 @@ def _end_stray_runs(tracker, spec: SweepSpec, status: str) -> None:
     A worker killed hard, or interrupted between MLflow creating a run and the code that ends it, leaves
     such a run; nothing will end it any more.
     """
-    from gradlab.tracking import _retry_locked
-
     running = tracker.runs(f"gradlab/{spec.stage}", "attributes.status = 'RUNNING'")
     parent_of = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in tracker.runs(f"gradlab/{spec.stage}")}
     for run in running:
@@ -946,7 +944,7 @@ def _end_stray_runs(tracker, spec: SweepSpec, status: str) -> None:
             seen.add(node)
             node = parent_of.get(node)
         if node == spec.parent_run:
-            _retry_locked(tracker.client.set_terminated)(run.info.run_id, status=status)
+            tracker.end(run.info.run_id, status)
 
 
 def _close_sweep(tracker, spec, trials, outcomes, sweep_dir: Path, code: int, seconds: float) -> str:
