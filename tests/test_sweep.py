@@ -311,7 +311,12 @@ def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_pat
 
         _wait_for(trial_1_running, 120, "trial 1 to start", proc)
         proc.send_signal(signal.SIGINT)  # to the sweep's main process only: it interrupts its workers
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise AssertionError(f"the sweep did not stop after Ctrl-C:\n{err[-3000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

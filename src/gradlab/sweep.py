@@ -343,10 +343,12 @@ class LocalExecutor:
                 res["error"] = f"{type(exc).__name__}: {exc}"
             on_result(res)
 
+        interrupted = False
         try:
             for fut in as_completed(futures):
                 deliver(fut)
         except KeyboardInterrupt:
+            interrupted = True
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
                 stop.set()
@@ -362,12 +364,16 @@ class LocalExecutor:
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     if proc.is_alive():
                         proc.terminate()
+                        proc.join(10)
+                    if proc.is_alive():
+                        proc.kill()
                 pool.shutdown(wait=False, cancel_futures=True)
             finally:
                 signal.signal(signal.SIGINT, previous)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # after an interrupt the workers are gone: waiting on the pool's manager thread could hang
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 class RayExecutor:
