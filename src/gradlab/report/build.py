@@ -36,9 +36,7 @@ def conditions(stage: str, params: dict) -> str:
     return f"params `{stage}` (hash {params_hash(section)}), seeds: {seeds}"
 
 
-def render_markdown(
-    sections: list[Section], missing: list[tuple[str, str]], params: dict, results: Path, out: Path
-) -> str:
+def render_markdown(sections: list[Section], missing: list[tuple[str, str]], params: dict, results: Path) -> str:
     lines = [
         "# gradlab findings",
         "",
@@ -103,7 +101,7 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
         except MissingResults as err:
             del q.entries[quoted:]  # the section is not in the report, nor are its quotes
             missing.append((stage, f"`results/{stage}/metrics.json` lacks {err}: rerun the stage."))
-    text = render_markdown(sections, missing, params, results, reports)
+    text = render_markdown(sections, missing, params, results)
     tmp = reports.parent / f".staging-{reports.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
