@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from gradlab.forensics import NonFiniteWatch, all_finite
 from gradlab.studies.mdn.losses import mixture_loss, nll, sigma_from
+from gradlab.training import make_fabric
 
 
 class MDN(nn.Module):
@@ -68,6 +69,11 @@ class MDNTrial(pl.LightningModule):
 
     The trial goes on after a non-finite loss or gradient (that is what the questioner's loop
     did) and stops only when the weights themselves are non-finite: nothing can recover then.
+
+    :meth:`fit` trains it with Lightning Fabric in the Trainer's automatic-optimisation order
+    (the study's path: a trial's steps take ~1 ms, and the Trainer's per-step hooks would add
+    about half again). ``make_trainer(max_steps=...).fit(module)`` runs the same hooks in the
+    same order and gives identical losses (tests/test_mdn_trial.py).
     """
 
     def __init__(self, net: MDN, x, y, order, mixture: str, target_shape: str, optimizer: str, lr: float):
@@ -115,6 +121,26 @@ class MDNTrial(pl.LightningModule):
 
     def train_dataloader(self):
         return DataLoader(_Steps(len(self.order)), batch_size=None)
+
+    def fit(self, steps: int, grad_clip: float = 0.0) -> None:
+        """Train for ``steps`` steps (at most the batch order's length), as the Trainer would.
+
+        Per step: training_step, zero_grad, backward, gradient check (the Trainer's
+        ``on_before_optimizer_step``), norm clipping if ``grad_clip``, optimizer step,
+        weight check; stop once the weights are non-finite.
+        """
+        fabric = make_fabric()
+        model, optimizer = fabric.setup(self, self.configure_optimizers())
+        for step in range(min(steps, len(self.order))):
+            loss = self.training_step(step, step)
+            optimizer.zero_grad()
+            fabric.backward(loss)
+            self.on_before_optimizer_step(optimizer)
+            if grad_clip:  # a NaN gradient is a result here, not an error
+                fabric.clip_gradients(model, optimizer, max_norm=grad_clip, error_if_nonfinite=False)
+            optimizer.step()
+            if not self.watch.check_weights(self.net):
+                break
 
 
 @torch.no_grad()

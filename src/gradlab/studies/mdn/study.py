@@ -6,7 +6,7 @@ The plan, top to bottom:
 2. A factorial grid of trials: the key factors (mixture formulation, sigma activation,
    target shape, learning rate) crossed in full; optimizer, gradient clipping, dtype and
    BatchNorm crossed in full or in a half fraction (``design.fraction``); x seeds.
-   Each trial trains an MDN through Lightning on one worker (both cores busy) and a
+   Each trial trains an MDN through Lightning Fabric on one worker (both cores busy) and a
    :class:`gradlab.forensics.NonFiniteWatch` records the first non-finite quantity
    (activation, component density, log-density, loss, gradient or weight, by name) and
    its step. A diverged trial is a result, never a crash.

@@ -28,9 +28,7 @@ def build(spec: dict):
 
 
 def run_trial(spec: dict) -> dict:
-    """Train one configuration through Lightning; never raises on NaN (a diverged trial is a result)."""
-    from gradlab.training import make_trainer
-
+    """Train one configuration through Lightning (Fabric); never raises on NaN (a diverged trial is a result)."""
     start = time.perf_counter()
     torch.manual_seed(spec["seed"])
     net, x, y, xv, yv, order = build(spec)
@@ -39,8 +37,7 @@ def run_trial(spec: dict) -> dict:
         per_epoch = min(len(x) // spec["batch_size"], len(order))
         fixed = fixed_weight_probe(net, x, y, order[:per_epoch], spec["mixture"], spec["target_shape"])
     module = MDNTrial(net, x, y, order, spec["mixture"], spec["target_shape"], spec["optimizer"], spec["lr"])
-    clip = spec["grad_clip"] or None
-    make_trainer(max_steps=spec["steps"], gradient_clip_val=clip, gradient_clip_algorithm="norm").fit(module)
+    module.fit(spec["steps"], spec["grad_clip"])
     watch, losses = module.watch, module.losses
     first = watch.first
     diverged = first is not None
