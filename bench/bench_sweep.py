@@ -1,6 +1,7 @@
 """sweep: trials/s with 2 workers vs 1 (target >= 1.7x on 2 cores); MLflow tracking overhead of a trial (<= 5 %).
 
-Both measured in this one run, alternating the two sides, median over rounds (BENCH_SWEEP_ROUNDS, default 5).
+Both measured in this one run, alternating the two sides, median over rounds (BENCH_SWEEP_ROUNDS, default 5);
+BENCH_SWEEP_PARTS=scaling or =tracking runs one of the two.
 Wall-clock ratios are only meaningful on an otherwise idle machine: the load average is recorded beside them.
 """
 
@@ -16,6 +17,7 @@ from io import StringIO
 from pathlib import Path
 
 ROUNDS = int(os.environ.get("BENCH_SWEEP_ROUNDS", "5"))
+PARTS = os.environ.get("BENCH_SWEEP_PARTS", "scaling,tracking").split(",")  # either or both
 # a CPU-bound gd trial (~2-4 s of CPU): longer curves, fewer figures' worth of data than the defaults
 TRIAL = [
     "gd.threshold.steps=1500",
@@ -74,7 +76,7 @@ def run() -> dict:
 
     from gradlab.config import flatten
     from gradlab.context import StageContext, write_json
-    from gradlab.runner import resolve_params, run_stage, seed_everything
+    from gradlab.runner import freeze_imports, resolve_params, run_stage, seed_everything
     from gradlab.stages import get_stage
     from gradlab.sweep import sweep
 
@@ -86,80 +88,83 @@ def run() -> dict:
     MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # migrated once, copied per side
     out: dict = {}
     try:
-        # 1. a sweep of 6 CPU-bound trials, 2 workers vs 1 (each sweep starts its own workers: counted)
-        def sweep_with(workers: int) -> float:
-            with _env(MLFLOW_TRACKING_URI=_fresh_store(tmp, template), GRADLAB_RESULTS=tmp / f"results-{workers}"):
-                start = time.perf_counter()
-                with redirect_stderr(StringIO()):
-                    code = sweep("gd", GRID, TRIAL, seeds=SEEDS, workers=workers, params_file=params_file)
-                elapsed = time.perf_counter() - start
-            assert code == 0, f"sweep with {workers} workers exited {code}"
-            return elapsed
+        if "scaling" in PARTS:
+            # 1. a sweep of 6 CPU-bound trials, 2 workers vs 1 (each sweep starts its own workers: counted)
+            def sweep_with(workers: int) -> float:
+                with _env(MLFLOW_TRACKING_URI=_fresh_store(tmp, template), GRADLAB_RESULTS=tmp / f"results-{workers}"):
+                    start = time.perf_counter()
+                    with redirect_stderr(StringIO()):
+                        code = sweep("gd", GRID, TRIAL, seeds=SEEDS, workers=workers, params_file=params_file)
+                    elapsed = time.perf_counter() - start
+                assert code == 0, f"sweep with {workers} workers exited {code}"
+                return elapsed
 
-        one, two = [], []
-        load_before = os.getloadavg()[0]
-        for _ in range(ROUNDS):
-            one.append(sweep_with(1))
-            two.append(sweep_with(2))
-        n = 3 * SEEDS
-        s1, s2 = statistics.median(one), statistics.median(two)
-        out["sweep_trials_per_s_2_workers_vs_1"] = {
-            "subject_s": s2,
-            "reference_s": s1,
-            "trials": n,
-            "trials_per_s_1_worker": n / s1,
-            "trials_per_s_2_workers": n / s2,
-            "ratio": s1 / s2,
-            "rounds": ROUNDS,
-            "cores": len(os.sched_getaffinity(0)),
-            "load_average_1min_before_after": [load_before, os.getloadavg()[0]],
-            "target": ">= 1.7 (trials/s, 2 workers over 1)",
-        }
+            one, two = [], []
+            load_before = os.getloadavg()[0]
+            for _ in range(ROUNDS):
+                one.append(sweep_with(1))
+                two.append(sweep_with(2))
+            n = 3 * SEEDS
+            s1, s2 = statistics.median(one), statistics.median(two)
+            out["sweep_trials_per_s_2_workers_vs_1"] = {
+                "subject_s": s2,
+                "reference_s": s1,
+                "trials": n,
+                "trials_per_s_1_worker": n / s1,
+                "trials_per_s_2_workers": n / s2,
+                "ratio": s1 / s2,
+                "rounds": ROUNDS,
+                "cores": len(os.sched_getaffinity(0)),
+                "load_average_1min_before_after": [load_before, os.getloadavg()[0]],
+                "target": ">= 1.7 (trials/s, 2 workers over 1)",
+            }
 
-        # 2. one trial with MLflow logging (run_stage into sqlite) vs the same work with a null tracker
-        seed_everything(0)
-        sets = TRIAL
-        study = get_stage("gd").load()
+        if "tracking" in PARTS:
+            # 2. one trial with MLflow logging (run_stage into sqlite) vs the same work with a null tracker
+            seed_everything(0)
+            sets = TRIAL
+            study = get_stage("gd").load()
 
-        def with_tracking() -> None:
-            with _env(MLFLOW_TRACKING_URI=_fresh_store(tmp, template), GRADLAB_RESULTS=tmp / "results-t"):
-                with redirect_stderr(StringIO()):
-                    assert run_stage("gd", sets, params_file, out_dir=tmp / "trial-tracked") == 0
+            def with_tracking() -> None:
+                with _env(MLFLOW_TRACKING_URI=_fresh_store(tmp, template), GRADLAB_RESULTS=tmp / "results-t"):
+                    with redirect_stderr(StringIO()):
+                        assert run_stage("gd", sets, params_file, out_dir=tmp / "trial-tracked") == 0
 
-        def without_tracking() -> None:
-            params = resolve_params("gd", sets, params_file)
-            seed_everything(int(params.seed))
-            out_dir = tmp / "trial-untracked"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            out_dir.mkdir()
-            ctx = StageContext("gd", params, out_dir, _NullTracker(), _NullRun(), tmp / "ck", progress=False)
-            metrics = study(params, ctx)
-            write_json(out_dir / "metrics.json", metrics)
-            flatten(metrics)
+            def without_tracking() -> None:
+                freeze_imports()  # the process set-up run_stage does (once per process)
+                params = resolve_params("gd", sets, params_file)
+                seed_everything(int(params.seed))
+                out_dir = tmp / "trial-untracked"
+                shutil.rmtree(out_dir, ignore_errors=True)
+                out_dir.mkdir()
+                ctx = StageContext("gd", params, out_dir, _NullTracker(), _NullRun(), tmp / "ck", progress=False)
+                metrics = study(params, ctx)
+                write_json(out_dir / "metrics.json", metrics)
+                flatten(metrics)
 
-        with_tracking()  # warm-up: imports, caches
-        without_tracking()
-        walls = {"with": [], "without": []}
-        cpus = {"with": [], "without": []}
-        for _ in range(ROUNDS):
-            for side, fn in (("with", with_tracking), ("without", without_tracking)):
-                w, c = time.perf_counter(), time.process_time()
-                fn()
-                walls[side].append(time.perf_counter() - w)
-                cpus[side].append(time.process_time() - c)
-        ww, wo = statistics.median(walls["with"]), statistics.median(walls["without"])
-        cw, co = statistics.median(cpus["with"]), statistics.median(cpus["without"])
-        out["trial_with_mlflow_vs_without"] = {
-            "subject_s": ww,
-            "reference_s": wo,
-            "ratio": ww / wo,
-            "overhead_wall": ww / wo - 1,
-            "cpu_subject_s": cw,
-            "cpu_reference_s": co,
-            "overhead_cpu": cw / co - 1,
-            "rounds": ROUNDS,
-            "target": "<= 1.05 (tracking overhead <= 5 %)",
-        }
+            with_tracking()  # warm-up: imports, caches
+            without_tracking()
+            walls = {"with": [], "without": []}
+            cpus = {"with": [], "without": []}
+            for _ in range(ROUNDS):
+                for side, fn in (("with", with_tracking), ("without", without_tracking)):
+                    w, c = time.perf_counter(), time.process_time()
+                    fn()
+                    walls[side].append(time.perf_counter() - w)
+                    cpus[side].append(time.process_time() - c)
+            ww, wo = statistics.median(walls["with"]), statistics.median(walls["without"])
+            cw, co = statistics.median(cpus["with"]), statistics.median(cpus["without"])
+            out["trial_with_mlflow_vs_without"] = {
+                "subject_s": ww,
+                "reference_s": wo,
+                "ratio": ww / wo,
+                "overhead_wall": ww / wo - 1,
+                "cpu_subject_s": cw,
+                "cpu_reference_s": co,
+                "overhead_cpu": cw / co - 1,
+                "rounds": ROUNDS,
+                "target": "<= 1.05 (tracking overhead <= 5 %)",
+            }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -112,3 +112,13 @@ def test_cli_usage_errors(workspace, store, tmp_path, args, expected):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), lines
     _assert_nothing_happened(store, tmp_path, previous)
+
+
+@pytest.mark.parametrize("value", ["1", "-5", "many", "2.5"])
+def test_bad_curve_points_env(workspace, store, tmp_path, value):
+    _, previous = workspace
+    out = gradlab("run", "gd", "--params", str(tmp_path / "params.yaml"), env={"GRADLAB_CURVE_POINTS": value})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == [f"error: GRADLAB_CURVE_POINTS: must be 0 (every point) or an integer >= 2 (got {value!r})"]
+    _assert_nothing_happened(store, tmp_path, previous)

@@ -84,7 +84,7 @@ def test_bad_grid_value_exits_2_naming_the_key_and_creates_nothing(store, tmp_pa
     assert Tracker(store).client.get_experiment_by_name("gradlab/gd") is None
 
 
-def test_bad_input_anywhere_exits_2_before_any_run(store, tmp_path, capsys):
+def test_bad_input_anywhere_exits_2_before_any_run(store, tmp_path, capsys, monkeypatch):
     params = tiny_params(tmp_path, "gd")
     cases = [
         ({"grid": [f"{LR_KEY}=1"], "sets": ["gd.bogus=1"]}, "gd.bogus: unknown key"),
@@ -99,6 +99,10 @@ def test_bad_input_anywhere_exits_2_before_any_run(store, tmp_path, capsys):
         stage = None if "resume" in kwargs else "gd"
         assert sweep(stage, params_file=params, **kwargs) == 2, kwargs
         assert message in capsys.readouterr().err, kwargs
+    with monkeypatch.context() as env:
+        env.setenv("GRADLAB_CURVE_POINTS", "1")
+        assert sweep("gd", [f"{LR_KEY}=1"], params_file=params) == 2
+        assert "GRADLAB_CURVE_POINTS: must be 0 (every point) or an integer >= 2" in capsys.readouterr().err
     # a Ray cluster cannot write into a local sqlite file: refused, with how to start a server
     assert sweep("gd", [f"{LR_KEY}=1"], params_file=params, backend="ray", address="auto") == 2
     err = capsys.readouterr().err

@@ -668,7 +668,7 @@ def sweep(
 ) -> int:
     """The ``gradlab sweep`` command; returns the exit code."""
     from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM, Terminated, results_dir
-    from gradlab.tracking import Tracker, TrackingError, check_store, standard_tags, tracking_uri
+    from gradlab.tracking import Tracker, TrackingError, check_store, curve_point_limit, standard_tags, tracking_uri
 
     # 1. the spec, every trial validated: nothing is created before this passes
     try:
@@ -678,6 +678,7 @@ def sweep(
             raise ConfigError("--workers", f"must be at least 1 (got {workers})")
         if address and backend != "ray":
             raise ConfigError("--address", "only with --backend ray")
+        curve_point_limit()
         sweeps_root = results_dir() / "sweeps"
         if resume:
             spec = _load_spec(sweeps_root, resume, stage, grid, sets, seeds, metric)

@@ -5,11 +5,19 @@ Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the embedded
 so queued experiments log to the main store), else the git root, else the
 current directory. Experiments are ``gradlab/<stage>``; one parent run per
 invocation, one child run per trial. Runs always end FINISHED, FAILED or KILLED.
+
+Per-step curves are thinned to at most ``GRADLAB_CURVE_POINTS`` points each
+(default 320, the number of points the MLflow UI samples per run and metric for
+its charts; 0 sends every point): a regular stride that keeps the first and the
+last step. MLflow's SQL store spends ~0.1 ms on every point it stores, more than
+many of these studies' steps take to compute. The curves behind each figure are
+kept in full in ``results/<stage>/plots/``.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -25,6 +33,8 @@ from typing import Any
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
+CURVE_POINTS_ENV = "GRADLAB_CURVE_POINTS"
+DEFAULT_CURVE_POINTS = 320  # what the MLflow UI samples per run and metric for a chart
 
 
 class TrackingError(RuntimeError):
@@ -71,6 +81,37 @@ def _sqlite_path(uri: str) -> Path | None:
     return None
 
 
+def _use_wal(con: sqlite3.Connection) -> None:
+    """Put the store in write-ahead-log mode (a property of the file, kept from then on), if SQLite can.
+
+    With WAL, readers (``mlflow ui``, other trials) do not block the writer, and a commit appends
+    to the log instead of rewriting a journal; with ``synchronous=NORMAL`` (set on every
+    connection MLflow opens, :func:`_sqlite_synchronous_normal`) it is not flushed to disk on
+    every commit. A crash of gradlab or MLflow loses nothing committed; a power cut may lose
+    the last commits, never the store. A file system without shared memory (some network
+    mounts) refuses WAL: the store then stays in its default mode.
+    """
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:
+        pass
+
+
+@functools.cache
+def _sqlite_synchronous_normal() -> None:
+    """``PRAGMA synchronous=NORMAL`` on every SQLite connection SQLAlchemy opens in this process (MLflow's)
+    to a store in WAL mode (in the default rollback mode, NORMAL would risk the store on a power cut)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            (mode,) = dbapi_connection.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() == "wal":
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def is_server_uri(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "databricks"))
 
@@ -86,6 +127,7 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             try:
                 con.execute("BEGIN IMMEDIATE")
                 con.execute("ROLLBACK")
+                _use_wal(con)
             finally:
                 con.close()
         except sqlite3.Error as exc:
@@ -100,6 +142,37 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(
                 f"tracking server {uri} cannot be reached ({reason}); start it or unset MLFLOW_TRACKING_URI"
             ) from None
+
+
+def curve_point_limit() -> int:
+    """The most points of one curve sent to MLflow (``GRADLAB_CURVE_POINTS``; 0: every point).
+
+    Raises :class:`gradlab.config.ConfigError` (exit 2) for anything but 0 or an integer >= 2.
+    """
+    raw = os.environ.get(CURVE_POINTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CURVE_POINTS
+    value = int(raw) if raw.isdigit() else -1
+    if value == 1 or value < 0:
+        from gradlab.config import ConfigError
+
+        raise ConfigError(CURVE_POINTS_ENV, f"must be 0 (every point) or an integer >= 2 (got {raw!r})")
+    return value
+
+
+def thinned(n: int, limit: int) -> range | list[int]:
+    """Indices of at most ``limit`` points of an ``n``-point curve: a regular stride from the first, plus the last.
+
+    ``limit`` 0 (or ``n <= limit``) keeps every point. With stride ``k = ceil((n-1)/(limit-1))`` the grid
+    ``0, k, 2k, ...`` has at most ``limit`` points, and when it has exactly ``limit`` it ends on ``n - 1``.
+    """
+    if limit == 0 or n <= limit:
+        return range(n)
+    k = -(-(n - 1) // (limit - 1))
+    idx = list(range(0, n, k))
+    if idx[-1] != n - 1:
+        idx.append(n - 1)
+    return idx
 
 
 def _retry_locked(fn):
@@ -125,7 +198,9 @@ class Run:
 
     Runs opened with :meth:`Tracker.run` buffer params and metrics and send them in as few
     ``log_batch`` calls as MLflow allows when the run ends (or when the buffer is large):
-    on SQLite each call is a transaction, and per-call cost dominates a trial's tracking time.
+    on SQLite each call is a transaction. The buffer holds plain tuples, which the garbage
+    collector does not track; MLflow's entities exist only while a batch is sent (see
+    :func:`gc_paused`).
     """
 
     FLUSH_AT = 20_000
@@ -138,19 +213,22 @@ class Run:
         self._metrics: list = []
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self._params += _param_entities(params)
+        self._params += _param_pairs(params)
         self._maybe_flush()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
-        self._metrics += [_metric(k, v, now, step or 0) for k, v in metrics.items() if v is not None]
+        self._metrics += [(k, float(v), now, int(step or 0)) for k, v in metrics.items() if v is not None]
         self._maybe_flush()
 
     def log_curve(self, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
-        """A per-step curve, sent in batches (never one call per point)."""
+        """A per-step curve, thinned to ``tracker.curve_points`` points, sent in batches (never one call per point)."""
         now = int(time.time() * 1000)
         steps = range(len(values)) if steps is None else steps
-        self._metrics += [_metric(key, v, now, s) for s, v in zip(steps, values, strict=True)]
+        if len(steps) != len(values):
+            raise ValueError(f"curve {key}: {len(values)} values but {len(steps)} steps")
+        keep = thinned(len(values), self.tracker.curve_points)
+        self._metrics += [(key, float(values[i]), now, int(steps[i])) for i in keep]
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
@@ -158,12 +236,15 @@ class Run:
             self.flush()
 
     def flush(self) -> None:
+        from mlflow.entities import Metric, Param
+
         params, metrics = self._params, self._metrics
         self._params, self._metrics = [], []
         while params or metrics:  # MLflow: <= 100 params and <= 1000 entities per call
             p, params = params[:100], params[100:]
             m, metrics = metrics[: _BATCH - len(p)], metrics[_BATCH - len(p) :]
-            self.tracker._log_batch(self.id, metrics=m, params=p)
+            with gc_paused():
+                self.tracker._log_batch(self.id, metrics=[Metric(*t) for t in m], params=[Param(*t) for t in p])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.tracker.set_tags(self.id, tags)
@@ -175,26 +256,21 @@ class Run:
         self.tracker.log_artifact(self.id, local_file, artifact_path)
 
 
-def _metric(key: str, value: float, timestamp: int, step: int):
-    from mlflow.entities import Metric
-
-    return Metric(key, float(value), timestamp, int(step))
-
-
-def _param_entities(params: dict[str, Any]) -> list:
-    from mlflow.entities import Param
-
-    return [Param(str(k), json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()]
+def _param_pairs(params: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(k), json.dumps(v) if isinstance(v, list | dict) else str(v)) for k, v in params.items()]
 
 
 class Tracker:
     """Thin wrapper over ``MlflowClient`` with batching, retries and run lifecycles."""
 
-    def __init__(self, uri: str | None = None):
+    def __init__(self, uri: str | None = None, curve_points: int | None = None):
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or tracking_uri()
+        if _sqlite_path(self.uri) is not None:
+            _sqlite_synchronous_normal()
         self.client = MlflowClient(tracking_uri=self.uri)
+        self.curve_points = curve_point_limit() if curve_points is None else curve_points
         self._experiments: dict[str, str] = {}
 
     # experiments and runs -------------------------------------------------
@@ -294,7 +370,8 @@ class Tracker:
 
     @_retry_locked
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
-        self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+        with gc_paused():
+            self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
 
     @_retry_locked
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:
@@ -310,6 +387,25 @@ class Tracker:
         if exp is None:
             return []
         return self.client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=10000)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a burst of short-lived allocations.
+
+    MLflow's SQL store builds several ORM objects per metric point. With the collector on,
+    a batch of a few thousand points sets off collections, now and then a full one that walks
+    the whole heap (torch, MLflow, SQLAlchemy: ~0.4 s here, more than the batch itself). The
+    batch's objects are freed by reference counting when its session closes, so pausing the
+    collector for the call changes nothing but the time.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @contextmanager
@@ -341,6 +437,7 @@ def standard_tags(stage: str, params: Any, extra: dict[str, Any] | None = None) 
         "gradlab.params_hash": params_hash(params),
         "mlflow.source.git.commit": sha,
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
+        "gradlab.curve_points": curve_point_limit(),
     }
     tags.update(extra or {})
     return tags

@@ -13,11 +13,17 @@ from gradlab.report.build import build
 
 def run_report(params_file: str | Path = "params.yaml", reports: Path | None = None) -> int:
     """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code."""
-    from gradlab.runner import EXIT_FAILED, results_dir
-    from gradlab.tracking import Tracker, TrackingError, check_store, standard_tags, tracking_uri
+    from gradlab.config import ConfigError
+    from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, results_dir
+    from gradlab.tracking import Tracker, TrackingError, check_store, curve_point_limit, standard_tags, tracking_uri
 
     results = results_dir()
     reports = Path(reports or os.environ.get("GRADLAB_REPORTS", Path.cwd() / "reports"))
+    try:
+        curve_point_limit()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     uri = tracking_uri()
     try:
         check_store(uri)
