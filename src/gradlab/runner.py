@@ -31,14 +31,12 @@ from gradlab.config import (
 )
 from gradlab.context import StageContext, write_json
 from gradlab.tracking import (
-    Tracker,
     TrackingError,
-    check_store,
     curve_point_limit,
     interrupts_held,
+    open_tracker,
     params_hash,
     standard_tags,
-    tracking_uri,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -135,16 +133,10 @@ def run_stage(
 
     from gradlab.stages import get_stage
 
-    uri = tracking_uri()
     try:
-        check_store(uri)
-        tracker = Tracker(uri)
-        tracker.experiment_id(f"gradlab/{stage}")
+        tracker = open_tracker(f"gradlab/{stage}")
     except TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as err:  # MLflow's own errors on a broken store
-        print(f"error: tracking store {uri} cannot be used: {str(err).splitlines()[0]}", file=sys.stderr)
         return EXIT_FAILED
 
     results = results_dir()

@@ -668,7 +668,7 @@ def sweep(
 ) -> int:
     """The ``gradlab sweep`` command; returns the exit code."""
     from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM, Terminated, results_dir
-    from gradlab.tracking import Tracker, TrackingError, check_store, curve_point_limit, standard_tags, tracking_uri
+    from gradlab.tracking import TrackingError, curve_point_limit, open_tracker, standard_tags, tracking_uri
 
     # 1. the spec, every trial validated: nothing is created before this passes
     try:
@@ -736,14 +736,9 @@ def sweep(
             _err("--backend ray: the ray package is not installed (pip install 'ray[default]')")
             return EXIT_BAD_INPUT
     try:
-        check_store(uri)
-        tracker = Tracker(uri)
-        tracker.experiment_id(f"gradlab/{stage}")
+        tracker = open_tracker(f"gradlab/{stage}", uri)
     except TrackingError as err:
         _err(str(err))
-        return EXIT_FAILED
-    except Exception as err:  # MLflow's own errors on a broken store
-        _err(f"tracking store {uri} cannot be used: {str(err).splitlines()[0]}")
         return EXIT_FAILED
 
     # 2. the parent run and the sweep folder exist before any worker starts

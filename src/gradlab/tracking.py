@@ -175,6 +175,26 @@ def thinned(n: int, limit: int) -> range | list[int]:
     return idx
 
 
+def open_tracker(experiment: str, uri: str | None = None) -> Tracker:
+    """A :class:`Tracker` on a store checked to work, with ``experiment`` created.
+
+    Raises :class:`TrackingError` (exit 1, one line) when the store cannot be used, MLflow's own
+    errors on a broken store included; a bad ``GRADLAB_CURVE_POINTS`` stays a ConfigError (exit 2).
+    """
+    from gradlab.config import ConfigError
+
+    uri = uri or tracking_uri()
+    try:
+        check_store(uri)
+        tracker = Tracker(uri)
+        tracker.experiment_id(experiment)
+        return tracker
+    except (TrackingError, ConfigError):
+        raise
+    except Exception as err:
+        raise TrackingError(f"tracking store {uri} cannot be used: {str(err).splitlines()[0]}") from None
+
+
 def _retry_locked(fn):
     """Retry an MLflow call while SQLite says 'database is locked'."""
 

@@ -15,7 +15,7 @@ def run_report(params_file: str | Path = "params.yaml", reports: Path | None = N
     """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code."""
     from gradlab.config import ConfigError
     from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, results_dir
-    from gradlab.tracking import Tracker, TrackingError, check_store, curve_point_limit, standard_tags, tracking_uri
+    from gradlab.tracking import TrackingError, curve_point_limit, open_tracker, standard_tags
 
     results = results_dir()
     reports = Path(reports or os.environ.get("GRADLAB_REPORTS", Path.cwd() / "reports"))
@@ -24,11 +24,8 @@ def run_report(params_file: str | Path = "params.yaml", reports: Path | None = N
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    uri = tracking_uri()
     try:
-        check_store(uri)
-        tracker = Tracker(uri)
-        tracker.experiment_id("gradlab/report")
+        tracker = open_tracker("gradlab/report")
     except TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
