@@ -32,7 +32,6 @@ from gradlab.config import (
 from gradlab.context import StageContext, write_json
 from gradlab.tracking import (
     TrackingError,
-    curve_point_limit,
     interrupts_held,
     open_tracker,
     params_hash,
@@ -59,6 +58,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_FROZEN = False
+
+
 def freeze_imports() -> None:
     """Move everything alive now (the imported modules: torch, MLflow, Lightning, ...) out of the GC's sight.
 
@@ -71,9 +73,6 @@ def freeze_imports() -> None:
     if not _FROZEN:
         gc.freeze()
         _FROZEN = True
-
-
-_FROZEN = False
 
 
 def resolve_params(stage: str, sets: Sequence[str] = (), params_file: str | Path = "params.yaml") -> Params:
@@ -126,18 +125,15 @@ def run_stage(
     """
     try:
         params = resolve_params(stage, sets, params_file)
-        curve_point_limit()
+        tracker = open_tracker(f"gradlab/{stage}")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-    from gradlab.stages import get_stage
-
-    try:
-        tracker = open_tracker(f"gradlab/{stage}")
     except TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
+
+    from gradlab.stages import get_stage
 
     results = results_dir()
     final = Path(out_dir) if out_dir else results / stage

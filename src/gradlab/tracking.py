@@ -179,10 +179,12 @@ def open_tracker(experiment: str, uri: str | None = None) -> Tracker:
     """A :class:`Tracker` on a store checked to work, with ``experiment`` created.
 
     Raises :class:`TrackingError` (exit 1, one line) when the store cannot be used, MLflow's own
-    errors on a broken store included; a bad ``GRADLAB_CURVE_POINTS`` stays a ConfigError (exit 2).
+    errors on a broken store included, and ConfigError (exit 2) for a bad ``GRADLAB_CURVE_POINTS``,
+    before the store is touched.
     """
     from gradlab.config import ConfigError
 
+    curve_point_limit()
     uri = uri or tracking_uri()
     try:
         check_store(uri)
@@ -283,14 +285,14 @@ def _param_pairs(params: dict[str, Any]) -> list[tuple[str, str]]:
 class Tracker:
     """Thin wrapper over ``MlflowClient`` with batching, retries and run lifecycles."""
 
-    def __init__(self, uri: str | None = None, curve_points: int | None = None):
+    def __init__(self, uri: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or tracking_uri()
         if _sqlite_path(self.uri) is not None:
             _sqlite_synchronous_normal()
         self.client = MlflowClient(tracking_uri=self.uri)
-        self.curve_points = curve_point_limit() if curve_points is None else curve_points
+        self.curve_points = curve_point_limit()
         self._experiments: dict[str, str] = {}
 
     # experiments and runs -------------------------------------------------
@@ -390,8 +392,7 @@ class Tracker:
 
     @_retry_locked
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
-        with gc_paused():
-            self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+        self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
 
     @_retry_locked
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:

@@ -15,17 +15,15 @@ def run_report(params_file: str | Path = "params.yaml", reports: Path | None = N
     """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code."""
     from gradlab.config import ConfigError
     from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, results_dir
-    from gradlab.tracking import TrackingError, curve_point_limit, open_tracker, standard_tags
+    from gradlab.tracking import TrackingError, open_tracker, standard_tags
 
     results = results_dir()
     reports = Path(reports or os.environ.get("GRADLAB_REPORTS", Path.cwd() / "reports"))
     try:
-        curve_point_limit()
+        tracker = open_tracker("gradlab/report")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        tracker = open_tracker("gradlab/report")
     except TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
