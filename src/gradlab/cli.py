@@ -7,6 +7,8 @@ import sys
 
 import typer
 
+from gradlab.process import ExitCode, entry_point_signals, interrupt_exit_code
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -22,7 +24,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue from the stage's last checkpoint."),
 ) -> None:
     """Run one stage, exactly as `dvc repro` runs it (results/STAGE, one MLflow parent run)."""
-    from gradlab.runner import guarded, run_stage
+    from gradlab.process import guarded
+    from gradlab.runner import run_stage
 
     raise typer.Exit(guarded(run_stage, stage, set_, params, resume))
 
@@ -58,8 +61,8 @@ def stages() -> None:
 @app.command()
 def report(params: str = typer.Option("params.yaml", "--params", help="Parameter file (for the conditions).")) -> None:
     """Rebuild reports/REPORT.md and reports/report.html from existing results."""
+    from gradlab.process import guarded
     from gradlab.report import run_report
-    from gradlab.runner import guarded
 
     raise typer.Exit(guarded(run_report, params))
 
@@ -80,8 +83,8 @@ def ui(
     typer.echo(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)")
     try:
         raise typer.Exit(subprocess.call(ui_command(host, port, uri)))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(interrupt_exit_code(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,18 +96,19 @@ def main(argv: list[str] | None = None) -> int:
 
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="gradlab", standalone_mode=False)
+        with entry_point_signals():  # our own SIGINT/SIGTERM handlers, even if started with SIGINT ignored
+            result = command.main(args=argv, prog_name="gradlab", standalone_mode=False)
     except NoArgsIsHelpError as err:
         print(err.format_message() if hasattr(err, "format_message") else str(err), file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except UsageError as err:
         print(f"error: {err.format_message()} (see `gradlab --help`)", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except typer.Exit as exit_:
         return exit_.exit_code
-    except KeyboardInterrupt:
-        return 130
-    return result if isinstance(result, int) else 0
+    except KeyboardInterrupt as exc:
+        return interrupt_exit_code(exc)
+    return result if isinstance(result, int) else ExitCode.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

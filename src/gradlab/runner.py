@@ -2,7 +2,7 @@
 
 ``gradlab run STAGE`` and ``python pipelines/STAGE.py`` both end up in
 :func:`run_stage`. Exit codes: 0 success, 1 runtime failure, 2 bad input,
-130 interrupted (SIGINT), 143 terminated (SIGTERM).
+130 interrupted (SIGINT), 143 terminated (SIGTERM): :class:`gradlab.process.ExitCode`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import gc
 import os
 import random
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -30,23 +29,14 @@ from gradlab.config import (
     validate_section,
 )
 from gradlab.context import StageContext, write_json
-from gradlab.tracking import (
-    TrackingError,
-    interrupts_held,
-    open_tracker,
-    params_hash,
-    standard_tags,
-)
+from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, sigterm_raises
+from gradlab.tracking import TrackingError, open_tracker, params_hash, standard_tags
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+__all__ = ["ExitCode", "Terminated", "guarded", "main", "publish", "resolve_params", "results_dir", "run_stage"]
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (runs end KILLED) but exits 143."""
-
-
-def _raise_terminated(signum, frame):  # pragma: no cover - exercised by signal tests
-    raise Terminated()
+# the names other modules used before gradlab.process existed
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT
+EXIT_SIGINT, EXIT_SIGTERM = ExitCode.INTERRUPTED, ExitCode.TERMINATED
 
 
 def seed_everything(seed: int) -> None:
@@ -88,18 +78,6 @@ def resolve_params(stage: str, sets: Sequence[str] = (), params_file: str | Path
     return validate_section(stage, spec.params, raw.get(stage))
 
 
-def publish(tmp: Path, final: Path) -> None:
-    """Replace ``final`` by ``tmp`` so that a reader never sees a half-written folder."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
-    if (final / ".gitignore").exists():  # DVC's list of the cached outputs
-        shutil.copy2(final / ".gitignore", tmp / ".gitignore")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def results_dir() -> Path:
     """``results/`` of the working directory (DVC runs each stage from the repo root)."""
     return Path(os.environ.get("GRADLAB_RESULTS", Path.cwd() / "results"))
@@ -128,10 +106,10 @@ def run_stage(
         tracker = open_tracker(f"gradlab/{stage}")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
     from gradlab.stages import get_stage
 
@@ -144,73 +122,70 @@ def run_stage(
         resume_id = resumable_run(checkpoints, digest) if resume else None
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
-    staging = results / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{stage}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    import torch
-
-    threads = torch.get_num_threads()  # a study may change it; the next stage in this process must not notice
-    try:
-        seed_everything(int(getattr(params, "seed", 0)))
-        start = time.perf_counter()
-        with tracker.run(
-            f"gradlab/{stage}",
-            run_name or stage,
-            parent=parent_run,
-            tags=standard_tags(stage, plain, tags),
-            params=flatten(plain),
-            resume_id=resume_id,
-        ) as parent:
-            checkpoints.mkdir(parents=True, exist_ok=True)
-            write_json(checkpoints / "run.json", {"run_id": parent.id, "params_hash": digest})
-            ctx = StageContext(
-                stage=stage,
-                params=params,
-                out=tmp,
-                tracker=tracker,
-                parent=parent,
-                checkpoints=checkpoints,
-                resume=resume,
-            )
-            study = get_stage(stage).load()
-            freeze_imports()
-            metrics = study(params, ctx)
-            write_json(tmp / "metrics.json", metrics)
-            numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and v is not None}
-            parent.log_metrics(numeric)
-            parent.log_metrics({"stage/seconds": time.perf_counter() - start})
-            parent.log_artifacts(tmp)
-        with interrupts_held():  # a reader never sees a half-published folder
-            publish(tmp, final)
-            shutil.rmtree(checkpoints, ignore_errors=True)
-        print(f"{stage}: results in {final}", file=sys.stderr)
-        return EXIT_OK
-    except Terminated:
-        print(f"{stage}: terminated; previous results left intact", file=sys.stderr)
-        return EXIT_SIGTERM
-    except KeyboardInterrupt:
-        print(f"{stage}: interrupted; previous results left intact", file=sys.stderr)
-        return EXIT_SIGINT
-    except ConfigError as err:  # a study may refuse a combination only it can judge
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as err:
-        traceback.print_exc()
-        print(f"error: stage {stage} failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        torch.set_num_threads(threads)
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_raises():  # SIGTERM: runs end KILLED, exit 143
+        staging = results / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp = staging / f"{stage}-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        import torch
+
+        threads = torch.get_num_threads()  # a study may change it; the next stage in this process must not notice
+        try:
+            seed_everything(int(getattr(params, "seed", 0)))
+            start = time.perf_counter()
+            with tracker.run(
+                f"gradlab/{stage}",
+                run_name or stage,
+                parent=parent_run,
+                tags=standard_tags(stage, plain, tags),
+                params=flatten(plain),
+                resume_id=resume_id,
+            ) as parent:
+                checkpoints.mkdir(parents=True, exist_ok=True)
+                write_json(checkpoints / "run.json", {"run_id": parent.id, "params_hash": digest})
+                ctx = StageContext(
+                    stage=stage,
+                    params=params,
+                    out=tmp,
+                    tracker=tracker,
+                    parent=parent,
+                    checkpoints=checkpoints,
+                    resume=resume,
+                )
+                study = get_stage(stage).load()
+                freeze_imports()
+                metrics = study(params, ctx)
+                write_json(tmp / "metrics.json", metrics)
+                numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and v is not None}
+                parent.log_metrics(numeric)
+                parent.log_metrics({"stage/seconds": time.perf_counter() - start})
+                parent.log_artifacts(tmp)
+            with interrupts_held():  # a reader never sees a half-published folder
+                publish(tmp, final)
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            print(f"{stage}: results in {final}", file=sys.stderr)
+            return ExitCode.OK
+        except Terminated:
+            print(f"{stage}: terminated; previous results left intact", file=sys.stderr)
+            return ExitCode.TERMINATED
+        except KeyboardInterrupt:
+            print(f"{stage}: interrupted; previous results left intact", file=sys.stderr)
+            return ExitCode.INTERRUPTED
+        except ConfigError as err:  # a study may refuse a combination only it can judge
+            print(f"error: {err}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        except Exception as err:
+            traceback.print_exc()
+            print(f"error: stage {stage} failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return ExitCode.FAILED
+        finally:
+            torch.set_num_threads(threads)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resumable_run(checkpoints: Path, digest: str) -> str:
@@ -238,16 +213,3 @@ def main(stage: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     return guarded(run_stage, stage, args.sets, args.params, args.resume)
-
-
-def guarded(fn, *args, **kwargs) -> int:
-    """Call ``fn`` with SIGTERM turned into an exception; an interrupt anywhere exits 130/143."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        return fn(*args, **kwargs)
-    except Terminated:
-        return EXIT_SIGTERM
-    except KeyboardInterrupt:
-        return EXIT_SIGINT
-    finally:
-        signal.signal(signal.SIGTERM, previous)

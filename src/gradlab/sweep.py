@@ -18,7 +18,7 @@ Outputs under ``results/sweeps/<id>/``: ``sweep.json`` (the spec, for
 grid point: mean and 95 % CI over seeds) and ``figure.png`` for 1-D and 2-D grids.
 Exit codes: 0 every trial finished, 1 some trial failed (the sweep still ran the
 others), 2 bad input, 130 interrupted (pending trials cancelled, running ones
-KILLED; ``--resume <id>`` continues), 143 terminated.
+KILLED; ``--resume <id>`` continues), 143 terminated (:class:`gradlab.process.ExitCode`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.config import ConfigError, flatten, parse_assignment, to_plain
+from gradlab.process import ExitCode, ignoring_sigint, interrupt_exit_code, sigterm_raises
+from gradlab.tracking import FAILED, FINISHED, KILLED
 
-FINISHED, FAILED, KILLED, CANCELLED, SKIPPED = "FINISHED", "FAILED", "KILLED", "CANCELLED", "SKIPPED"
+CANCELLED = "CANCELLED"  # a trial the sweep never started (interrupted before its turn)
 BACKENDS = ("local", "ray")
 SERVER_HINT = (
     "start a tracking server and point MLFLOW_TRACKING_URI at it, e.g. "
@@ -253,6 +255,9 @@ def _last_error(log_path: Path) -> str:
     return (errors or lines or [""])[-1][:300]
 
 
+_STATUS_OF_CODE = {ExitCode.OK: FINISHED, ExitCode.INTERRUPTED: KILLED, ExitCode.TERMINATED: KILLED}
+
+
 def run_trial(job: dict) -> dict:
     """Run one trial with :func:`gradlab.runner.run_stage`; return its exit code and metrics.
 
@@ -293,19 +298,19 @@ def run_trial(job: dict) -> dict:
                         tags=job["tags"],
                     )
             except KeyboardInterrupt:  # before run_stage had a run to mark
-                code = 130
+                code = ExitCode.INTERRUPTED
             result["code"] = code
             if code == 0:
                 result["metrics"] = json.loads((out_dir / "metrics.json").read_text())
             else:
                 result["error"] = _last_error(log_path)
     except KeyboardInterrupt:
-        result["code"] = 130
+        result["code"] = ExitCode.INTERRUPTED
     finally:
         if in_main:
             signal.signal(signal.SIGINT, signal.SIG_IGN if _STOP is not None else previous)
         result["seconds"] = time.perf_counter() - start
-    result["status"] = {0: FINISHED, 130: KILLED, 143: KILLED}.get(result["code"], FAILED)
+    result["status"] = _STATUS_OF_CODE.get(result["code"], FAILED)
     return result
 
 
@@ -349,8 +354,7 @@ class LocalExecutor:
                 deliver(fut)
         except KeyboardInterrupt:
             interrupted = True
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+            with ignoring_sigint():
                 stop.set()
                 for fut in futures:
                     fut.cancel()
@@ -368,8 +372,6 @@ class LocalExecutor:
                     if proc.is_alive():
                         proc.kill()
                 pool.shutdown(wait=False, cancel_futures=True)
-            finally:
-                signal.signal(signal.SIGINT, previous)
             raise
         finally:
             # after an interrupt the workers are gone: waiting on the pool's manager thread could hang
@@ -410,7 +412,8 @@ class RayExecutor:
                 res = ray.get(ref)
             except Exception as exc:  # task error, worker crash, cancellation
                 status = KILLED if "cancel" in type(exc).__name__.lower() else FAILED
-                res = {"index": job["index"], "code": 130 if status == KILLED else 1, "status": status}
+                code = ExitCode.INTERRUPTED if status == KILLED else ExitCode.FAILED
+                res = {"index": job["index"], "code": code, "status": status}
                 res.update(metrics=None, seconds=0.0, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
             on_result(res)
 
@@ -422,8 +425,7 @@ class RayExecutor:
                     collect(ref)
                 submit()
         except KeyboardInterrupt:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+            with ignoring_sigint():
                 queue.clear()
                 for ref in list(in_flight):
                     ray.cancel(ref)  # raises KeyboardInterrupt inside a running task: its run ends KILLED
@@ -432,8 +434,6 @@ class RayExecutor:
                     done, _ = ray.wait(list(in_flight), num_returns=1, timeout=max(0.1, deadline - time.monotonic()))
                     for ref in done:
                         collect(ref)
-            finally:
-                signal.signal(signal.SIGINT, previous)
             raise
         finally:
             if started_here:
@@ -613,10 +613,6 @@ def _err(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def _server_ok(uri: str) -> bool:
-    return uri.startswith(("http://", "https://", "databricks"))
-
-
 class _Progress:
     """tqdm bar with done / failed on a terminal; one line per trial otherwise."""
 
@@ -667,8 +663,15 @@ def sweep(
     resume: str | None = None,
 ) -> int:
     """The ``gradlab sweep`` command; returns the exit code."""
-    from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM, Terminated, results_dir
-    from gradlab.tracking import TrackingError, curve_point_limit, open_tracker, standard_tags, tracking_uri
+    from gradlab.runner import results_dir
+    from gradlab.tracking import (
+        TrackingError,
+        curve_point_limit,
+        is_server_uri,
+        open_tracker,
+        standard_tags,
+        tracking_uri,
+    )
 
     # 1. the spec, every trial validated: nothing is created before this passes
     try:
@@ -720,26 +723,26 @@ def sweep(
             validate(stage, trials, frozen)
     except ConfigError as err:
         _err(str(err))
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
     uri = tracking_uri()
-    if backend == "ray" and address and not _server_ok(uri):
+    if backend == "ray" and address and not is_server_uri(uri):
         _err(
             f"--address {address}: trials on a Ray cluster cannot log to {uri} (a local file); MLFLOW_TRACKING_URI "
             f"must be an MLflow server reachable from every node: {SERVER_HINT}"
         )
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if backend == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
             _err("--backend ray: the ray package is not installed (pip install 'ray[default]')")
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
     try:
         tracker = open_tracker(f"gradlab/{stage}", uri)
     except TrackingError as err:
         _err(str(err))
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
     # 2. the parent run and the sweep folder exist before any worker starts
     sweep_dir = sweeps_root / spec.sweep_id
@@ -831,29 +834,25 @@ def sweep(
         outcomes[trial.index] = res
         progress.update(trial, res, spec.metric)
 
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated(Terminated))
     started = time.perf_counter()
-    code = 0
+    code = ExitCode.OK
     try:
-        executor.run(jobs, on_result)
+        with sigterm_raises():
+            executor.run(jobs, on_result)
     except KeyboardInterrupt as exc:
-        code = EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+        code = interrupt_exit_code(exc)
     except Exception as exc:  # the executor itself broke (e.g. Ray could not start)
         progress.close()
         _err(f"sweep {spec.sweep_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        code = EXIT_FAILED
+        code = ExitCode.FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
         progress.close()
-    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the bookkeeping whatever happens
-    try:
+    with ignoring_sigint():  # finish the bookkeeping whatever happens
         for note in metric_note:
             print(note, file=sys.stderr)
         status = _close_sweep(tracker, spec, trials, outcomes, sweep_dir, code, time.perf_counter() - started)
-    finally:
-        signal.signal(signal.SIGINT, previous_int)
-    if code in (EXIT_SIGINT, EXIT_SIGTERM):
-        finished = sum(o.get("status") in (FINISHED, SKIPPED) for o in outcomes.values())
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        finished = sum(o.get("status") == FINISHED for o in outcomes.values())
         print(
             f"{label}: interrupted; {finished}/{len(trials)} trials FINISHED, running ones marked KILLED, pending ones "
             f"cancelled. Resume with: gradlab sweep --resume {spec.sweep_id}",
@@ -868,15 +867,8 @@ def sweep(
         _err(
             f"sweep {spec.sweep_id}: {len(failed)} trial(s) FAILED: {', '.join(failed[:10])}; logs in {sweep_dir}/logs"
         )
-        return EXIT_FAILED
+        return ExitCode.FAILED
     return 0
-
-
-def _raise_terminated(kind):
-    def handler(signum, frame):
-        raise kind()
-
-    return handler
 
 
 def _default_workers() -> int:
@@ -952,7 +944,7 @@ def _end_stray_runs(tracker, spec: SweepSpec, status: str) -> None:
 def _close_sweep(tracker, spec, trials, outcomes, sweep_dir: Path, code: int, seconds: float) -> str:
     """Mark stray RUNNING trials, write the tables and figure, log them, end the parent run."""
 
-    interrupted = code in (130, 143)
+    interrupted = code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
     _end_stray_runs(tracker, spec, KILLED if interrupted else FAILED)
     runs = _child_runs(tracker, spec)
     latest: dict[int, Any] = {}

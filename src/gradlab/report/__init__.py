@@ -14,7 +14,8 @@ from gradlab.report.build import build
 def run_report(params_file: str | Path = "params.yaml", reports: Path | None = None) -> int:
     """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code."""
     from gradlab.config import ConfigError
-    from gradlab.runner import EXIT_BAD_INPUT, EXIT_FAILED, results_dir
+    from gradlab.process import ExitCode
+    from gradlab.runner import results_dir
     from gradlab.tracking import TrackingError, open_tracker, standard_tags
 
     results = results_dir()
@@ -23,20 +24,20 @@ def run_report(params_file: str | Path = "params.yaml", reports: Path | None = N
         tracker = open_tracker("gradlab/report")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     with tracker.run("gradlab/report", "report", tags=standard_tags("report", {})) as run:
         folder, quotes = build(results, reports, Path(params_file))
         run.log_metrics({"report/quoted_numbers": len(quotes)})
         run.log_artifacts(folder)
     print(f"report: {folder / 'REPORT.md'} and {folder / 'report.html'}", file=sys.stderr)
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gradlab.runner import guarded
+    from gradlab.process import guarded
 
     parser = argparse.ArgumentParser(prog="pipelines/report.py", description="Build the findings report.")
     parser.add_argument("--params", default="params.yaml")

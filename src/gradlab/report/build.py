@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gradlab.config import load_yaml
 from gradlab.context import write_json
+from gradlab.process import publish
 from gradlab.report.quotes import MissingResults, Quotes
 from gradlab.report.sections import SECTIONS, Section
 from gradlab.tracking import git_sha, params_hash
@@ -108,12 +109,5 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
     (tmp / "REPORT.md").write_text(text)
     (tmp / "report.html").write_text(render_html(text, sections, results))
     write_json(tmp / "quotes.json", q.entries)
-    old = reports.parent / f".old-{reports.name}"
-    shutil.rmtree(old, ignore_errors=True)
-    if (reports / ".gitignore").exists():  # DVC's list of cached outputs
-        shutil.copy2(reports / ".gitignore", tmp / ".gitignore")
-    if reports.exists():
-        reports.rename(old)
-    tmp.rename(reports)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(tmp, reports)
     return reports, q.entries

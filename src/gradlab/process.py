@@ -1,0 +1,121 @@
+"""Process concerns in one place: exit codes, signals, interrupt holding, atomic publish.
+
+Every entry point (``gradlab``, ``pipelines/<stage>.py``, the report) runs its work through
+:func:`guarded`, which installs its *own* handlers instead of inheriting them: SIGINT raises
+:class:`KeyboardInterrupt` (exit 130) and SIGTERM raises :class:`Terminated` (exit 143).
+A process started from a background job of a non-interactive shell (``nohup make test &``,
+a scheduler) inherits SIGINT *ignored*, and Python keeps an inherited ``SIG_IGN``; without
+its own handler such a stage could not be stopped with Ctrl-C or ``kill -INT``.
+
+Only stdlib imports here: the command's start-up must stay light.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """The process exit codes of every gradlab command (README: Exit codes)."""
+
+    OK = 0
+    FAILED = 1  # runtime failure, with a clear message
+    BAD_INPUT = 2  # params, CLI, environment: one line naming the key; nothing written
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (runs end KILLED) but exits 143."""
+
+
+def raise_terminated(signum, frame) -> None:  # pragma: no cover - exercised by signal tests
+    raise Terminated()
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> ExitCode:
+    """143 for :class:`Terminated`, 130 for any other interrupt."""
+    return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+
+
+def in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def handlers(installed: dict[int, Any]) -> Iterator[None]:
+    """Install ``{signum: handler}`` for the block (main thread only: elsewhere nothing is changed)."""
+    if not in_main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum, handler in installed.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def sigterm_raises():
+    """SIGTERM raises :class:`Terminated` for the block."""
+    return handlers({signal.SIGTERM: raise_terminated})
+
+
+def entry_point_signals():
+    """SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated` for the block, whatever was inherited."""
+    return handlers({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: raise_terminated})
+
+
+def ignoring_sigint():
+    """SIGINT ignored for the block: bookkeeping after an interrupt must not be interrupted by a second one."""
+    return handlers({signal.SIGINT: signal.SIG_IGN})
+
+
+def guarded(fn: Callable[..., int], *args, **kwargs) -> int:
+    """Call ``fn`` (which returns an exit code) under :func:`entry_point_signals`; an interrupt exits 130/143."""
+    try:
+        with entry_point_signals():
+            return fn(*args, **kwargs)
+    except KeyboardInterrupt as exc:
+        return interrupt_exit_code(exc)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Delay SIGINT/SIGTERM (main thread only) until the block is done; they are delivered afterwards."""
+    if not in_main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Replace the folder ``final`` by ``tmp`` so that a reader never sees a half-written one.
+
+    DVC's ``.gitignore`` (its list of the cached outputs) in ``final`` is kept. Interrupts are
+    held while the two renames happen.
+    """
+    tmp, final = Path(tmp), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    with interrupts_held():
+        if (final / ".gitignore").exists():
+            shutil.copy2(final / ".gitignore", tmp / ".gitignore")
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
