@@ -2,6 +2,9 @@
 
 Adding a study means adding ``gradlab/studies/<study>/`` whose ``config.py``
 defines ``STAGES = [Stage(...)]``; it is found here without editing this file.
+Finding stages imports each study's ``config.py`` (pydantic only, no torch); running
+a stage named like its study (``gd``, or ``pg_pong`` of study ``pg``) imports no other
+study's code, so that its DVC dependencies are its own.
 """
 
 from __future__ import annotations
@@ -31,25 +34,39 @@ _BROKEN: dict[str, BaseException] = {}
 
 
 @cache
+def studies() -> tuple[str, ...]:
+    """The study packages under ``gradlab/studies/`` (found without importing them)."""
+    import gradlab.studies as package
+
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg))
+
+
+@cache
+def stages_of(study: str) -> dict[str, Stage]:
+    """The stages declared by ``gradlab/studies/<study>/config.py`` (empty, and remembered, if it fails to import)."""
+    try:
+        config = importlib.import_module(f"gradlab.studies.{study}.config")
+    except Exception as exc:
+        _BROKEN[study] = exc
+        return {}
+    return {stage.name: stage for stage in getattr(config, "STAGES", [])}
+
+
+@cache
 def all_stages() -> dict[str, Stage]:
     """Every stage of every study package that imports (a broken study does not hide the others)."""
-    import gradlab.studies as studies
-
     found: dict[str, Stage] = {}
-    for info in sorted(pkgutil.iter_modules(studies.__path__), key=lambda m: m.name):
-        if not info.ispkg:
-            continue
-        try:
-            config = importlib.import_module(f"gradlab.studies.{info.name}.config")
-        except Exception as exc:
-            _BROKEN[info.name] = exc
-            continue
-        for stage in getattr(config, "STAGES", []):
-            found[stage.name] = stage
+    for study in studies():
+        found.update(stages_of(study))
     return found
 
 
 def get_stage(name: str) -> Stage:
+    """The stage ``name``. Only the config of the study named like it (``gd``; ``pg`` for ``pg_pong``) is
+    imported when that study declares it, so that a stage's run imports no other study's modules."""
+    for study in studies():
+        if (name == study or name.startswith(f"{study}_")) and name in stages_of(study):
+            return stages_of(study)[name]
     stages = all_stages()
     if name not in stages:
         broken = "".join(f"; study {k} failed to import: {type(e).__name__}: {e}" for k, e in _BROKEN.items())

@@ -1,6 +1,12 @@
-"""Study ``gd``: update rules, the divergence threshold 2/lambda_max, and the edge of stability."""
+"""Study ``gd``: update rules, the divergence threshold 2/lambda_max, and the edge of stability (names load lazily)."""
 
-from gradlab.studies.gd.rules import RULES, make_rule
-from gradlab.studies.gd.threshold import find_lr_threshold
+from gradlab.lazy import lazy_exports
 
-__all__ = ["RULES", "make_rule", "find_lr_threshold"]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "RULES": "gradlab.studies.gd.rules",
+        "make_rule": "gradlab.studies.gd.rules",
+        "find_lr_threshold": "gradlab.studies.gd.threshold",
+    },
+)

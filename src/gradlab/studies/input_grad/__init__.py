@@ -1,13 +1,15 @@
-"""Study ``input_grad``: per-sample gradients of a network's output with respect to its inputs."""
+"""Study ``input_grad``: per-sample gradients of a network's output with respect to its inputs (lazy names)."""
 
-from gradlab.studies.input_grad.batchnorm import couples_samples, no_running_stat_updates
-from gradlab.studies.input_grad.methods import METHODS, batch_jacobian, central_differences, per_sample_input_grad
+from gradlab.lazy import lazy_exports
 
-__all__ = [
-    "METHODS",
-    "per_sample_input_grad",
-    "batch_jacobian",
-    "central_differences",
-    "couples_samples",
-    "no_running_stat_updates",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "METHODS": "gradlab.studies.input_grad.methods",
+        "per_sample_input_grad": "gradlab.studies.input_grad.methods",
+        "batch_jacobian": "gradlab.studies.input_grad.methods",
+        "central_differences": "gradlab.studies.input_grad.methods",
+        "couples_samples": "gradlab.studies.input_grad.batchnorm",
+        "no_running_stat_updates": "gradlab.studies.input_grad.batchnorm",
+    },
+)

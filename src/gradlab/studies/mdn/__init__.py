@@ -4,12 +4,6 @@
 lazily, so that discovering stages does not import torch).
 """
 
-__all__ = ["nll"]
+from gradlab.lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    if name == "nll":
-        from gradlab.studies.mdn.losses import nll
-
-        return nll
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {"nll": "gradlab.studies.mdn.losses"})

@@ -1,6 +1,16 @@
-"""Study ``spearman``: optimising matrices for a rank correlation (soft ranks, Blondel et al. 2020)."""
+"""Study ``spearman``: optimising matrices for a rank correlation (soft ranks, Blondel et al. 2020).
 
-from gradlab.studies.spearman.derivation import Derivation, init_matrices
-from gradlab.studies.spearman.softrank import SoftRank, soft_rank
+Its public names are imported when first used, so that listing the stages does not import torch.
+"""
 
-__all__ = ["Derivation", "SoftRank", "init_matrices", "soft_rank"]
+from gradlab.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "Derivation": "gradlab.studies.spearman.derivation",
+        "init_matrices": "gradlab.studies.spearman.derivation",
+        "SoftRank": "gradlab.studies.spearman.softrank",
+        "soft_rank": "gradlab.studies.spearman.softrank",
+    },
+)
