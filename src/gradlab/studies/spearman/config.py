@@ -54,7 +54,12 @@ class Gradient(Params):
     lr: float = Field(1.0, gt=0.0, le=1e4)
     max_steps: int = Field(50, ge=1, le=1_000_000)
     max_n: int = Field(1_000_000, ge=2, le=1_000_000)
-    regularization_strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_rank only, in rank positions
+
+
+class SoftRankGradient(Gradient):
+    """Gradient ascent on the correlation of soft ranks, smoothed by ``regularization_strength``."""
+
+    regularization_strength: float = Field(3.0, gt=0.0, le=1e9)  # in rank positions
 
 
 class SpearmanParams(Params):
@@ -72,7 +77,7 @@ class SpearmanParams(Params):
     hill_climb_tuned: HillClimb = HillClimb(delta=1.0, accept="not_worse", max_evals=20_000, max_n=200)
     scipy: Scipy = Scipy()
     pearson: Gradient = Gradient()
-    soft_rank: Gradient = Gradient()
+    soft_rank: SoftRankGradient = SoftRankGradient()
 
     @model_validator(mode="after")
     def _sizes(self):

@@ -82,9 +82,8 @@ def run_trial(spec: dict) -> dict:
         from gradlab.studies.spearman.module import CorrelationAscent
 
         g = getattr(p, method)
-        module = CorrelationAscent(
-            v, freq_m, derivation, referee, method, g.lr, g.regularization_strength, p.stop_at, g.optimizer
-        )
+        strength = g.regularization_strength if method == "soft_rank" else 1.0  # pearson has none
+        module = CorrelationAscent(v, freq_m, derivation, referee, method, g.lr, strength, p.stop_at, g.optimizer)
         v, freq_m = module.fit(g.max_steps)
         surrogate = module.surrogate
     seconds = time.perf_counter() - start
