@@ -1,9 +1,10 @@
-# gradlab: `make repro` runs the whole pipeline, `make test` the test suite (both set up first).
+# gradlab: `make repro` runs the whole pipeline, `make test` the test suite, `make test-fast` all but the slow
+# end-to-end tests (each sets up first).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: install repro test bench lint clean
+.PHONY: install repro test test-fast bench lint clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +18,9 @@ repro: install
 
 test: install
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+test-fast: install  # everything but the end-to-end tests marked slow
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/run.py
