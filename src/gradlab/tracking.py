@@ -253,6 +253,11 @@ class Run:
         self._metrics += [(key, float(values[i]), now, int(steps[i])) for i in keep]
         self._maybe_flush()
 
+    def log_points(self, points: Iterable[tuple[str, float, int, int]]) -> None:
+        """Metric points ``(key, value, timestamp in ms, step)``, each with its own real timestamp."""
+        self._metrics += [(str(k), float(v), int(t), int(s)) for k, v, t, s in points]
+        self._maybe_flush()
+
     def _maybe_flush(self) -> None:
         if not self.buffered or len(self._metrics) + len(self._params) >= self.FLUSH_AT:
             self.flush()

@@ -78,7 +78,21 @@ class PongParams(PGParams):
     downsample: Literal[1, 2] = 2  # 1: the classic 80x80 input; 2: 2x2 max-pooled to 40x40
     points_per_episode: int = Field(21, ge=1, le=21)  # end an episode after this many points (21 = a full game)
     max_episode_frames: int = Field(108_000, ge=100, le=1_000_000)
-    env_threads: int = Field(1, ge=0, le=256)  # emulator threads per trial; 0 = one per core
+    env_threads: int = Field(1, ge=0, le=256)  # emulator threads per group of games; 0 = one per core
+    rollout: Literal["stream", "episodes"] = "stream"  # stream: games never wait (stream.py); episodes: lockstep
+    env_groups: int = Field(2, ge=1, le=64)  # stream: games split into this many pipelined vector environments
+    actions: Literal["up_down", "noop_up_down"] = "up_down"  # the question's recipe: noop_up_down
+    move_cost: float = Field(0.0, ge=0.0, le=100.0)  # + move_cost * P(UP or DOWN) per step (the question's loss)
+    stop_at_mean: float | None = Field(None, ge=-21.0, le=21.0)  # stop once the mean of the last stop_window
+    stop_window: int = Field(100, ge=1, le=100_000)  # games is above stop_at_mean (None: never; updates = cap)
+
+    @model_validator(mode="after")
+    def _move_cost_needs_noop(self):
+        if self.move_cost and self.actions != "noop_up_down":
+            raise ValueError("move_cost needs actions: noop_up_down (with two actions every step moves the paddle)")
+        if self.actions != "up_down" and self.rollout != "stream":
+            raise ValueError("actions noop_up_down needs rollout: stream (rollout episodes plays UP/DOWN only)")
+        return self
 
     @model_validator(mode="after")
     def _fits_in_memory(self):
@@ -92,6 +106,25 @@ class PongParams(PGParams):
                 "(lower episodes_per_update or max_episode_frames, or use downsample: 2)"
             )
         return self
+
+
+class PongWinParams(PongParams):
+    """The win preset: ``correct`` until the mean of the last 100 games is above 0, with a budget cap."""
+
+    variants: list[Variant] = Field(default_factory=lambda: ["correct"], min_length=1)
+    hidden: int = Field(200, ge=1, le=4096)
+    updates: int = Field(1000, ge=1, le=1_000_000)  # the cap: 8000 games
+    final_episodes: int = Field(100, ge=1, le=100_000)
+    stop_at_mean: float | None = Field(0.0, ge=-21.0, le=21.0)
+    env_threads: int = Field(2, ge=0, le=256)
+    workers: int = Field(1, ge=0, le=256)  # one trial at a time: each one has the whole machine
+
+
+class PongRecipeParams(PongWinParams):
+    """The question's recipe (Google I/O 18 Pong): NOOP/UP/DOWN and a move cost of 0.01 per step."""
+
+    actions: Literal["up_down", "noop_up_down"] = "noop_up_down"
+    move_cost: float = Field(0.01, ge=0.0, le=100.0)
 
 
 QUESTION = (
@@ -111,5 +144,17 @@ STAGES = [
         question=QUESTION + " (Atari Pong)",
         params=PongParams,
         run="gradlab.studies.pg.study:run_pong",
+    ),
+    Stage(
+        name="pg_pong_win",
+        question=QUESTION + " (Atari Pong, trained until it beats the built-in AI; preset, not in dvc repro)",
+        params=PongWinParams,
+        run="gradlab.studies.pg.study:run_pong_win",
+    ),
+    Stage(
+        name="pg_pong_recipe",
+        question=QUESTION + " (Atari Pong, the question's own recipe: NOOP/UP/DOWN and a move cost; preset)",
+        params=PongRecipeParams,
+        run="gradlab.studies.pg.study:run_pong_win",
     ),
 ]

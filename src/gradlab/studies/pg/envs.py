@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-PONG_UP, PONG_DOWN = 2, 3  # ALE minimal action set of Pong: RIGHT moves the paddle up, LEFT down
+PONG_NOOP, PONG_UP, PONG_DOWN = 0, 2, 3  # ALE minimal action set of Pong: RIGHT moves the paddle up, LEFT down
 PONG_BACKGROUND_RED = (144, 109)  # red channel of the two background colours, erased by pg-pong.py
 PONG_BACKGROUND_GRAY = (87, 107)  # the same two colours in ALE's grayscale (checked equal in the tests)
-_ERASE = np.ones(256, dtype=np.int8)
-_ERASE[list(PONG_BACKGROUND_GRAY)] = 0
 
 
 def preprocess_pong_rgb(frames: np.ndarray) -> np.ndarray:
@@ -30,17 +28,22 @@ def preprocess_pong_rgb(frames: np.ndarray) -> np.ndarray:
 def preprocess_pong(frames: np.ndarray, downsample: int = 1) -> np.ndarray:
     """The same recipe on ALE grayscale frames (n, 210, 160) -> (n, (80/downsample)^2) int8.
 
-    Grayscale frames are a third of the RGB bytes and the background test is a table look-up
-    (4x faster than the RGB version). With ``downsample=2`` the 80x80 image is 2x2
-    max-pooled to 40x40: the 1-pixel-wide ball survives, the network's input is 4x smaller.
+    Grayscale frames are a third of the RGB bytes, and the background test is two comparisons.
+    With ``downsample=2`` the 80x80 image is 2x2 max-pooled to 40x40 (the 1-pixel-wide ball
+    survives, the network's input is 4x smaller); the pooled pixel (i, j) covers rows
+    35 + 4i, 37 + 4i and columns 4j, 4j + 2 of the frame, so the pooling is an OR of four
+    strided views (no 80x80 intermediate).
     """
     n = frames.shape[0]
-    x = _ERASE[frames[:, 35:195:2, ::2]]
-    if downsample == 2:
-        x = x.reshape(n, 40, 2, 80)
-        x = np.maximum(x[:, :, 0], x[:, :, 1])
-        x = np.maximum(x[:, :, 0::2], x[:, :, 1::2])
-    return x.reshape(n, -1)
+    if downsample == 1:
+        views = [frames[:, 35:195:2, ::2]]
+    else:
+        views = [frames[:, r:195:4, c::4] for r in (35, 37) for c in (0, 2)]
+    out = None
+    for x in views:
+        keep = (x != PONG_BACKGROUND_GRAY[0]) & (x != PONG_BACKGROUND_GRAY[1])
+        out = keep if out is None else out | keep
+    return out.view(np.int8).reshape(n, -1)
 
 
 class CartPoleEnvs:
@@ -134,9 +137,23 @@ class PongEnvs:
         self.env.close()
 
 
-def make_envs(kind: str, p) -> CartPoleEnvs | PongEnvs:
+def make_envs(kind: str, p):
     if kind == "cartpole":
         return CartPoleEnvs(p.episodes_per_update)
+    if kind == "pong" and p.rollout == "stream":
+        from gradlab.studies.pg.stream import PongStream
+
+        return PongStream(
+            p.episodes_per_update,
+            groups=p.env_groups,
+            frameskip=p.frameskip,
+            repeat_action_probability=p.repeat_action_probability,
+            downsample=p.downsample,
+            points_per_episode=p.points_per_episode,
+            max_episode_frames=p.max_episode_frames,
+            threads=p.env_threads,
+            actions=p.actions,
+        )
     if kind == "pong":
         return PongEnvs(
             p.episodes_per_update,

@@ -11,6 +11,11 @@ sampling. Training state at an update boundary is therefore just the networks, t
 optimiser and the logs, which :meth:`Reinforce.state` saves (torch tensors and plain
 containers, loadable with ``torch.load(weights_only=True)``), so a resumed trial ends
 exactly where an uninterrupted one would.
+
+Pong's default rollout is a stream (stream.py): games never wait for each other or for the
+update, and a game in progress at an update carries on into the next batch. Its emulator state
+is not checkpointed: a resumed Pong trial restarts its games (from seed and update) and loses the
+unfinished ones, so it continues correctly but not bit-for-bit as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,7 @@ from gradlab.studies.pg.losses import policy_loss, value_loss
 from gradlab.studies.pg.policy import Policy, Value
 from gradlab.studies.pg.probe import dlogp_adv_corr, probe_step
 from gradlab.studies.pg.returns import advantages, discounted_returns
+from gradlab.studies.pg.stream import PongStream
 
 
 def update_seed(seed: int, update: int) -> int:
@@ -93,13 +98,16 @@ def make_optimizer(o, params):
         return torch.optim.RMSprop(params, lr=o.lr, alpha=o.decay, eps=o.eps)
     if o.name == "adam":
         return torch.optim.Adam(params, lr=o.lr, betas=(0.9, o.decay), eps=o.eps)
-    return torch.optim.SGD(params, lr=o.lr)
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr)
+    raise ValueError(f"unknown optimizer {o.name!r}; allowed: rmsprop, adam, sgd")
 
 
 class Reinforce(pl.LightningModule):
-    def __init__(self, p, kind: str, variant: str, seed: int, checkpoint: Path | None = None):
+    def __init__(self, p, kind: str, variant: str, seed: int, checkpoint: Path | None = None, on_episodes=None):
         super().__init__()
         self.p, self.kind, self.variant, self.seed, self.checkpoint = p, kind, variant, seed, checkpoint
+        self.on_episodes = on_episodes  # called with the index of the first new episode after each update
         self.automatic_optimization = False
         self.envs = make_envs(kind, p)
         torch.manual_seed(seed)  # the same initial policy for every variant of a seed
@@ -108,7 +116,8 @@ class Reinforce(pl.LightningModule):
         self.next_update = 0
         self.diverged_at = -1
         self.fixed_probe = math.nan
-        self.episodes: dict[str, list] = {"update": [], "return": [], "length": [], "frames": []}
+        self.episodes: dict[str, list] = {"update": [], "return": [], "length": [], "frames": [], "seconds": []}
+        self.stopped_at_game = -1  # 1-based game at which the stop_at_mean criterion was first met
         self.updates: dict[str, list] = {"loss": [], "probe": [], "grad_norm": [], "batch_steps": []}
         self.seconds = 0.0
 
@@ -123,23 +132,48 @@ class Reinforce(pl.LightningModule):
         return self._opt
 
     def collect(self, update: int) -> dict:
-        episodes = collect_episodes(
-            self.policy, self.envs, update_seed(self.seed, update), np.random.default_rng([self.seed, update, 1])
-        )
+        if isinstance(self.envs, PongStream):
+            if not self.envs.started:  # a new trial, or a resumed one (its games start over)
+                self.envs.start(update_seed(self.seed, update))
+            episodes = self.envs.play(self.policy.act, self.p.episodes_per_update)
+        else:
+            episodes = collect_episodes(
+                self.policy, self.envs, update_seed(self.seed, update), np.random.default_rng([self.seed, update, 1])
+            )
+        now = time.perf_counter()
         for e in episodes:
             self.episodes["update"].append(update)
             self.episodes["return"].append(float(e["rewards"].sum()))
             self.episodes["length"].append(len(e["rewards"]))
             self.episodes["frames"].append(len(e["rewards"]) * self.envs.frames_per_step)
+            # wall-clock seconds of training when the game ended (stream) or its batch was complete
+            self.episodes["seconds"].append(self.seconds + e.get("ended_at", now) - self._step_start)
         return make_batch(episodes, self.p.gamma, self.envs.reset_at_reward, self.p.standardize_per)
+
+    def stop_reached(self, first_new: int) -> bool:
+        """Was the mean of the last ``stop_window`` games above ``stop_at_mean`` after one of the new games?"""
+        target = getattr(self.p, "stop_at_mean", None)
+        if target is None or self.stopped_at_game >= 0:
+            return self.stopped_at_game >= 0
+        w = self.p.stop_window
+        r = np.asarray(self.episodes["return"], float)
+        for end in range(max(first_new + 1, w), r.size + 1):
+            if r[end - w : end].mean() > target:
+                self.stopped_at_game = end
+                return True
+        return False
 
     # one update ---------------------------------------------------------------
     def losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        logp = self.policy.log_prob(batch["obs"], batch["actions"])
+        logits = self.policy(batch["obs"])
+        logp = torch.log_softmax(logits, dim=-1).gather(1, batch["actions"].long().unsqueeze(1)).squeeze(1)
         values = self.value(batch["obs"]) if self.value is not None else None
         loss = policy_loss(self.variant, logp, batch["adv"], batch["returns"], values)
         if values is not None:
             loss = loss + self.p.value_coef * value_loss(values, batch["returns"])
+        move_cost = getattr(self.p, "move_cost", 0.0)
+        if move_cost:  # the question's laziness term: move_cost * P(UP or DOWN), NOOP being action 0
+            loss = loss + move_cost * (1.0 - torch.softmax(logits, dim=-1)[:, 0]).sum()
         return loss, logp
 
     def policy_loss_fn(self, batch: dict):
@@ -148,8 +182,25 @@ class Reinforce(pl.LightningModule):
 
     def training_step(self, update, batch_idx):
         update = int(update)
-        start = time.perf_counter()
+        start = self._step_start = time.perf_counter()
+        first_new = len(self.episodes["return"])
         batch = self.collect(update)
+        torch.set_num_threads(self.update_threads)  # the batch's forward and backward; the rollout runs on 1
+        try:
+            self.update(update, batch)
+        finally:
+            torch.set_num_threads(1)
+        self.next_update = update + 1
+        self.seconds += time.perf_counter() - start
+        if self.stop_reached(first_new):
+            self.trainer.should_stop = True
+        if self.on_episodes is not None:
+            self.on_episodes(self, first_new)
+        every = self.p.checkpoint_every
+        if self.checkpoint is not None and every and (self.next_update % every == 0 or self.diverged_at >= 0):
+            self.save_checkpoint()
+
+    def update(self, update: int, batch: dict) -> None:
         opt = self.optimizers()
         if update == 0:  # the mechanism probe on the first batch (the same batch for every variant of a seed)
             self.fixed_probe = probe_step(self.policy, self.policy_loss_fn(batch), batch, self.p.probe_step)
@@ -175,16 +226,11 @@ class Reinforce(pl.LightningModule):
         self.updates["probe"].append(probe)
         self.updates["grad_norm"].append(grad_norm)
         self.updates["batch_steps"].append(int(batch["actions"].numel()))
-        self.next_update = update + 1
-        self.seconds += time.perf_counter() - start
-        every = self.p.checkpoint_every
-        if self.checkpoint is not None and every and (self.next_update % every == 0 or not finite):
-            self.save_checkpoint()
 
     def fit(self) -> None:
         from gradlab.training import make_trainer
 
-        if self.next_update < self.p.updates and self.diverged_at < 0:
+        if not self.finished:
             make_trainer(max_epochs=1).fit(self)
         if self.checkpoint is not None and self.p.checkpoint_every:
             self.save_checkpoint()
@@ -192,7 +238,7 @@ class Reinforce(pl.LightningModule):
     # checkpoints --------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.next_update >= self.p.updates or self.diverged_at >= 0
+        return self.next_update >= self.p.updates or self.diverged_at >= 0 or self.stopped_at_game >= 0
 
     def state(self) -> dict:
         return {
@@ -203,6 +249,8 @@ class Reinforce(pl.LightningModule):
             "next_update": self.next_update,
             "diverged_at": self.diverged_at,
             "fixed_probe": self.fixed_probe,
+            "stopped_at_game": self.stopped_at_game,
+            "run_id": self.run_id,
             "finished": self.finished,
             "episodes": self.episodes,
             "updates": self.updates,
@@ -230,6 +278,7 @@ class Reinforce(pl.LightningModule):
             self.value.load_state_dict(s["value"])
         self._opt_state = s["optimizer"]
         self.next_update, self.diverged_at, self.fixed_probe = s["next_update"], s["diverged_at"], s["fixed_probe"]
+        self.stopped_at_game, self.run_id = s.get("stopped_at_game", -1), s.get("run_id")
         self.episodes, self.updates, self.seconds = s["episodes"], s["updates"], s["seconds"]
         torch.set_rng_state(s["torch_rng"])
         random.setstate(s["python_rng"])
@@ -237,40 +286,6 @@ class Reinforce(pl.LightningModule):
 
     _opt: torch.optim.Optimizer | None = None
     _opt_state: dict | None = None
-
-
-@dataclass(frozen=True)
-class Trial:
-    kind: str
-    params: object
-    variant: str
-    seed: int
-    checkpoint: str | None = None
-    resume: bool = False
-
-
-def train_trial(t: Trial) -> dict:
-    """Train one (variant, seed); runs in a worker process; returns plain data only."""
-    cpu0 = time.process_time()
-    # small per-step forwards are 10x slower with 2 intra-op threads than with 1 (thread wake-ups);
-    # the cores are used by parallel trials and the emulator's threads instead
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    module = Reinforce(t.params, t.kind, t.variant, t.seed, Path(t.checkpoint) if t.checkpoint else None)
-    resumed_at = module.next_update if (t.resume and module.load_checkpoint()) else None
-    try:
-        module.fit()
-    finally:
-        module.envs.close()
-        torch.set_num_threads(threads)
-    return {
-        "variant": t.variant,
-        "seed": t.seed,
-        "episodes": module.episodes,
-        "updates": module.updates,
-        "diverged_at": module.diverged_at,
-        "fixed_probe": module.fixed_probe,
-        "resumed_at": resumed_at,
-        "seconds": module.seconds,
-        "cpu_seconds": time.process_time() - cpu0,
-    }
+    _step_start: float = 0.0
+    update_threads: int = 1
+    run_id: str | None = None  # the trial's MLflow child run (kept in checkpoints: --resume continues it)

@@ -1,0 +1,271 @@
+"""Numbers from the trials of a pg stage: per variant across seeds, references, curves, flags.
+
+Returns live in [-21, 21] (Pong: points won - lost in one game) or [0, 500] (CartPole), so their
+intervals are percentile bootstraps clipped to that range; a comparison between variants is an
+exact permutation test over seeds (with its smallest attainable p: 0.1 with 3 vs 3 seeds) beside
+Welch's t-test. Every verdict of the summary is one of the flags computed here.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+
+import numpy as np
+
+from gradlab.stats import bootstrap_mean_ci, cohens_d, permutation_test, welch
+from gradlab.studies.pg.trial import running_mean
+
+CURVE_WINDOW = 20  # episodes averaged per point of the learning curves
+PONG_IMPROVEMENT = 4.0  # points: "learns" = last games' mean at least this far above the first games' mean
+
+
+def return_range(kind: str, p) -> tuple[float, float]:
+    if kind == "cartpole":
+        return 0.0, 500.0
+    return -float(p.points_per_episode), float(p.points_per_episode)
+
+
+def episode_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for r in results:
+        e = r["episodes"]
+        mean100 = running_mean(e["return"])
+        for i in range(len(e["return"])):
+            rows.append(
+                {
+                    "variant": r["variant"],
+                    "seed": r["seed"],
+                    "episode": i,
+                    "update": e["update"][i],
+                    "return": e["return"][i],
+                    "return_mean100": float(mean100[i]),
+                    "length": e["length"][i],
+                    "frames": e["frames"][i],
+                }
+            )
+    return rows
+
+
+def aggregate(per_trial: list[dict], p, kind: str) -> dict:
+    lo_r, hi_r = return_range(kind, p)
+    finals = {v: [t["final_return"] for t in per_trial if t["variant"] == v] for v in p.variants}
+    variants = {}
+    for v in p.variants:
+        mine = [t for t in per_trial if t["variant"] == v]
+        mean, lo, hi = bootstrap_mean_ci(finals[v], lo_r, hi_r)
+        pm, plo, phi = bootstrap_mean_ci([t["probe_corr"] for t in mine], -1.0, 1.0)
+        gain = [t["final_return"] - t["first_return"] for t in mine]
+        m = {
+            "final_return_mean": mean,
+            "final_return_ci_low": lo,
+            "final_return_ci_high": hi,
+            "final_return_per_seed": finals[v],
+            "first_return_per_seed": [t["first_return"] for t in mine],
+            "improvement_per_seed": gain,
+            "improvement_mean": float(np.mean(gain)),
+            "final_length_mean": float(np.mean([t["final_length"] for t in mine])),
+            "probe_corr": pm,
+            "probe_corr_ci_low": plo,
+            "probe_corr_ci_high": phi,
+            "probe_corr_first_update": float(np.nanmean([t["probe_corr_first_update"] for t in mine])),
+            "probe_corr_train_mean": float(np.nanmean([t["probe_corr_train_mean"] for t in mine])),
+            "diverged_seeds": sum(t["diverged_at_update"] is not None for t in mine),
+            "p_vs_correct": None,
+            "p_exact_vs_correct": None,
+            "p_exact_min": None,
+            "cohens_d_vs_correct": None,
+        }
+        if v != "correct" and "correct" in finals:
+            m["p_vs_correct"] = welch(finals["correct"], finals[v])[1]
+            perm = permutation_test(finals["correct"], finals[v])
+            m["p_exact_vs_correct"], m["p_exact_min"] = perm["p"], perm["p_min"]
+            m["cohens_d_vs_correct"] = cohens_d(finals["correct"], finals[v])
+        if kind == "cartpole":
+            solve = [t["episodes_to_solve"] for t in mine]
+            m["episodes_to_solve_per_seed"] = solve
+            m["solved_seeds"] = sum(s is not None for s in solve)
+            med = float(np.median([math.inf if s is None else s for s in solve]))
+            m["episodes_to_solve_median"] = med if math.isfinite(med) else None
+        variants[v] = m
+    metrics = {
+        "variants": variants,
+        "seeds": p.seeds,
+        "episodes_per_trial": p.updates * p.episodes_per_update,
+        "final_episodes": p.final_episodes,
+    }
+    if kind == "pong":
+        metrics["env"] = pong_variant(p)
+        metrics["frames_per_trial_mean"] = float(np.mean([t["frames"] for t in per_trial]))
+        metrics["flags"] = pong_flags(variants, per_trial)
+    return metrics
+
+
+def pong_flags(variants: dict, per_trial: list[dict]) -> dict:
+    """Does ``correct`` learn on every seed, does it end above ``flipped`` on every seed, does ``flipped`` improve?"""
+    flags = {}
+    if "correct" in variants:
+        gains = variants["correct"]["improvement_per_seed"]
+        flags["correct_improves_every_seed"] = bool(all(g >= PONG_IMPROVEMENT for g in gains))
+    if "flipped" in variants:
+        flags["flipped_improves_any_seed"] = bool(
+            any(g >= PONG_IMPROVEMENT for g in variants["flipped"]["improvement_per_seed"])
+        )
+    if "correct" in variants and "flipped" in variants:
+        by_seed = {
+            (t["variant"], t["seed"]): t["final_return"] for t in per_trial if t["variant"] in ("correct", "flipped")
+        }
+        seeds = sorted({s for _, s in by_seed})
+        flags["correct_above_flipped_every_seed"] = bool(
+            all(by_seed[("correct", s)] > by_seed[("flipped", s)] for s in seeds)
+        )
+    return flags
+
+
+def win_metrics(per_trial: list[dict], p) -> dict:
+    """Per seed: whether and when the running mean of the last ``stop_window`` games went above ``stop_at_mean``."""
+    out = {"stop_at_mean": p.stop_at_mean, "stop_window": p.stop_window, "cap_games": p.updates * p.episodes_per_update}
+    wins = []
+    for t in per_trial:
+        key = f"{t['variant']}__seed{t['seed']}"
+        out[key] = {
+            "won": t["won"],
+            "games": t["episodes"],
+            "games_to_win": t["games_to_win"],
+            "frames_to_win": t["frames_to_win"],
+            "seconds_to_win": t["seconds_to_win"],
+            "frames": t["frames"],
+            "train_seconds": t["timing"]["train_seconds"],
+            "frames_per_second": t["timing"]["frames_per_second"],
+        }
+        wins.append(t)
+    for v in p.variants:
+        mine = [t for t in wins if t["variant"] == v]
+        won = [t for t in mine if t["won"]]
+        out[v] = {
+            "seeds": len(mine),
+            "seeds_won": len(won),
+            # median over seeds, a seed that did not win counting as +inf (None when half or more did not win)
+            "median_seconds_to_win": _median_or_none([t["seconds_to_win"] for t in mine]),
+            "median_games_to_win": _median_or_none([t["games_to_win"] for t in mine]),
+            "median_frames_to_win": _median_or_none([t["frames_to_win"] for t in mine]),
+        }
+    return out
+
+
+def _median_or_none(xs: list) -> float | None:
+    med = float(np.median([math.inf if x is None else x for x in xs]))
+    return med if math.isfinite(med) else None
+
+
+def random_policy_reference(p, seed: int, games: int = 100) -> dict:
+    """Pong: mean return of uniform random actions over ``games`` games (same emulator settings and actions)."""
+    from gradlab.studies.pg.stream import PongStream
+
+    env = PongStream(
+        16,
+        groups=p.env_groups,
+        frameskip=p.frameskip,
+        repeat_action_probability=p.repeat_action_probability,
+        downsample=p.downsample,
+        points_per_episode=p.points_per_episode,
+        max_episode_frames=p.max_episode_frames,
+        threads=p.env_threads,
+        actions=p.actions,
+    )
+    env.start(seed + 12345)
+    episodes = env.play(lambda obs, rng: rng.integers(0, env.n_actions, obs.shape[0]), games)
+    env.close()
+    returns = [float(e["rewards"].sum()) for e in episodes]
+    mean, lo, hi = bootstrap_mean_ci(returns, *return_range("pong", p))
+    return {"games": games, "return_mean": mean, "return_ci_low": lo, "return_ci_high": hi}
+
+
+def cartpole_references(seed: int, episodes: int = 100) -> dict:
+    """Returns of two fixed policies on CartPole-v1: always push one way (the shortest episodes), uniform random."""
+    from gradlab.studies.pg.envs import CartPoleEnvs
+
+    env = CartPoleEnvs(episodes)
+    out = {}
+    for name, policy in {
+        "always_left": lambda obs, rng: np.zeros(len(obs), dtype=np.int64),
+        "random": lambda obs, rng: rng.integers(0, 2, len(obs)),
+    }.items():
+        rng = np.random.default_rng(seed)
+        obs, alive, total = env.reset(seed + 12345), np.ones(episodes, bool), np.zeros(episodes)
+        while alive.any():
+            obs, r, done = env.step(policy(obs, rng))
+            total += r * alive
+            alive &= ~done
+        out[f"{name}_return_mean"] = float(total.mean())
+        out[f"{name}_return_min"] = float(total.min())
+    env.close()
+    return out
+
+
+def pong_variant(p) -> dict:
+    actions = "UP (RIGHT=2), DOWN (LEFT=3)" if p.actions == "up_down" else "NOOP (0), UP (RIGHT=2), DOWN (LEFT=3)"
+    return {
+        "id": "ALE/Pong-v5 dynamics via ale_py.AtariVectorEnv",
+        "frameskip": p.frameskip,
+        "repeat_action_probability": p.repeat_action_probability,
+        "actions": actions,
+        "move_cost": p.move_cost,
+        "rollout": p.rollout,
+        "input": f"{80 // p.downsample}x{80 // p.downsample} binary frame difference",
+        "points_per_episode": p.points_per_episode,
+        "max_episode_frames": p.max_episode_frames,
+    }
+
+
+def learning_curves(results: list[dict], p, kind: str) -> list[dict]:
+    """Mean return per block of CURVE_WINDOW episodes: mean and 95 % bootstrap CI over seeds, per variant."""
+    lo_r, hi_r = return_range(kind, p)
+    rows = []
+    for v in p.variants:
+        mine = [np.asarray(r["episodes"]["return"], float) for r in results if r["variant"] == v]
+        n = min(len(x) for x in mine)
+        w = min(CURVE_WINDOW, n)
+        for start in range(0, n - w + 1, w):
+            mean, lo, hi = bootstrap_mean_ci([x[start : start + w].mean() for x in mine], lo_r, hi_r)
+            rows.append({"variant": v, "episode": start + w, "return_mean": mean, "ci_low": lo, "ci_high": hi})
+    return rows
+
+
+def final_table(variants: dict) -> list[dict]:
+    return [
+        {
+            "variant": v,
+            "final_return_mean": m["final_return_mean"],
+            "ci_low": m["final_return_ci_low"],
+            "ci_high": m["final_return_ci_high"],
+            "probe_corr": m["probe_corr"],
+            "p_vs_correct": m["p_vs_correct"],
+            "p_exact_vs_correct": m["p_exact_vs_correct"],
+        }
+        for v, m in variants.items()
+    ]
+
+
+def probe_rows(results: list[dict]) -> list[dict]:
+    return [
+        {"variant": r["variant"], "seed": r["seed"], "update": i, "dlogp_adv_corr": c}
+        for r in results
+        for i, c in enumerate(r["updates"]["probe"])
+    ]
+
+
+def timing_of(results: list[dict], workers: int) -> dict:
+    """Wall-clock numbers: NOT in metrics.json (they vary from run to run)."""
+    frames = sum(sum(r["episodes"]["frames"]) for r in results)
+    seconds = sum(r["seconds"] for r in results)
+    return {
+        "workers": workers,
+        "trials": len(results),
+        "train_seconds_total": seconds,
+        "cpu_seconds_total": sum(r["cpu_seconds"] for r in results),
+        "frames_total": frames,
+        "frames_per_second": frames / seconds if seconds > 0 else None,  # per trial process
+        "frames_per_second_all_workers": frames / seconds * min(workers, len(results)) if seconds > 0 else None,
+        "machine": platform.machine(),
+    }

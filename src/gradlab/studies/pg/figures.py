@@ -1,0 +1,121 @@
+"""Figures of a pg stage: learning curves by variant, final return and the mechanism probe."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradlab import plotting
+from gradlab.studies.pg.analysis import CURVE_WINDOW
+
+
+def learning(ctx, curves: list[dict], p, kind: str, metrics: dict) -> None:
+    title = "CartPole-v1" if kind == "cartpole" else "Pong"
+    fig, ax = plotting.figure(f"{title}: learning curves by loss variant", width=8.0, height=4.5)
+    for i, v in enumerate(p.variants):
+        mine = [r for r in curves if r["variant"] == v]
+        x = [r["episode"] for r in mine]
+        colour = plotting.PALETTE[i % len(plotting.PALETTE)]
+        ax.plot(x, [r["return_mean"] for r in mine], color=colour, label=v)
+        if p.seeds > 1:
+            ax.fill_between(x, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine], color=colour, alpha=0.2)
+    if kind == "cartpole":
+        ax.axhline(p.solve_threshold, color="black", ls="--", label=f"solved ({p.solve_threshold:g})")
+        ax.axhline(metrics["reference"]["always_left_return_mean"], color="grey", ls=":", label="always push left")
+    else:
+        ref = metrics["reference"]
+        ax.axhline(
+            ref["random_return_mean"], color="grey", ls=":", label=f"random actions ({ref['random_games']} games)"
+        )
+        ax.axhline(0, color="black", lw=0.8, ls="--", label="as many points won as lost")
+    ylabel = "episode return (steps balanced)" if kind == "cartpole" else "episode return (points won - lost)"
+    band = f"band: 95 % bootstrap CI over {p.seeds} seeds" if p.seeds > 1 else "one seed"
+    plotting.label(
+        ax,
+        f"mean return per block of {CURVE_WINDOW} episodes; {band}",
+        "episode",
+        ylabel + (", log scale" if kind == "cartpole" else ""),
+        logy=kind == "cartpole",
+    )
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ctx.savefig(fig, "learning_curves.png")
+
+
+def final_and_probe(ctx, per_trial: list[dict], metrics: dict, p, kind: str) -> None:
+    fig, (a, b) = plotting.figure("Which losses train the agent, and which way does one update push log pi?", ncols=2)
+    xs = np.arange(len(p.variants))
+    for i, v in enumerate(p.variants):
+        m = metrics["variants"][v]
+        mine = [t for t in per_trial if t["variant"] == v]
+        colour = plotting.PALETTE[i % len(plotting.PALETTE)]
+        a.bar(i, m["final_return_mean"], color=colour, alpha=0.6)
+        if m["final_return_ci_low"] is not None:
+            a.errorbar(
+                i,
+                m["final_return_mean"],
+                yerr=[
+                    [m["final_return_mean"] - m["final_return_ci_low"]],
+                    [m["final_return_ci_high"] - m["final_return_mean"]],
+                ],
+                color="black",
+                capsize=4,
+            )
+        a.plot([i] * len(mine), [t["final_return"] for t in mine], "k.", alpha=0.6)
+        b.bar(i, m["probe_corr"], color=colour, alpha=0.6)
+        b.plot([i] * len(mine), [t["probe_corr"] for t in mine], "k.", alpha=0.6)
+        b.plot(i, m["probe_corr_train_mean"], "D", color="black", mfc="white")
+    if kind == "pong":
+        a.axhline(metrics["reference"]["random_return_mean"], color="grey", ls=":", label="random actions")
+    a.plot([], [], "k.", label="one seed")
+    a.errorbar([], [], yerr=[], color="black", capsize=4, label="95 % bootstrap CI")
+    b.plot([], [], "k.", label="small step on the first batch, one seed")
+    b.plot([], [], "D", color="black", mfc="white", label="real updates, mean")
+    for ax in (a, b):
+        ax.set_xticks(xs, p.variants, rotation=30)
+    b.axhline(0, color="black", lw=0.8)
+    unit = "steps" if kind == "cartpole" else "points won - lost"
+    plotting.label(a, f"final return: mean of the last {p.final_episodes} episodes", "loss variant", f"return ({unit})")
+    plotting.label(b, "mechanism probe", "loss variant", "corr(change of log pi(a|s), A)")
+    ctx.savefig(fig, "final_return_and_probe.png")
+
+
+def win_curves(ctx, results: list[dict], p, metrics: dict) -> None:
+    """Running mean of the last ``stop_window`` games against games played, one line per seed, win marked."""
+    from gradlab.studies.pg.trial import running_mean
+
+    fig, (a, b) = plotting.figure(
+        f"Pong: when does the mean of the last {p.stop_window} games rise above {p.stop_at_mean:g}?",
+        ncols=2,
+        width=6.5,
+        height=4.5,
+    )
+    for i, r in enumerate(results):
+        colour = plotting.PALETTE[i % len(plotting.PALETTE)]
+        e = r["episodes"]
+        mean = running_mean(e["return"], p.stop_window)
+        games = np.arange(1, len(mean) + 1)
+        minutes = np.asarray(e["seconds"]) / 60
+        label = f"{r['variant']} seed {r['seed']}"
+        a.plot(games, mean, color=colour, label=label)
+        b.plot(minutes, mean, color=colour, label=label)
+        g = r["stopped_at_game"]
+        if g > 0:
+            a.plot(g, mean[g - 1], "o", color=colour)
+            b.plot(minutes[g - 1], mean[g - 1], "o", color=colour)
+    ref = metrics["reference"]["random_return_mean"]
+    for ax in (a, b):
+        ax.axhline(p.stop_at_mean, color="black", ls="--", lw=0.8, label=f"target ({p.stop_at_mean:g})")
+        ax.axhline(ref, color="grey", ls=":", label="random actions")
+    plotting.label(
+        a,
+        "by games played (dot: first game above the target)",
+        "game",
+        f"mean return of the last {p.stop_window} games (points)",
+    )
+    plotting.label(
+        b,
+        "by training wall-clock time",
+        "minutes of training",
+        f"mean return of the last {p.stop_window} games (points)",
+    )
+    b.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ctx.savefig(fig, "win_curves.png")

@@ -1,0 +1,165 @@
+"""Pong games that never wait: the emulator and the policy overlap, and no emulated step is thrown away.
+
+``PongStream`` keeps ``num_envs`` games running in ``groups`` ale_py vector environments, each
+with its own emulator thread. The trainer sends a group its actions (``send``) and, while that
+group's emulator steps, receives the next group's frames (``recv``), preprocesses them and
+samples their actions: emulation and the policy's forwards run at the same time on different
+cores. A game that ends is reset by the emulator at once (autoreset ``SameStep``) and goes on;
+:meth:`PongStream.play` returns as soon as ``k`` games have ended, in the order they ended, with
+every group still stepping, so the update overlaps emulation too. The games that have not ended
+carry their steps over to the next update (their first steps were sampled from the policy before
+the update: a lag of at most one update per game).
+
+Deterministic: the groups are served in a fixed order and every random number comes from
+generators seeded by :meth:`start`, never from timing, so the same seed gives the same games
+whatever the machine's load.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from gradlab.studies.pg.envs import PONG_DOWN, PONG_NOOP, PONG_UP, preprocess_pong
+
+ACTION_SETS = {"up_down": (PONG_UP, PONG_DOWN), "noop_up_down": (PONG_NOOP, PONG_UP, PONG_DOWN)}
+
+
+def _split(n: int, parts: int) -> list[slice]:
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+class PongStream:
+    """``num_envs`` Pong games in ``groups`` pipelined vector environments (see the module docstring).
+
+    The observation is the classic pg-pong one: the difference of consecutive preprocessed frames,
+    zeros on a game's first step. An episode ends when the game ends, after ``points_per_episode``
+    points, or after ``max_episode_frames`` frames. ``actions`` names the action set (ALE ids).
+    """
+
+    reset_at_reward = True
+
+    def __init__(
+        self,
+        num_envs: int,
+        groups: int = 2,
+        frameskip: int = 4,
+        repeat_action_probability: float = 0.25,
+        downsample: int = 2,
+        points_per_episode: int = 21,
+        max_episode_frames: int = 108_000,
+        threads: int = 1,
+        actions: str = "up_down",
+    ):
+        import ale_py
+
+        self.num_envs, self.downsample, self.points_per_episode = num_envs, downsample, points_per_episode
+        self.frames_per_step = frameskip
+        self.obs_dim = (80 // downsample) ** 2
+        self.action_ids = np.array(ACTION_SETS[actions], dtype=np.int64)
+        self.n_actions = len(self.action_ids)
+        self.slices = _split(num_envs, max(1, min(groups, num_envs)))
+        self.envs = [
+            ale_py.AtariVectorEnv(
+                "pong",
+                num_envs=s.stop - s.start,
+                num_threads=threads,
+                img_height=210,
+                img_width=160,
+                grayscale=True,
+                stack_num=1,
+                frameskip=frameskip,
+                maxpool=False,
+                noop_max=0,
+                use_fire_reset=False,
+                reward_clipping=False,
+                episodic_life=False,
+                repeat_action_probability=repeat_action_probability,
+                max_num_frames_per_episode=max_episode_frames,
+                autoreset_mode="SameStep",
+            )
+            for s in self.slices
+        ]
+        self.strength = [np.ones(s.stop - s.start, dtype=np.float32) for s in self.slices]  # paddle strength
+        self.started = False
+
+    def _frames(self, obs: np.ndarray) -> np.ndarray:
+        return preprocess_pong(obs.reshape(-1, 210, 160), self.downsample)
+
+    def start(self, seed: int) -> None:
+        """Reset every game (seeds drawn from ``seed``) and forget any game in progress."""
+        root = np.random.SeedSequence([seed, 0x504F4E47])
+        env_seeds = root.generate_state(self.num_envs) % 2**31
+        self.rng = np.random.default_rng(root.spawn(1)[0])
+        self.prev, self.obs = [], []
+        for env, s in zip(self.envs, self.slices, strict=True):
+            obs, _ = env.reset(seed=env_seeds[s].astype(np.int64))
+            self.prev.append(self._frames(obs))
+            self.obs.append(np.zeros_like(self.prev[-1]))
+        self.steps = [([], [], []) for _ in range(self.num_envs)]  # per game: observations, actions, rewards
+        self.points = np.zeros(self.num_envs, dtype=np.int64)
+        self.in_flight = [False] * len(self.envs)
+        self.next_group = 0
+        self.finished: deque[dict] = deque()
+        self.started = True
+
+    def play(self, act, k: int) -> list[dict]:
+        """Step the games until ``k`` episodes have ended; return those ``k`` (obs, actions, rewards).
+
+        ``act(obs, rng) -> action indices`` is called once per group step with the group's
+        observations (int8, ``[n, obs_dim]``) and this stream's generator.
+        """
+        while len(self.finished) < k:
+            g = self.next_group
+            self.next_group = (g + 1) % len(self.envs)
+            if self.in_flight[g]:
+                self._receive(g)
+            obs = self.obs[g]
+            a = act(obs, self.rng)
+            for j, i in enumerate(range(self.slices[g].start, self.slices[g].stop)):
+                o, acts, _ = self.steps[i]
+                o.append(obs[j])
+                acts.append(a[j])
+            self.envs[g].ale.send(self.action_ids[a], self.strength[g])  # AtariVectorEnv.send minus its checks
+            self.in_flight[g] = True
+        return [self.finished.popleft() for _ in range(k)]
+
+    def _receive(self, g: int) -> None:
+        raw, reward, term, trunc, _ = self.envs[g].recv()
+        cur = self._frames(raw)
+        diff = cur - self.prev[g]
+        first = self.slices[g].start
+        self.points[self.slices[g]] += reward != 0
+        by_points = self.points[self.slices[g]] >= self.points_per_episode
+        ended = term | trunc | by_points
+        for j, r in enumerate(reward):
+            self.steps[first + j][2].append(float(r))
+        for j in np.flatnonzero(ended):
+            i = first + j
+            o, acts, rew = self.steps[i]
+            self.finished.append(
+                {
+                    "obs": np.stack(o),
+                    "actions": np.asarray(acts, dtype=np.int64),
+                    "rewards": np.asarray(rew, dtype=np.float32),
+                    "ended_at": time.perf_counter(),
+                }
+            )
+            self.steps[i] = ([], [], [])
+            self.points[i] = 0
+        manual = by_points & ~(term | trunc)  # ended by our point limit: the emulator did not reset it
+        if manual.any():  # unseeded: the game's own generator (seeded by start) goes on; a seeded reset reloads the ROM
+            raw, _ = self.envs[g].reset(options={"reset_mask": manual})
+            cur[manual] = self._frames(raw)[manual]
+        diff[ended] = 0  # a new game's first observation: no previous frame
+        self.prev[g] = cur
+        self.obs[g] = diff
+
+    def close(self) -> None:
+        for g, env in enumerate(self.envs):
+            if self.started and self.in_flight[g]:
+                env.recv()
+            env.close()

@@ -1,0 +1,267 @@
+"""One (variant, seed) of a pg stage: the unit a worker process or a sweep runs.
+
+``run_trial(spec)`` trains the trial and returns plain data. When ``spec.live`` names a tracking
+store, the trial's MLflow child run (``<variant>__seed<k>``) is created when the trial starts and
+its per-game curves (``episode/return``, ``episode/return_mean100``, ``episode/length``) are sent
+while it trains, in batches at most every ``LIVE_EVERY`` seconds with each game's real end time,
+so ``mlflow ui`` shows the learning curve growing. On a terminal a progress bar shows games,
+the running mean return and frames/s. The run is ended FINISHED with the trial's summary metrics;
+if the process dies first, the stage ends it (:func:`end_stray_children`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+LIVE_EVERY = 5.0  # seconds between two batches of streamed curve points
+RUNNING_WINDOW = 100  # games in the running mean (Pong's "solved" criterion uses the last 100 games)
+
+
+@dataclass(frozen=True)
+class LiveTracking:
+    """Where a trial's child run goes: the store, the stage's experiment and parent run, the child's tags."""
+
+    uri: str
+    experiment: str
+    parent_id: str
+    tags: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    kind: str  # "cartpole" or "pong"
+    params: object
+    variant: str
+    seed: int
+    checkpoint: str | None = None
+    resume: bool = False
+    live: LiveTracking | None = None
+    progress_slot: int | None = None  # line of this trial's progress bar; None: no bar
+    update_threads: int = 1  # torch threads for the update (the emulator is idle then); the rollout uses 1
+
+
+def running_mean(returns, window: int = RUNNING_WINDOW) -> np.ndarray:
+    """Mean of the last ``window`` games after each game (of all games so far while fewer were played)."""
+    r = np.asarray(returns, float)
+    c = np.concatenate([[0.0], np.cumsum(r)])
+    i = np.arange(1, r.size + 1)
+    lo = np.maximum(0, i - window)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def episodes_to_solve(returns: list[float], threshold: float, window: int) -> int | None:
+    """Episodes played until the mean of the last ``window`` returns first reaches ``threshold``."""
+    r = np.asarray(returns, float)
+    if r.size < window:
+        return None
+    ma = np.convolve(r, np.ones(window) / window, mode="valid")
+    hit = np.flatnonzero(ma >= threshold)
+    return int(hit[0] + window) if hit.size else None
+
+
+def trial_summary(r: dict, p, kind: str) -> dict:
+    """The numbers of one trial that the analysis and its child run need."""
+    e = r["episodes"]
+    returns = e["return"]
+    probes = [v for v in r["updates"]["probe"] if math.isfinite(v)]
+    frames = int(sum(e["frames"]))
+    out = {
+        "variant": r["variant"],
+        "seed": r["seed"],
+        "episodes": len(returns),
+        "first_return": float(np.mean(returns[: p.final_episodes])),
+        "final_return": float(np.mean(returns[-p.final_episodes :])),
+        "final_length": float(np.mean(e["length"][-p.final_episodes :])),
+        "probe_corr": r["fixed_probe"],
+        "probe_corr_first_update": r["updates"]["probe"][0] if r["updates"]["probe"] else math.nan,
+        "probe_corr_train_mean": float(np.mean(probes)) if probes else math.nan,
+        "diverged_at_update": r["diverged_at"] if r["diverged_at"] >= 0 else None,
+        "frames": frames,
+        "timing": {
+            "train_seconds": r["seconds"],
+            "cpu_seconds": r["cpu_seconds"],
+            "frames_per_second": frames / r["seconds"] if r["seconds"] > 0 else math.nan,
+        },
+    }
+    if kind == "cartpole":
+        out["episodes_to_solve"] = episodes_to_solve(returns, p.solve_threshold, p.solve_window)
+    if getattr(p, "stop_at_mean", None) is not None:
+        g = r["stopped_at_game"]
+        out["won"] = g >= 0
+        out["games_to_win"] = g if g >= 0 else None
+        out["frames_to_win"] = int(sum(e["frames"][:g])) if g >= 0 else None
+        out["seconds_to_win"] = float(e["seconds"][g - 1]) if g >= 0 else None
+    return out
+
+
+class _Live:
+    """The trial's child run and progress bar, fed after every update with the new games."""
+
+    def __init__(self, spec: TrialSpec, total_games: int):
+        self.spec, self.tracker, self.run, self.bar = spec, None, None, None
+        self.sent = 0  # games already streamed
+        self.keep: set[int] | None = None  # the games whose points are sent (None: all; Pong's games are few)
+        self.last_flush = time.monotonic()
+        self.total_games = total_games
+
+    def open(self, module) -> None:
+        s = self.spec
+        if s.live is not None:
+            from gradlab.tracking import Tracker
+
+            self.tracker = Tracker(s.live.uri)
+            if module.run_id:  # resumed from a checkpoint: continue the same child run
+                self.run = self.tracker.reopen(module.run_id)
+            else:
+                tags = {**s.live.tags, "gradlab.variant": s.variant, "gradlab.seed": s.seed}
+                self.run = self.tracker.start_run(
+                    s.live.experiment, f"{s.variant}__seed{s.seed}", parent=s.live.parent_id, tags=tags
+                )
+                self.run.log_params({"variant": s.variant, "seed": s.seed})
+                module.run_id = self.run.id
+            self.run.buffered = True
+            self.sent = len(module.episodes["return"])
+            if s.kind == "cartpole":  # hundreds of short episodes: thinned like every curve (tracking.py)
+                from gradlab.tracking import thinned
+
+                self.keep = set(thinned(self.total_games, self.tracker.curve_points))
+        if s.progress_slot is not None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total_games,
+                desc=f"{s.variant} seed {s.seed}",
+                unit="game",
+                position=s.progress_slot,
+                leave=False,
+                initial=len(module.episodes["return"]),
+            )
+
+    def __call__(self, module, first_new: int) -> None:
+        e = module.episodes
+        n = len(e["return"])
+        if self.bar is not None:
+            mean = running_mean(e["return"][-RUNNING_WINDOW:])[-1] if n else math.nan
+            fps = sum(e["frames"]) / module.seconds if module.seconds > 0 else 0.0
+            self.bar.set_postfix_str(f"mean{RUNNING_WINDOW} {mean:+.1f}, {fps / 1000:.1f}k frames/s", refresh=False)
+            self.bar.update(n - first_new)
+        if self.run is not None and time.monotonic() - self.last_flush >= LIVE_EVERY:
+            self.send(module)
+
+    def send(self, module) -> None:
+        """Stream the games not yet sent, stamped with the real time each one ended."""
+        e = module.episodes
+        n = len(e["return"])
+        if self.run is None or n == self.sent:
+            return
+        means = running_mean(e["return"][:n])
+        start = time.time() - module.seconds  # wall-clock time at the trial's first second of training
+        points = []
+        for i in range(self.sent, n):
+            if self.keep is not None and i not in self.keep and i != n - 1:
+                continue
+            ts = int((start + e["seconds"][i]) * 1000)
+            points += [
+                ("episode/return", e["return"][i], ts, i),
+                ("episode/return_mean100", means[i], ts, i),
+                ("episode/length", e["length"][i], ts, i),
+            ]
+        self.run.log_points(points)
+        self.run.flush()
+        self.sent = n
+        self.last_flush = time.monotonic()
+
+    def close(self, module, summary: dict | None, status: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.run is None:
+            return
+        try:
+            self.send(module)
+            if summary is not None:
+                log_trial_curves(self.run, module, summary)
+            self.run.flush()
+        finally:
+            self.tracker.end(self.run.id, status)
+
+
+def log_trial_curves(run, module, s: dict) -> None:
+    """Per-update curves and the trial's summary metrics (sent when the trial ends)."""
+    u = module.updates
+    clean = [v if math.isfinite(v) else 0.0 for v in u["grad_norm"]]
+    finite_loss = [(i, v) for i, v in enumerate(u["loss"]) if math.isfinite(v)]
+    if finite_loss:
+        run.log_curve("train/loss", [v for _, v in finite_loss], [i for i, _ in finite_loss])
+    run.log_curve("train/grad_norm", clean)
+    run.log_curve("probe/dlogp_adv_corr_update", [v if math.isfinite(v) else 0.0 for v in u["probe"]])
+    final = {
+        "eval/final_return": s["final_return"],
+        "eval/final_length": s["final_length"],
+        "probe/dlogp_adv_corr": s["probe_corr"],
+        "train/diverged": float(s["diverged_at_update"] is not None),
+        "train/frames": float(s["frames"]),
+    }
+    for key in ("episodes_to_solve", "games_to_win", "frames_to_win", "seconds_to_win"):
+        if s.get(key) is not None:
+            final[f"eval/{key}"] = s[key]
+    run.log_metrics({k: v for k, v in final.items() if v is not None and math.isfinite(v)})
+
+
+def run_trial(spec: TrialSpec) -> dict:
+    """Train one (variant, seed); runs in a worker process; returns plain data only."""
+    import torch
+
+    from gradlab.studies.pg.module import Reinforce
+
+    cpu0 = time.process_time()
+    # small per-step forwards are 10x slower with 2 intra-op threads than with 1 (thread wake-ups);
+    # the cores are used by parallel trials and the emulator's threads instead
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    p = spec.params
+    live = _Live(spec, p.updates * p.episodes_per_update)
+    module = Reinforce(
+        p, spec.kind, spec.variant, spec.seed, Path(spec.checkpoint) if spec.checkpoint else None, on_episodes=live
+    )
+    module.update_threads = spec.update_threads
+    resumed_at = module.next_update if (spec.resume and module.load_checkpoint()) else None
+    live.open(module)
+    status, summary = "FAILED", None
+    try:
+        module.fit()
+        result = {
+            "variant": spec.variant,
+            "seed": spec.seed,
+            "episodes": module.episodes,
+            "updates": module.updates,
+            "diverged_at": module.diverged_at,
+            "stopped_at_game": module.stopped_at_game,
+            "fixed_probe": module.fixed_probe,
+            "resumed_at": resumed_at,
+            "seconds": module.seconds,
+            "cpu_seconds": time.process_time() - cpu0,
+        }
+        summary = trial_summary(result, p, spec.kind)
+        result["summary"] = summary
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            live.close(module, summary, status)
+        finally:
+            module.envs.close()
+            torch.set_num_threads(threads)
+
+
+def end_stray_children(tracker, experiment: str, parent_id: str, status: str) -> None:
+    """End the child runs of ``parent_id`` left RUNNING by a worker that was killed."""
+    for run in tracker.runs(experiment, f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'"):
+        tracker.end(run.info.run_id, status)

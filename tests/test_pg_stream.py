@@ -1,0 +1,126 @@
+"""pg: the streaming Pong rollout, the win criterion, the question's move cost, and small-sample statistics."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from gradlab.config import ConfigError, validate_section
+from gradlab.stats import bootstrap_mean_ci, permutation_test
+from gradlab.studies.pg.config import PongParams
+from gradlab.studies.pg.policy import Policy
+from gradlab.studies.pg.stream import PongStream
+from gradlab.studies.pg.trial import running_mean
+
+
+def random_act(obs, rng):
+    return rng.integers(0, 2, obs.shape[0])
+
+
+def play(seed: int, games: int, groups: int) -> tuple[list[dict], PongStream]:
+    env = PongStream(4, groups=groups, points_per_episode=1, threads=1)
+    env.start(seed)
+    return env.play(random_act, games), env
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_stream_is_deterministic_and_keeps_every_step(groups):
+    first, env = play(3, 6, groups)
+    steps_in_progress = sum(len(s[1]) for s in env.steps)
+    env.close()
+    again, env2 = play(3, 6, groups)
+    env2.close()
+    assert [len(e["rewards"]) for e in first] == [len(e["rewards"]) for e in again]
+    assert all(np.array_equal(a["obs"], b["obs"]) for a, b in zip(first, again, strict=True))
+    for e in first:  # one point per episode: it ends with its reward, the first observation has no previous frame
+        assert e["rewards"][-1] != 0 and (e["rewards"][:-1] == 0).all()
+        assert not e["obs"][0].any() and e["obs"].shape[1] == 1600
+        assert len(e["obs"]) == len(e["actions"]) == len(e["rewards"])
+    # nothing thrown away: every step sent is in a finished episode or in a game still in progress
+    assert steps_in_progress > 0
+
+
+def test_stream_games_go_on_across_calls():
+    env = PongStream(2, groups=2, points_per_episode=1, threads=1)
+    env.start(0)
+    a = env.play(random_act, 2)
+    b = env.play(random_act, 3)
+    env.close()
+    assert len(a) == 2 and len(b) == 3
+
+
+def test_policy_act_samples_the_softmax():
+    torch.manual_seed(0)
+    policy = Policy(5, 4, 3)
+    obs = np.tile(np.array([[1, -1, 0, 1, 0]], dtype=np.int8), (20000, 1))
+    with torch.no_grad():
+        probs = torch.softmax(policy(torch.from_numpy(obs[:1]).float()).double(), -1).numpy()[0]
+    counts = np.bincount(policy.act(obs, np.random.default_rng(0)), minlength=3)
+    assert stats.chisquare(counts, probs / probs.sum() * counts.sum()).pvalue > 1e-3
+
+
+def test_move_cost_lowers_the_probability_of_moving():
+    from gradlab.studies.pg.module import Reinforce
+
+    p = PongParams(actions="noop_up_down", move_cost=1.0, updates=1, episodes_per_update=2, final_episodes=1, hidden=8)
+    module = Reinforce(p, "pong", "correct", 0)
+    module.envs.close()
+    obs = torch.randint(-1, 2, (50, 1600)).float()
+    batch = {
+        "obs": obs,
+        "actions": torch.zeros(50, dtype=torch.long),
+        "adv": torch.zeros(50),
+        "returns": torch.zeros(50),
+    }
+    move = lambda: float((1 - torch.softmax(module.policy(obs), -1)[:, 0]).sum())  # noqa: E731
+    before = move()
+    loss, _ = module.losses(batch)  # A = 0: only the move cost has a gradient
+    loss.backward()
+    with torch.no_grad():
+        for q in module.policy.parameters():
+            q -= 0.01 * q.grad
+    assert move() < before
+
+
+def test_config_refuses_a_move_cost_without_noop():
+    with pytest.raises(ConfigError, match="move_cost needs actions: noop_up_down"):
+        validate_section("pg_pong", PongParams, {"move_cost": 0.01})
+    with pytest.raises(ConfigError, match="needs rollout: stream"):
+        validate_section("pg_pong", PongParams, {"actions": "noop_up_down", "rollout": "episodes"})
+
+
+def test_stop_criterion_is_the_first_game_above_the_target():
+    from gradlab.studies.pg.module import Reinforce
+
+    module = Reinforce.__new__(Reinforce)
+    module.p = PongParams(stop_at_mean=0.0, stop_window=4, updates=2, episodes_per_update=4, final_episodes=1)
+    module.stopped_at_game = -1
+    module.episodes = {"return": [-3.0, 1.0, 1.0, 1.0, 1.0, 5.0]}
+    assert module.stop_reached(first_new=0)  # window (1, 1, 1, 1) after game 5: mean 1 > 0
+    assert module.stopped_at_game == 5
+    assert running_mean([-3.0, 1.0, 1.0, 1.0, 1.0], 4)[-1] == pytest.approx(1.0)
+
+
+def test_permutation_test_is_exact_and_states_its_floor():
+    a, b = [3.0, 4.0, 5.0], [0.0, 1.0, 2.0]
+    r = permutation_test(a, b)
+    assert r["exact"] and r["p"] == pytest.approx(0.1) and r["p_min"] == pytest.approx(0.1)
+    # against a brute-force enumeration on uneven groups
+    a, b = [1.2, 3.4, 0.5, 2.2], [0.1, 0.3, 1.9]
+    pooled = np.array(a + b)
+    observed = abs(np.mean(a) - np.mean(b))
+    diffs = [abs(pooled[list(i)].mean() - np.delete(pooled, list(i)).mean()) for i in combinations(range(7), 4)]
+    assert permutation_test(a, b)["p"] == pytest.approx(np.mean(np.array(diffs) >= observed - 1e-12))
+
+
+def test_bootstrap_interval_stays_in_range_and_one_value_has_none():
+    mean, lo, hi = bootstrap_mean_ci([-21.0, -21.0, -20.0], -21, 21)
+    assert -21 <= lo <= mean <= hi <= 21
+    assert bootstrap_mean_ci([0.5], -1, 1) == (0.5, None, None)
+    m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.98, 1.0], -1.0, 1.0)
+    assert hi <= 1.0 and not math.isnan(m)
