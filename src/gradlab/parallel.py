@@ -9,25 +9,25 @@ logs to MLflow, so no worker ever writes to the tracking store.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from gradlab.settings import Settings, activate, current
+
 
 def default_workers() -> int:
-    """``GRADLAB_WORKERS`` if set (a sweep sets it for its trials), else the cores this process may use."""
-    if os.environ.get("GRADLAB_WORKERS", "").isdigit() and int(os.environ["GRADLAB_WORKERS"]) > 0:
-        return int(os.environ["GRADLAB_WORKERS"])
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """The current settings' ``workers`` (``GRADLAB_WORKERS``; a sweep sets it for its trials), else the cores."""
+    return current().cores()
 
 
-def _init_worker() -> None:
+def _init_worker(settings: Settings) -> None:
     import signal
 
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    activate(settings)  # the parent's settings, not this process's environment
     torch.set_num_threads(1)
 
 
@@ -39,7 +39,9 @@ def map_trials(
     wrap: Callable[[Iterable], Iterable] = progress or (lambda it: it)
     if workers == 1:
         return [fn(x) for x in wrap(items)]
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(current(),)
+    )
     try:
         futures = [pool.submit(fn, x) for x in items]
         return [f.result() for f in wrap(futures)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,12 @@ class ExitCode(IntEnum):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (runs end KILLED) but exits 143."""
+
+
+def refuse(err: BaseException | str, code: ExitCode) -> ExitCode:
+    """Print ``error: <err>`` (one line) on stderr and return ``code``: bad input or a failure before any work."""
+    print(f"error: {err}", file=sys.stderr)
+    return code
 
 
 def raise_terminated(signum, frame) -> None:  # pragma: no cover - exercised by signal tests

@@ -29,7 +29,8 @@ from gradlab.config import (
     validate_section,
 )
 from gradlab.context import StageContext, write_json
-from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, sigterm_raises
+from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, refuse, sigterm_raises
+from gradlab.settings import Settings, active, current
 from gradlab.tracking import TrackingError, open_tracker, params_hash, standard_tags
 
 __all__ = ["ExitCode", "Terminated", "guarded", "main", "publish", "resolve_params", "results_dir", "run_stage"]
@@ -79,8 +80,8 @@ def resolve_params(stage: str, sets: Sequence[str] = (), params_file: str | Path
 
 
 def results_dir() -> Path:
-    """``results/`` of the working directory (DVC runs each stage from the repo root)."""
-    return Path(os.environ.get("GRADLAB_RESULTS", Path.cwd() / "results"))
+    """``GRADLAB_RESULTS``, else ``results/`` of the working directory (DVC runs each stage from the repo root)."""
+    return current().results
 
 
 def run_stage(
@@ -93,27 +94,28 @@ def run_stage(
     parent_run: str | None = None,
     run_name: str | None = None,
     tags: dict | None = None,
+    settings: Settings | None = None,
 ) -> int:
     """Run ``stage`` end to end and return the process exit code.
 
     By default the outputs go to ``results/<stage>`` and the stage's run is a
     top-level run of experiment ``gradlab/<stage>``. A sweep passes ``out_dir``
     (where this trial's outputs go), ``parent_run`` (the sweep's run, so this
-    invocation becomes its child), ``run_name`` and extra ``tags``.
+    invocation becomes its child), ``run_name`` and extra ``tags``. ``settings`` default to the
+    environment's (:class:`gradlab.settings.Settings`), read once here.
     """
     try:
+        settings = settings or Settings.from_env()
         params = resolve_params(stage, sets, params_file)
-        tracker = open_tracker(f"gradlab/{stage}")
+        tracker = open_tracker(f"gradlab/{stage}", settings.tracking_uri)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return refuse(err, ExitCode.BAD_INPUT)
     except TrackingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.FAILED
+        return refuse(err, ExitCode.FAILED)
 
     from gradlab.stages import get_stage
 
-    results = results_dir()
+    results = settings.results
     final = Path(out_dir) if out_dir else results / stage
     checkpoints = final.with_name(f".checkpoints-{final.name}") if out_dir else results / ".checkpoints" / stage
     plain = to_plain(params)
@@ -121,12 +123,11 @@ def run_stage(
     try:
         resume_id = resumable_run(checkpoints, digest) if resume else None
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return refuse(err, ExitCode.BAD_INPUT)
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
-    with sigterm_raises():  # SIGTERM: runs end KILLED, exit 143
+    with sigterm_raises(), active(settings):  # SIGTERM: runs end KILLED, exit 143
         staging = results / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
         tmp = staging / f"{stage}-{os.getpid()}-{threading.get_ident()}"
@@ -177,8 +178,7 @@ def run_stage(
             print(f"{stage}: interrupted; previous results left intact", file=sys.stderr)
             return ExitCode.INTERRUPTED
         except ConfigError as err:  # a study may refuse a combination only it can judge
-            print(f"error: {err}", file=sys.stderr)
-            return ExitCode.BAD_INPUT
+            return refuse(err, ExitCode.BAD_INPUT)
         except Exception as err:
             traceback.print_exc()
             print(f"error: stage {stage} failed: {type(err).__name__}: {err}", file=sys.stderr)

@@ -8,6 +8,8 @@ import signal
 import warnings
 from functools import cache
 
+from gradlab.settings import current
+
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -67,7 +69,7 @@ def make_trainer(max_steps: int = -1, max_epochs: int | None = None, progress: b
     (default ``cpu``) selects the Lightning accelerator.
     """
     options = dict(
-        accelerator=os.environ.get("GRADLAB_ACCELERATOR", "cpu"),
+        accelerator=current().accelerator,
         devices=1,
         logger=False,
         enable_checkpointing=False,
@@ -97,6 +99,62 @@ def make_fabric():
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    fabric = Fabric(accelerator=os.environ.get("GRADLAB_ACCELERATOR", "cpu"), devices=1)
+    fabric = Fabric(accelerator=current().accelerator, devices=1)
     fabric.launch()
     return fabric
+
+
+# --------------------------------------------------------------------------- shared scaffolding of the studies
+def _data():
+    from torch.utils.data import DataLoader, IterableDataset
+
+    return DataLoader, IterableDataset
+
+
+@cache
+def _step_indices_class():
+    _, IterableDataset = _data()
+
+    class StepIndices(IterableDataset):
+        """Yields the step indices ``start, ..., stop - 1``: the module holds its data (full batch, batch order)."""
+
+        def __init__(self, stop: int, start: int = 0):
+            self.start, self.stop = start, stop
+
+        def __iter__(self):
+            return iter(range(self.start, self.stop))
+
+    return StepIndices
+
+
+def step_indices(stop: int, start: int = 0):
+    """A DataLoader of the step indices ``start .. stop - 1``, one per training step (no batching, no workers)."""
+    DataLoader, _ = _data()
+    return DataLoader(_step_indices_class()(stop, start), batch_size=None)
+
+
+def fit(module, steps: int, callbacks=(), start: int = 0, **trainer_options):
+    """Train ``module`` with :func:`make_trainer` for the steps ``start .. steps - 1``; returns the Trainer.
+
+    ``training_step`` receives the step index as its batch, so the module holds its own data. Every study's
+    LightningModule trains through this one function instead of building its own Trainer.
+    """
+    trainer = make_trainer(max_steps=steps, callbacks=list(callbacks), **trainer_options)
+    trainer.fit(module, train_dataloaders=step_indices(steps, start))
+    return trainer
+
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+
+
+def make_optimizer(name: str, params, lr: float, **options):
+    """``torch.optim`` optimizer ``name`` (one of :data:`OPTIMIZERS`) with ``lr`` and its own ``options``.
+
+    An unknown name is refused (ValueError naming the allowed ones), never replaced by a default.
+    """
+    import torch
+
+    classes = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+    return classes[name](params, lr=lr, **options)

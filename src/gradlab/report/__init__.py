@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,23 +10,25 @@ from pathlib import Path
 from gradlab.report.build import build
 
 
-def run_report(params_file: str | Path = "params.yaml", reports: Path | None = None) -> int:
-    """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code."""
+def run_report(params_file: str | Path = "params.yaml", reports: Path | None = None, settings=None) -> int:
+    """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code.
+
+    Results are read from ``settings.results`` and the report written to ``reports`` (default
+    ``settings.reports``); ``settings`` default to the environment's, read once here.
+    """
     from gradlab.config import ConfigError
-    from gradlab.process import ExitCode
-    from gradlab.runner import results_dir
+    from gradlab.process import ExitCode, refuse
+    from gradlab.settings import Settings
     from gradlab.tracking import TrackingError, open_tracker, standard_tags
 
-    results = results_dir()
-    reports = Path(reports or os.environ.get("GRADLAB_REPORTS", Path.cwd() / "reports"))
     try:
-        tracker = open_tracker("gradlab/report")
+        settings = settings or Settings.from_env()
+        results, reports = settings.results, Path(reports or settings.reports)
+        tracker = open_tracker("gradlab/report", settings.tracking_uri)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return refuse(err, ExitCode.BAD_INPUT)
     except TrackingError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return ExitCode.FAILED
+        return refuse(err, ExitCode.FAILED)
     with tracker.run("gradlab/report", "report", tags=standard_tags("report", {})) as run:
         folder, quotes = build(results, reports, Path(params_file))
         run.log_metrics({"report/quoted_numbers": len(quotes)})
