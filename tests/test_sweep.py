@@ -266,9 +266,9 @@ def _trial_with_a_broken_study(job: dict) -> dict:
 
 @pytest.mark.slow
 def test_failing_trial_is_recorded_failed_and_the_sweep_goes_on(store, tmp_path, monkeypatch, capsys):
-    import gradlab.sweep
+    import gradlab.sweep.executors
 
-    monkeypatch.setattr(gradlab.sweep, "run_trial", _trial_with_a_broken_study)
+    monkeypatch.setattr(gradlab.sweep.executors, "run_trial", _trial_with_a_broken_study)
     params = tiny_params(tmp_path, "gd")
     code = sweep("gd", [f"{LR_KEY}=0.5,0.75,1.0"], TINY, workers=1, metric=METRIC, params_file=params)
     err = capsys.readouterr().err

@@ -191,3 +191,16 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     else:
         out[prefix] = data
     return out
+
+
+def dotted(data: Any, key: str, default: Any = None) -> Any:
+    """``data["a"]["b"][0]`` for ``key`` ``a.b.0`` (digits index lists); ``default`` where the path is missing."""
+    node = data
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return default
+    return node

@@ -11,21 +11,22 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gradlab.config import dotted
+
 
 class MissingResults(KeyError):
     pass
 
 
+_MISSING = object()
+
+
 def lookup(data: Any, key: str) -> Any:
-    node = data
-    for part in key.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise MissingResults(key)
-    return node
+    """The value at the dotted ``key`` of ``data``; :class:`MissingResults` if there is none."""
+    value = dotted(data, key, _MISSING)
+    if value is _MISSING:
+        raise MissingResults(key)
+    return value
 
 
 def format_value(value: Any, fmt: str, scale: float = 1.0) -> str:
