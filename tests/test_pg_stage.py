@@ -28,7 +28,7 @@ def test_pg_cartpole_three_episodes_end_to_end(store, tmp_path):
     c, f = m["variants"]["correct"], m["variants"]["flipped"]
     assert c["probe_corr"] > 0 and f["probe_corr"] == pytest.approx(-c["probe_corr"], abs=0.05)
     episodes = (out / "episodes.csv").read_text().splitlines()
-    assert episodes[0] == "variant,seed,episode,update,return,length,frames"
+    assert episodes[0] == "variant,seed,episode,update,return,return_mean100,length,frames"
     assert len(episodes) == 1 + 3 * 2 * 3  # 3 variants x 2 seeds x 3 episodes
     assert "frames_per_second" in json.loads((out / "timing.json").read_text())
     for name in [

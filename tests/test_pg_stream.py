@@ -124,3 +124,40 @@ def test_bootstrap_interval_stays_in_range_and_one_value_has_none():
     assert bootstrap_mean_ci([0.5], -1, 1) == (0.5, None, None)
     m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.98, 1.0], -1.0, 1.0)
     assert hi <= 1.0 and not math.isnan(m)
+
+
+@pytest.mark.slow
+def test_child_run_is_running_and_growing_while_the_trial_trains(store, monkeypatch):
+    from gradlab.studies.pg import trial as trial_module
+    from gradlab.tracking import Tracker
+
+    monkeypatch.setattr(trial_module, "LIVE_EVERY", 0.0)  # send after every update
+    tracker = Tracker(store)
+    parent = tracker.start_run("gradlab/pg_pong", "pg_pong")
+    p = PongParams(updates=3, episodes_per_update=2, final_episodes=2, points_per_episode=1, hidden=8)
+    seen = []
+
+    def look(module, first_new):
+        live(module, first_new)  # the trial's own streaming, then what a reader sees
+        (run,) = tracker.runs("gradlab/pg_pong", f"tags.mlflow.parentRunId = '{parent.id}'")
+        history = tracker.client.get_metric_history(run.info.run_id, "episode/return")
+        seen.append((run.info.status, len(history), len(module.episodes["return"])))
+
+    original = trial_module._Live.__call__
+    live = None
+
+    def spy(self, module, first_new):
+        nonlocal live
+        live = lambda m, f: original(self, m, f)  # noqa: E731
+        look(module, first_new)
+
+    monkeypatch.setattr(trial_module._Live, "__call__", spy)
+    spec = trial_module.TrialSpec(
+        "pong", p, "correct", 0, live=trial_module.LiveTracking(store, "gradlab/pg_pong", parent.id)
+    )
+    result = trial_module.run_trial(spec)
+    assert [s for s, _, _ in seen] == ["RUNNING"] * 3
+    assert [n for _, n, _ in seen] == [g for _, _, g in seen] == [2, 4, 6]  # the curve grows with the games
+    (run,) = tracker.runs("gradlab/pg_pong", f"tags.mlflow.parentRunId = '{parent.id}'")
+    assert run.info.status == "FINISHED" and run.info.run_name == "correct__seed0"
+    assert run.data.metrics["eval/final_return"] == result["summary"]["final_return"]

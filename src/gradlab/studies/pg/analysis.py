@@ -160,19 +160,9 @@ def _median_or_none(xs: list) -> float | None:
 
 def random_policy_reference(p, seed: int, games: int = 100) -> dict:
     """Pong: mean return of uniform random actions over ``games`` games (same emulator settings and actions)."""
-    from gradlab.studies.pg.stream import PongStream
+    from gradlab.studies.pg.envs import make_envs
 
-    env = PongStream(
-        16,
-        groups=p.env_groups,
-        frameskip=p.frameskip,
-        repeat_action_probability=p.repeat_action_probability,
-        downsample=p.downsample,
-        points_per_episode=p.points_per_episode,
-        max_episode_frames=p.max_episode_frames,
-        threads=p.env_threads,
-        actions=p.actions,
-    )
+    env = make_envs("pong", p.model_copy(update={"rollout": "stream", "episodes_per_update": 16}))
     env.start(seed + 12345)
     episodes = env.play(lambda obs, rng: rng.integers(0, env.n_actions, obs.shape[0]), games)
     env.close()

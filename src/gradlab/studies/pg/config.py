@@ -132,29 +132,19 @@ QUESTION = (
     "What if the sign is flipped, or the loss changed?"
 )
 
+
+def _stage(name: str, where: str, params: type[Params], run: str) -> Stage:
+    return Stage(name=name, question=f"{QUESTION} ({where})", params=params, run=f"gradlab.studies.pg.study:{run}")
+
+
 STAGES = [
-    Stage(
-        name="pg_cartpole",
-        question=QUESTION + " (CartPole-v1)",
-        params=CartPoleParams,
-        run="gradlab.studies.pg.study:run_cartpole",
-    ),
-    Stage(
-        name="pg_pong",
-        question=QUESTION + " (Atari Pong)",
-        params=PongParams,
-        run="gradlab.studies.pg.study:run_pong",
-    ),
-    Stage(
-        name="pg_pong_win",
-        question=QUESTION + " (Atari Pong, trained until it beats the built-in AI; preset, not in dvc repro)",
-        params=PongWinParams,
-        run="gradlab.studies.pg.study:run_pong_win",
-    ),
-    Stage(
-        name="pg_pong_recipe",
-        question=QUESTION + " (Atari Pong, the question's own recipe: NOOP/UP/DOWN and a move cost; preset)",
-        params=PongRecipeParams,
-        run="gradlab.studies.pg.study:run_pong_win",
+    _stage("pg_cartpole", "CartPole-v1", CartPoleParams, "run_cartpole"),
+    _stage("pg_pong", "Atari Pong", PongParams, "run_pong"),
+    _stage("pg_pong_win", "Atari Pong, trained until it beats the built-in AI; preset", PongWinParams, "run_pong_win"),
+    _stage(
+        "pg_pong_recipe",
+        "Atari Pong, the question's NOOP/UP/DOWN and move cost; preset",
+        PongRecipeParams,
+        "run_pong_win",
     ),
 ]

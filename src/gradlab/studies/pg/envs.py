@@ -46,6 +46,37 @@ def preprocess_pong(frames: np.ndarray, downsample: int = 1) -> np.ndarray:
     return out.view(np.int8).reshape(n, -1)
 
 
+def pong_vector_env(
+    num_envs: int,
+    threads: int,
+    frameskip: int,
+    repeat_action_probability: float,
+    max_episode_frames: int,
+    autoreset_mode: str = "NextStep",
+):
+    """``num_envs`` ALE Pong games with Pong-v5 dynamics and full-size grayscale frames, no other preprocessing."""
+    import ale_py
+
+    return ale_py.AtariVectorEnv(
+        "pong",
+        num_envs=num_envs,
+        num_threads=threads,
+        img_height=210,
+        img_width=160,
+        grayscale=True,
+        stack_num=1,
+        frameskip=frameskip,
+        maxpool=False,
+        noop_max=0,
+        use_fire_reset=False,
+        reward_clipping=False,
+        episodic_life=False,
+        repeat_action_probability=repeat_action_probability,
+        max_num_frames_per_episode=max_episode_frames,
+        autoreset_mode=autoreset_mode,
+    )
+
+
 class CartPoleEnvs:
     """gymnasium's numpy-vectorised CartPole-v1 (episodes truncated at 500 steps)."""
 
@@ -91,28 +122,10 @@ class PongEnvs:
         max_episode_frames: int = 108_000,
         threads: int = 0,
     ):
-        import ale_py
-
         self.num_envs, self.downsample, self.points_per_episode = num_envs, downsample, points_per_episode
         self.frames_per_step = frameskip
         self.obs_dim = (80 // downsample) ** 2
-        self.env = ale_py.AtariVectorEnv(
-            "pong",
-            num_envs=num_envs,
-            num_threads=threads,
-            img_height=210,
-            img_width=160,
-            grayscale=True,
-            stack_num=1,
-            frameskip=frameskip,
-            maxpool=False,
-            noop_max=0,
-            use_fire_reset=False,
-            reward_clipping=False,
-            episodic_life=False,
-            repeat_action_probability=repeat_action_probability,
-            max_num_frames_per_episode=max_episode_frames,
-        )
+        self.env = pong_vector_env(num_envs, threads, frameskip, repeat_action_probability, max_episode_frames)
         self.actions = np.array([PONG_UP, PONG_DOWN])
 
     def _frames(self, obs: np.ndarray) -> np.ndarray:
@@ -140,28 +153,18 @@ class PongEnvs:
 def make_envs(kind: str, p):
     if kind == "cartpole":
         return CartPoleEnvs(p.episodes_per_update)
-    if kind == "pong" and p.rollout == "stream":
+    if kind == "pong":
+        common = {
+            "frameskip": p.frameskip,
+            "repeat_action_probability": p.repeat_action_probability,
+            "downsample": p.downsample,
+            "points_per_episode": p.points_per_episode,
+            "max_episode_frames": p.max_episode_frames,
+            "threads": p.env_threads,
+        }
+        if p.rollout == "episodes":
+            return PongEnvs(p.episodes_per_update, **common)
         from gradlab.studies.pg.stream import PongStream
 
-        return PongStream(
-            p.episodes_per_update,
-            groups=p.env_groups,
-            frameskip=p.frameskip,
-            repeat_action_probability=p.repeat_action_probability,
-            downsample=p.downsample,
-            points_per_episode=p.points_per_episode,
-            max_episode_frames=p.max_episode_frames,
-            threads=p.env_threads,
-            actions=p.actions,
-        )
-    if kind == "pong":
-        return PongEnvs(
-            p.episodes_per_update,
-            frameskip=p.frameskip,
-            repeat_action_probability=p.repeat_action_probability,
-            downsample=p.downsample,
-            points_per_episode=p.points_per_episode,
-            max_episode_frames=p.max_episode_frames,
-            threads=p.env_threads,
-        )
+        return PongStream(p.episodes_per_update, groups=p.env_groups, actions=p.actions, **common)
     raise ValueError(f"unknown environment {kind!r}; allowed: cartpole, pong")

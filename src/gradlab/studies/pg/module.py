@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from gradlab.studies.pg.envs import make_envs
 from gradlab.studies.pg.losses import policy_loss, value_loss
@@ -85,22 +84,15 @@ def make_batch(episodes: list[dict], gamma: float, reset_at_reward: bool, standa
     }
 
 
-class _Updates(IterableDataset):
-    def __init__(self, start: int, stop: int):
-        self.start, self.stop = start, stop
-
-    def __iter__(self):
-        return iter(range(self.start, self.stop))
-
-
 def make_optimizer(o, params):
-    if o.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=o.lr, alpha=o.decay, eps=o.eps)
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, betas=(0.9, o.decay), eps=o.eps)
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr)
-    raise ValueError(f"unknown optimizer {o.name!r}; allowed: rmsprop, adam, sgd")
+    """The variant's optimiser from its parameters (``gradlab.training.make_optimizer`` refuses unknown names)."""
+    from gradlab.training import make_optimizer as build
+
+    options = {
+        "rmsprop": {"alpha": o.decay, "eps": o.eps},
+        "adam": {"betas": (0.9, o.decay), "eps": o.eps},
+    }.get(o.name, {})
+    return build(o.name, params, o.lr, **options)
 
 
 class Reinforce(pl.LightningModule):
@@ -120,10 +112,6 @@ class Reinforce(pl.LightningModule):
         self.stopped_at_game = -1  # 1-based game at which the stop_at_mean criterion was first met
         self.updates: dict[str, list] = {"loss": [], "probe": [], "grad_norm": [], "batch_steps": []}
         self.seconds = 0.0
-
-    # data -------------------------------------------------------------------
-    def train_dataloader(self):
-        return DataLoader(_Updates(self.next_update, self.p.updates), batch_size=None)
 
     def configure_optimizers(self):
         self._opt = make_optimizer(self.p.optimizer, self.parameters())
@@ -228,10 +216,10 @@ class Reinforce(pl.LightningModule):
         self.updates["batch_steps"].append(int(batch["actions"].numel()))
 
     def fit(self) -> None:
-        from gradlab.training import make_trainer
+        from gradlab.training import fit
 
-        if not self.finished:
-            make_trainer(max_epochs=1).fit(self)
+        if not self.finished:  # one training step per update, from the next one (resume)
+            fit(self, self.p.updates, start=self.next_update, max_epochs=1)
         if self.checkpoint is not None and self.p.checkpoint_every:
             self.save_checkpoint()
 

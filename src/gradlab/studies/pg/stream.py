@@ -22,8 +22,16 @@ from collections import deque
 
 import numpy as np
 
-from gradlab.studies.pg.envs import PONG_DOWN, PONG_NOOP, PONG_UP, preprocess_pong
+from gradlab.studies.pg.envs import PONG_DOWN, PONG_NOOP, PONG_UP, pong_vector_env, preprocess_pong
 
+GAME_DEFAULTS = {
+    "frameskip": 4,
+    "repeat_action_probability": 0.25,
+    "downsample": 2,
+    "points_per_episode": 21,
+    "max_episode_frames": 108_000,
+    "threads": 1,
+}
 ACTION_SETS = {"up_down": (PONG_UP, PONG_DOWN), "noop_up_down": (PONG_NOOP, PONG_UP, PONG_DOWN)}
 
 
@@ -42,20 +50,13 @@ class PongStream:
 
     reset_at_reward = True
 
-    def __init__(
-        self,
-        num_envs: int,
-        groups: int = 2,
-        frameskip: int = 4,
-        repeat_action_probability: float = 0.25,
-        downsample: int = 2,
-        points_per_episode: int = 21,
-        max_episode_frames: int = 108_000,
-        threads: int = 1,
-        actions: str = "up_down",
-    ):
-        import ale_py
-
+    def __init__(self, num_envs: int, groups: int = 2, actions: str = "up_down", **game):
+        """``game``: ``frameskip`` (4), ``repeat_action_probability`` (0.25), ``downsample`` (2),
+        ``points_per_episode`` (21), ``max_episode_frames`` (108000), ``threads`` per group (1)."""
+        g = {**GAME_DEFAULTS, **game}
+        frameskip, repeat_action_probability = g["frameskip"], g["repeat_action_probability"]
+        downsample, points_per_episode = g["downsample"], g["points_per_episode"]
+        max_episode_frames, threads = g["max_episode_frames"], g["threads"]
         self.num_envs, self.downsample, self.points_per_episode = num_envs, downsample, points_per_episode
         self.frames_per_step = frameskip
         self.obs_dim = (80 // downsample) ** 2
@@ -63,23 +64,8 @@ class PongStream:
         self.n_actions = len(self.action_ids)
         self.slices = _split(num_envs, max(1, min(groups, num_envs)))
         self.envs = [
-            ale_py.AtariVectorEnv(
-                "pong",
-                num_envs=s.stop - s.start,
-                num_threads=threads,
-                img_height=210,
-                img_width=160,
-                grayscale=True,
-                stack_num=1,
-                frameskip=frameskip,
-                maxpool=False,
-                noop_max=0,
-                use_fire_reset=False,
-                reward_clipping=False,
-                episodic_life=False,
-                repeat_action_probability=repeat_action_probability,
-                max_num_frames_per_episode=max_episode_frames,
-                autoreset_mode="SameStep",
+            pong_vector_env(
+                s.stop - s.start, threads, frameskip, repeat_action_probability, max_episode_frames, "SameStep"
             )
             for s in self.slices
         ]
