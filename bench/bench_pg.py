@@ -11,9 +11,7 @@ and updates).
 (b) Training frames/s / the classic single-environment loop of pg-pong.py in NumPy with the same
     network (one game at a time, a NumPy forward per step, backward and RMSProp at the end of each
     game), run for half as many frames. Target >= 2.0.
-(c) Learning per game (only with ``BENCH_PG_LEARNING=1``: about 15 minutes): games until the mean of
-    the last 100 games first reaches -10, seed 0, for the stream rollout and for the lockstep rollout
-    that stepped every game of an update until the longest one ended ("before").
+Learning per game (stream vs lockstep) is bench_pg_learning.py.
 """
 
 from __future__ import annotations
@@ -118,14 +116,6 @@ def numpy_pg_pong(max_steps: int, seed: int = 0) -> dict:
     return {"seconds": seconds, "frames": frames}
 
 
-def games_to_reach(rollout: str, target: float = -10.0, seed: int = 0, cap_updates: int = 250) -> dict:
-    """Train seed ``seed`` until the mean of the last 100 games reaches ``target`` (or the cap)."""
-    p = PongWinParams(rollout=rollout, updates=cap_updates, stop_at_mean=target - 1e-9)
-    t = train_once(p, seed)
-    module_games = t["games"]
-    return {"games": module_games, "frames": t["frames"], "seconds": t["seconds"], "cap_games": cap_updates * 8}
-
-
 def run() -> dict:
     ours, alone, ref = [], [], []
     for _ in range(ROUNDS):
@@ -154,16 +144,4 @@ def run() -> dict:
             "target": ">= 2.0",
         },
     }
-    if os.environ.get("BENCH_PG_LEARNING") == "1":
-        after, before = games_to_reach("stream"), games_to_reach("episodes")
-        out["pong_games_to_mean_minus_10"] = {
-            "ratio": before["games"] / after["games"],
-            "stream_games": after["games"],
-            "lockstep_games": before["games"],
-            "what": "games until the mean of the last 100 reaches -10, seed 0: lockstep (before) / stream (after); "
-            ">= 1 means the stream learns at least as fast per game (a capped run counts its cap)",
-            "target": "(report; >= 1 wanted)",
-            "stream": after,
-            "lockstep": before,
-        }
     return out

@@ -61,7 +61,7 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     if win:
         metrics["win"] = analysis.win_metrics(per_trial, p)
         figures.win_curves(ctx, results, p, metrics)
-        ctx.write_text("summary.md", win_summary(metrics["win"], metrics, timing, p))
+        ctx.write_text("summary.md", win_summary(metrics["win"], metrics, timing, p, ctx.stage))
     else:
         ctx.write_text("summary.md", summary(metrics, timing, p, kind))
     return metrics

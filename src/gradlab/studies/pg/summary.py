@@ -130,10 +130,11 @@ def pong_verdicts(m: dict, p) -> list[str]:
     return out
 
 
-def win_summary(w: dict, m: dict, timing: dict, p) -> str:
-    """summary.md of the win preset: per seed, whether and when the running mean went above the target."""
+def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
+    """summary.md of the win presets: per seed, whether and when the running mean went above the target."""
+    recipe = "the question's recipe" if p.actions == "noop_up_down" else "vanilla REINFORCE"
     lines = [
-        "# pg_pong_win: vanilla REINFORCE against Pong's built-in AI",
+        f"# {stage}: {recipe} against Pong's built-in AI",
         "",
         f"Each trial stops at the end of the first game after which the mean return of the last {p.stop_window} "
         f"games is above {fmt(w['stop_at_mean'])}{' (more points won than lost)' if w['stop_at_mean'] == 0 else ''}, "
