@@ -7,7 +7,7 @@ import torch
 
 from gradlab.studies.gd import find_lr_threshold, make_rule
 from gradlab.studies.gd.problems import make_quadratic
-from gradlab.studies.gd.study import quadratic_diverges
+from gradlab.studies.gd.threshold import quadratic_diverges
 
 A = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # f(w) = 1/2 w^T A w, grad = A w
 

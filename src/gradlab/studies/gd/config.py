@@ -23,12 +23,9 @@ class Quadratic(Params):
 
     @model_validator(mode="after")
     def _fits_in_memory(self):
-        need = 8 * (self.n * self.d + self.d * self.d) * 3
-        if need > MEMORY_BUDGET_BYTES:
-            raise ValueError(
-                f"n*d = {self.n}*{self.d} needs about {need / 2**30:.1f} GiB; allowed at most "
-                f"{MEMORY_BUDGET_BYTES / 2**30:.0f} GiB"
-            )
+        need, budget = 8 * (self.n * self.d + self.d * self.d) * 3 / 2**30, MEMORY_BUDGET_BYTES / 2**30
+        if need > budget:
+            raise ValueError(f"n*d = {self.n}*{self.d} needs about {need:.1f} GiB; allowed at most {budget:.0f} GiB")
         return self
 
 

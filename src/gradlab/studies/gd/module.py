@@ -6,20 +6,10 @@ import math
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from gradlab.studies.gd.rules import make_rule
 from gradlab.studies.gd.sharpness import top_hessian_eigenvalue
-
-
-class _Steps(IterableDataset):
-    """Yields the step index ``steps`` times: every step uses the full batch held by the module."""
-
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def __iter__(self):
-        return iter(range(self.steps))
+from gradlab.training import fit as train
 
 
 class FullBatchRegression(pl.LightningModule):
@@ -48,15 +38,9 @@ class FullBatchRegression(pl.LightningModule):
     def configure_optimizers(self):
         return make_rule(self.rule, self.parameters(), self.lr, seed=self.seed)
 
-    def train_dataloader(self):
-        return DataLoader(_Steps(self._steps), batch_size=None)
-
     def fit(self, steps: int, callbacks=()) -> list[float]:
-        """Train for ``steps`` steps; return the losses before each step and after the last."""
-        from gradlab.training import make_trainer
-
-        self._steps = steps
-        make_trainer(max_steps=steps, callbacks=list(callbacks)).fit(self)
+        """Train for ``steps`` full-batch steps; return the losses before each step and after the last."""
+        train(self, steps, callbacks)
         with torch.no_grad():
             self.losses.append(float(self.full_loss()))
         return self.losses

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+
+import torch
+
+from gradlab.studies.gd.problems import QuadraticProblem
+from gradlab.studies.gd.rules import GradientDescent
 
 
 def find_lr_threshold(
@@ -40,3 +46,34 @@ def find_lr_threshold(
         else:
             lo = mid
     return 0.5 * (lo + hi), probes
+
+
+def quadratic_diverges(problem: QuadraticProblem, lr: float, steps: int) -> bool:
+    """Does plain gradient descent at ``lr`` end above its starting loss (or non-finite)?"""
+    final = quadratic_final_loss(problem, lr, steps)
+    return not (final < float(problem.loss(problem.w0)))
+
+
+def quadratic_final_loss(problem: QuadraticProblem, lr: float, steps: int) -> float:
+    w = problem.w0.clone().requires_grad_(True)
+    opt = GradientDescent([w], lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = problem.loss(w)
+        if not torch.isfinite(loss):
+            return math.inf
+        loss.backward()
+        opt.step()
+    value = float(problem.loss(w.detach()))
+    return value if math.isfinite(value) else math.inf
+
+
+QUADRATIC_LR_FRACTIONS = [0.25, 0.5, 0.9, 0.98, 1.02, 1.1, 1.5]  # of 2/lambda_max
+
+
+def quadratic_lr_sweep(problem: QuadraticProblem, lr_theory: float, steps: int) -> list[dict]:
+    """Final loss of gradient descent at step sizes around the theoretical threshold ``lr_theory``."""
+    return [
+        {"lr": f * lr_theory, "lr_over_crit": f, "final_loss": quadratic_final_loss(problem, f * lr_theory, steps)}
+        for f in QUADRATIC_LR_FRACTIONS
+    ]
