@@ -9,10 +9,10 @@ from scipy.stats import spearmanr
 
 from gradlab.config import ConfigError, validate_section
 from gradlab.studies.spearman import Derivation, init_matrices
+from gradlab.studies.spearman.analysis import best_so_far, step_value
 from gradlab.studies.spearman.config import SpearmanParams
 from gradlab.studies.spearman.methods import Referee, hill_climb, nelder_mead
 from gradlab.studies.spearman.module import CorrelationAscent
-from gradlab.studies.spearman.study import best_so_far, step_value
 
 
 def test_default_derivation_is_the_question():

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from gradlab.studies.spearman.derivation import Derivation
 from gradlab.studies.spearman.methods import Referee
 from gradlab.studies.spearman.softrank import soft_rank
+from gradlab.training import fit as train
+from gradlab.training import make_optimizer
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -39,14 +40,6 @@ def rank_scale(x: torch.Tensor) -> torch.Tensor:
 def soft_spearman(a: torch.Tensor, b: torch.Tensor, strength: float) -> torch.Tensor:
     """Pearson correlation of soft ranks: a differentiable Spearman correlation."""
     return pearson(soft_rank(rank_scale(a), strength), soft_rank(rank_scale(b), strength))
-
-
-class _Steps(IterableDataset):
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def __iter__(self):
-        return iter(range(self.steps))
 
 
 class CorrelationAscent(pl.LightningModule):
@@ -99,22 +92,15 @@ class CorrelationAscent(pl.LightningModule):
         return None
 
     def configure_optimizers(self):
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam([self.v, self.freq_m], lr=self.lr)
-        # A correlation is a mean over n entries, so each entry's gradient scales like 1/n:
+        # With sgd: a correlation is a mean over n entries, so each entry's gradient scales like 1/n;
         # the step lr * n * gradient means the same at every n.
-        return torch.optim.SGD([self.v, self.freq_m], lr=self.lr * self.v.shape[0])
-
-    def train_dataloader(self):
-        return DataLoader(_Steps(self._steps), batch_size=None)
+        lr = self.lr if self.optimizer_name == "adam" else self.lr * self.v.shape[0]
+        return make_optimizer(self.optimizer_name, [self.v, self.freq_m], lr)
 
     def fit(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Train for at most ``steps`` steps; judge the final matrices; return them."""
-        from gradlab.training import make_trainer
-
-        self._steps = steps
         self.referee.restart_clock()
-        make_trainer(max_steps=steps).fit(self)
+        train(self, steps)
         if not self.stopped:  # the last step moved the matrices after its evaluation
             self.referee.evaluate(self.v.detach(), self.freq_m.detach())
         return self.v.detach().clone(), self.freq_m.detach().clone()
