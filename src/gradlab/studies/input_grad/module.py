@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from gradlab.studies.input_grad.methods import per_sample_input_grad
 from gradlab.studies.input_grad.problems import target, target_grad
+from gradlab.training import fit as train
+from gradlab.training import make_optimizer
 
 
 def rmse(model: torch.nn.Module, X: torch.Tensor, method: str) -> tuple[float, float]:
@@ -28,14 +29,6 @@ def rmse(model: torch.nn.Module, X: torch.Tensor, method: str) -> tuple[float, f
     G = per_sample_input_grad(model, X, method)
     gradient = float(torch.sqrt(((G - target_grad(X)) ** 2).sum(dim=1).mean()))
     return value, gradient
-
-
-class _Steps(IterableDataset):
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def __iter__(self):
-        return iter(range(self.steps))
 
 
 class SobolevRegression(pl.LightningModule):
@@ -82,14 +75,9 @@ class SobolevRegression(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
-
-    def train_dataloader(self):
-        return DataLoader(_Steps(self._steps), batch_size=None)
+        return make_optimizer("adam", self.net.parameters(), self.lr)
 
     def fit(self, steps: int) -> None:
-        from gradlab.training import make_trainer
-
-        self._steps = steps
-        make_trainer(max_steps=steps).fit(self)
+        """Train for ``steps`` full-batch steps, evaluating every ``eval_every`` and after the last."""
+        train(self, steps)
         self.evaluate(steps)
