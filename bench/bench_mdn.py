@@ -10,6 +10,8 @@ per-step overhead relative to the step: it shrinks as the batch (the work per st
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from harness import compare
 
@@ -17,57 +19,58 @@ from gradlab.forensics import NonFiniteWatch
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.losses import mixture_loss
 from gradlab.studies.mdn.module import MDNTrial, make_optimizer
-from gradlab.studies.mdn.trial import build
-from gradlab.training import make_trainer
+from gradlab.studies.mdn.trial import TrialSpec, build
+from gradlab.training import fit
 
 
-def default_spec(batch_size: int | None = None) -> dict:
+def default_spec(batch_size: int | None = None) -> TrialSpec:
     """The stable trial of the default grid (logits, softplus, correct, Adam lr 1e-3, float32)."""
     p = MdnParams()
-    return {
-        "data": p.data.model_dump() | {"seed": p.seed},
-        "model": p.model.model_dump(),
-        "batch_size": batch_size or p.train.batch_size,
-        "steps": p.train.steps,
-        "mixture": "logits",
-        "sigma": "softplus",
-        "target_shape": "correct",
-        "lr": 0.001,
-        "optimizer": "adam",
-        "grad_clip": 0.0,
-        "dtype": "float32",
-        "batchnorm": False,
-        "seed": 0,
-    }
+    return TrialSpec(
+        data=p.data,
+        data_seed=p.seed,
+        model=p.model,
+        batch_size=batch_size or p.train.batch_size,
+        steps=p.train.steps,
+        mixture="logits",
+        sigma="softplus",
+        target_shape="correct",
+        lr=0.001,
+        optimizer="adam",
+        grad_clip=0.0,
+        dtype="float32",
+        batchnorm=False,
+        seed=0,
+    )
 
 
-def _module(spec: dict) -> MDNTrial:
+def _module(spec: TrialSpec) -> MDNTrial:
     net, x, y, _, _, order = build(spec)
-    return MDNTrial(net, x, y, order, spec["mixture"], spec["target_shape"], spec["optimizer"], spec["lr"])
+    return MDNTrial(net, x, y, order, spec.mixture, spec.target_shape, spec.optimizer, spec.lr)
 
 
-def lightning_trial(spec: dict) -> list[float]:
+def lightning_trial(spec: TrialSpec) -> list[float]:
     """The study's path: Lightning Fabric drives the LightningModule."""
     module = _module(spec)
-    module.fit(spec["steps"])
+    module.fit(spec.steps)
     return module.losses
 
 
-def trainer_trial(spec: dict) -> list[float]:
+def trainer_trial(spec: TrialSpec) -> list[float]:
     """The same module under ``pl.Trainer`` (not the study's path; for the record)."""
     module = _module(spec)
-    make_trainer(max_steps=spec["steps"]).fit(module)
+    fit(module, spec.steps)
     return module.losses
 
 
-def plain_trial(spec: dict) -> list[float]:
+def plain_trial(spec: TrialSpec) -> list[float]:
     net, x, y, _, _, order = build(spec)
-    opt = make_optimizer(spec["optimizer"], net.parameters(), spec["lr"])
+    opt = make_optimizer(spec.optimizer, net.parameters(), spec.lr)
     watch, losses = NonFiniteWatch(net), []
     for step, idx in enumerate(order):
         watch.begin(step)
         logits, mu, sigma = net(x[idx])
-        loss = mixture_loss(logits, mu, sigma, y[idx], spec["mixture"], spec["target_shape"], watch.record)
+        loss = mixture_loss(logits, mu, sigma, y[idx], spec.mixture, spec.target_shape, watch.record)
         watch.check_loss(loss)
         losses.append(float(loss.detach()))
         opt.zero_grad()
@@ -88,15 +91,15 @@ def run() -> dict:
         for side, trial in (("lightning", lightning_trial), ("trainer", trainer_trial)):
             same = trial(spec) == plain_trial(spec)
             r = compare(lambda spec=spec, trial=trial: trial(spec), lambda spec=spec: plain_trial(spec), rounds=5)
-            r["overhead_ms_per_step"] = 1000 * (r["subject_s"] - r["reference_s"]) / spec["steps"]
+            r["overhead_ms_per_step"] = 1000 * (r["subject_s"] - r["reference_s"]) / spec.steps
             r["identical_losses"] = same
             if side == "lightning":
                 r["target"] = "<= 1.15" if batch is None else "(same trial, larger batch)"
             else:
                 r["target"] = "(pl.Trainer, not the study's path: for the record)"
-            out[f"{side}_vs_plain_{name}_b{spec['batch_size']}_{spec['steps']}_steps"] = r
+            out[f"{side}_vs_plain_{name}_b{spec.batch_size}_{spec.steps}_steps"] = r
     # the fixed part: setting up Fabric / a Trainer and entering the loop, measured on one-step trials
-    one = default_spec() | {"steps": 1}
+    one = dataclasses.replace(default_spec(), steps=1)
     for side, trial in (("lightning", lightning_trial), ("trainer", trainer_trial)):
         r = compare(lambda trial=trial: trial(one), lambda: plain_trial(one), rounds=5)
         r["startup_overhead_ms"] = 1000 * (r["subject_s"] - r["reference_s"])

@@ -13,7 +13,7 @@ from gradlab.studies.mdn import nll
 from gradlab.studies.mdn.config import OTHER_FACTORS, MdnParams
 from gradlab.studies.mdn.data import make_data
 from gradlab.studies.mdn.losses import mixture_loss, sigma_from
-from gradlab.studies.mdn.study import design, trial_specs, variant
+from gradlab.studies.mdn.trial import design, trial_specs, variant
 
 
 def reference(logits, mu, sigma, y):
@@ -133,7 +133,7 @@ def test_half_fraction_is_balanced_and_names_every_factor():
     assert len(design(full)) == 2 * len(rows)
     specs = trial_specs(p)
     assert len(specs) == len(rows) * p.seeds
-    names = {(variant(s), s["seed"]) for s in specs}
+    names = {(variant(s), s.seed) for s in specs}
     assert len(names) == len(specs)
     assert variant(specs[0]).count("-") == 7
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_params
 
 from gradlab.runner import run_stage
-from gradlab.studies.mdn.study import FACTORS
+from gradlab.studies.mdn.trial import FACTORS
 from gradlab.tracking import Tracker
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 
+from gradlab.studies.mdn.config import Data, Model
 from gradlab.studies.mdn.data import make_data
 from gradlab.studies.mdn.module import batch_order
-from gradlab.studies.mdn.trial import run_trial
+from gradlab.studies.mdn.trial import TrialSpec, run_trial
 
-DATA = {"n_train": 512, "n_val": 128, "noise": 0.05, "outlier_fraction": 0.002, "outlier_scale": 20.0, "seed": 0}
+DATA = {"n_train": 512, "n_val": 128, "noise": 0.05, "outlier_fraction": 0.002, "outlier_scale": 20.0}
 
 
-def spec(**kw) -> dict:
+def spec(**kw) -> TrialSpec:
     s = {
-        "data": DATA,
-        "model": {"hidden": 16, "layers": 2, "components": 3, "sigma_eps": 1e-6},
+        "data": Data(**DATA),
+        "data_seed": 0,
+        "model": Model(hidden=16, layers=2, components=3, sigma_eps=1e-6),
         "batch_size": 32,
         "steps": 40,
         "mixture": "logits",
@@ -27,13 +29,13 @@ def spec(**kw) -> dict:
         "batchnorm": False,
         "seed": 1,
     }
-    return s | kw
+    return TrialSpec(**(s | kw))
 
 
-def first_outlier_batch(s: dict) -> int:
+def first_outlier_batch(s: TrialSpec) -> int:
     """The first step whose batch holds an outlier target (known from the data and the batch order)."""
-    d = make_data(**{k: v for k, v in DATA.items() if k != "seed"}, seed=DATA["seed"])
-    order = batch_order(DATA["n_train"], s["batch_size"], s["steps"], s["seed"] + 10_007)
+    d = make_data(**DATA, seed=s.data_seed)
+    order = batch_order(DATA["n_train"], s.batch_size, s.steps, s.seed + 10_007)
     hits = [i for i, rows in enumerate(order) if set(rows.tolist()) & set(d.outlier_index.tolist())]
     return hits[0]
 
@@ -79,18 +81,17 @@ def test_trial_is_deterministic():
     assert a == b
 
 
-def _train(s: dict, driver: str):
+def _train(s: TrialSpec, driver: str):
     from gradlab.studies.mdn.module import MDNTrial
     from gradlab.studies.mdn.trial import build
-    from gradlab.training import make_trainer
+    from gradlab.training import fit
 
     net, x, y, _, _, order = build(s)
-    module = MDNTrial(net, x, y, order, s["mixture"], s["target_shape"], s["optimizer"], s["lr"])
+    module = MDNTrial(net, x, y, order, s.mixture, s.target_shape, s.optimizer, s.lr)
     if driver == "fabric":
-        module.fit(s["steps"], s["grad_clip"])
+        module.fit(s.steps, s.grad_clip)
     else:
-        clip = s["grad_clip"] or None
-        make_trainer(max_steps=s["steps"], gradient_clip_val=clip, gradient_clip_algorithm="norm").fit(module)
+        fit(module, s.steps, gradient_clip_val=s.grad_clip or None, gradient_clip_algorithm="norm")
     w = module.watch
     weights = [p.detach().clone() for p in net.parameters()]
     return module.losses, w.first, w.weights_nonfinite_step, weights

@@ -7,11 +7,13 @@ import math
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
 
 from gradlab.forensics import NonFiniteWatch, all_finite
 from gradlab.studies.mdn.losses import mixture_loss, nll, sigma_from
 from gradlab.training import make_fabric
+from gradlab.training import make_optimizer as _make_optimizer
+
+OPTIMIZER_OPTIONS = {"sgd": {"momentum": 0.9}, "adam": {}}  # the study's two optimizers
 
 
 class MDN(nn.Module):
@@ -38,21 +40,10 @@ class MDN(nn.Module):
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, adam")
-
-
-class _Steps(IterableDataset):
-    """Yields the step index ``steps`` times; the module holds the data and the batch order."""
-
-    def __init__(self, steps: int):
-        self.steps = steps
-
-    def __iter__(self):
-        return iter(range(self.steps))
+    """``sgd`` (momentum 0.9) or ``adam``; any other name is refused."""
+    if name not in OPTIMIZER_OPTIONS:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZER_OPTIONS)}")
+    return _make_optimizer(name, params, lr, **OPTIMIZER_OPTIONS[name])
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> torch.Tensor:
@@ -72,8 +63,8 @@ class MDNTrial(pl.LightningModule):
 
     :meth:`fit` trains it with Lightning Fabric in the Trainer's automatic-optimisation order
     (the study's path: a trial's steps take ~1 ms, and the Trainer's per-step hooks would add
-    about half again). ``make_trainer(max_steps=...).fit(module)`` runs the same hooks in the
-    same order and gives identical losses (tests/test_mdn_trial.py).
+    about half again). ``gradlab.training.fit(module, steps)`` runs the same hooks under the
+    Trainer in the same order and gives identical losses (tests/test_mdn_trial.py).
     """
 
     def __init__(self, net: MDN, x, y, order, mixture: str, target_shape: str, optimizer: str, lr: float):
@@ -118,9 +109,6 @@ class MDNTrial(pl.LightningModule):
 
     def configure_optimizers(self):
         return make_optimizer(self.optimizer_name, self.net.parameters(), self.lr)
-
-    def train_dataloader(self):
-        return DataLoader(_Steps(len(self.order)), batch_size=None)
 
     def fit(self, steps: int, grad_clip: float = 0.0) -> None:
         """Train for ``steps`` steps (at most the batch order's length), as the Trainer would.
