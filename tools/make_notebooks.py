@@ -191,6 +191,21 @@ ax.legend();""",
 pd.DataFrame({v: {k: r[k] for k in ("final_return_mean", "probe_corr", "p_vs_correct")} for v, r in m["variants"].items()}).T""",
         ),
         ("code", metrics_cell("pg_pong")),
+        ("md", "Beating Pong's built-in AI: the win preset's running mean of the last 100 games, per seed."),
+        (
+            "code",
+            """win = RESULTS / "pg_pong_win" / "episodes.csv"
+if win.exists():
+    ep = pd.read_csv(win)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for seed, g in ep.groupby("seed"):
+        ax.plot(g["episode"] + 1, g["return_mean100"], label=f"seed {seed}")
+    ax.axhline(0, color="black", lw=0.8, ls="--")
+    ax.set(xlabel="game", ylabel="mean return of the last 100 games (points)", title="pg_pong_win")
+    ax.legend()
+else:
+    print("no results/pg_pong_win here: gradlab run pg_pong_win --params presets/pg_pong_win.yaml")""",
+        ),
         ("code", runs_cell("pg_cartpole")),
     ],
 }
