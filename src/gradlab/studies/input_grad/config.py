@@ -74,11 +74,11 @@ class Sobolev(Params):
 
 
 class InputGradParams(Params):
-    seed: int = Field(0, ge=0)
     model: Model = Model()
     check: Check = Check()
     timing: Timing = Timing()
     sobolev: Sobolev = Sobolev()
+    seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _fits_in_memory(self):
