@@ -318,19 +318,13 @@ def pg_pong(q: Quotes) -> Section:
         f"The same mechanism on Pong: the probe correlation is {q(s, 'variants.correct.probe_corr', '+.3f')} for "
         f"the correct sign and {q(s, 'variants.flipped.probe_corr', '+.3f')} when flipped. Over "
         f"{q(s, 'episodes_per_trial', 'd')} games per trial, `correct` went from "
-        f"{q(s, 'variants.correct.first_return_per_seed.0', '.3g')}, "
-        f"{q(s, 'variants.correct.first_return_per_seed.1', '.3g')}, "
-        f"{q(s, 'variants.correct.first_return_per_seed.2', '.3g')} (mean of its first "
+        f"{_per_seed(q, s, 'variants.correct.first_return_per_seed')} (mean of its first "
         f"{q(s, 'final_episodes', 'd')} games, per seed) to "
-        f"{q(s, 'variants.correct.final_return_per_seed.0', '.3g')}, "
-        f"{q(s, 'variants.correct.final_return_per_seed.1', '.3g')}, "
-        f"{q(s, 'variants.correct.final_return_per_seed.2', '.3g')} (its last {q(s, 'final_episodes', 'd')}): it "
+        f"{_per_seed(q, s, 'variants.correct.final_return_per_seed')} (its last {q(s, 'final_episodes', 'd')}): it "
         + ("learns on every seed" if learned else "does not learn on every seed by the stage's criterion")
         + "; `flipped` "
         + ("improves too" if flipped_learns else "does not improve")
-        + f" (last games {q(s, 'variants.flipped.final_return_per_seed.0', '.3g')}, "
-        f"{q(s, 'variants.flipped.final_return_per_seed.1', '.3g')}, "
-        f"{q(s, 'variants.flipped.final_return_per_seed.2', '.3g')}) and ends "
+        + f" (last games {_per_seed(q, s, 'variants.flipped.final_return_per_seed')}) and ends "
         + ("below `correct` on every seed." if above else "not below `correct` on every seed.")
     )
     evidence = _pg_evidence(q, s) + [
@@ -361,6 +355,11 @@ def pg_pong(q: Quotes) -> Section:
             "Throughput depends on the machine and is in results/pg_pong/timing.json, not in metrics.json.",
         ],
     )
+
+
+def _per_seed(q: Quotes, s: str, key: str) -> str:
+    """The values of the list at ``key``, each quoted: one per seed."""
+    return ", ".join(q(s, f"{key}.{i}", ".3g") for i in range(len(q.raw(s, key))))
 
 
 def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
