@@ -31,10 +31,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gradlab.process import interrupts_held
+from gradlab.settings import DEFAULT_CURVE_POINTS  # noqa: F401  (what the MLflow UI samples per chart; tests use it)
+
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
-CURVE_POINTS_ENV = "GRADLAB_CURVE_POINTS"
-DEFAULT_CURVE_POINTS = 320  # what the MLflow UI samples per run and metric for a chart
 
 
 class TrackingError(RuntimeError):
@@ -55,10 +56,10 @@ def repo_root() -> Path:
 
 
 def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+    """``MLFLOW_TRACKING_URI`` (read once into the settings), else the embedded store beside the repo root."""
+    from gradlab.settings import current
+
+    return current().tracking_uri or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
 def git_sha(root: Path | None = None) -> str:
@@ -145,19 +146,13 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
 
 
 def curve_point_limit() -> int:
-    """The most points of one curve sent to MLflow (``GRADLAB_CURVE_POINTS``; 0: every point).
+    """The most points of one curve sent to MLflow (``GRADLAB_CURVE_POINTS``, read once into the settings; 0: all).
 
     Raises :class:`gradlab.config.ConfigError` (exit 2) for anything but 0 or an integer >= 2.
     """
-    raw = os.environ.get(CURVE_POINTS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_CURVE_POINTS
-    value = int(raw) if raw.isdigit() else -1
-    if value == 1 or value < 0:
-        from gradlab.config import ConfigError
+    from gradlab.settings import current
 
-        raise ConfigError(CURVE_POINTS_ENV, f"must be 0 (every point) or an integer >= 2 (got {raw!r})")
-    return value
+    return current().curve_points
 
 
 def thinned(n: int, limit: int) -> range | list[int]:
@@ -392,9 +387,6 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
         Run(self, run_id).log_metrics(metrics, step)
 
-    def log_curve(self, run_id: str, key: str, values: Sequence[float], steps: Sequence[int] | None = None) -> None:
-        Run(self, run_id).log_curve(key, values, steps)
-
     @_retry_locked
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
@@ -432,27 +424,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-@contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Delay SIGINT/SIGTERM (main thread only) until the block is done; they are delivered afterwards."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def standard_tags(stage: str, params: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
