@@ -16,13 +16,13 @@ Learning per game (stream vs lockstep) is bench_pg_learning.py.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
 import numpy as np
 import torch
 
+from gradlab.settings import machine_cores
 from gradlab.studies.pg.config import PongWinParams
 from gradlab.studies.pg.envs import preprocess_pong
 from gradlab.studies.pg.module import Reinforce
@@ -32,7 +32,7 @@ from gradlab.studies.pg.stream import PongStream
 ROUNDS = 3
 UPDATES = 12  # 96 games per round
 P = PongWinParams(updates=UPDATES, final_episodes=8, stop_at_mean=None)
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+THREADS = machine_cores()
 
 
 def train_once(p=P, seed: int = 0) -> dict:

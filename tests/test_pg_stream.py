@@ -22,18 +22,25 @@ def random_act(obs, rng):
     return rng.integers(0, 2, obs.shape[0])
 
 
-def play(seed: int, games: int, groups: int) -> tuple[list[dict], PongStream]:
+def play(seed: int, games: int, groups: int) -> tuple[list[dict], PongStream, list[int]]:
     env = PongStream(4, groups=groups, points_per_episode=1, threads=1)
     env.start(seed)
-    return env.play(random_act, games), env
+    rows = []  # games stepped per call of the policy: every step the emulator takes
+
+    def act(obs, rng):
+        rows.append(obs.shape[0])
+        return random_act(obs, rng)
+
+    return env.play(act, games), env, rows
 
 
 @pytest.mark.parametrize("groups", [1, 2])
 def test_stream_is_deterministic_and_keeps_every_step(groups):
-    first, env = play(3, 6, groups)
-    steps_in_progress = sum(len(s[1]) for s in env.steps)
+    first, env, rows = play(3, 6, groups)
+    steps_in_progress = sum(len(s[1]) for s in env.steps)  # games still being played
+    steps_in_progress += sum(len(e["actions"]) for e in env.finished)  # ended, kept for the next call
     env.close()
-    again, env2 = play(3, 6, groups)
+    again, env2, _ = play(3, 6, groups)
     env2.close()
     assert [len(e["rewards"]) for e in first] == [len(e["rewards"]) for e in again]
     assert all(np.array_equal(a["obs"], b["obs"]) for a, b in zip(first, again, strict=True))
@@ -42,7 +49,7 @@ def test_stream_is_deterministic_and_keeps_every_step(groups):
         assert not e["obs"][0].any() and e["obs"].shape[1] == 1600
         assert len(e["obs"]) == len(e["actions"]) == len(e["rewards"])
     # nothing thrown away: every step sent is in a finished episode or in a game still in progress
-    assert steps_in_progress > 0
+    assert sum(len(e["actions"]) for e in first) + steps_in_progress == sum(rows)
 
 
 def test_stream_games_go_on_across_calls():

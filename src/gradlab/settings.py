@@ -58,7 +58,12 @@ class Settings:
         """``workers`` if set, else the cores this process may use."""
         if self.workers:
             return self.workers
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return machine_cores()
+
+
+def machine_cores() -> int:
+    """The cores this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _curve_points(raw: str) -> int:

@@ -18,6 +18,7 @@ The plan, top to bottom (the same for ``pg_cartpole``, ``pg_pong`` and the ``pg_
 from __future__ import annotations
 
 from gradlab.parallel import default_workers, map_trials
+from gradlab.settings import machine_cores
 from gradlab.studies.pg import analysis, figures
 from gradlab.studies.pg.summary import summary, win_summary
 from gradlab.studies.pg.trial import LiveTracking, TrialSpec, end_stray_children, run_trial
@@ -82,7 +83,7 @@ def train(p, ctx, kind: str, workers: int) -> list[dict]:
             resume=ctx.resume,
             live=live,
             progress_slot=(1 + i % slots) if ctx.progress else None,
-            update_threads=max(1, cores() // slots),
+            update_threads=max(1, machine_cores() // slots),
         )
         for i, (s, v) in enumerate((s, v) for s in seeds for v in p.variants)
     ]
@@ -94,12 +95,6 @@ def train(p, ctx, kind: str, workers: int) -> list[dict]:
     except BaseException:
         end_stray_children(ctx.tracker, ctx.experiment, ctx.parent.id, "FAILED")
         raise
-
-
-def cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def child_tags(ctx) -> dict:
