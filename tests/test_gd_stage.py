@@ -17,7 +17,7 @@ def test_gd_stage_end_to_end(store, tmp_path):
     params = tiny_params(tmp_path, "gd")
     assert run_stage("gd", params_file=params) == 0
     out = tmp_path / "results" / "gd"
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "stats.json").read_text())
     q = m["quadratic"]
     assert abs(q["lr_crit_empirical"] - q["lr_crit_theory"]) / q["lr_crit_theory"] < 0.05
     data = np.load(out / "problem.npz")

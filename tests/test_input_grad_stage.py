@@ -17,7 +17,7 @@ def test_input_grad_stage_end_to_end(store, tmp_path):
     params = tiny_params(tmp_path, "input_grad")
     assert run_stage("input_grad", params_file=params) == 0
     out = tmp_path / "results" / "input_grad"
-    text = (out / "metrics.json").read_text()
+    text = (out / "stats.json").read_text()
     m = json.loads(text)
     for method in ["sum", "grad_outputs", "vmap", "jacrev", "loop"]:
         assert m["agreement"][method]["max_rel_diff"] <= 1e-10, method

@@ -39,7 +39,7 @@ def test_mdn_stage_end_to_end(store, tmp_path):
     lr0 = trials[(trials.lr == 0) & (trials.diverged == 1)]
     assert len(lr0) > 0 and lr0.weights_nonfinite.all()
 
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "stats.json").read_text())
     assert m["trials"] == 64 and m["diverged"] == int(trials.diverged.sum())
     assert m["stable"]["failures"] == 0 and m["stable"]["trials"] == 8
     assert set(m["failure_rate"]) == set(FACTORS)

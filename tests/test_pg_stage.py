@@ -17,7 +17,7 @@ def test_pg_cartpole_three_episodes_end_to_end(store, tmp_path):
     params = tiny_params(tmp_path, "pg_cartpole")
     assert run_stage("pg_cartpole", params_file=params) == 0
     out = tmp_path / "results" / "pg_cartpole"
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "stats.json").read_text())
     assert set(m["variants"]) == {"correct", "flipped", "baseline"}
     for v, x in m["variants"].items():
         for key in ("final_return_mean", "final_return_ci_low", "final_return_ci_high", "probe_corr"):

@@ -45,6 +45,22 @@ def test_same_params_give_identical_metrics(tiny_pipeline, stage):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_metrics_json_is_the_rounded_headline_of_stats_json(tiny_pipeline, stage):
+    from gradlab.config import flatten
+    from gradlab.headline import round_sig
+
+    tmp, _ = tiny_pipeline
+    head = flatten(json.loads((tmp / "results" / stage / "metrics.json").read_text()))
+    full = flatten(json.loads((tmp / "results" / stage / "stats.json").read_text()))
+    assert 0 < len(head) <= 100
+    for key, value in head.items():
+        assert isinstance(value, bool | int | float), (key, value)  # no strings, lists or nulls
+        expected = full[key]
+        assert value == (round_sig(expected) if isinstance(expected, float) else expected), key
+
+
+@pytest.mark.slow
 def test_report_quotes_only_numbers_from_metrics(tiny_pipeline):
     tmp, params = tiny_pipeline
     assert run_report(params, reports=tmp / "reports") == 0
@@ -52,7 +68,7 @@ def test_report_quotes_only_numbers_from_metrics(tiny_pipeline):
     quotes = json.loads((tmp / "reports" / "quotes.json").read_text())
     assert quotes
     for q in quotes:
-        metrics = json.loads((tmp / "results" / q["stage"] / "metrics.json").read_text())
+        metrics = json.loads((tmp / "results" / q["stage"] / "stats.json").read_text())
         value = lookup(metrics, q["key"])
         assert format_value(value, q["fmt"], q["scale"]) == q["text"], q
         assert q["text"] in text

@@ -38,7 +38,7 @@ def test_spearman_stage_end_to_end(store, tmp_path):
         if not np.isnan(row.evals_to_099):
             assert row.evals_to_099 <= row.evaluations
 
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "stats.json").read_text())
     soft = m["methods"]["soft_rank"]
     assert soft["n300"]["reached"] == 2 and soft["n300"]["median_final_spearman"] >= 0.99
     assert m["methods"]["hill_climb"]["n20"]["max_evaluations"] == 300

@@ -28,7 +28,8 @@ from gradlab.config import (
     to_plain,
     validate_section,
 )
-from gradlab.context import StageContext, write_json
+from gradlab.context import StageContext, to_jsonable, write_json
+from gradlab.headline import headline
 from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, refuse, sigterm_raises
 from gradlab.settings import Settings, active, current
 from gradlab.tracking import TrackingError, open_tracker, params_hash, standard_tags
@@ -158,12 +159,14 @@ def run_stage(
                     checkpoints=checkpoints,
                     resume=resume,
                 )
-                study = get_stage(stage).load()
+                spec = get_stage(stage)
+                study = spec.load()
                 freeze_imports()
-                metrics = study(params, ctx)
-                write_json(tmp / "metrics.json", metrics)
-                numeric = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and v is not None}
-                parent.log_metrics(numeric)
+                metrics = to_jsonable(study(params, ctx))
+                write_json(tmp / "stats.json", metrics)
+                top = headline(metrics, spec.headline)
+                write_json(tmp / "metrics.json", top)
+                parent.log_metrics(flatten(top))
                 parent.log_metrics({"stage/seconds": time.perf_counter() - start})
                 parent.log_artifacts(tmp)
             with interrupts_held():  # a reader never sees a half-published folder

@@ -24,6 +24,10 @@ class Stage:
     question: str
     params: type[Params]
     run: str  # "package.module:function" taking (params, ctx) and returning metrics
+    # glob patterns over the dotted keys of those metrics (``fnmatch``: ``variants.*.final_mean``) that
+    # make the headline: metrics.json (DVC metrics) and the parent run's metrics hold only these, rounded
+    # to 4 significant figures; every number also goes to stats.json. Empty: every numeric leaf.
+    headline: tuple[str, ...] = ()
 
     def load(self) -> Any:
         module, _, func = self.run.partition(":")

@@ -42,7 +42,7 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
         "# gradlab findings",
         "",
         f"Built from `results/` at git {git_sha()}. {versions()}.",
-        "Every number below is read from `results/<stage>/metrics.json` (see `quotes.json`).",
+        "Every number below is read from `results/<stage>/stats.json` (see `quotes.json`).",
         "",
     ]
     for sec in sections:
@@ -101,7 +101,7 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
             sections.append(fn(q))
         except MissingResults as err:
             del q.entries[quoted:]  # the section is not in the report, nor are its quotes
-            missing.append((stage, f"`results/{stage}/metrics.json` lacks {err}: rerun the stage."))
+            missing.append((stage, f"`results/{stage}/stats.json` lacks {err}: rerun the stage."))
     text = render_markdown(sections, missing, params, results)
     tmp = reports.parent / f".staging-{reports.name}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Numbers in the report are quoted from results/<stage>/metrics.json, never typed in.
+"""Numbers in the report are quoted from results/<stage>/stats.json (all of them; metrics.json holds the
+headline), never typed in.
 
 Every quote is recorded (stage, key, value, format, text) in ``reports/quotes.json``
 so that a test can check each quoted text against the metrics it came from.
@@ -52,8 +53,10 @@ class Quotes:
         return (self.results / stage / "metrics.json").exists()
 
     def metrics(self, stage: str) -> dict:
+        """Every number of the stage: ``stats.json`` (unrounded, a superset of the headline ``metrics.json``)."""
         if stage not in self._cache:
-            path = self.results / stage / "metrics.json"
+            folder = self.results / stage
+            path = folder / "stats.json" if (folder / "stats.json").exists() else folder / "metrics.json"
             if not path.exists():
                 raise MissingResults(stage)
             self._cache[stage] = json.loads(path.read_text())

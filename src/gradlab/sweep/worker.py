@@ -130,7 +130,7 @@ def run_trial(job: dict) -> dict:
                 code = ExitCode.INTERRUPTED
             result["code"] = code
             if code == 0:
-                result["metrics"] = json.loads((out_dir / "metrics.json").read_text())
+                result["metrics"] = json.loads((out_dir / "stats.json").read_text())  # every number, unrounded
             else:
                 result["error"] = _last_error(log_path)
     except KeyboardInterrupt:
