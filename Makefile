@@ -1,17 +1,22 @@
 # gradlab: `make repro` runs the whole pipeline, `make test` the test suite, `make test-fast` all but the slow
-# end-to-end tests (each sets up first).
+# end-to-end tests (each sets up first). `make install` installs the pipeline at the exact versions of
+# constraints.txt; `make lock` rewrites constraints.txt from the installed .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: install repro test test-fast bench lint clean
+.PHONY: install lock repro test test-fast bench lint clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[pipeline,dev]'
 	touch $@
+
+lock:  # after a deliberate upgrade in .venv; torch is pinned without its local label (+cpu)
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 repro: install
 	PATH="$(BIN):$$PATH" $(BIN)/dvc repro

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
 
@@ -16,18 +17,73 @@ app = typer.Typer(
 )
 
 
+# `gradlab run STAGE --quick`: the stage's small parameters (the ones its end-to-end tests use), seconds not minutes
+QUICK_PARAMS = Path("tests") / "tiny"
+QUICK_RESULTS = "quick"  # results/quick/<stage>: never the stage's own results/<stage>
+
+
+def quick_params_file(stage: str) -> Path | None:
+    """``tests/tiny/<stage>.yaml`` of the working directory, else of this checkout; None when the stage has none."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        path = root / QUICK_PARAMS / f"{stage}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def quick_stages() -> list[str]:
+    """The stages that have quick parameters."""
+    from gradlab.stages import all_stages
+
+    return [name for name in all_stages() if quick_params_file(name) is not None]
+
+
 @app.command()
 def run(
     stage: str = typer.Argument(..., help="Stage to run (see `gradlab stages`)."),
     set_: list[str] = typer.Option([], "--set", help="Override a parameter: key.path=value (repeatable)."),
     params: str = typer.Option("params.yaml", "--params", help="Parameter file."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the stage's last checkpoint."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="Small parameters (tests/tiny/STAGE.yaml; under a minute) into results/quick/STAGE, "
+        "leaving results/STAGE alone. --set still applies.",
+    ),
 ) -> None:
     """Run one stage, exactly as `dvc repro` runs it (results/STAGE, one MLflow parent run)."""
-    from gradlab.process import guarded
+    from gradlab.process import guarded, refuse
     from gradlab.runner import run_stage
 
-    raise typer.Exit(guarded(run_stage, stage, set_, params, resume))
+    if not quick:
+        raise typer.Exit(guarded(run_stage, stage, set_, params, resume))
+
+    from gradlab.settings import Settings
+    from gradlab.stages import all_stages
+    from gradlab.tracking import stage_run_name
+
+    if params != "params.yaml":
+        raise typer.Exit(refuse("--quick: uses tests/tiny/STAGE.yaml; leave out --params", ExitCode.BAD_INPUT))
+    known = all_stages()
+    if stage not in known:  # the usual one-line refusal naming the stages
+        raise typer.Exit(guarded(run_stage, stage, set_, params, resume))
+    quick_file = quick_params_file(stage)
+    if quick_file is None:
+        message = f"--quick: stage {stage!r} has no quick parameters; allowed: {', '.join(quick_stages())}"
+        raise typer.Exit(refuse(message, ExitCode.BAD_INPUT))
+    settings = Settings.from_env()
+    code = guarded(
+        run_stage,
+        stage,
+        set_,
+        quick_file,
+        resume,
+        out_dir=settings.results / QUICK_RESULTS / stage,
+        run_name=f"{stage_run_name(stage)} · quick",
+        tags={"gradlab.quick": "true", "gradlab.params_file": str(quick_file)},
+        settings=settings,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -76,11 +132,18 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback unless you say otherwise)."),
     port: int = typer.Option(5000, help="Port to listen on."),
 ) -> None:
-    """Start the MLflow UI on the project's tracking store."""
+    """Start the MLflow UI on the project's tracking store; print a link to each stage's runs table."""
+    from gradlab.browse import experiment_links, misplaced, relocate
     from gradlab.tracking import tracking_uri
 
     uri = tracking_uri()
-    typer.echo(f"MLflow UI for {uri} at http://{host}:{port}  (Ctrl-C to stop)")
+    if misplaced(uri):  # the project was copied or moved: its artifacts are here, not where the store says
+        moved = relocate(uri)
+        typer.echo(f"artifact locations of {moved} experiments pointed at another folder; now at the store's")
+    base = f"http://{host}:{port}"
+    typer.echo(f"MLflow UI for {uri} at {base}  (Ctrl-C to stop). Runs of each stage:")
+    for name, url in experiment_links(uri, base):
+        typer.echo(f"  {name:24s} {url}")
     try:
         raise typer.Exit(subprocess.call(ui_command(host, port, uri)))
     except KeyboardInterrupt as exc:
