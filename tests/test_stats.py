@@ -71,3 +71,109 @@ def test_cohens_d_is_the_pooled_sd_effect_size():
     assert d == pytest.approx((np.mean(A) - np.mean(B)) / pooled, rel=1e-12)
     assert cohens_d([1.0, 3.0], [2.0, 4.0]) == pytest.approx(-1 / math.sqrt(2), rel=1e-12)  # by hand: sd sqrt2
     assert math.isnan(cohens_d([1.0, 1.0], [1.0, 1.0]))
+
+
+# --- small-sample tools: exact tests with their floor, clipped intervals, "n/a" for one value ---------------
+
+import warnings  # noqa: E402
+from itertools import combinations  # noqa: E402
+
+from gradlab.stats import (  # noqa: E402
+    bootstrap_diff_ci,
+    bootstrap_mean_ci,
+    cliffs_delta,
+    cohens_d_ci,
+    compare,
+    fmt,
+    fmt_ci,
+    mann_whitney_exact,
+    permutation_test,
+    t_mean_ci,
+)
+
+
+def test_mann_whitney_exact_matches_scipy_without_ties_and_states_its_floor():
+    a, b = [1.2, 3.4, 2.2, 5.0], [0.1, 0.5, 2.0]
+    r = mann_whitney_exact(a, b)
+    ref = sp.mannwhitneyu(a, b, alternative="two-sided", method="exact")
+    assert r["p"] == pytest.approx(ref.pvalue, rel=1e-12) and r["u"] == ref.statistic and r["exact"]
+    assert r["p_min"] == pytest.approx(2 / math.comb(7, 4))
+    sep = mann_whitney_exact([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
+    assert sep["p"] == pytest.approx(0.1) and sep["p_min"] == pytest.approx(0.1)  # 3 vs 3 cannot reach 0.05
+    assert sep["auc"] == 1.0
+
+
+def test_mann_whitney_exact_with_ties_is_the_enumerated_rank_distribution():
+    a, b = [1.0, 2.0, 2.0, 3.0], [2.0, 3.0, 3.0, 4.0, 5.0]
+    r = mann_whitney_exact(a, b)
+    ranks = sp.rankdata(a + b)
+    centre = 4 * 10 / 2
+    obs = abs(ranks[:4].sum() - centre)
+    devs = [abs(ranks[list(s)].sum() - centre) for s in combinations(range(9), 4)]
+    assert r["p"] == pytest.approx(np.mean(np.array(devs) >= obs - 1e-9), rel=1e-12)
+    assert r["exact"] and 0 < r["p"] <= 1
+
+
+def test_permutation_floor_and_extreme_split():
+    r = permutation_test([5.0, 6.0, 7.0], [1.0, 2.0, 3.0])
+    assert r["p"] == pytest.approx(0.1) and r["p_min"] == pytest.approx(0.1) and r["exact"]
+    assert permutation_test([1.0] * 5, [9.0] * 5)["p_min"] == pytest.approx(2 / 252)
+
+
+def test_t_mean_ci_is_student_t_clipped_and_na_for_one_value():
+    mean, low, high = t_mean_ci(A)
+    assert (low, high) == pytest.approx(sp.t.interval(0.95, 4, loc=3.0, scale=sp.sem(A)), rel=1e-12)
+    mean, low, high = t_mean_ci([0.01, 0.02, 0.5], low=0.0)
+    assert low == 0.0 and high > mean  # the unclipped t interval goes below 0; a loss cannot
+    assert t_mean_ci([0.3]) == (0.3, None, None)
+    assert t_mean_ci([2.0, 2.0]) == (2.0, 2.0, 2.0)
+    m, lo, hi = t_mean_ci([])
+    assert math.isnan(m) and lo is None and hi is None
+
+
+def test_bootstrap_intervals_inside_the_range_and_na_for_one_value():
+    m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.97], -1.0, 1.0)
+    assert -1 <= lo <= m <= hi <= 1
+    d, lo, hi = bootstrap_diff_ci([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], -1.0, 1.0)
+    assert d == pytest.approx(1.5) and hi == 1.0 and lo <= hi  # clipped to the range of a difference
+    assert bootstrap_diff_ci([1.0], [0.0, 2.0]) == (0.0, None, None)
+
+
+def test_cohens_d_interval_inverts_the_noncentral_t():
+    a, b = list(np.linspace(0, 2, 10) + 0.5), list(np.linspace(0, 2, 12))
+    d, lo, hi = cohens_d_ci(a, b)
+    scale = math.sqrt(1 / 10 + 1 / 12)
+    t = d / scale
+    assert sp.nct.cdf(t, 20, lo / scale) == pytest.approx(0.975, abs=1e-8)
+    assert sp.nct.cdf(t, 20, hi / scale) == pytest.approx(0.025, abs=1e-8)
+    se = math.sqrt(1 / 10 + 1 / 12 + d * d / (2 * 22))  # Hedges-Olkin normal approximation, close by
+    assert lo == pytest.approx(d - 1.96 * se, abs=0.05) and hi == pytest.approx(d + 1.96 * se, abs=0.05)
+    d, lo, hi = cohens_d_ci([1.0], [2.0])
+    assert math.isnan(d) and lo is None and hi is None
+
+
+def test_cliffs_delta_range():
+    assert cliffs_delta([5.0, 6.0], [1.0, 2.0]) == (1.0, 1.0, 1.0)
+    delta, lo, hi = cliffs_delta([1.0, 3.0, 5.0, 2.0], [2.0, 4.0, 0.0])
+    assert delta == pytest.approx(3 / 12)  # by hand: 1 -> -1, 3 -> +1, 5 -> +3, 2 -> 0 (one tie)
+    assert -1 <= lo <= delta <= hi <= 1
+    assert cliffs_delta([1.0], [0.0]) == (1.0, None, None)
+
+
+def test_one_seed_gives_na_and_no_numpy_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = compare([1.0], [2.0], low=0.0)
+        assert math.isnan(cohens_d([1.0], [2.0]))
+        assert c["diff"] == -1.0 and c["diff_ci_low"] is None and c["cohens_d"] is None
+        assert c["welch_p"] is None and c["permutation_p"] == 1.0 and c["p_min"] == 1.0
+        c3 = compare([3.0, 3.1, 3.2], [1.0, 1.1, 1.2], low=0.0)
+    assert c3["p_min"] == pytest.approx(0.1) and c3["permutation_p"] == pytest.approx(0.1)
+    assert c3["welch_p"] < 0.01  # Welch claims far more than an exact test can at 3 vs 3
+    assert c3["cohens_d_ci_low"] > 0 and c3["cliffs_delta"] == 1.0
+
+
+def test_fmt_prints_na_for_missing_values():
+    assert fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(float("inf")) == "n/a"
+    assert fmt(0.12345, ".2f") == "0.12" and fmt(True) == "yes"
+    assert fmt_ci(None, None) == "n/a" and fmt_ci(0.1, 0.25, ".2f") == "0.10 to 0.25"

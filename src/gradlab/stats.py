@@ -1,18 +1,48 @@
-"""Confidence intervals and tests (scipy). Every comparison reports a spread over seeds."""
+"""Confidence intervals, tests and effect sizes (scipy) that fit the small seed counts of the studies.
+
+Every comparison reports a spread over seeds. At small n:
+
+* tests are exact: :func:`permutation_test` (difference of means, every split of the pooled values) and
+  :func:`mann_whitney_exact` (ranks, exact null distribution, ties handled), each with ``p_min``, the
+  smallest p any data could give at these sample sizes (3 vs 3 seeds: 0.1, so no 3-seed comparison can
+  reach 0.05), beside Welch's t-test (:func:`welch`);
+* intervals stay inside the quantity's possible range (``low``/``high``: correlations in [-1, 1],
+  losses and rates >= 0, returns in [min, max]): :func:`bootstrap_mean_ci`, :func:`t_mean_ci`;
+* one value has no interval: ``None`` (printed "n/a" by :func:`fmt` / :func:`fmt_ci`), never "x to x";
+* effect sizes come with intervals: :func:`cohens_d_ci` (noncentral t), :func:`cliffs_delta` (bootstrap),
+  :func:`bootstrap_diff_ci` (difference of means);
+* :func:`compare` bundles all of these for two groups.
+
+Nothing here warns with n = 1 or constant data (no numpy ``RuntimeWarning``): undefined is NaN or None.
+:func:`mean_ci` keeps its historical behaviour (one value: the interval collapses to the mean) for the
+studies that use it; new code should use :func:`t_mean_ci` or :func:`bootstrap_mean_ci`.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import combinations
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
+
+_NA = "n/a"
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+
+def _sd(x: np.ndarray) -> float:
+    """Sample standard deviation (ddof 1); NaN below two values, without a warning."""
+    return float(x.std(ddof=1)) if x.size >= 2 else math.nan
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval; the interval collapses for one value."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
+    """Mean and Student-t confidence interval; the interval collapses for one value (see :func:`t_mean_ci`)."""
+    x = _finite(values)
     if x.size == 0:
         return math.nan, math.nan, math.nan
     mean = float(x.mean())
@@ -20,6 +50,24 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return mean, mean - half, mean + half
+
+
+def t_mean_ci(
+    values: Sequence[float], low: float = -math.inf, high: float = math.inf, confidence: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """Mean and Student-t interval clipped to the quantity's range [low, high]; one value: (mean, None, None).
+
+    No finite value: (NaN, None, None). Identical values: the interval is the value (a spread of zero
+    is measured, not missing).
+    """
+    x = _finite(values)
+    if x.size == 0:
+        return math.nan, None, None
+    mean = float(x.mean())
+    if x.size == 1:
+        return mean, None, None
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * _sd(x) / math.sqrt(x.size))
+    return mean, float(np.clip(mean - half, low, high)), float(np.clip(mean + half, low, high))
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -49,9 +97,49 @@ def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 
 def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
+    """(mean a - mean b) / pooled SD; NaN when it is undefined (fewer than 3 values in all, or no spread)."""
     x, y = np.asarray(a, float), np.asarray(b, float)
-    pooled = math.sqrt(((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / (x.size + y.size - 2))
+    dof = x.size + y.size - 2
+    if x.size == 0 or y.size == 0 or dof <= 0:
+        return math.nan
+    ssx = float(((x - x.mean()) ** 2).sum()) if x.size else 0.0
+    ssy = float(((y - y.mean()) ** 2).sum()) if y.size else 0.0
+    pooled = math.sqrt((ssx + ssy) / dof)
     return float((x.mean() - y.mean()) / pooled) if pooled > 0 else math.nan
+
+
+def cohens_d_ci(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float | None, float | None]:
+    """Cohen's d with the exact interval from the noncentral t distribution (Steiger & Fouladi 1997).
+
+    The pooled-variance t = d / sqrt(1/n_a + 1/n_b) has a noncentral t distribution with n_a + n_b - 2
+    degrees of freedom and noncentrality delta / sqrt(1/n_a + 1/n_b); the interval inverts it. Undefined
+    d (one value per side, no spread): (NaN, None, None).
+    """
+    x, y = _finite(a), _finite(b)
+    d = cohens_d(x, y)
+    if not math.isfinite(d) or x.size < 2 or y.size < 2:
+        return d, None, None
+    scale = math.sqrt(1 / x.size + 1 / y.size)
+    t, df = d / scale, x.size + y.size - 2
+
+    def bound(q: float) -> float:
+        f = lambda nc: float(stats.nct.cdf(t, df, nc)) - q  # noqa: E731 - decreasing in nc
+        lo, hi = t - 10.0, t + 10.0
+        while f(lo) < 0:
+            lo -= 10.0 + abs(lo)
+        while f(hi) > 0:
+            hi += 10.0 + abs(hi)
+        return optimize.brentq(f, lo, hi, xtol=1e-10) * scale
+
+    alpha = 1 - confidence
+    return d, bound(1 - alpha / 2), bound(alpha / 2)
+
+
+def _p_min(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p of an exact two-sample test at these sizes: 2 / C(n_a + n_b, n_a)."""
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
 
 
 def permutation_test(a: Sequence[float], b: Sequence[float], max_exact: int = 200_000, seed: int = 0) -> dict:
@@ -62,10 +150,7 @@ def permutation_test(a: Sequence[float], b: Sequence[float], max_exact: int = 20
     comparison can reach 0.05), and ``exact`` (False when the splits are too many and
     ``max_exact`` random ones are drawn instead). Ties count as at least as extreme.
     """
-    from itertools import combinations
-
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
         return {"p": math.nan, "p_min": math.nan, "exact": True}
     pooled = np.concatenate([x, y])
@@ -83,7 +168,39 @@ def permutation_test(a: Sequence[float], b: Sequence[float], max_exact: int = 20
     sx = pooled[splits].sum(axis=1)
     diffs = np.abs(sx / k - (sums - sx) / (n - k))
     p = float(np.mean(diffs >= observed - 1e-12 * max(1.0, observed)))
-    return {"p": p, "p_min": min(1.0, 2.0 / total), "exact": exact}
+    return {"p": p, "p_min": _p_min(k, n - k), "exact": exact}
+
+
+def mann_whitney_exact(a: Sequence[float], b: Sequence[float], max_exact: int = 200_000, seed: int = 0) -> dict:
+    """Two-sided Mann-Whitney U test with its exact null distribution.
+
+    Without ties, scipy's exact distribution; with ties, the exact permutation distribution of the
+    midrank sum over every split (so ties never fall back to the normal approximation). Returns ``u``
+    (U of ``a``), ``p``, ``p_min`` (2 / C(n_a + n_b, n_a)), ``exact`` and ``auc`` = U / (n_a n_b),
+    the probability that a value of ``a`` exceeds one of ``b`` (ties half).
+    """
+    x, y = _finite(a), _finite(b)
+    if x.size == 0 or y.size == 0:
+        return {"u": math.nan, "p": math.nan, "p_min": math.nan, "exact": True, "auc": math.nan}
+    pooled = np.concatenate([x, y])
+    ranks = stats.rankdata(pooled)
+    k, n = x.size, pooled.size
+    u = float(ranks[:k].sum() - k * (k + 1) / 2)
+    auc = u / (k * (n - k))
+    if np.unique(pooled).size == n:
+        p = float(stats.mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue)
+        return {"u": u, "p": min(1.0, p), "p_min": _p_min(k, n - k), "exact": True, "auc": auc}
+    total = math.comb(n, k)
+    if total <= max_exact:
+        splits, exact = np.array(list(combinations(range(n), k))), True
+    else:
+        rng = np.random.default_rng(seed)
+        splits, exact = np.argsort(rng.random((max_exact, n)), axis=1)[:, :k], False
+    centre = k * (n + 1) / 2
+    observed = abs(ranks[:k].sum() - centre)
+    deviations = np.abs(ranks[splits].sum(axis=1) - centre)
+    p = float(np.mean(deviations >= observed - 1e-9))
+    return {"u": u, "p": p, "p_min": _p_min(k, n - k), "exact": exact, "auc": auc}
 
 
 def bootstrap_mean_ci(
@@ -99,8 +216,7 @@ def bootstrap_mean_ci(
     One value has no interval: (mean, None, None), reported as "n/a". The resampled means of values
     inside [low, high] stay inside it, and the bounds are clipped for safety.
     """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
+    x = _finite(values)
     if x.size == 0:
         return math.nan, None, None
     mean = float(x.mean())
@@ -110,3 +226,115 @@ def bootstrap_mean_ci(
     means = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
     return mean, float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
+
+
+def bootstrap_diff_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    low: float = -math.inf,
+    high: float = math.inf,
+    confidence: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float | None, float | None]:
+    """mean(a) - mean(b) and a percentile-bootstrap interval (each group resampled on its own).
+
+    ``low``/``high`` bound the *difference* (for values in [m, M] it lies in [m - M, M - m]). A side
+    with one value: (difference, None, None).
+    """
+    x, y = _finite(a), _finite(b)
+    if x.size == 0 or y.size == 0:
+        return math.nan, None, None
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return diff, None, None
+    rng = np.random.default_rng(seed)
+    bx = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
+    by = y[rng.integers(0, y.size, (n_boot, y.size))].mean(axis=1)
+    lo, hi = np.quantile(bx - by, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return diff, float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
+
+
+def cliffs_delta(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0
+) -> tuple[float, float | None, float | None]:
+    """Cliff's delta P(a > b) - P(a < b) in [-1, 1] with a percentile-bootstrap interval (inside [-1, 1]).
+
+    A side with one value: (delta, None, None).
+    """
+    x, y = _finite(a), _finite(b)
+    if x.size == 0 or y.size == 0:
+        return math.nan, None, None
+    delta = float(np.sign(x[:, None] - y[None, :]).mean())
+    if x.size < 2 or y.size < 2:
+        return delta, None, None
+    rng = np.random.default_rng(seed)
+    bx = x[rng.integers(0, x.size, (n_boot, x.size))]
+    by = y[rng.integers(0, y.size, (n_boot, y.size))]
+    deltas = np.sign(bx[:, :, None] - by[:, None, :]).mean(axis=(1, 2))
+    lo, hi = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return delta, float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))
+
+
+def compare(
+    a: Sequence[float],
+    b: Sequence[float],
+    low: float = -math.inf,
+    high: float = math.inf,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """Everything a small-n comparison of two groups reports, as plain numbers (None where undefined).
+
+    ``[low, high]`` is the range of one value (a loss: [0, inf); a return: [min, max]); the difference's
+    interval is clipped to [low - high, high - low]. Keys: ``n_a``, ``n_b``, ``mean_a``, ``mean_b``,
+    ``diff`` with ``diff_ci_low``/``diff_ci_high`` (bootstrap), ``welch_t``, ``welch_p``,
+    ``permutation_p``, ``mann_whitney_p`` (both exact when the splits are few), ``p_min`` (their floor),
+    ``cohens_d`` with ``cohens_d_ci_low``/``_high`` (noncentral t), ``cliffs_delta`` with its interval.
+    """
+    x, y = _finite(a), _finite(b)
+    span = high - low
+    diff, dlo, dhi = bootstrap_diff_ci(x, y, -span, span, confidence, seed=seed)
+    t, p = welch(x, y) if x.size and y.size else (math.nan, math.nan)
+    perm, mw = permutation_test(x, y, seed=seed), mann_whitney_exact(x, y, seed=seed)
+    d, d_lo, d_hi = cohens_d_ci(x, y, confidence)
+    cd, cd_lo, cd_hi = cliffs_delta(x, y, confidence, seed=seed)
+
+    def clean(v):
+        return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+    return {
+        "n_a": int(x.size),
+        "n_b": int(y.size),
+        "mean_a": clean(float(x.mean()) if x.size else math.nan),
+        "mean_b": clean(float(y.mean()) if y.size else math.nan),
+        "diff": clean(diff),
+        "diff_ci_low": dlo,
+        "diff_ci_high": dhi,
+        "welch_t": clean(t),
+        "welch_p": clean(p),
+        "permutation_p": clean(perm["p"]),
+        "mann_whitney_p": clean(mw["p"]),
+        "p_min": clean(perm["p_min"]),
+        "exact": bool(perm["exact"] and mw["exact"]),
+        "cohens_d": clean(d),
+        "cohens_d_ci_low": d_lo,
+        "cohens_d_ci_high": d_hi,
+        "cliffs_delta": clean(cd),
+        "cliffs_delta_ci_low": cd_lo,
+        "cliffs_delta_ci_high": cd_hi,
+    }
+
+
+def fmt(value, spec: str = ".3g") -> str:
+    """``format(value, spec)``, or "n/a" for None, NaN and infinities (summaries never print nan/None/inf)."""
+    if value is None or isinstance(value, bool):
+        return _NA if value is None else ("yes" if value else "no")
+    v = float(value)
+    return format(v, spec) if math.isfinite(v) else _NA
+
+
+def fmt_ci(low, high, spec: str = ".3g") -> str:
+    """ "low to high", or "n/a" when either bound is missing or not finite."""
+    a, b = fmt(low, spec), fmt(high, spec)
+    return _NA if _NA in (a, b) else f"{a} to {b}"
