@@ -27,7 +27,7 @@ def batchnorm_case(net: torch.nn.Module, X: torch.Tensor, rel_tol: float) -> tup
     """The sum trick against the true per-sample gradient with BatchNorm in training and in eval mode."""
     bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d))
     net.train()
-    train = {m: per_sample_input_grad(net, X, m) for m in METHODS}
+    train = {m: per_sample_input_grad(net, X, m, allow_coupling=True) for m in METHODS}  # the sum trick on purpose
     J = batch_jacobian(net, X)  # [N, N, d], J[i, j] = dh(x_i)/dx_j
     column_sums = J.sum(dim=0)  # sum_i dh(x_i)/dx_j: what the sum trick claims to be
     n = X.shape[0]

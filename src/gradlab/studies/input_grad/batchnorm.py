@@ -7,9 +7,13 @@ every sample with the mean and variance of the *batch*, so the output of sample
 the column sums ``sum_j dh(x_j)/dx_i`` of the batch Jacobian instead of its
 diagonal blocks ``dh(x_i)/dx_i``.
 
-This module answers two small questions for :mod:`.methods`:
+This module answers small questions for :mod:`.methods`:
 
 * :func:`couples_samples` -- does a model contain such a layer right now?
+  :func:`coupling_layers` names them. Only BatchNorm is recognised: a model that mixes
+  samples in its own code (``x - x.mean(0)``, attention across the batch) is not detected.
+* :func:`random_layers` -- the Dropout layers that draw a fresh mask in this forward
+  (``torch.func.vmap`` needs to be told how to draw them).
 * :func:`no_running_stat_updates` -- run a forward without changing the running
   statistics (so computing input gradients has no side effect on the model, and
   ``torch.func`` transforms do not meet an in-place buffer update).
@@ -31,9 +35,40 @@ def uses_batch_statistics(module: torch.nn.Module) -> bool:
     )
 
 
+def _check_module(model: object, function: str) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{function}: model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _describe(name: str, module: torch.nn.Module) -> str:
+    return f"'{name or '<model>'}' ({type(module).__name__})"
+
+
+def coupling_layers(model: torch.nn.Module) -> list[str]:
+    """Names of the layers that mix the samples of a batch right now, as ``"'1' (BatchNorm1d)"``."""
+    _check_module(model, "coupling_layers")
+    return [_describe(name, m) for name, m in model.named_modules() if uses_batch_statistics(m)]
+
+
 def couples_samples(model: torch.nn.Module) -> bool:
-    """True when some layer of ``model`` mixes the samples of a batch (BatchNorm on batch statistics)."""
+    """True when some layer of ``model`` mixes the samples of a batch right now.
+
+    That is a BatchNorm layer (any ``_BatchNorm``: 1d/2d/3d, SyncBatchNorm, lazy) that normalises
+    with the statistics of the current batch: in training mode, or with ``track_running_stats=False``.
+    Then output ``i`` depends on every input of the batch, and ``grad(model(X).sum(), X)`` is not the
+    per-sample gradient. After ``model.eval()`` (running statistics) it returns False.
+    """
+    _check_module(model, "couples_samples")
     return any(uses_batch_statistics(m) for m in model.modules())
+
+
+def random_layers(model: torch.nn.Module) -> list[str]:
+    """Names of the Dropout layers that are active (training mode, p > 0), as ``"'2' (Dropout)"``."""
+    return [
+        _describe(name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+    ]
 
 
 @contextmanager
