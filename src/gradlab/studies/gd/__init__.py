@@ -8,5 +8,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "RULES": "gradlab.studies.gd.rules",
         "make_rule": "gradlab.studies.gd.rules",
         "find_lr_threshold": "gradlab.studies.gd.threshold",
+        "top_hessian_eigenvalue": "gradlab.studies.gd.sharpness",
     },
 )

@@ -7,9 +7,12 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "METHODS": "gradlab.studies.input_grad.methods",
         "per_sample_input_grad": "gradlab.studies.input_grad.methods",
+        "auto_method": "gradlab.studies.input_grad.methods",
         "batch_jacobian": "gradlab.studies.input_grad.methods",
         "central_differences": "gradlab.studies.input_grad.methods",
         "couples_samples": "gradlab.studies.input_grad.batchnorm",
+        "coupling_layers": "gradlab.studies.input_grad.batchnorm",
+        "random_layers": "gradlab.studies.input_grad.batchnorm",
         "no_running_stat_updates": "gradlab.studies.input_grad.batchnorm",
     },
 )

@@ -1,9 +1,11 @@
 """The ``mdn`` study: reproduce, explain and cure NaN in a mixture-density network's NLL.
 
-``gradlab.studies.mdn.nll(logits, mu, sigma, y)`` is the stable per-sample NLL (imported
-lazily, so that discovering stages does not import torch).
+``gradlab.studies.mdn.nll(logits, mu, sigma, y)`` is the stable per-sample NLL and ``sigma_from`` the
+positive scale of a raw head output (imported lazily, so that discovering stages does not import torch).
 """
 
 from gradlab.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {"nll": "gradlab.studies.mdn.losses"})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__, {"nll": "gradlab.studies.mdn.losses", "sigma_from": "gradlab.studies.mdn.losses"}
+)
