@@ -14,10 +14,12 @@ import platform
 import numpy as np
 
 from gradlab.stats import bootstrap_mean_ci, cohens_d, permutation_test, welch
-from gradlab.studies.pg.trial import running_mean
+from gradlab.studies.pg.trial import finite_mean, running_mean
 
 CURVE_WINDOW = 20  # episodes averaged per point of the learning curves
 PONG_IMPROVEMENT = 4.0  # points: "learns" = last games' mean at least this far above the first games' mean
+ALPHA = 0.05  # a variant is "below correct" when its exact permutation p is below this (and its mean is lower)
+FRACTIONS = ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction")
 
 
 def return_range(kind: str, p) -> tuple[float, float]:
@@ -68,19 +70,27 @@ def aggregate(per_trial: list[dict], p, kind: str) -> dict:
             "probe_corr": pm,
             "probe_corr_ci_low": plo,
             "probe_corr_ci_high": phi,
-            "probe_corr_first_update": float(np.nanmean([t["probe_corr_first_update"] for t in mine])),
-            "probe_corr_train_mean": float(np.nanmean([t["probe_corr_train_mean"] for t in mine])),
+            "probe_corr_first_update": finite_mean([t["probe_corr_first_update"] for t in mine]),
+            "probe_corr_train_mean": finite_mean([t["probe_corr_train_mean"] for t in mine]),
             "diverged_seeds": sum(t["diverged_at_update"] is not None for t in mine),
             "p_vs_correct": None,
             "p_exact_vs_correct": None,
             "p_exact_min": None,
             "cohens_d_vs_correct": None,
+            **update_metrics(mine),
         }
         if v != "correct" and "correct" in finals:
             m["p_vs_correct"] = welch(finals["correct"], finals[v])[1]
             perm = permutation_test(finals["correct"], finals[v])
             m["p_exact_vs_correct"], m["p_exact_min"] = perm["p"], perm["p_min"]
-            m["cohens_d_vs_correct"] = cohens_d(finals["correct"], finals[v])
+            m["cohens_d_vs_correct"] = cohens_d(finals["correct"], finals[v]) if len(mine) > 1 else None
+            diff, dlo, dhi = bootstrap_diff_ci(finals[v], finals["correct"], hi_r - lo_r)
+            m["final_return_diff_vs_correct"] = diff
+            m["final_return_diff_vs_correct_ci_low"] = dlo
+            m["final_return_diff_vs_correct_ci_high"] = dhi
+            m["below_correct"] = bool(
+                perm["p"] < ALPHA and np.mean(finals[v]) < np.mean(finals["correct"])
+            )  # exact p < ALPHA and a lower mean
         if kind == "cartpole":
             solve = [t["episodes_to_solve"] for t in mine]
             m["episodes_to_solve_per_seed"] = solve
@@ -94,11 +104,149 @@ def aggregate(per_trial: list[dict], p, kind: str) -> dict:
         "episodes_per_trial": p.updates * p.episodes_per_update,
         "final_episodes": p.final_episodes,
     }
+    if "correct" in variants:
+        c = variants["correct"]
+        metrics["loss_value_return_corr"] = c["loss_value_return_corr"]
+        metrics["loss_value_return_corr_ci_low"] = c["loss_value_return_corr_ci_low"]
+        metrics["loss_value_return_corr_ci_high"] = c["loss_value_return_corr_ci_high"]
+    fixed = fixed_batch_metrics(per_trial, p.variants)
+    if fixed:
+        metrics["fixed_batch"] = fixed
+    metrics["flags"] = mechanism_flags(variants, per_trial, fixed)
     if kind == "pong":
         metrics["env"] = pong_variant(p)
         metrics["frames_per_trial_mean"] = float(np.mean([t["frames"] for t in per_trial]))
-        metrics["flags"] = pong_flags(variants, per_trial)
+        metrics["flags"].update(pong_flags(variants, per_trial))
     return metrics
+
+
+def bootstrap_diff_ci(a, b, span: float, n_boot: int = 10_000, seed: int = 0) -> tuple:
+    """mean(a) - mean(b) and its 95 % percentile-bootstrap interval (seeds resampled within each group),
+    clipped to [-span, span] (the largest possible difference); (diff, None, None) with one value in a group."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size == 0 or y.size == 0:
+        return math.nan, None, None
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return diff, None, None
+    rng = np.random.default_rng(seed)
+    d = x[rng.integers(0, x.size, (n_boot, x.size))].mean(1) - y[rng.integers(0, y.size, (n_boot, y.size))].mean(1)
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return diff, float(np.clip(lo, -span, span)), float(np.clip(hi, -span, span))
+
+
+def update_metrics(mine: list[dict]) -> dict:
+    """What the variant's updates did to log pi, across seeds: the fractions of samples that moved the right way
+    (real updates and the first-batch probe), on updates with sum A*CE < 0 and > 0, the share of the update
+    carried by likely actions with A < 0, and corr(loss value, batch return) across updates. Means over seeds,
+    95 % bootstrap CIs inside [0, 1] (fractions) or [-1, 1] (correlations); 'n/a' (None) with one seed."""
+    out = {}
+    bounded = {
+        **{k: (0.0, 1.0) for k in FRACTIONS},
+        **{f"probe_{k}": (0.0, 1.0) for k in FRACTIONS},
+        "adv_weighted_right_fraction": (0.0, 1.0),
+        "probe_adv_weighted_right_fraction": (0.0, 1.0),
+        "loss_value_return_corr": (-1.0, 1.0),
+        "share_likely_adv_neg": (0.0, 1.0),
+    }
+    for key, (lo, hi) in bounded.items():
+        values = [t[key] for t in mine]
+        mean, clo, chi = bootstrap_mean_ci(values, lo, hi)
+        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = mean, clo, chi
+        out[f"{key}_per_seed"] = values
+    for key in ("likely_adv_neg_samples", "sum_negative_update_fraction") + tuple(
+        f"{k}_{s}" for k in FRACTIONS for s in ("sum_negative", "sum_positive")
+    ):
+        out[key] = finite_mean([t[key] for t in mine])
+    return out
+
+
+def fixed_batch_metrics(per_trial: list[dict], variants: list[str]) -> dict:
+    """K optimiser steps of each variant's loss on its first batch: the loss before and after (mean over seeds,
+    per seed), whether it went below zero and was still falling on every seed, and (CartPole) the return of the
+    policy before and after. The headline numbers are those of ``correct``; every variant is under ``variants``."""
+    per_variant = {}
+    for v in variants:
+        mine = [t["fixed_batch"] for t in per_trial if t["variant"] == v and t.get("fixed_batch")]
+        if not mine:
+            continue
+        after = [f["loss_after_k_steps"] for f in mine]
+        before_ret = [f["eval_return_before"] for f in mine]
+        after_ret = [f["eval_return_after"] for f in mine]
+        rose = [b is not None and a is not None and a > b for b, a in zip(before_ret, after_ret, strict=True)]
+        per_variant[v] = {
+            "steps": mine[0]["steps"],
+            "loss_before": finite_mean([f["loss_before"] for f in mine]),
+            "loss_before_per_seed": [f["loss_before"] for f in mine],
+            "loss_after_k_steps": finite_mean(after),
+            "loss_after_k_steps_per_seed": after,
+            "loss_below_zero_every_seed": bool(all(math.isfinite(a) and a < 0 for a in after)),
+            "falling_at_end_every_seed": bool(all(f["falling_at_end"] for f in mine)),
+            "decreasing_step_fraction": finite_mean([f["decreasing_step_fraction"] for f in mine]),
+            "first_step_below_zero_per_seed": [f["first_step_below_zero"] for f in mine],
+            "eval_return_before": finite_mean(before_ret),
+            "eval_return_after": finite_mean(after_ret),
+            "eval_return_before_per_seed": before_ret,
+            "eval_return_after_per_seed": after_ret,
+            "eval_return_rose_every_seed": bool(all(rose)) if all(math.isfinite(x) for x in before_ret) else None,
+        }
+    if not per_variant:
+        return {}
+    out = dict(per_variant.get("correct", {}))
+    out["variants"] = per_variant
+    return out
+
+
+def mechanism_flags(variants: dict, per_trial: list[dict], fixed: dict) -> dict:
+    """The flags the mechanism verdicts are read from (a flag is absent when its variants did not run)."""
+    flags = {}
+
+    def every_seed(v: str, test) -> bool:
+        rows = [t for t in per_trial if t["variant"] == v]
+        return bool(rows) and all(test(t) for t in rows)
+
+    def both(t, prefix, cmp):
+        return all(t[f"{prefix}{k}"] is not None and cmp(t[f"{prefix}{k}"]) for k in FRACTIONS)
+
+    for prefix, name in (("", "update"), ("probe_", "probe")):
+        if "correct" in variants:
+            flags[f"correct_{name}_fractions_above_half_every_seed"] = every_seed(
+                "correct", lambda t, p=prefix: both(t, p, lambda x: x > 0.5)
+            )
+        if "flipped" in variants:
+            flags[f"flipped_{name}_fractions_below_half_every_seed"] = every_seed(
+                "flipped", lambda t, p=prefix: both(t, p, lambda x: x < 0.5)
+            )
+    if "correct" in variants:
+        lo, hi = (
+            variants["correct"]["loss_value_return_corr_ci_low"],
+            variants["correct"]["loss_value_return_corr_ci_high"],
+        )
+        flags["loss_value_return_corr_ci_excludes_zero"] = bool(lo is not None and (lo > 0 or hi < 0))
+        flags["loss_value_return_corr_negative"] = bool(variants["correct"]["loss_value_return_corr"] < 0)
+    if "pow" in variants and "correct" in variants:
+        share = {(t["variant"], t["seed"]): t["share_likely_adv_neg"] for t in per_trial}
+        seeds = sorted({t["seed"] for t in per_trial if t["variant"] == "pow"})
+        flags["pow_share_likely_adv_neg_above_correct_every_seed"] = bool(
+            all(share[("pow", s)] > share[("correct", s)] for s in seeds)
+        )
+    if "abs" in variants:
+        a = variants["abs"]
+        neg = [a[f"{k}_sum_negative"] for k in FRACTIONS]
+        pos = [a[f"{k}_sum_positive"] for k in FRACTIONS]
+        flags["abs_fractions_below_half_when_sum_negative"] = bool(all(math.isfinite(x) and x < 0.5 for x in neg))
+        flags["abs_fractions_above_half_when_sum_positive"] = bool(all(math.isfinite(x) and x > 0.5 for x in pos))
+    if fixed and "correct" in fixed.get("variants", {}):
+        c = fixed["variants"]["correct"]
+        flags["fixed_batch_loss_below_zero_every_seed"] = c["loss_below_zero_every_seed"]
+        flags["fixed_batch_loss_falling_at_end_every_seed"] = c["falling_at_end_every_seed"]
+        if c["eval_return_rose_every_seed"] is not None:
+            flags["fixed_batch_return_rose_every_seed"] = c["eval_return_rose_every_seed"]
+    for v, m in variants.items():
+        if "below_correct" in m:
+            flags[f"{v}_below_correct"] = m["below_correct"]
+    return flags
 
 
 def pong_flags(variants: dict, per_trial: list[dict]) -> dict:
@@ -238,11 +386,42 @@ def final_table(variants: dict) -> list[dict]:
 
 
 def probe_rows(results: list[dict]) -> list[dict]:
+    """One row per real update: corr(change of log pi, A), the two fractions, the loss value and the batch return."""
+    keys = ("loss", "batch_return", "sum_adv_ce", *FRACTIONS, "adv_weighted_right_fraction", "share_likely_adv_neg")
+    rows = []
+    for r in results:
+        u = r["updates"]
+        for i, c in enumerate(u["probe"]):
+            rows.append(
+                {
+                    "variant": r["variant"],
+                    "seed": r["seed"],
+                    "update": i,
+                    "dlogp_adv_corr": c,
+                    **{k: u[k][i] for k in keys},
+                }
+            )
+    return rows
+
+
+def fixed_batch_rows(results: list[dict]) -> list[dict]:
+    """The loss of each variant at each optimiser step on its first batch (one row per step and seed)."""
     return [
-        {"variant": r["variant"], "seed": r["seed"], "update": i, "dlogp_adv_corr": c}
+        {"variant": r["variant"], "seed": r["seed"], "step": k, "loss": x}
         for r in results
-        for i, c in enumerate(r["updates"]["probe"])
+        if r.get("fixed_batch")
+        for k, x in enumerate(r["fixed_batch"]["loss"])
     ]
+
+
+def trial_rows(per_trial: list[dict]) -> list[dict]:
+    """trials.csv: one row per trial, the fixed-batch numbers flattened."""
+    rows = []
+    for t in per_trial:
+        row = {k: x for k, x in t.items() if k not in ("timing", "fixed_batch")}
+        row.update({f"fixed_batch_{k}": x for k, x in t.get("fixed_batch", {}).items()})
+        rows.append(row)
+    return rows
 
 
 def timing_of(results: list[dict], workers: int) -> dict:

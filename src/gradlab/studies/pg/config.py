@@ -37,6 +37,9 @@ class PGParams(Params):
     final_episodes: int = Field(50, ge=1, le=100_000)  # "final return" = mean return of the last K episodes
     value_coef: float = Field(0.5, ge=0.0, le=100.0)  # weight of the value loss (variant `baseline` only)
     probe_step: float = Field(1e-3, gt=0.0, le=10.0)  # parameter-space length of the probe's gradient step
+    # optimiser steps of each variant's loss on its first batch (a copy of the policy): does the loss value
+    # matter? 0 = skip
+    fixed_batch_steps: int = Field(100, ge=0, le=100_000)
     optimizer: Optimizer = Optimizer()
     checkpoint_every: int = Field(0, ge=0, le=1_000_000)  # updates between checkpoints; 0 = never
     workers: int = Field(0, ge=0, le=256)  # trial processes; 0 = one per core
@@ -61,6 +64,8 @@ class CartPoleParams(PGParams):
     optimizer: Optimizer = Optimizer(lr=0.01)
     solve_threshold: float = Field(475.0, gt=0.0, le=500.0)
     solve_window: int = Field(100, ge=1, le=100_000)
+    # episodes played by the policy before and after the fixed-batch steps (same starts); 0 = skip
+    fixed_batch_eval_episodes: int = Field(20, ge=0, le=10_000)
 
 
 class PongParams(PGParams):
@@ -85,6 +90,8 @@ class PongParams(PGParams):
     move_cost: float = Field(0.0, ge=0.0, le=100.0)  # + move_cost * P(UP or DOWN) per step (the question's loss)
     stop_at_mean: float | None = Field(None, ge=-21.0, le=21.0)  # stop once the mean of the last stop_window
     stop_window: int = Field(100, ge=1, le=100_000)  # games is above stop_at_mean (None: never; updates = cap)
+    # a forward and backward over a whole batch of Pong games per step: off by default (CartPole: 100)
+    fixed_batch_steps: int = Field(0, ge=0, le=100_000)
 
     @model_validator(mode="after")
     def _move_cost_needs_noop(self):
@@ -133,13 +140,64 @@ QUESTION = (
 )
 
 
-def _stage(name: str, where: str, params: type[Params], run: str) -> Stage:
-    return Stage(name=name, question=f"{QUESTION} ({where})", params=params, run=f"gradlab.studies.pg.study:{run}")
+# metrics.json (fnmatch patterns over dotted keys): per variant the outcome, its tests, the fractions of samples
+# that moved the right way (real updates and probe), the loss-value correlation; the fixed-batch result; every flag
+# a verdict is read from; the reference policies. No per-seed lists, no configuration counts.
+_PER_VARIANT = (
+    "final_return_mean",
+    "final_return_ci_low",
+    "final_return_ci_high",
+    "p_vs_correct",
+    "p_exact_vs_correct",
+    "adv_neg_logp_down_fraction",
+    "adv_pos_logp_up_fraction",
+    "probe_adv_neg_logp_down_fraction",
+    "probe_adv_pos_logp_up_fraction",
+    "loss_value_return_corr",
+)
+_COMMON = (
+    *(f"variants.*.{k}" for k in _PER_VARIANT),
+    "variants.flipped.p_exact_min",
+    "variants.correct.probe_corr",
+    "variants.flipped.probe_corr",
+    "variants.pow.share_likely_adv_neg",
+    "variants.correct.share_likely_adv_neg",
+    "variants.abs.sum_negative_update_fraction",
+    "loss_value_return_corr",
+    "loss_value_return_corr_ci_low",
+    "loss_value_return_corr_ci_high",
+    "flags.*",
+)
+CARTPOLE_HEADLINE = (
+    *_COMMON,
+    "variants.*.episodes_to_solve_median",
+    "fixed_batch.loss_before",
+    "fixed_batch.loss_after_k_steps",
+    "fixed_batch.eval_return_before",
+    "fixed_batch.eval_return_after",
+    "reference.random_return_mean",
+    "reference.always_left_return_mean",
+)
+PONG_HEADLINE = (
+    *_COMMON,
+    "variants.*.improvement_mean",
+    "reference.random_return_mean",
+)
+
+
+def _stage(name: str, where: str, params: type[Params], run: str, headline: tuple[str, ...] = ()) -> Stage:
+    return Stage(
+        name=name,
+        question=f"{QUESTION} ({where})",
+        params=params,
+        run=f"gradlab.studies.pg.study:{run}",
+        headline=headline,
+    )
 
 
 STAGES = [
-    _stage("pg_cartpole", "CartPole-v1", CartPoleParams, "run_cartpole"),
-    _stage("pg_pong", "Atari Pong", PongParams, "run_pong"),
+    _stage("pg_cartpole", "CartPole-v1", CartPoleParams, "run_cartpole", CARTPOLE_HEADLINE),
+    _stage("pg_pong", "Atari Pong", PongParams, "run_pong", PONG_HEADLINE),
     _stage("pg_pong_win", "Atari Pong, trained until it beats the built-in AI; preset", PongWinParams, "run_pong_win"),
     _stage(
         "pg_pong_recipe",

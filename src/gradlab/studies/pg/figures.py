@@ -119,3 +119,89 @@ def win_curves(ctx, results: list[dict], p, metrics: dict) -> None:
     )
     b.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     ctx.savefig(fig, "win_curves.png")
+
+
+def logp_moves(ctx, metrics: dict, p, kind: str) -> None:
+    """Per variant: of the samples with A < 0, the fraction whose log pi went down, and of A > 0 the fraction
+    whose log pi went up, after the probe's small step and after the real updates (mean over seeds, 95 % CI)."""
+    fig, ax = plotting.figure(
+        "Did each update lower log pi of the actions with A < 0 and raise it for A > 0?", width=9.0, height=4.5
+    )
+    bars = [
+        ("probe_adv_neg_logp_down_fraction", "probe: A < 0, log pi down"),
+        ("probe_adv_pos_logp_up_fraction", "probe: A > 0, log pi up"),
+        ("adv_neg_logp_down_fraction", "real updates: A < 0, log pi down"),
+        ("adv_pos_logp_up_fraction", "real updates: A > 0, log pi up"),
+    ]
+    width = 0.8 / len(bars)
+    for j, (key, name) in enumerate(bars):
+        xs, ys, lo, hi = [], [], [], []
+        for i, v in enumerate(p.variants):
+            m = metrics["variants"][v]
+            if m[key] is None or not np.isfinite(m[key]):
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(m[key])
+            has_ci = m[f"{key}_ci_low"] is not None
+            lo.append(m[key] - m[f"{key}_ci_low"] if has_ci else 0.0)
+            hi.append(m[f"{key}_ci_high"] - m[key] if has_ci else 0.0)
+        ax.bar(xs, ys, width, color=plotting.PALETTE[j], label=name, alpha=0.8 if j >= 2 else 0.45)
+        if p.seeds > 1:
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", color="black", capsize=2)
+    ax.axhline(0.5, color="black", ls="--", lw=0.8, label="0.5: as many samples moved either way")
+    ax.set_xticks(np.arange(len(p.variants)), p.variants, rotation=30)
+    ax.set_ylim(0, 1)
+    band = f"mean over {p.seeds} seeds, 95 % bootstrap CI" if p.seeds > 1 else "one seed"
+    plotting.label(ax, f"fraction of the batch's samples; {band}", "loss variant", "fraction of samples")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ctx.savefig(fig, "logp_moves.png")
+
+
+def loss_value(ctx, results: list[dict], metrics: dict, p, kind: str) -> None:
+    """The loss value: K steps on one fixed batch (left), and the loss against the return over training (right)."""
+    fixed = [r for r in results if r.get("fixed_batch")]
+    ncols = 3 if fixed else 2
+    fig, axes = plotting.figure("Does the value of the loss tell how well the agent plays?", ncols=ncols, width=5.0)
+    k = 0
+    if fixed:
+        a = axes[0]
+        for i, v in enumerate(p.variants):
+            mine = [r for r in fixed if r["variant"] == v]
+            for j, r in enumerate(mine):
+                a.plot(
+                    r["fixed_batch"]["loss"],
+                    color=plotting.PALETTE[i % len(plotting.PALETTE)],
+                    lw=1,
+                    label=v if j == 0 else None,
+                )
+        a.axhline(0, color="black", lw=0.8)
+        a.set_yscale("symlog")
+        plotting.label(
+            a,
+            f"one fixed batch: {p.fixed_batch_steps} optimiser steps of each loss (one line per seed)",
+            "optimiser step",
+            "loss value (symlog)",
+        )
+        k = 1
+    b, c = axes[k], axes[k + 1]
+    show = [v for v in ("correct", "flipped") if v in p.variants] or p.variants[:1]
+    for v in show:
+        colour = plotting.PALETTE[p.variants.index(v) % len(plotting.PALETTE)]
+        for j, r in enumerate(r for r in results if r["variant"] == v):
+            u = r["updates"]
+            b.plot(u["loss"], color=colour, lw=1, label=f"{v}: loss" if j == 0 else None)
+            c.plot(u["loss"], u["batch_return"], ".", color=colour, ms=3, alpha=0.6, label=v if j == 0 else None)
+    b.axhline(0, color="black", lw=0.8)
+    b.set_yscale("symlog")
+    plotting.label(b, "real training: the loss of each update (one line per seed)", "update", "loss value (symlog)")
+    corr = metrics.get("loss_value_return_corr")
+    note = "" if corr is None or not np.isfinite(corr) else f"; correct: mean corr over seeds {corr:+.2f}"
+    plotting.label(
+        c,
+        f"loss value vs return of the batch's episodes{note}",
+        "loss value of the update",
+        "mean return of the batch's episodes",
+        logy=kind == "cartpole",
+    )
+    c.set_xscale("symlog")
+    ctx.savefig(fig, "loss_value.png")

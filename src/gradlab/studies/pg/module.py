@@ -33,9 +33,24 @@ import torch
 from gradlab.studies.pg.envs import make_envs
 from gradlab.studies.pg.losses import policy_loss, value_loss
 from gradlab.studies.pg.policy import Policy, Value
-from gradlab.studies.pg.probe import dlogp_adv_corr, probe_step
+from gradlab.studies.pg.probe import fixed_batch_descent, logp_moves, probe_update
 from gradlab.studies.pg.returns import advantages, discounted_returns
 from gradlab.studies.pg.stream import PongStream
+
+FRACTION_KEYS = ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction")
+UPDATE_KEYS = (
+    "loss",  # the variant's loss value before the update
+    "probe",  # corr(change of log pi, A) of the real update
+    "grad_norm",
+    "batch_steps",
+    "batch_return",  # mean return of the episodes collected for this update
+    "sum_adv_ce",  # sum A * CE of the batch (the `correct` loss value; its sign is the one `abs` takes off)
+    "adv_neg_logp_down_fraction",  # of the samples with A < 0, the fraction whose log pi went down
+    "adv_pos_logp_up_fraction",  # of the samples with A > 0, the fraction whose log pi went up
+    "adv_weighted_right_fraction",  # the same two fractions together, each sample weighted by |A|
+    "share_likely_adv_neg",  # share of sum |dL/dlogp_t| carried by samples with A < 0 and pi(a|s) > 0.5
+    "likely_adv_neg_samples",  # fraction of the samples with A < 0 and pi(a|s) > 0.5
+)
 
 
 def update_seed(seed: int, update: int) -> int:
@@ -84,6 +99,19 @@ def make_batch(episodes: list[dict], gamma: float, reset_at_reward: bool, standa
     }
 
 
+def evaluate(policy: Policy, episodes: int, seed: int) -> float:
+    """Mean return of ``episodes`` CartPole episodes of ``policy`` (sampled actions), environment and action
+    seeds fixed by ``seed`` (so two policies are compared on the same starts)."""
+    from gradlab.studies.pg.envs import CartPoleEnvs
+
+    envs = CartPoleEnvs(episodes)
+    try:
+        played = collect_episodes(policy, envs, seed + 777, np.random.default_rng([seed, 777]))
+    finally:
+        envs.close()
+    return float(np.mean([float(e["rewards"].astype(np.float64).sum()) for e in played]))
+
+
 def make_optimizer(o, params):
     """The variant's optimiser from its parameters (``gradlab.training.make_optimizer`` refuses unknown names)."""
     from gradlab.training import make_optimizer as build
@@ -108,9 +136,11 @@ class Reinforce(pl.LightningModule):
         self.next_update = 0
         self.diverged_at = -1
         self.fixed_probe = math.nan
+        self.fixed_probe_moves: dict = {}  # the probe's fractions on the first batch (probe.logp_moves)
+        self.fixed_batch: dict = {}  # K optimiser steps on the first batch (fixed_batch_experiment)
         self.episodes: dict[str, list] = {"update": [], "return": [], "length": [], "frames": [], "seconds": []}
         self.stopped_at_game = -1  # 1-based game at which the stop_at_mean criterion was first met
-        self.updates: dict[str, list] = {"loss": [], "probe": [], "grad_norm": [], "batch_steps": []}
+        self.updates: dict[str, list] = {k: [] for k in UPDATE_KEYS}
         self.seconds = 0.0
 
     def configure_optimizers(self):
@@ -173,6 +203,8 @@ class Reinforce(pl.LightningModule):
         start = self._step_start = time.perf_counter()
         first_new = len(self.episodes["return"])
         batch = self.collect(update)
+        new = self.episodes["return"][first_new:]
+        self.updates["batch_return"].append(float(np.mean(new)) if new else math.nan)
         torch.set_num_threads(self.update_threads)  # the batch's forward and backward; the rollout runs on 1
         try:
             self.update(update, batch)
@@ -191,8 +223,13 @@ class Reinforce(pl.LightningModule):
     def update(self, update: int, batch: dict) -> None:
         opt = self.optimizers()
         if update == 0:  # the mechanism probe on the first batch (the same batch for every variant of a seed)
-            self.fixed_probe = probe_step(self.policy, self.policy_loss_fn(batch), batch, self.p.probe_step)
+            moves = probe_update(self.policy, self.policy_loss_fn(batch), batch, self.p.probe_step)
+            self.fixed_probe = moves["corr"]
+            self.fixed_probe_moves = {k: moves[k] for k in (*FRACTION_KEYS, "adv_weighted_right_fraction")}
+            if self.p.fixed_batch_steps:
+                self.fixed_batch = self.fixed_batch_experiment(batch)
         loss, logp = self.losses(batch)
+        logp.retain_grad()  # dL/dlogp_t: how much of the update each sample carries
         opt.zero_grad()
         finite = bool(torch.isfinite(loss))
         grad_norm = math.nan
@@ -201,19 +238,52 @@ class Reinforce(pl.LightningModule):
             grads = [q.grad for q in self.parameters() if q.grad is not None]
             grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
             finite = math.isfinite(grad_norm)
-        probe = math.nan
+        moves = dict.fromkeys(("corr", "adv_weighted_right_fraction", *FRACTION_KEYS), math.nan)
+        share = likely = math.nan
+        adv = batch["adv"]
         if finite:
             opt.step()
             with torch.no_grad():
                 after = self.policy.log_prob(batch["obs"], batch["actions"])
-            probe = dlogp_adv_corr(logp.detach().numpy(), after.numpy(), batch["adv"].numpy())
+            moves = logp_moves(logp, after, adv)
+            w = logp.grad.detach().abs() if logp.grad is not None else torch.zeros_like(adv)
+            mask = (adv < 0) & (logp.detach() > math.log(0.5))
+            total = float(w.sum())
+            share = float(w[mask].sum()) / total if total > 0 else math.nan
+            likely = float(mask.float().mean()) if mask.numel() else math.nan
         else:  # recorded and pruned: the trial stops here, its episodes so far are kept
             self.diverged_at = update
             self.trainer.should_stop = True
-        self.updates["loss"].append(float(loss.detach()) if torch.isfinite(loss) else math.nan)
-        self.updates["probe"].append(probe)
-        self.updates["grad_norm"].append(grad_norm)
-        self.updates["batch_steps"].append(int(batch["actions"].numel()))
+        u = self.updates
+        u["loss"].append(float(loss.detach()) if torch.isfinite(loss) else math.nan)
+        u["probe"].append(moves["corr"])
+        u["grad_norm"].append(grad_norm)
+        u["batch_steps"].append(int(batch["actions"].numel()))
+        sum_adv_ce = float((adv * -logp.detach()).sum())
+        u["sum_adv_ce"].append(sum_adv_ce if math.isfinite(sum_adv_ce) else math.nan)
+        u["adv_neg_logp_down_fraction"].append(moves["adv_neg_logp_down_fraction"])
+        u["adv_pos_logp_up_fraction"].append(moves["adv_pos_logp_up_fraction"])
+        u["adv_weighted_right_fraction"].append(moves["adv_weighted_right_fraction"])
+        u["share_likely_adv_neg"].append(share)
+        u["likely_adv_neg_samples"].append(likely)
+
+    def fixed_batch_experiment(self, batch: dict) -> dict:
+        """``fixed_batch_steps`` optimiser steps of the variant's loss on the first batch (a copy of the policy,
+        the stage's optimiser): the loss before each step, and (CartPole) the mean return of
+        ``fixed_batch_eval_episodes`` evaluation episodes before and after, the same environment seeds both times."""
+        losses, stepped = fixed_batch_descent(
+            self.policy,
+            self.policy_loss_fn(batch),
+            batch,
+            self.p.fixed_batch_steps,
+            optimizer=lambda params: make_optimizer(self.p.optimizer, params),
+        )
+        out = {"loss": losses, "eval_return_before": math.nan, "eval_return_after": math.nan}
+        n = getattr(self.p, "fixed_batch_eval_episodes", 0)
+        if n and self.kind == "cartpole" and math.isfinite(losses[-1]):
+            out["eval_return_before"] = evaluate(self.policy, n, self.seed)
+            out["eval_return_after"] = evaluate(stepped, n, self.seed)
+        return out
 
     def fit(self) -> None:
         from gradlab.training import fit
@@ -237,6 +307,8 @@ class Reinforce(pl.LightningModule):
             "next_update": self.next_update,
             "diverged_at": self.diverged_at,
             "fixed_probe": self.fixed_probe,
+            "fixed_probe_moves": self.fixed_probe_moves,
+            "fixed_batch": self.fixed_batch,
             "stopped_at_game": self.stopped_at_game,
             "run_id": self.run_id,
             "finished": self.finished,
@@ -267,6 +339,7 @@ class Reinforce(pl.LightningModule):
         self._opt_state = s["optimizer"]
         self.next_update, self.diverged_at, self.fixed_probe = s["next_update"], s["diverged_at"], s["fixed_probe"]
         self.stopped_at_game, self.run_id = s.get("stopped_at_game", -1), s.get("run_id")
+        self.fixed_probe_moves, self.fixed_batch = s.get("fixed_probe_moves", {}), s.get("fixed_batch", {})
         self.episodes, self.updates, self.seconds = s["episodes"], s["updates"], s["seconds"]
         torch.set_rng_state(s["torch_rng"])
         random.setstate(s["python_rng"])

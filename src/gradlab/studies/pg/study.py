@@ -51,14 +51,18 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     timing = analysis.timing_of(results, workers)
 
     ctx.write_csv("episodes.csv", analysis.episode_rows(results))
-    ctx.write_csv("trials.csv", [{k: x for k, x in t.items() if k != "timing"} for t in per_trial])
+    ctx.write_csv("trials.csv", analysis.trial_rows(per_trial))
     ctx.write_csv("plots/learning_curve.csv", curves)
     ctx.write_csv("plots/final_return.csv", analysis.final_table(metrics["variants"]))
     ctx.write_csv("plots/probe.csv", analysis.probe_rows(results))
+    if p.fixed_batch_steps:
+        ctx.write_csv("plots/fixed_batch_loss.csv", analysis.fixed_batch_rows(results))
     ctx.write_json("timing.json", timing)
     ctx.write_csv("timing.csv", [{"variant": t["variant"], "seed": t["seed"], **t["timing"]} for t in per_trial])
     figures.learning(ctx, curves, p, kind, metrics)
     figures.final_and_probe(ctx, per_trial, metrics, p, kind)
+    figures.logp_moves(ctx, metrics, p, kind)
+    figures.loss_value(ctx, results, metrics, p, kind)
     if win:
         metrics["win"] = analysis.win_metrics(per_trial, p)
         figures.win_curves(ctx, results, p, metrics)

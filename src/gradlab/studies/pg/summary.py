@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gradlab.studies.pg.analysis import PONG_IMPROVEMENT
+from gradlab.studies.pg.analysis import ALPHA, PONG_IMPROVEMENT
 
 
 def fmt(x, nd=3) -> str:
@@ -17,6 +17,190 @@ def ci(lo, hi) -> str:
 
 def seeds_list(xs) -> str:
     return ", ".join(fmt(x) for x in xs)
+
+
+def with_ci(x: dict, key: str) -> str:
+    return f"{fmt(x[key])} ({ci(x[key + '_ci_low'], x[key + '_ci_high'])})"
+
+
+def said(flags: dict, key: str, yes: str, no: str) -> str:
+    """The verdict words of ``flags[key]`` (computed in analysis.py); "n/a" when the flag was not computed."""
+    return "n/a" if flags.get(key) is None else (yes if flags[key] else no)
+
+
+def loss_value_lines(m: dict, p) -> list[str]:
+    """Item: does the loss value matter? The fixed-batch experiment and corr(loss value, return) over training."""
+    flags, out = m["flags"], []
+    f = m.get("fixed_batch")
+    if f:
+        steps = f["variants"][next(iter(f["variants"]))]["steps"]
+        out.append("## Does the value of the loss matter?")
+        out.append("")
+        if "loss_before" in f:
+            out.append(
+                f"- One fixed batch (the first batch of each seed), {steps} {p.optimizer.name} steps of `correct`: "
+                f"the loss went from {fmt(f['loss_before'])} to {fmt(f['loss_after_k_steps'])} (mean over seeds; "
+                f"per seed {seeds_list(f['loss_after_k_steps_per_seed'])}). It "
+                + said(
+                    flags,
+                    "fixed_batch_loss_below_zero_every_seed",
+                    "ended below zero on every seed",
+                    "did not end below zero on every seed",
+                )
+                + " and "
+                + said(
+                    flags,
+                    "fixed_batch_loss_falling_at_end_every_seed",
+                    "was still falling at the end on every seed",
+                    "had stopped falling on at least one seed",
+                )
+                + f" (fraction of steps that lowered it: {fmt(f['decreasing_step_fraction'])}): the loss has no floor, "
+                "minimising it is not driving it to zero."
+            )
+            if f.get("eval_return_rose_every_seed") is not None:
+                out.append(
+                    f"- Meanwhile the policy's return over {p.fixed_batch_eval_episodes} evaluation episodes "
+                    f"(same starts before and after) went from {fmt(f['eval_return_before'])} to "
+                    f"{fmt(f['eval_return_after'])} "
+                    f"(per seed {seeds_list(f['eval_return_before_per_seed'])} -> "
+                    f"{seeds_list(f['eval_return_after_per_seed'])}): it "
+                    + said(
+                        flags, "fixed_batch_return_rose_every_seed", "rose on every seed", "did not rise on every seed"
+                    )
+                    + "."
+                )
+        rows = []
+        for v, x in f["variants"].items():
+            rows.append(
+                f"| `{v}` | {fmt(x['loss_before'])} | {fmt(x['loss_after_k_steps'])} "
+                f"| {'yes' if x['loss_below_zero_every_seed'] else 'no'} | {fmt(x['eval_return_before'])} "
+                f"| {fmt(x['eval_return_after'])} |"
+            )
+        out += [
+            "",
+            f"| variant | loss before | loss after {steps} steps | below zero on every seed | return before "
+            "| return after |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    if "loss_value_return_corr" in m:
+        out.append(
+            "- Over real training, the correlation across updates between `correct`'s loss value and the mean return "
+            f"of the update's episodes is {fmt(m['loss_value_return_corr'])} (mean over seeds, 95 % CI "
+            f"{ci(m['loss_value_return_corr_ci_low'], m['loss_value_return_corr_ci_high'])}; per seed "
+            f"{seeds_list(m['variants']['correct']['loss_value_return_corr_per_seed'])}): "
+            + said(flags, "loss_value_return_corr_negative", "negative", "not negative")
+            + ", and its CI "
+            + said(flags, "loss_value_return_corr_ci_excludes_zero", "excludes zero", "includes zero")
+            + ". The loss of an update is not a score of the policy: with standardised returns it is a sum of "
+            "A*CE over a batch whose A sums to zero."
+        )
+        out.append("")
+    return out
+
+
+def moves_lines(m: dict, p) -> list[str]:
+    """Item: what an update does to the actions with A < 0 and A > 0, per variant."""
+    v, flags = m["variants"], m["flags"]
+    out = [
+        "## What an update does to the actions with A < 0",
+        "",
+        "Of the samples with A < 0, the fraction whose log pi(a|s) went down, and of those with A > 0 the fraction "
+        "whose log pi went up: after the probe's small step on the first batch, and after each real update (mean "
+        "over updates, then over seeds; 95 % bootstrap CI inside [0, 1]). 0.5 = as many moved either way. "
+        "'|A|-weighted': the share of sum |A_t| on samples that moved the way their A says (a small step of "
+        "`correct` raises sum A_t dlog pi_t, not each sample's). "
+        "'Share on likely A < 0' is the share of the update's per-sample weights |dL/dlog pi(a_t|s_t)| carried by "
+        "samples with A < 0 whose action had pi > 0.5; 'ΣA·CE < 0' the fraction of updates where the batch sum "
+        "was negative (where `abs` reverses the whole step).",
+        "",
+        "| variant | probe: A<0 down | probe: A>0 up | probe: |A|-weighted | updates: A<0 down (95 % CI) "
+        "| updates: A>0 up (95 % CI) | updates: |A|-weighted | share on likely A<0 | samples likely A<0 | ΣA·CE < 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, x in v.items():
+        out.append(
+            f"| `{name}` | {fmt(x['probe_adv_neg_logp_down_fraction'])} | {fmt(x['probe_adv_pos_logp_up_fraction'])} "
+            f"| {with_ci(x, 'adv_neg_logp_down_fraction')} | {with_ci(x, 'adv_pos_logp_up_fraction')} "
+            f"| {fmt(x['share_likely_adv_neg'])} | {fmt(x['likely_adv_neg_samples'])} "
+            f"| {fmt(x['sum_negative_update_fraction'])} |"
+        )
+    out.append("")
+    if "correct" in v:
+        out.append(
+            "- `correct`: both fractions of the real updates "
+            + said(
+                flags,
+                "correct_update_fractions_above_half_every_seed",
+                "are above 0.5 on every seed",
+                "are not above 0.5 on every seed",
+            )
+            + "; of the probe's step they "
+            + said(
+                flags,
+                "correct_probe_fractions_above_half_every_seed",
+                "are above 0.5 on every seed",
+                "are not above 0.5 on every seed",
+            )
+            + "."
+        )
+    if "flipped" in v:
+        out.append(
+            "- `flipped`: both fractions of the real updates "
+            + said(
+                flags,
+                "flipped_update_fractions_below_half_every_seed",
+                "are below 0.5 on every seed",
+                "are not below 0.5 on every seed",
+            )
+            + "; of the probe's step they "
+            + said(
+                flags,
+                "flipped_probe_fractions_below_half_every_seed",
+                "are below 0.5 on every seed",
+                "are not below 0.5 on every seed",
+            )
+            + ". To first order the probe's change of log pi for `flipped` is exactly minus that of `correct`, "
+            "so its fractions are the complements of `correct`'s on the same batch."
+        )
+    if "pow" in v and "correct" in v:
+        out.append(
+            f"- `pow`: likely actions with A < 0 carry {fmt(v['pow']['share_likely_adv_neg'])} of its update "
+            f"against {fmt(v['correct']['share_likely_adv_neg'])} of `correct`'s (d CE^A / d CE = A CE^(A-1): large "
+            "where CE is small and A < 0); its share is "
+            + said(
+                flags,
+                "pow_share_likely_adv_neg_above_correct_every_seed",
+                "above `correct`'s on every seed",
+                "not above `correct`'s on every seed",
+            )
+            + "."
+        )
+    if "abs" in v:
+        a = v["abs"]
+        out.append(
+            f"- `abs`: the batch sum ΣA·CE was negative on {fmt(a['sum_negative_update_fraction'])} of its updates. On "
+            f"those, the fractions were {fmt(a['adv_neg_logp_down_fraction_sum_negative'])} (A<0 down) and "
+            f"{fmt(a['adv_pos_logp_up_fraction_sum_negative'])} (A>0 up): "
+            + said(
+                flags,
+                "abs_fractions_below_half_when_sum_negative",
+                "both below 0.5, the whole step reversed",
+                "not both below 0.5",
+            )
+            + f"; on the updates with a positive sum {fmt(a['adv_neg_logp_down_fraction_sum_positive'])} and "
+            f"{fmt(a['adv_pos_logp_up_fraction_sum_positive'])}: "
+            + said(
+                flags,
+                "abs_fractions_above_half_when_sum_positive",
+                "both above 0.5, as `correct`",
+                "not both above 0.5",
+            )
+            + "."
+        )
+    out.append("")
+    return out
 
 
 def summary(m: dict, timing: dict, p, kind: str) -> str:
@@ -86,6 +270,21 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
             f"- Reference policies: always pushing left lasts {fmt(ref['always_left_return_mean'])} steps on average "
             f"(the shortest episodes), a uniform random policy {fmt(ref['random_return_mean'])}."
         )
+    for name, x in v.items():
+        if "final_return_diff_vs_correct" in x:
+            lines.append(
+                f"- `{name}` minus `correct`, final return: {fmt(x['final_return_diff_vs_correct'])} "
+                f"(95 % bootstrap CI {with_ci(x, 'final_return_diff_vs_correct').split(' (', 1)[1][:-1]}); exact "
+                f"p = {fmt(x['p_exact_vs_correct'])} (smallest attainable {fmt(x['p_exact_min'])}), Welch p = "
+                f"{fmt(x['p_vs_correct'])}: "
+                + said(
+                    m["flags"],
+                    f"{name}_below_correct",
+                    f"below `correct` (exact p < {ALPHA:g})",
+                    f"not shown below `correct` (exact p >= {ALPHA:g} or a higher mean)",
+                )
+                + "."
+            )
     for name in ("abs", "pow"):
         if name in v:
             x = v[name]
@@ -95,6 +294,7 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
                 + (f", {x['diverged_seeds']} seed(s) hit a non-finite loss" if x["diverged_seeds"] else "")
                 + "."
             )
+    lines += ["", *loss_value_lines(m, p), *moves_lines(m, p)]
     lines += [
         "",
         "The probe: on the first batch of each seed (the same batch for every variant), one gradient step of "
@@ -102,8 +302,9 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
         "log pi(a_t|s_t) and A_t. 'Real-update corr' is the same correlation for the optimiser's actual updates "
         "during training (mean over updates).",
         "",
-        "Figures: `figures/learning_curves.png`, `figures/final_return_and_probe.png`. Tables: `episodes.csv`, "
-        "`trials.csv`, `plots/*.csv`.",
+        "Figures: `figures/learning_curves.png`, `figures/final_return_and_probe.png`, `figures/logp_moves.png`, "
+        "`figures/loss_value.png`. Tables: `episodes.csv`, `trials.csv`, `plots/*.csv` (`plots/probe.csv`: every "
+        "update's loss, batch return and fractions).",
         "",
     ]
     return "\n".join(lines)

@@ -64,6 +64,64 @@ def episodes_to_solve(returns: list[float], threshold: float, window: int) -> in
     return int(hit[0] + window) if hit.size else None
 
 
+def finite_mean(xs) -> float:
+    """Mean of the finite values; NaN (no warning) when there is none."""
+    x = np.asarray([v for v in xs if v is not None], float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def finite_corr(xs, ys) -> float:
+    """Pearson correlation over the pairs where both are finite; NaN when fewer than 3 pairs or one side is constant."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return math.nan
+    x, y = x[ok] - x[ok].mean(), y[ok] - y[ok].mean()
+    denom = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return float((x * y).sum() / denom) if denom > 0 else math.nan
+
+
+def update_summary(u: dict) -> dict:
+    """What the updates of one trial did: the fractions of samples whose log pi moved the right way (mean over
+    updates), the same on the updates where sum A*CE was negative / positive (where ``abs`` flips the whole
+    step), the share of the update carried by likely actions with A < 0, and corr(loss value, batch return)."""
+    sign = np.sign(np.asarray(u["sum_adv_ce"], float))
+    out = {
+        "loss_value_return_corr": finite_corr(u["loss"], u["batch_return"]),
+        "adv_neg_logp_down_fraction": finite_mean(u["adv_neg_logp_down_fraction"]),
+        "adv_pos_logp_up_fraction": finite_mean(u["adv_pos_logp_up_fraction"]),
+        "adv_weighted_right_fraction": finite_mean(u["adv_weighted_right_fraction"]),
+        "share_likely_adv_neg": finite_mean(u["share_likely_adv_neg"]),
+        "likely_adv_neg_samples": finite_mean(u["likely_adv_neg_samples"]),
+        "sum_negative_update_fraction": float((sign < 0).mean()) if sign.size else math.nan,
+    }
+    for name, keep in (("sum_negative", sign < 0), ("sum_positive", sign > 0)):
+        for key in ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction"):
+            out[f"{key}_{name}"] = finite_mean(np.asarray(u[key], float)[keep])
+    return out
+
+
+def fixed_batch_summary(f: dict) -> dict:
+    """The fixed-batch experiment of one trial: loss before and after K steps, whether it is still falling."""
+    if not f:
+        return {}
+    loss = np.asarray(f["loss"], float)
+    k = loss.size - 1
+    tail = max(1, k // 10)
+    below = np.flatnonzero(loss < 0)
+    return {
+        "steps": k,
+        "loss_before": float(loss[0]),
+        "loss_after_k_steps": float(loss[-1]),
+        "first_step_below_zero": int(below[0]) if below.size else None,
+        "falling_at_end": bool(np.isfinite(loss[-1]) and loss[-1] < loss[-1 - tail]),
+        "decreasing_step_fraction": float(np.mean(np.diff(loss) < 0)) if k else math.nan,
+        "eval_return_before": f["eval_return_before"],
+        "eval_return_after": f["eval_return_after"],
+    }
+
+
 def trial_summary(r: dict, p, kind: str) -> dict:
     """The numbers of one trial that the analysis and its child run need."""
     e = r["episodes"]
@@ -78,6 +136,11 @@ def trial_summary(r: dict, p, kind: str) -> dict:
         "final_return": float(np.mean(returns[-p.final_episodes :])),
         "final_length": float(np.mean(e["length"][-p.final_episodes :])),
         "probe_corr": r["fixed_probe"],
+        "probe_adv_neg_logp_down_fraction": r["fixed_probe_moves"].get("adv_neg_logp_down_fraction", math.nan),
+        "probe_adv_pos_logp_up_fraction": r["fixed_probe_moves"].get("adv_pos_logp_up_fraction", math.nan),
+        "probe_adv_weighted_right_fraction": r["fixed_probe_moves"].get("adv_weighted_right_fraction", math.nan),
+        **update_summary(r["updates"]),
+        "fixed_batch": fixed_batch_summary(r["fixed_batch"]),
         "probe_corr_first_update": r["updates"]["probe"][0] if r["updates"]["probe"] else math.nan,
         "probe_corr_train_mean": float(np.mean(probes)) if probes else math.nan,
         "diverged_at_update": r["diverged_at"] if r["diverged_at"] >= 0 else None,
@@ -242,6 +305,8 @@ def run_trial(spec: TrialSpec) -> dict:
             "diverged_at": module.diverged_at,
             "stopped_at_game": module.stopped_at_game,
             "fixed_probe": module.fixed_probe,
+            "fixed_probe_moves": module.fixed_probe_moves,
+            "fixed_batch": module.fixed_batch,
             "resumed_at": resumed_at,
             "seconds": module.seconds,
             "cpu_seconds": time.process_time() - cpu0,
