@@ -54,11 +54,21 @@ class StageContext:
         return p
 
     @contextmanager
-    def child(self, variant: str, seed: int, params: dict[str, Any] | None = None, tags=None) -> Iterator[Run]:
+    def child(
+        self,
+        variant: str,
+        seed: int,
+        params: dict[str, Any] | None = None,
+        tags=None,
+        started: float | None = None,
+        ended: float | None = None,
+    ) -> Iterator[Run]:
         """One trial: a child run named ``<variant>__seed<k>`` under the stage's parent run.
 
         The stage's resolved parameters are on the parent run (its params hash is tagged here);
-        the child logs what is particular to the trial: its ``params``, variant and seed.
+        the child logs what is particular to the trial: its ``params``, variant and seed. A trial
+        logged after it ran passes ``started``/``ended`` (``time.time()`` seconds) so that the run
+        shows when the trial really ran.
         """
         all_params = {"variant": variant, "seed": seed, **(params or {})}
         all_tags = {
@@ -69,7 +79,13 @@ class StageContext:
         }
         all_tags.update(tags or {})
         with self.tracker.run(
-            self.experiment, f"{variant}__seed{seed}", parent=self.parent.id, tags=all_tags, params=all_params
+            self.experiment,
+            f"{variant}__seed{seed}",
+            parent=self.parent.id,
+            tags=all_tags,
+            params=all_params,
+            start_ms=None if started is None else int(started * 1000),
+            end_ms=None if ended is None else int(ended * 1000),
         ) as run:
             yield run
 

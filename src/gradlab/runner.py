@@ -32,7 +32,7 @@ from gradlab.context import StageContext, to_jsonable, write_json
 from gradlab.headline import headline
 from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, refuse, sigterm_raises
 from gradlab.settings import Settings, active, current
-from gradlab.tracking import TrackingError, open_tracker, params_hash, standard_tags
+from gradlab.tracking import TrackingError, open_tracker, params_hash, stage_run_name, standard_tags
 
 __all__ = ["ExitCode", "Terminated", "guarded", "main", "publish", "resolve_params", "results_dir", "run_stage"]
 
@@ -140,9 +140,10 @@ def run_stage(
         try:
             seed_everything(int(getattr(params, "seed", 0)))
             start = time.perf_counter()
+            tracker.describe_experiment(f"gradlab/{stage}", get_stage(stage).question)
             with tracker.run(
                 f"gradlab/{stage}",
-                run_name or stage,
+                run_name or stage_run_name(stage),
                 parent=parent_run,
                 tags=standard_tags(stage, plain, tags),
                 params=flatten(plain),
@@ -167,6 +168,8 @@ def run_stage(
                 top = headline(metrics, spec.headline)
                 write_json(tmp / "metrics.json", top)
                 parent.log_metrics(flatten(top))
+                if (tmp / "summary.md").exists():
+                    parent.describe((tmp / "summary.md").read_text())
                 parent.log_metrics({"stage/seconds": time.perf_counter() - start})
                 parent.log_artifacts(tmp)
             with interrupts_held():  # a reader never sees a half-published folder

@@ -35,6 +35,7 @@ from gradlab.process import interrupts_held
 from gradlab.settings import DEFAULT_CURVE_POINTS  # noqa: F401  (what the MLflow UI samples per chart; tests use it)
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+NOTE = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
@@ -70,6 +71,32 @@ def git_sha(root: Path | None = None) -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+_WATCHED = ("params.yaml", "src", "pipelines", "dvc.yaml")
+
+
+def workspace_changes(root: Path | None = None) -> list[str]:
+    """What differs from the commit ``git_sha`` names: ``params.yaml``, ``code`` (src/, pipelines/, dvc.yaml)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_WATCHED],
+            cwd=root or repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    paths = [line[3:] for line in out.splitlines() if len(line) > 3]
+    changed = ["params.yaml"] if "params.yaml" in paths else []
+    return changed + (["code"] if any(p != "params.yaml" for p in paths) else [])
+
+
+def stage_run_name(stage: str) -> str:
+    """``<stage> · <DVC experiment name or short git sha>``, with ``+modified`` when the workspace differs."""
+    label = os.environ.get("DVC_EXP_NAME") or git_sha()[:7]
+    return f"{stage} · {label}{' +modified' if workspace_changes() else ''}"
 
 
 def params_hash(params: Any) -> str:
@@ -214,13 +241,15 @@ class Run:
     """A handle on one MLflow run.
 
     Runs opened with :meth:`Tracker.run` buffer params and metrics and send them in as few
-    ``log_batch`` calls as MLflow allows when the run ends (or when the buffer is large):
-    on SQLite each call is a transaction. The buffer holds plain tuples, which the garbage
-    collector does not track; MLflow's entities exist only while a batch is sent (see
+    ``log_batch`` calls as MLflow allows: when the buffer is large, when ``LIVE_EVERY`` seconds
+    have passed since the last send (so a long run shows its curves while it trains) and when
+    the run ends. On SQLite each call is a transaction. The buffer holds plain tuples, which the
+    garbage collector does not track; MLflow's entities exist only while a batch is sent (see
     :func:`gc_paused`).
     """
 
     FLUSH_AT = 20_000
+    LIVE_EVERY = 5.0  # seconds
 
     def __init__(self, tracker: Tracker, run_id: str, buffered: bool = False):
         self.tracker = tracker
@@ -228,6 +257,7 @@ class Run:
         self.buffered = buffered
         self._params: list = []
         self._metrics: list = []
+        self._sent = time.monotonic()
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._params += _param_pairs(params)
@@ -254,7 +284,11 @@ class Run:
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
-        if not self.buffered or len(self._metrics) + len(self._params) >= self.FLUSH_AT:
+        if (
+            not self.buffered
+            or len(self._metrics) + len(self._params) >= self.FLUSH_AT
+            or time.monotonic() - self._sent >= self.LIVE_EVERY
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -262,6 +296,7 @@ class Run:
 
         params, metrics = self._params, self._metrics
         self._params, self._metrics = [], []
+        self._sent = time.monotonic()
         while params or metrics:  # MLflow: <= 100 params and <= 1000 entities per call
             p, params = params[:100], params[100:]
             m, metrics = metrics[: _BATCH - len(p)], metrics[_BATCH - len(p) :]
@@ -270,6 +305,10 @@ class Run:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.tracker.set_tags(self.id, tags)
+
+    def describe(self, text: str) -> None:
+        """The run's description in the MLflow UI (Markdown)."""
+        self.tracker.set_tags(self.id, {NOTE: text})
 
     def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
         self.tracker.log_artifacts(self.id, local_dir, artifact_path)
@@ -326,16 +365,24 @@ class Tracker:
         name: str,
         parent: str | None = None,
         tags: dict[str, Any] | None = None,
+        start_ms: int | None = None,
     ) -> Run:
         all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
-        run = self.client.create_run(self.experiment_id(experiment), run_name=name, tags=all_tags)
+        run = self.client.create_run(self.experiment_id(experiment), run_name=name, tags=all_tags, start_time=start_ms)
         return Run(self, run.info.run_id)
 
     @_retry_locked
-    def end(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status=status)
+    def end(self, run_id: str, status: str, end_ms: int | None = None) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=end_ms)
+
+    @_retry_locked
+    def describe_experiment(self, name: str, text: str) -> None:
+        """The experiment's description in the MLflow UI (set once; unchanged text costs one read)."""
+        exp = self.client.get_experiment(self.experiment_id(name))
+        if exp.tags.get(NOTE) != text:
+            self.client.set_experiment_tag(exp.experiment_id, NOTE, text)
 
     @_retry_locked
     def reopen(self, run_id: str) -> Run:
@@ -345,23 +392,35 @@ class Tracker:
 
     @contextmanager
     def run(
-        self, experiment: str, name: str, parent: str | None = None, tags=None, params=None, resume_id=None
+        self,
+        experiment: str,
+        name: str,
+        parent: str | None = None,
+        tags=None,
+        params=None,
+        resume_id=None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
     ) -> Iterator[Run]:
         """A run that ends FINISHED, FAILED on an exception, KILLED on an interrupt.
 
-        With ``resume_id`` the existing run is continued instead of a new one created.
+        With ``resume_id`` the existing run is continued instead of a new one created. A top-level
+        run's params are sent at once (visible while it runs). ``start_ms``/``end_ms`` (epoch milliseconds) record
+        when the work it describes really ran, for a run logged after the fact.
         """
         with interrupts_held():  # an interrupt now would leave a created run that nothing ends
             if resume_id:
                 run = self.reopen(resume_id)
                 params = None  # already logged, and MLflow params are immutable
             else:
-                run = self.start_run(experiment, name, parent=parent, tags=tags)
+                run = self.start_run(experiment, name, parent=parent, tags=tags, start_ms=start_ms)
         run.buffered = True
         status = FINISHED
         try:
             if params:
                 run.log_params(params)
+                if parent is None:  # a stage's run: its params are visible while it runs
+                    run.flush()
             yield run
         except KeyboardInterrupt:
             status = KILLED
@@ -373,7 +432,7 @@ class Tracker:
             try:
                 run.flush()
             finally:
-                self.end(run.id, status)
+                self.end(run.id, status, end_ms if status == FINISHED else None)
 
     # logging ----------------------------------------------------------------
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -434,6 +493,7 @@ def standard_tags(stage: str, params: Any, extra: dict[str, Any] | None = None) 
         "gradlab.params_hash": params_hash(params),
         "mlflow.source.git.commit": sha,
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
+        "gradlab.modified": ",".join(workspace_changes()) or None,  # differs from the commit: params.yaml, code
         "gradlab.curve_points": curve_point_limit(),
     }
     tags.update(extra or {})

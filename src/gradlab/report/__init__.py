@@ -10,6 +10,15 @@ from pathlib import Path
 from gradlab.report.build import build
 
 
+def built_from(uri: str | None) -> dict[str, str]:
+    """Tags naming, per stage, the MLflow run whose results the report read (the latest finished stage run)."""
+    from gradlab.browse import latest_stage_run
+    from gradlab.report.sections import SECTIONS
+
+    found = {stage: latest_stage_run(stage, uri) for stage in SECTIONS}
+    return {f"gradlab.report.{stage}_run": run.info.run_id for stage, run in found.items() if run is not None}
+
+
 def run_report(params_file: str | Path = "params.yaml", reports: Path | None = None, settings=None) -> int:
     """Rebuild the report from existing results and log it on a ``gradlab/report`` run. Returns an exit code.
 
@@ -32,7 +41,9 @@ def run_report(params_file: str | Path = "params.yaml", reports: Path | None = N
     with tracker.run("gradlab/report", "report", tags=standard_tags("report", {})) as run:
         folder, quotes = build(results, reports, Path(params_file))
         run.log_metrics({"report/quoted_numbers": len(quotes)})
-        run.log_artifacts(folder)
+        for name in ("REPORT.md", "report.html", "quotes.json"):
+            run.log_artifact(folder / name)
+        run.set_tags(built_from(settings.tracking_uri))
     print(f"report: {folder / 'REPORT.md'} and {folder / 'report.html'}", file=sys.stderr)
     return ExitCode.OK
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import platform
 import shutil
 from importlib import metadata
@@ -14,7 +15,7 @@ from gradlab.context import write_json
 from gradlab.process import publish
 from gradlab.report.quotes import MissingResults, Quotes
 from gradlab.report.sections import SECTIONS, Section
-from gradlab.tracking import git_sha, params_hash
+from gradlab.tracking import git_sha, params_hash, workspace_changes
 
 VERSIONS = ["torch", "pytorch-lightning", "mlflow", "gymnasium", "ale-py", "scipy", "numpy", "dvc"]
 
@@ -33,18 +34,38 @@ def conditions(stage: str, params: dict) -> str:
     section = params.get(stage)
     if section is None:
         return "parameters: not in params.yaml"
-    seeds = section.get("seeds", section.get("seed", "n/a"))
-    return f"params `{stage}` (hash {params_hash(section)}), seeds: {seeds}"
+    if "seeds" in section:
+        return f"params `{stage}` (hash {params_hash(section)}), seeds: {section['seeds']}"
+    return f"params `{stage}` (hash {params_hash(section)}), seed: {section.get('seed', 'n/a')}"
+
+
+def provenance() -> str:
+    """Which commit the report was built at, whether the workspace differed from it, which DVC experiment."""
+    changed = workspace_changes()
+    state = f" ({' and '.join(changed)} modified since that commit)" if changed else " (workspace as committed)"
+    exp = os.environ.get("DVC_EXP_NAME")
+    return f"Built from `results/` at git {git_sha()}{state}" + (f", DVC experiment `{exp}`" if exp else "")
+
+
+def contents(sections: list[Section]) -> list[str]:
+    from markdown.extensions.toc import slugify
+
+    return (
+        ["**Contents.**", ""]
+        + [f"- [{sec.title}](#{slugify(f'{sec.title} ({sec.stage})', '-')})" for sec in sections]
+        + [""]
+    )
 
 
 def render_markdown(sections: list[Section], missing: list[tuple[str, str]], params: dict, results: Path) -> str:
     lines = [
         "# gradlab findings",
         "",
-        f"Built from `results/` at git {git_sha()}. {versions()}.",
+        f"{provenance()}. {versions()}.",
         "Every number below is read from `results/<stage>/stats.json` (see `quotes.json`).",
         "",
     ]
+    lines += contents(sections)
     for sec in sections:
         lines += [
             f"## {sec.title} (`{sec.stage}`)",
@@ -70,7 +91,7 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
 def render_html(markdown_text: str, sections: list[Section], results: Path) -> str:
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"])
+    body = markdown.markdown(markdown_text, extensions=["tables", "toc"])  # toc: headings get the ids linked to
     for sec in sections:  # embed figures so the file stands alone
         for fig in sec.figures:
             path = results / sec.stage / fig
