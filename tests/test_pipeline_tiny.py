@@ -32,6 +32,11 @@ def tiny_pipeline(tmp_path_factory, _template_store):
         mp.delenv("DVC_ROOT", raising=False)
         for stage in STAGES:
             assert run_stage(stage, params_file=params) == 0, stage
+        # a sweep after the stages: its parent is the newest top-level run of gradlab/gd, which notebooks
+        # and the report must not mistake for the stage's run
+        from gradlab.sweep import sweep
+
+        assert sweep("gd", ["gd.mlp.hidden=4"], workers=1, params_file=params) == 0
         yield tmp, params
 
 

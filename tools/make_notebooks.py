@@ -26,16 +26,19 @@ print("results:", RESULTS, "| tracking:", mlflow.get_tracking_uri())"""
 
 
 def metrics_cell(stage: str) -> str:
-    return f'''metrics = json.loads((RESULTS / "{stage}" / "metrics.json").read_text())
+    return f'''folder = RESULTS / "{stage}"  # stats.json: every number; metrics.json: the headline (all, before stats.json)
+metrics = json.loads((folder / "stats.json" if (folder / "stats.json").exists() else folder / "metrics.json").read_text())
 print((RESULTS / "{stage}" / "summary.md").read_text())
 pd.json_normalize(metrics).T.rename(columns={{0: "value"}})'''
 
 
 def runs_cell(stage: str) -> str:
-    return f"""runs = mlflow.search_runs(experiment_names=["gradlab/{stage}"])
-parents = runs[runs["tags.mlflow.parentRunId"].isna()] if "tags.mlflow.parentRunId" in runs else runs
-latest = parents.sort_values("start_time").iloc[-1]
-children = runs[runs.get("tags.mlflow.parentRunId") == latest.run_id]
+    return f"""from gradlab.browse import latest_stage_run
+
+latest = latest_stage_run("{stage}", mlflow.get_tracking_uri())  # newest FINISHED stage run: not a sweep, not a failure
+print("stage run:", latest.info.run_name, latest.info.run_id)
+runs = mlflow.search_runs(experiment_names=["gradlab/{stage}"])
+children = runs[runs["tags.mlflow.parentRunId"] == latest.info.run_id]  # one per trial
 children[["tags.mlflow.runName", "status"]].head(20)"""
 
 
