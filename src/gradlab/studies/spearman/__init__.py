@@ -12,5 +12,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "init_matrices": "gradlab.studies.spearman.derivation",
         "SoftRank": "gradlab.studies.spearman.softrank",
         "soft_rank": "gradlab.studies.spearman.softrank",
+        "soft_spearman": "gradlab.studies.spearman.softrank",
+        "rank_scale": "gradlab.studies.spearman.softrank",
     },
 )

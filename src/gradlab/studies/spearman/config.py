@@ -4,99 +4,124 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gradlab.config import Params
 from gradlab.stages import Stage
 
-MethodName = Literal["hill_climb", "hill_climb_tuned", "scipy", "pearson", "soft_rank"]
-MEMORY_BUDGET_BYTES = 2 * 2**30  # per trial; two trials run side by side beside everything else
+DerivationName = Literal["linear", "row_max", "logsumexp", "threshold_count"]
+MatrixMethod = Literal["hill_climb", "random_search", "cma", "nelder_mead", "pearson", "soft_rank"]
+LtrMethod = Literal["mse", "pearson", "soft_rank", "neuralsort", "ranknet", "cma", "random_search", "nelder_mead"]
+TaskName = Literal["nonlinear", "heavy_tail"]
 
 
-class Derivation(Params):
-    """How the two lists are derived from v [n, 1] and freq_m [12, n] (see derivation.py)."""
+class Asker(Params):
+    """The question's literal loop (the answer's lr) and the fixed loop (the answer's lr and a scaled one)."""
 
-    list1: Literal["outer_row_sum", "outer_row_sum_dense", "outer_row_norm"] = "outer_row_sum"
-    list2: Literal["col_mean", "col_logsumexp"] = "col_mean"
-
-
-class HillClimb(Params):
-    """Perturb one entry by +-delta, keep it if spearmanr improves (or, with not_worse, does not drop)."""
-
-    delta: float = Field(0.01, gt=0.0, le=100.0)
-    accept: Literal["improve", "not_worse"] = "improve"
-    max_evals: int = Field(10_000, ge=1, le=10_000_000)
-    max_n: int = Field(200, ge=2, le=1_000_000)  # larger sizes are skipped (and said so)
+    lr: float = Field(1e-3, gt=0.0, le=1e4)  # the accepted answer's learning rate
+    fixed_lr: float = Field(20.0, gt=0.0, le=1e4)  # n x the answer's unit step: a correlation's gradient is ~1/n
+    steps: int = Field(100, ge=1, le=100_000)  # the answer's 100 updates
+    strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_spearman's strength in f (rank positions)
 
 
-class Scipy(Params):
-    """scipy.optimize.minimize(method="Nelder-Mead", adaptive) on -spearmanr over all 13 n entries."""
+class Matrix(Params):
+    """The question's matrices (v [n, 1], sm = v v^T, freq_m [12, n]), several list derivations, equal wall clock."""
 
-    max_evals: int = Field(10_000, ge=1, le=10_000_000)
-    max_n: int = Field(20, ge=2, le=100_000)
+    n: int = Field(20, ge=3, le=2000)  # the question's 20
+    seeds: int = Field(10, ge=1, le=100)
+    derivations: list[DerivationName] = Field(
+        default_factory=lambda: ["linear", "row_max", "logsumexp", "threshold_count"], min_length=1
+    )
+    custom: str = ""  # "module:function" called as function(sm, freq_m) -> (list1, list2); adds derivation "custom"
+    methods: list[MatrixMethod] = Field(
+        default_factory=lambda: ["hill_climb", "random_search", "cma", "nelder_mead", "pearson", "soft_rank"],
+        min_length=1,
+    )
+    seconds: float = Field(0.4, gt=0.0, le=3600.0)  # wall-clock budget of every trial (equal time)
+    max_evals: int = Field(1_000_000, ge=2, le=10**9)  # evaluation cap (binds first only on tiny runs)
+    target: float = Field(0.99, gt=-1.0, le=1.0)  # evaluations / seconds to first reach spearmanr >= target
+    stop_at: float = Field(1.0, gt=-1.0, le=1.0)  # every method stops once spearmanr >= stop_at
+    delta: float = Field(0.01, gt=0.0, le=100.0)  # the question's hill-climb step
+    sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search: N(0, sigma^2) on every entry
+    cma_sigma0: float = Field(0.5, gt=0.0, le=100.0)
+    lr: float = Field(1.0, gt=0.0, le=1e4)  # gradient methods: step = lr * n * gradient
+    strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_rank: soft_spearman strength (rank positions)
+
+    @field_validator("custom")
+    @classmethod
+    def _custom(cls, value: str) -> str:
+        if value:
+            from gradlab.studies.spearman.derivation import check_user_function
+
+            check_user_function(value)
+        return value
 
     @model_validator(mode="after")
-    def _simplex_fits(self):
-        dim = 13 * self.max_n
-        need = 8 * dim * (dim + 1)
-        if need > MEMORY_BUDGET_BYTES:
-            raise ValueError(
-                f"max_n = {self.max_n}: the Nelder-Mead simplex ({dim + 1} x {dim} floats) needs "
-                f"{need / 2**30:.1f} GiB; allowed at most {MEMORY_BUDGET_BYTES / 2**30:.0f} GiB (max_n <= 1000)"
-            )
+    def _checks(self):
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("methods must not repeat a name")
+        if len(set(self.derivations)) != len(self.derivations):
+            raise ValueError("derivations must not repeat a name")
+        if self.stop_at < self.target:
+            raise ValueError(f"stop_at ({self.stop_at}) must be >= target ({self.target})")
         return self
 
 
-class Gradient(Params):
-    """Gradient ascent (through Lightning). With sgd the step is lr * n * gradient of the correlation."""
+class Ltr(Params):
+    """Learning to rank with held-out evaluation (see ltr.py)."""
 
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(1.0, gt=0.0, le=1e4)
-    max_steps: int = Field(50, ge=1, le=1_000_000)
-    max_n: int = Field(1_000_000, ge=2, le=1_000_000)
+    seeds: int = Field(10, ge=1, le=100)
+    tasks: list[TaskName] = Field(default_factory=lambda: ["nonlinear", "heavy_tail"], min_length=1)
+    methods: list[LtrMethod] = Field(
+        default_factory=lambda: [
+            "mse",
+            "pearson",
+            "soft_rank",
+            "neuralsort",
+            "ranknet",
+            "cma",
+            "random_search",
+            "nelder_mead",
+        ],
+        min_length=1,
+    )
+    n_train: int = Field(300, ge=10, le=100_000)
+    n_test: int = Field(1000, ge=10, le=1_000_000)
+    features: int = Field(8, ge=2, le=1000)
+    hidden: int = Field(8, ge=1, le=1000)
+    steps: int = Field(200, ge=1, le=1_000_000)  # Adam steps of every gradient method
+    lr: float = Field(0.01, gt=0.0, le=10.0)
+    strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_rank's strength (rank positions): the headline one
+    strengths: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0], min_length=1)  # the sweep
+    tau: float = Field(1.0, gt=0.0, le=1e9)  # neuralsort temperature (standard deviations of the scores)
+    dfo_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # wall-clock budget of each derivative-free trial
+    dfo_max_evals: int = Field(1_000_000, ge=2, le=10**9)  # evaluation cap (binds first only on tiny runs)
+    sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search step and CMA-ES sigma0, on the parameters
 
-
-class SoftRankGradient(Gradient):
-    """Gradient ascent on the correlation of soft ranks, smoothed by ``regularization_strength``."""
-
-    regularization_strength: float = Field(3.0, gt=0.0, le=1e9)  # in rank positions
+    @model_validator(mode="after")
+    def _checks(self):
+        for name in ("methods", "tasks", "strengths"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must not repeat a value")
+        for i, s in enumerate(self.strengths):
+            if not 0 < s <= 1e9:
+                raise ValueError(f"strengths.{i} must be in (0, 1e9] (got {s})")
+        if "soft_rank" in self.methods and self.strength not in self.strengths:
+            raise ValueError(f"strength ({self.strength}) must be one of strengths {self.strengths}")
+        if "nonlinear" not in self.tasks:
+            raise ValueError("tasks must include nonlinear (the headline task: metrics key ltr)")
+        if "soft_rank" in self.methods and "pearson" not in self.methods:
+            raise ValueError("soft_rank is compared with pearson: methods must include pearson")
+        return self
 
 
 class SpearmanParams(Params):
     seed: int = Field(0, ge=0)
-    seeds: int = Field(5, ge=1, le=100)
-    sizes: list[int] = Field(default_factory=lambda: [20, 200, 2000, 20000], min_length=1)
-    methods: list[MethodName] = Field(
-        default_factory=lambda: ["hill_climb", "hill_climb_tuned", "scipy", "pearson", "soft_rank"], min_length=1
-    )
-    target: float = Field(0.99, gt=-1.0, le=1.0)  # evals / seconds to first reach spearmanr >= target
-    stop_at: float = Field(1.0, gt=-1.0, le=1.0)  # every method stops once spearmanr >= stop_at
     workers: int = Field(0, ge=0, le=64)  # 0: all cores
-    derivation: Derivation = Derivation()
-    hill_climb: HillClimb = HillClimb()
-    hill_climb_tuned: HillClimb = HillClimb(delta=1.0, accept="not_worse", max_evals=20_000, max_n=200)
-    scipy: Scipy = Scipy()
-    pearson: Gradient = Gradient()
-    soft_rank: SoftRankGradient = SoftRankGradient()
-
-    @model_validator(mode="after")
-    def _sizes(self):
-        for i, n in enumerate(self.sizes):
-            if not 3 <= n <= 1_000_000:
-                raise ValueError(f"sizes.{i} must be between 3 and 1000000 (got {n})")
-            if self.derivation.list1 == "outer_row_sum_dense" and 8 * n * n > MEMORY_BUDGET_BYTES:
-                raise ValueError(
-                    f"sizes.{i} = {n}: derivation.list1 = outer_row_sum_dense forms an n x n matrix "
-                    f"({8 * n * n / 2**30:.1f} GiB); allowed at most {MEMORY_BUDGET_BYTES / 2**30:.0f} GiB "
-                    "(use outer_row_sum, the same lists without the matrix)"
-                )
-        if len(set(self.sizes)) != len(self.sizes):
-            raise ValueError("sizes must not repeat a value")
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError("methods must not repeat a name")
-        if self.stop_at < self.target:
-            raise ValueError(f"stop_at ({self.stop_at}) must be >= target ({self.target})")
-        return self
+    asker: Asker = Asker()
+    matrix: Matrix = Matrix()
+    ltr: Ltr = Ltr()
 
 
 STAGES = [
@@ -105,5 +130,22 @@ STAGES = [
         question="Can PyTorch adjust matrices so that a Spearman rank correlation computed from them reaches 1?",
         params=SpearmanParams,
         run="gradlab.studies.spearman.study:run",
+        headline=(
+            "asker.literal_loop_raised",
+            "asker.fixed.*.final_spearman",
+            "stall.seeds_certified_stalled",
+            "stall.hill_climb_accepted_moves_total",
+            "matrix.*.*.final_spearman_mean",
+            "matrix.*.cma.final_spearman_ci_low",
+            "matrix.*.cma.final_spearman_ci_high",
+            "ltr.*.heldout_spearman_mean",
+            "ltr.*.heldout_spearman_ci_low",
+            "ltr.*.heldout_spearman_ci_high",
+            "ltr.paired.soft_rank_vs_pearson.*",
+            "ltr.winner_is_*",
+            "ltr_heavy_tail.*.heldout_spearman_mean",
+            "ltr_heavy_tail.paired.soft_rank_vs_pearson.*",
+            "heldout_reproduced",
+        ),
     )
 ]

@@ -1,4 +1,5 @@
-"""The spearman figures: best spearmanr against evaluations, cost and result against n, soft ranks."""
+"""The spearman figures and DVC plot tables: held-out spearmanr per method, the strength sweep, the
+matrix problem at equal wall clock, what soft ranks look like."""
 
 from __future__ import annotations
 
@@ -10,67 +11,103 @@ from gradlab.studies.spearman.config import SpearmanParams
 from gradlab.studies.spearman.softrank import soft_rank
 
 
-def figure_curves(curves: dict, p: SpearmanParams):
-    fig, axes = plotting.figure("Best spearmanr after k evaluations of the lists", ncols=len(curves), width=5.5)
+def _tasks(m: dict, p: SpearmanParams) -> list[tuple[str, dict]]:
+    return [(t, m["ltr" if t == "nonlinear" else f"ltr_{t}"]) for t in p.ltr.tasks]
+
+
+def plot_tables(m: dict, p: SpearmanParams) -> dict[str, list[dict]]:
+    """DVC plots: held-out spearmanr per method and task, and against the soft-rank strength."""
+    heldout, sweep = [], []
+    for task, t in _tasks(m, p):
+        for meth in p.ltr.methods:
+            if meth in t:
+                mean = t[meth]["heldout_spearman_mean"]
+                heldout.append({"task": task, "method": meth, "heldout_spearman_mean": mean})
+        for row in t["sweep"].values():
+            sweep.append({"task": task, "strength": row["strength"], "heldout_spearman_mean": row["heldout_mean"]})
+    return {"ltr_heldout": heldout, "soft_rank_strength": sweep}
+
+
+def _err(mean, lo, hi):
+    if lo is None or hi is None:
+        return [[0.0], [0.0]]
+    return [[mean - lo], [hi - mean]]
+
+
+def figure_ltr(m: dict, p: SpearmanParams):
+    tasks = _tasks(m, p)
+    fig, axes = plotting.figure(
+        f"Learning to rank: held-out spearmanr ({p.ltr.seeds} seeds, mean and 95 % bootstrap CI)",
+        ncols=len(tasks),
+        width=6.0,
+    )
     axes = axes if isinstance(axes, list) else [axes]
-    for ax, (n, rows) in zip(axes, curves.items(), strict=True):
-        for m in dict.fromkeys(r["method"] for r in rows):
-            mine = [r for r in rows if r["method"] == m]
-            x = [r["evaluations"] for r in mine]
-            colour = plotting.PALETTE[p.methods.index(m) % len(plotting.PALETTE)]
-            ax.plot(x, [r["best_spearman_median"] for r in mine], color=colour, label=m, drawstyle="steps-post")
-            ax.fill_between(
-                x,
-                [r["best_spearman_min"] for r in mine],
-                [r["best_spearman_max"] for r in mine],
-                color=colour,
-                alpha=0.15,
-                step="post",
+    for ax, (task, t) in zip(axes, tasks, strict=True):
+        present = [meth for meth in p.ltr.methods if meth in t]
+        for i, meth in enumerate(present):
+            r = t[meth]
+            mean = r["heldout_spearman_mean"]
+            ax.errorbar(
+                [i],
+                [mean],
+                yerr=_err(mean, r["heldout_spearman_ci_low"], r["heldout_spearman_ci_high"]),
+                fmt="o",
+                capsize=4,
+                color=plotting.PALETTE[i % len(plotting.PALETTE)],
             )
-        ax.axhline(p.target, color="grey", ls="--", label=f"target {p.target:g}")
-        ax.set_ylim(-1.05, 1.05)
-        plotting.label(
-            ax,
-            f"n = {n} (median over {p.seeds} seeds; band: min-max)",
-            "evaluations of the lists",
-            "best spearmanr so far",
-            logx=True,
-        )
+        if "oracle_heldout_mean" in t:
+            ax.axhline(t["oracle_heldout_mean"], color="grey", ls="--", label="oracle (the true latent score)")
+        ax.set_xticks(range(len(present)), present, rotation=30)
+        plotting.label(ax, f"task: {task}", "training objective / optimiser", "held-out spearmanr")
     return fig
 
 
-def figure_cost(table: list[dict], p: SpearmanParams):
-    fig, (a, b) = plotting.figure("How the cost and the result scale with n", ncols=2, width=5.5)
-    for i, m in enumerate(p.methods):
-        mine = [r for r in table if r["method"] == m]
+def figure_sweep(m: dict, p: SpearmanParams):
+    fig, ax = plotting.figure("soft_rank: held-out spearmanr against the regularisation strength")
+    for i, (task, t) in enumerate(_tasks(m, p)):
+        rows = sorted(t["sweep"].values(), key=lambda r: r["strength"])
+        if not rows:
+            continue
+        x = [r["strength"] for r in rows]
         colour = plotting.PALETTE[i % len(plotting.PALETTE)]
-        hit = [r for r in mine if r["median_evals_to_099"] is not None]
-        miss = [r for r in mine if r["median_evals_to_099"] is None]
-        if hit:
-            a.plot([r["n"] for r in hit], [r["median_evals_to_099"] for r in hit], "o-", color=colour, label=m)
-        if miss:
-            a.plot(
-                [r["n"] for r in miss],
-                [r["max_evaluations"] for r in miss],
-                "x",
-                color=colour,
-                ms=9,
-                label=f"{m}: not reached within budget (x = budget)",
-            )
-        b.plot([r["n"] for r in mine], [r["median_final_spearman"] for r in mine], "o-", color=colour, label=m)
+        ax.plot(x, [r["heldout_mean"] for r in rows], "o-", color=colour, label=f"{task}: soft_rank")
+        lo = [r["heldout_ci_low"] if r["heldout_ci_low"] is not None else r["heldout_mean"] for r in rows]
+        hi = [r["heldout_ci_high"] if r["heldout_ci_high"] is not None else r["heldout_mean"] for r in rows]
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.15)
+        if "pearson" in t:
+            ax.axhline(t["pearson"]["heldout_spearman_mean"], color=colour, ls=":", label=f"{task}: pearson")
     plotting.label(
-        a,
-        f"median evaluations to reach spearmanr >= {p.target:g}",
-        "n (list length)",
-        "evaluations",
+        ax,
+        "large strength -> soft ranks affine in the scores -> the Pearson objective",
+        "strength (rank positions)",
+        "held-out spearmanr (mean over seeds)",
         logx=True,
-        logy=True,
     )
-    b.axhline(p.target, color="grey", ls="--", label=f"target {p.target:g}")
-    plotting.label(b, "median final spearmanr", "n (list length)", "spearmanr", logx=True)
-    for ax in (a, b):
-        ax.set_xticks(sorted(p.sizes), [str(n) for n in sorted(p.sizes)], minor=False)
-        ax.minorticks_off()
+    return fig
+
+
+def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
+    fig, ax = plotting.figure(
+        f"Matrix problem (n = {p.matrix.n}): final spearmanr after {p.matrix.seconds:g} s per trial "
+        f"({p.matrix.seeds} seeds)",
+        width=8.0,
+    )
+    methods = list(p.matrix.methods)
+    width = 0.8 / max(1, len(methods))
+    for j, meth in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, d in enumerate(derivations):
+            r = m["matrix"][d].get(meth)
+            if r is None:
+                continue
+            xs.append(i + (j - (len(methods) - 1) / 2) * width)
+            ys.append(r["final_spearman_mean"])
+            lo.append(r["final_spearman_mean"] - (r["final_spearman_ci_low"] or r["final_spearman_mean"]))
+            hi.append((r["final_spearman_ci_high"] or r["final_spearman_mean"]) - r["final_spearman_mean"])
+        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=2, label=meth, color=plotting.PALETTE[j % 8])
+    ax.set_xticks(range(len(derivations)), derivations)
+    ax.set_ylim(-1.05, 1.05)
+    plotting.label(ax, "equal wall-clock budget per trial", "list derivation (an assumption)", "final spearmanr")
     return fig
 
 

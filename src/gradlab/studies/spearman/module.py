@@ -21,25 +21,11 @@ import torch
 
 from gradlab.studies.spearman.derivation import Derivation
 from gradlab.studies.spearman.methods import Referee
-from gradlab.studies.spearman.softrank import soft_rank
+from gradlab.studies.spearman.softrank import pearson, rank_scale, soft_rank, soft_spearman
 from gradlab.training import fit as train
 from gradlab.training import make_optimizer
 
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a = a - a.mean()
-    b = b - b.mean()
-    return (a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()).clamp_min(1e-300)
-
-
-def rank_scale(x: torch.Tensor) -> torch.Tensor:
-    """Standardise and multiply by n: adjacent values sit about one unit apart near the middle."""
-    return x.shape[0] * (x - x.mean()) / x.std().clamp_min(1e-300)
-
-
-def soft_spearman(a: torch.Tensor, b: torch.Tensor, strength: float) -> torch.Tensor:
-    """Pearson correlation of soft ranks: a differentiable Spearman correlation."""
-    return pearson(soft_rank(rank_scale(a), strength), soft_rank(rank_scale(b), strength))
+__all__ = ["CorrelationAscent", "pearson", "rank_scale", "soft_rank", "soft_spearman"]  # re-exported from softrank
 
 
 class CorrelationAscent(pl.LightningModule):

@@ -103,3 +103,46 @@ def soft_rank(x: torch.Tensor, regularization_strength: float = 1.0) -> torch.Te
     if x.dim() == 1:
         return SoftRank.apply(x.unsqueeze(0), float(regularization_strength)).squeeze(0)
     return SoftRank.apply(x, float(regularization_strength))
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of two 1-D tensors (differentiable; 0 when either is constant)."""
+    a = a - a.mean()
+    b = b - b.mean()
+    return (a * b).sum() / torch.sqrt((a * a).sum() * (b * b).sum()).clamp_min(1e-300)
+
+
+def rank_scale(x: torch.Tensor) -> torch.Tensor:
+    """Map a 1-D tensor of n values to a scale on which one unit is about one rank position.
+
+    Soft ranks compare ``x / strength`` with the integer ranks, so the strength is in the units of
+    ``x``. The middle half of the values (the interquartile range) spans n / 2 rank positions, so
+    ``rank_scale(x) = (n / 2) * (x - median(x)) / IQR(x)`` puts neighbouring values in the middle
+    about one unit apart, whatever the scale of the data, its length n, or its tails (a few
+    outliers move the standard deviation a lot, the quartiles hardly at all). When the IQR is 0
+    (more than half the values tied) the standard deviation stands in for it.
+    """
+    if x.dim() != 1:
+        raise ValueError(f"x must have shape [n], got {tuple(x.shape)}")
+    n = x.shape[0]
+    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype, device=x.device))
+    spread = q[2] - q[0]
+    if not spread > 0:
+        spread = 1.349 * x.std()  # the IQR of a normal distribution, in standard deviations
+    return (n / 2) * (x - q[1]) / spread.clamp_min(1e-300)
+
+
+def soft_spearman(a: torch.Tensor, b: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """A differentiable Spearman correlation: the Pearson correlation of the soft ranks of ``a`` and ``b``.
+
+    Both 1-D tensors of the same length n are passed through :func:`rank_scale`, so ``strength`` (the
+    soft-rank regularisation, > 0) is in rank positions. As strength -> 0 the value tends to
+    ``scipy.stats.spearmanr(a, b)`` (exactly equal once neighbouring values are further apart than
+    the strength, in rank_scale units) but its gradient vanishes; as strength grows it tends to the
+    Pearson correlation of ``a`` and ``b``. Gradients flow to whichever of ``a``, ``b`` require them.
+    """
+    if a.dim() != 1 or b.dim() != 1 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 1-D tensors of the same length, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] < 2:
+        raise ValueError("a and b need at least 2 entries")
+    return pearson(soft_rank(rank_scale(a), strength), soft_rank(rank_scale(b), strength))

@@ -2,98 +2,220 @@
 
 The plan, top to bottom:
 
-1. The question's set-up: v = randn(n, 1), freq_m = randn(12, n); list1 = (v v^T).sum(1),
-   list2 = freq_m.mean(0) (configurable, derivation.py); scipy.stats.spearmanr is the referee.
-2. Every method x size n x seed is one trial (run on all cores by gradlab.parallel.map_trials):
-   the question's hill climb (delta = 0.01, keep if better), a tuned hill climb, scipy's
-   Nelder-Mead on -spearmanr, gradient ascent on the Pearson correlation of the lists, and
-   gradient ascent on the Pearson correlation of their soft ranks (Blondel et al. 2020).
-   Pairs beyond a method's ``max_n`` are skipped and listed with the reason.
-3. Each trial counts evaluations of the list derivation (methods.py says how), records
-   spearmanr at each one, and returns its final matrices; the main process saves them to
-   final/<method>_n<n>_seed<k>.npz, recomputes the lists from the saved matrices and checks
-   that spearmanr reproduces the reported value exactly.
-4. Tables (runs.csv; wall times only there), curves (best spearmanr vs evaluations), figures,
-   metrics.json (medians per method and n: deterministic) and summary.md.
+1. The asker's own code (asker.py): the question's shapes (v 20 x 1, sm = v v^T 20 x 20, freq_m
+   12 x 20), the answer's loop run as written (it raises: sm is not a leaf) and the fix.
+2. The hill climb's stall, computed from the data (stall.py): the gaps between neighbouring values
+   against the +-0.01 step, and every single move from the start counted.
+3. The matrix problem under several list derivations, each labelled an assumption (derivation.py),
+   every optimiser with the same wall-clock budget (methods.py): the question's hill climb, random
+   search, CMA-ES, Nelder-Mead, gradient ascent on Pearson and on soft_spearman.
+4. A learning-to-rank task (ltr.py): MSE, Pearson, soft_rank (strength swept), NeuralSort,
+   RankNet and three derivative-free optimisers, scored by scipy's spearmanr on held-out data,
+   paired over seeds; per-seed held-out predictions saved and re-scored.
+5. Tables, figures, metrics (analysis.py) and summary.md (summary.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from gradlab.parallel import default_workers, map_trials
-from gradlab.studies.spearman import analysis, figures
+from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
-from gradlab.studies.spearman.derivation import Derivation
+from gradlab.studies.spearman.derivation import ASSUMPTION, Derivation, init_matrices
 from gradlab.studies.spearman.methods import spearman
 from gradlab.studies.spearman.summary import summary
-from gradlab.studies.spearman.trial import TrialSpec, run_trial, skip_reason
+from gradlab.studies.spearman.trial import LtrSpec, MatrixSpec, run_trial
+
+
+def _specs(p: SpearmanParams) -> tuple[list[str], list, list]:
+    mp, lp = p.matrix, p.ltr
+    derivations = list(mp.derivations) + (["custom"] if mp.custom else [])
+    matrix = [MatrixSpec(d, m, p.seed + k, mp) for d in derivations for m in mp.methods for k in range(mp.seeds)]
+    ltr = []
+    for task in lp.tasks:
+        for m in lp.methods:
+            knobs = lp.strengths if m == "soft_rank" else [lp.tau] if m == "neuralsort" else [0.0]
+            for knob in knobs:
+                label = analysis.label_of(m, knob, lp.strength, lp.tau)
+                ltr += [LtrSpec(task, m, p.seed + k, knob, label, lp) for k in range(lp.seeds)]
+    return derivations, matrix, ltr
+
+
+def _cost(spec) -> float:
+    """Expected seconds, to start the longest trials first."""
+    if isinstance(spec, MatrixSpec):
+        return spec.params.seconds if spec.method not in ("pearson", "soft_rank") else 0.05
+    if spec.method in ("cma", "random_search", "nelder_mead"):
+        return spec.params.dfo_seconds
+    return 1e-3 * spec.params.steps * (3 if spec.method in ("soft_rank", "neuralsort", "ranknet") else 1)
 
 
 def run(p: SpearmanParams, ctx) -> dict:
-    derivation = Derivation(p.derivation.list1, p.derivation.list2)
-    seeds = [p.seed + k for k in range(p.seeds)]
-    specs, skipped = [], []
-    for method in p.methods:
-        for n in p.sizes:
-            reason = skip_reason(p, method, n)
-            if reason:
-                skipped.append({"method": method, "n": n, "reason": reason})
-                continue
-            specs += [TrialSpec(method, n, s, p) for s in seeds]
-    # longest trials first so that the two cores finish together
-    cost = {"hill_climb": 3, "hill_climb_tuned": 3, "scipy": 3, "pearson": 1, "soft_rank": 2}
-    order = sorted(range(len(specs)), key=lambda i: -cost[specs[i].method] * specs[i].n ** 0.5)
+    mp, lp = p.matrix, p.ltr
+    derivations, matrix_specs, ltr_specs = _specs(p)
+
+    # 1. the asker's loop as written, then fixed
+    literal = asker.literal_loop(p.seed, p.asker.lr, p.asker.steps, p.asker.strength)
+    fixed = {
+        "answer_lr": asker.fixed_loop(p.seed, p.asker.lr, p.asker.steps, p.asker.strength),
+        "scaled_lr": asker.fixed_loop(p.seed, p.asker.fixed_lr, p.asker.steps, p.asker.strength),
+    }
+
+    # 2. the hill climb's stall, from the data of each matrix seed
+    seeds = [p.seed + k for k in range(mp.seeds)]
+    stall_rows = []
+    for seed in seeds:
+        v, freq_m = init_matrices(mp.n, seed)
+        gaps = stall.linear_gaps(v, freq_m, mp.delta)
+        row = {"seed": seed, **gaps}
+        for d in derivations:
+            moves = stall.single_moves(v, freq_m, Derivation(d, custom=mp.custom if d == "custom" else ""), mp.delta)
+            row |= {f"{d}_moves_changing": moves["changing"], f"{d}_moves_improving": moves["improving"]}
+            row["moves"] = moves["moves"]
+        stall_rows.append(row)
+    ctx.write_csv("stall.csv", stall_rows)
+
+    # 3 + 4. every trial, on all cores, longest first
+    specs = matrix_specs + ltr_specs
+    order = sorted(range(len(specs)), key=lambda i: -_cost(specs[i]))
     workers = p.workers or default_workers()
     done = map_trials(run_trial, [specs[i] for i in order], workers, lambda it: ctx.track(it, "trials", len(order)))
-    results = [None] * len(specs)
+    results: list = [None] * len(specs)
     for i, r in zip(order, done, strict=True):
         results[i] = r
+    matrix_res, ltr_res = results[: len(matrix_specs)], results[len(matrix_specs) :]
 
-    # final matrices: save, recompute the lists from the saved file, check the referee agrees
-    reproduced = 0
-    for r in results:
-        rel = f"final/{r['method']}_n{r['n']}_seed{r['seed']}.npz"
-        np.savez(ctx.path(rel), v=r["v"], freq_m=r["freq_m"], list1=r["list1"], list2=r["list2"])
-        saved = np.load(ctx.path(rel))
-        again = spearman(*derivation.numpy(saved["v"], saved["freq_m"]))
-        if again != r["final_spearman"]:
-            raise RuntimeError(f"{rel}: recomputed spearmanr {again!r} != reported {r['final_spearman']!r}")
-        reproduced += 1
+    # saved matrices: recompute the lists from the file and check the referee agrees
+    matrices_reproduced = 0
+    for d in derivations:
+        derivation = Derivation(d, custom=mp.custom if d == "custom" else "")
+        for m in mp.methods:
+            rows = sorted((r for r in matrix_res if r["derivation"] == d and r["method"] == m), key=lambda r: r["seed"])
+            rel = f"final/matrix_{d}_{m}.npz"
+            np.savez(
+                ctx.path(rel),
+                seeds=np.array([r["seed"] for r in rows]),
+                v=np.stack([r["v"] for r in rows]),
+                freq_m=np.stack([r["freq_m"] for r in rows]),
+                final_spearman=np.array([r["final_spearman"] for r in rows]),
+            )
+            saved = np.load(ctx.path(rel))
+            for k, r in enumerate(rows):
+                again = spearman(*derivation.numpy(saved["v"][k], saved["freq_m"][k]))
+                if again != r["final_spearman"]:
+                    raise RuntimeError(f"{rel} seed {r['seed']}: spearmanr {again!r} != {r['final_spearman']!r}")
+                matrices_reproduced += 1
 
-    for r in results:
-        with ctx.child(f"{r['method']}_n{r['n']}", r["seed"], params={"method": r["method"], "n": r["n"]}) as run:
+    # held-out predictions and targets per (task, method): re-scored with scipy from the saved file
+    heldout_reproduced = heldout_total = 0
+    for task in lp.tasks:
+        for label in dict.fromkeys(r["label"] for r in ltr_res if r["task"] == task):
+            rows = sorted((r for r in ltr_res if r["task"] == task and r["label"] == label), key=lambda r: r["seed"])
+            rel = f"heldout/{task}_{label}.npz"
+            np.savez(
+                ctx.path(rel),
+                seeds=np.array([r["seed"] for r in rows]),
+                pred=np.stack([r["pred"] for r in rows]),
+                target=np.stack([r["target"] for r in rows]),
+                heldout_spearman=np.array([r["heldout_spearman"] for r in rows]),
+            )
+            saved = np.load(ctx.path(rel))
+            for k, r in enumerate(rows):
+                heldout_total += 1
+                heldout_reproduced += spearman(saved["pred"][k], saved["target"][k]) == r["heldout_spearman"]
+
+    # MLflow: one child run per trial
+    for r in matrix_res:
+        with ctx.child(f"matrix_{r['derivation']}_{r['method']}", r["seed"], params={"part": "matrix"}) as run:
             run.log_metrics(
                 {
                     "eval/final_spearman": r["final_spearman"],
-                    "eval/evaluations": r["evaluations"],
                     "eval/initial_spearman": r["initial_spearman"],
+                    "cost/evaluations": r["evaluations"],
+                    "cost/forward": r["forward"],
+                    "cost/backward": r["backward"],
                     "time/seconds": r["seconds"],
-                    **({"eval/evals_to_099": r["evals_to_099"]} if r["evals_to_099"] else {}),
                 }
             )
-            run.log_curve("eval/best_spearman", r["best_spearman"], r["best_evals"])
-            if r["rhos"]:
-                run.log_curve("eval/spearman", r["rhos"], list(range(1, len(r["rhos"]) + 1)))
-            if r["surrogate"]:
-                run.log_curve("train/surrogate_corr", r["surrogate"], list(range(1, len(r["surrogate"]) + 1)))
+    for r in ltr_res:
+        with ctx.child(f"ltr_{r['task']}_{r['label']}", r["seed"], params={"part": "ltr", "knob": r["knob"]}) as run:
+            run.log_metrics(
+                {
+                    "eval/heldout_spearman": r["heldout_spearman"],
+                    "train/spearman": r["train_spearman"],
+                    "cost/forward": r["forward"],
+                    "cost/backward": r["backward"],
+                    "time/seconds": r["seconds"],
+                }
+            )
 
-    columns = ["method", "n", "seed", "final_spearman", "evaluations", "seconds", "evals_to_099", "seconds_to_099"]
-    rows = [{k: r[k] for k in columns} | {"initial_spearman": r["initial_spearman"]} for r in results]
-    ctx.write_csv("runs.csv", rows)
-    ctx.write_csv("skipped.csv", pd.DataFrame(skipped, columns=["method", "n", "reason"]))
-    table = analysis.summarise(results, p)
-    ctx.write_csv("summary_table.csv", table)
+    # tables (wall times live here and in stats.json, never in the headline)
+    drop = ("v", "freq_m", "pred", "target")
+    ctx.write_csv("matrix_runs.csv", [{k: v for k, v in r.items() if k not in drop} for r in matrix_res])
+    ctx.write_csv("ltr_runs.csv", [{k: v for k, v in r.items() if k not in drop} for r in ltr_res])
 
-    largest = max(p.sizes)
-    curves = {n: analysis.curve_table(results, n) for n in sorted({min(p.sizes), largest})}
-    for n, c in curves.items():
-        ctx.write_csv(f"plots/spearman_vs_evals_n{n}.csv", c)
-    ctx.savefig(figures.figure_curves(curves, p), "spearman_vs_evals.png")
-    ctx.savefig(figures.figure_cost(table, p), "cost_vs_n.png")
+    matrix = analysis.matrix_table(matrix_res, derivations, list(mp.methods), mp.target)
+    tasks = {
+        task: analysis.ltr_task(
+            [r for r in ltr_res if r["task"] == task], list(lp.methods), list(lp.strengths), lp.strength, lp.dfo_seconds
+        )
+        for task in lp.tasks
+    }
+    linear_seeds = [r for r in matrix_res if r["derivation"] == "linear" and r["method"] == "hill_climb"]
+    stall_summary = {
+        "delta": mp.delta,
+        "seeds": len(stall_rows),
+        "seeds_certified_stalled": sum(r["certified"] for r in stall_rows),
+        "min_gap_v_median": float(np.median([r["min_gap_v"] for r in stall_rows])),
+        "min_gap_v_min": float(np.min([r["min_gap_v"] for r in stall_rows])),
+        "min_gap_list2_median": float(np.median([r["min_gap_list2"] for r in stall_rows])),
+        "min_gap_list2_min": float(np.min([r["min_gap_list2"] for r in stall_rows])),
+        "step_on_list2": mp.delta / 12,
+        "smallest_step_that_can_reorder_median": float(
+            np.median([r["smallest_step_that_can_reorder"] for r in stall_rows])
+        ),
+        "moves_per_start": stall_rows[0]["moves"],
+        "hill_climb_accepted_moves_total": sum(r["accepted"] for r in linear_seeds) if linear_seeds else None,
+        "derivations": {
+            d: {
+                "moves_changing_median": float(np.median([r[f"{d}_moves_changing"] for r in stall_rows])),
+                "moves_improving_median": float(np.median([r[f"{d}_moves_improving"] for r in stall_rows])),
+                "seeds_without_improving_move": sum(r[f"{d}_moves_improving"] == 0 for r in stall_rows),
+            }
+            for d in derivations
+        },
+    }
+    metrics = {
+        "asker": {
+            "v_shape": [20, 1],
+            "sm_shape": literal["sm"],
+            "freq_m_shape": literal["freq_m"],
+            "sm_is_leaf": literal["sm_is_leaf"],
+            "literal_loop_raised": literal["raised"],
+            "error": literal["error"],
+            "failed_at_step": literal["failed_at_step"],
+            "warning": literal["warning"],
+            "fixed": fixed,
+        },
+        "assumptions": {d: ASSUMPTION[d] for d in derivations},
+        "stall": stall_summary,
+        "matrix": matrix,
+        "matrix_seconds_budget": mp.seconds,
+        "matrices_reproduced": matrices_reproduced,
+        "matrices_saved": len(matrix_res),
+        "heldout_reproduced": heldout_reproduced,
+        "heldout_predictions": heldout_total,
+        "heldout_reproduced_all": heldout_reproduced == heldout_total,
+    }
+    for task, numbers in tasks.items():
+        metrics["ltr" if task == "nonlinear" else f"ltr_{task}"] = numbers
+
+    for name, rows in figures.plot_tables(metrics, p).items():
+        ctx.write_csv(f"plots/{name}.csv", rows)
+    ctx.savefig(figures.figure_ltr(metrics, p), "ltr_heldout.png")
+    ctx.savefig(figures.figure_sweep(metrics, p), "soft_rank_strength_sweep.png")
+    ctx.savefig(figures.figure_matrix(metrics, p, derivations), "matrix_equal_time.png")
     ctx.savefig(figures.figure_soft_rank(), "soft_rank_vs_strength.png")
-
-    metrics = analysis.metrics(table, skipped, reproduced, len(results), p)
-    ctx.write_text("summary.md", summary(metrics, table, skipped, p))
+    ctx.write_text("summary.md", summary(metrics, p, derivations))
     return metrics

@@ -1,87 +1,128 @@
-"""One trial of the spearman study: one method on one list length n from one seed.
+"""One trial of the spearman study: plain data in (a frozen spec), plain data out (run on worker processes).
 
-A :class:`TrialSpec` is frozen data and :func:`run_trial` returns plain data (the final matrices as
-numpy arrays): the study runs the trials on worker processes (gradlab.parallel.map_trials).
+* :class:`MatrixSpec`: one optimiser on the question's matrices, one list derivation, one seed, under
+  the equal wall-clock budget (methods.py).
+* :class:`LtrSpec`: one training objective (or derivative-free optimiser) on one learning-to-rank
+  task and seed, scored by scipy's spearmanr on held-out data (ltr.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from gradlab.studies.spearman.analysis import best_so_far
-from gradlab.studies.spearman.config import SpearmanParams
+from gradlab.studies.spearman import ltr, methods
+from gradlab.studies.spearman.config import Ltr, Matrix
 from gradlab.studies.spearman.derivation import Derivation, init_matrices
-from gradlab.studies.spearman.methods import Referee, hill_climb, nelder_mead, spearman
-
-GRADIENT = ("pearson", "soft_rank")
 
 
 @dataclass(frozen=True)
-class TrialSpec:
-    method: str  # hill_climb, hill_climb_tuned, scipy, pearson or soft_rank
-    n: int
+class MatrixSpec:
+    derivation: str  # a rule of derivation.py, or "custom"
+    method: str
     seed: int
-    params: SpearmanParams  # the stage's parameters (the method's own section among them)
+    params: Matrix
 
 
-def skip_reason(p: SpearmanParams, method: str, n: int) -> str | None:
-    limit = getattr(p, method).max_n
-    if n <= limit:
-        return None
-    why = {
-        "hill_climb": "one entry per evaluation: the budget cannot reorder this many entries",
-        "hill_climb_tuned": "one entry per evaluation: the budget cannot reorder this many entries",
-        "scipy": f"the Nelder-Mead simplex holds {13 * n + 1} x {13 * n} floats "
-        f"({8 * 13 * n * (13 * n + 1) / 2**30:.2g} GiB) and each iteration costs O((13 n)^2) operations",
-    }.get(method, "beyond max_n")
-    return f"n > {method}.max_n = {limit}: {why}"
+@dataclass(frozen=True)
+class LtrSpec:
+    task: str
+    method: str
+    seed: int
+    knob: float  # soft_rank: strength; neuralsort: tau; else 0
+    label: str  # the method's name in the results (soft_rank_s0p3 for a sweep point)
+    params: Ltr
 
 
-def run_trial(spec: TrialSpec) -> dict:
-    """One method on one (n, seed): plain data in, plain data out (runs in a worker process)."""
+def _one_blas_thread():
+    """numpy's BLAS on one thread: two BLAS threads per trial on a shared 2-core machine made CMA-ES's
+    260 x 260 eigendecomposition 25x slower (0.8 s instead of 0.03 s, measured)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not installed: leave BLAS as it is
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def run_trial(spec: MatrixSpec | LtrSpec) -> dict:
     torch.set_num_threads(1)
-    method, n, seed, p = spec.method, spec.n, spec.seed, spec.params
-    derivation = Derivation(p.derivation.list1, p.derivation.list2)
-    v, freq_m = init_matrices(n, seed)
-    referee = Referee(derivation, target=p.target)
-    surrogate: list[float] = []
-    start = time.perf_counter()
-    if method in ("hill_climb", "hill_climb_tuned"):
-        h = getattr(p, method)
-        v, freq_m = hill_climb(v, freq_m, referee, h.max_evals, h.delta, h.accept, seed, p.stop_at)
-    elif method == "scipy":
-        v, freq_m = nelder_mead(v, freq_m, referee, p.scipy.max_evals, p.stop_at)
-    else:
-        from gradlab.studies.spearman.module import CorrelationAscent
+    if spec.method == "cma":
+        import cma  # noqa: F401 - imported before the clock starts (seconds on a cold disk)
+    with _one_blas_thread():
+        return run_matrix(spec) if isinstance(spec, MatrixSpec) else run_ltr(spec)
 
-        g = getattr(p, method)
-        strength = g.regularization_strength if method == "soft_rank" else 1.0  # pearson has none
-        module = CorrelationAscent(v, freq_m, derivation, referee, method, g.lr, strength, p.stop_at, g.optimizer)
-        v, freq_m = module.fit(g.max_steps)
-        surrogate = module.surrogate
+
+def run_matrix(spec: MatrixSpec) -> dict:
+    p = spec.params
+    derivation = Derivation(spec.derivation, custom=p.custom if spec.derivation == "custom" else "")
+    v, freq_m = init_matrices(p.n, spec.seed)
+    referee = methods.Referee(
+        derivation, target=p.target, seconds_budget=p.seconds, max_evals=p.max_evals, stop_at=p.stop_at
+    )
+    m = spec.method
+    if m == "hill_climb":
+        out = methods.hill_climb(v, freq_m, referee, p.delta, spec.seed)
+    elif m == "random_search":
+        out = methods.random_search(v, freq_m, referee, p.sigma, spec.seed)
+    elif m == "cma":
+        out = methods.cma_es(v, freq_m, referee, p.cma_sigma0, spec.seed)
+    elif m == "nelder_mead":
+        out = methods.nelder_mead(v, freq_m, referee)
+    else:
+        out = methods.gradient_ascent(v, freq_m, referee, m, p.lr, p.strength)
+    seconds = referee.elapsed
+    v2, f2, accepted = out
+    final = methods.spearman(*derivation(v2, f2))
+    return {
+        "derivation": spec.derivation,
+        "method": m,
+        "seed": spec.seed,
+        "initial_spearman": referee.rhos[0],
+        "final_spearman": final,
+        "evaluations": referee.evals,
+        # a gradient step derives the lists twice (once judged, once through the surrogate for backward)
+        "forward": referee.evals + referee.backward,
+        "backward": referee.backward,
+        "seconds": seconds,
+        "evals_to_target": referee.evals_to_target,
+        "seconds_to_target": referee.seconds_to_target,
+        "accepted": accepted if m in ("hill_climb", "random_search") else None,
+        "v": v2.numpy(),
+        "freq_m": f2.numpy(),
+    }
+
+
+def run_ltr(spec: LtrSpec) -> dict:
+    p = spec.params
+    data = ltr.make_data(spec.task, spec.seed, p.n_train, p.n_test, p.features)
+    theta0 = ltr.init_params(p.features, p.hidden, spec.seed)
+    start = time.perf_counter()
+    if spec.method in ltr.GRADIENT:
+        theta, fwd, bwd = ltr.train_gradient(spec.method, data, theta0, p.hidden, p.steps, p.lr, spec.knob)
+    else:
+        theta, fwd, bwd = ltr.train_derivative_free(
+            spec.method, data, theta0, p.hidden, p.dfo_seconds, p.dfo_max_evals, spec.seed, p.sigma
+        )
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        list1, list2 = derivation(v, freq_m)
-    evals, best = best_so_far(referee.rhos)
+        pred = ltr.forward(theta, data.x_test, p.hidden).numpy()
+        pred_train = ltr.forward(theta, data.x_train, p.hidden)
     return {
-        "method": method,
-        "n": n,
-        "seed": seed,
-        "final_spearman": spearman(list1, list2),
-        "evaluations": referee.evals,
+        "task": spec.task,
+        "method": spec.method,
+        "label": spec.label,
+        "knob": spec.knob,
+        "seed": spec.seed,
+        "heldout_spearman": methods.spearman(pred, data.y_test.numpy()),
+        "train_spearman": methods.spearman(pred_train, data.y_train),
+        "oracle_spearman": methods.spearman(data.z_test, data.y_test),
+        "forward": fwd,
+        "backward": bwd,
         "seconds": seconds,
-        "evals_to_099": referee.evals_to_target,
-        "seconds_to_099": referee.seconds_to_target,
-        "initial_spearman": referee.rhos[0],
-        "best_evals": evals,
-        "best_spearman": best,
-        "rhos": referee.rhos if method in GRADIENT else [],
-        "surrogate": surrogate,
-        "v": v.numpy(),
-        "freq_m": freq_m.numpy(),
-        "list1": list1.numpy(),
-        "list2": list2.numpy(),
+        "pred": pred.astype(np.float64),
+        "target": data.y_test.numpy().astype(np.float64),
     }
