@@ -111,17 +111,120 @@ def test_notebook_executes(tiny_pipeline, notebook):
     client.execute()
 
 
-@pytest.mark.slow
-def test_dvc_plots_show_renders(tiny_pipeline, tmp_path):
-    tmp, _ = tiny_pipeline
-    repo = tmp_path / "repo"
+def _dvc_repo_with_results(tmp, repo):
+    """A DVC project holding dvc.yaml, the plot templates, the offline page and a tiny pipeline's results."""
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     shutil.copytree(tmp / "results", repo / "results")
-    dvc = [sys.executable, "-m", "dvc"]
-    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=repo, check=True)
-    out = subprocess.run([*dvc, "plots", "show", "-o", "plots_html"], cwd=repo, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+
+
+def _plot_definitions() -> dict[str, dict]:
+    """Every data-series plot of dvc.yaml: its file -> its settings."""
+    import yaml
+
+    found = {}
+    for spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for entry in spec.get("plots", []):
+            path, settings = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+            if str(path).endswith(".csv"):
+                found[path] = settings or {}
+    return found
+
+
+@pytest.mark.slow
+def test_dvc_plots_render_offline_with_one_series_per_variant(tiny_pipeline, tmp_path):
+    """`dvc plots show` in a real browser with the network cut: every plot draws; a plot whose
+    template colours by a column has one legend entry per value of that column; bar charts have bars."""
+    import csv
+
+    from browser import browser_page
+
+    tmp, _ = tiny_pipeline
+    repo = tmp_path / "repo"
+    _dvc_repo_with_results(tmp, repo)
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], cwd=repo, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
-    page = (repo / "plots_html" / "index.html").read_text()
+    page_file = repo / "plots_html" / "index.html"
+    text = page_file.read_text()
+    assert "cdn.jsdelivr.net/npm/vega" not in text.replace("loads it from cdn.jsdelivr.net", "")
     for stage in STAGES:
-        assert f"results_{stage}_" in page or f"results/{stage}/" in page, stage
+        assert f"results_{stage}_" in text or f"results/{stage}/" in text, stage
+    plots = _plot_definitions()
+    with browser_page(offline=True) as page:
+        page.goto(page_file.as_uri())
+        page.wait_for_function(
+            "n => document.querySelectorAll('.vega-embed svg.marks').length >= n", arg=len(plots), timeout=60_000
+        )
+        assert not page.errors, page.errors
+        for path, settings in plots.items():
+            template = settings.get("template", "")
+            embed = page.locator(f"#{re.sub(r'[^A-Za-z0-9]', '_', path)}")
+            assert embed.locator("svg.marks").count() == 1, path
+            with open(repo / path) as fh:
+                rows = list(csv.DictReader(fh))
+            if template.startswith("lines_by_"):
+                field = template.removeprefix("lines_by_").split("_log")[0]
+                legend = embed.locator("g.role-legend-label text").all_text_contents()
+                assert sorted(legend) == sorted({r[field] for r in rows}), path
+                assert embed.locator("g.mark-line path").count() == len(legend), path
+            if template == "bars_h":
+                assert embed.locator("g.mark-rect path").count() == len(rows) > 0, path
+
+
+@pytest.mark.slow
+def test_mlflow_ui_lists_the_stage_run_and_its_trials_in_a_browser(tiny_pipeline):
+    """`gradlab ui` prints runs-table links; opened in Chromium, the table names the stage run and,
+    expanded, its trial runs."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from browser import browser_page
+
+    tmp, _ = tiny_pipeline
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    gradlab = [sys.executable, "-c", "import sys; from gradlab.cli import main; sys.exit(main())"]
+    proc = subprocess.Popen(
+        [*gradlab, "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        links = {}
+        while "gradlab/gd" not in links:
+            line = proc.stdout.readline()
+            assert line, "gradlab ui printed no link for gradlab/gd"
+            parts = line.split()
+            if len(parts) == 2 and parts[0].startswith("gradlab/"):
+                links[parts[0]] = parts[1]
+        assert all(url.endswith("?workflowType=machine_learning") for url in links.values())
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "mlflow ui did not start"
+                time.sleep(1)
+        with browser_page() as page:
+            page.goto(links["gradlab/gd"])
+            page.wait_for_selector("text=matching runs", timeout=60_000)
+            rows = page.locator(".ag-pinned-left-cols-container [role=row]")
+            stage_row = rows.filter(has_text="gd · ")
+            assert stage_row.count() >= 1, rows.all_inner_texts()
+            expander = "button[data-component-id$='runnamecellrenderer.tsx_46']"  # MLflow 3.17's parent-run toggle
+            stage_row.first.locator(expander).click()
+            page.wait_for_selector("text=gradient__seed0", timeout=30_000)
+            names = " ".join(rows.all_inner_texts())
+            assert "threshold__seed0" in names and "gradient__seed0" in names, names
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

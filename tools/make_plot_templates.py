@@ -5,7 +5,8 @@ series and cannot draw a bar per category. These templates name the column that 
 apart, so each variant gets its own line:
 
 - ``lines_by_<field>``: one line per value of ``<field>`` (mean over any other rows at the same x,
-  e.g. seeds), ``_logy`` / ``_logxy`` with log axes for values that span decades;
+  e.g. seeds), ``_logx`` / ``_logy`` / ``_logxy`` with log axes for values that span decades;
+- ``line`` (and its log variants): a file with a single series;
 - ``bars_h``: horizontal bars, the category (DVC's x) on the vertical axis, the value (DVC's y) along it.
 
 Run ``python tools/make_plot_templates.py`` after editing; dvc.yaml names the templates.
@@ -27,8 +28,8 @@ def axis(field: str, title: str, log: bool, **extra) -> dict:
     return spec
 
 
-def lines(series: str, logx: bool, logy: bool) -> dict:
-    return {
+def lines(series: str | None, logx: bool, logy: bool) -> dict:
+    spec = {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "usermeta": {"embedOptions": {"renderer": "svg"}},  # legends and marks readable in the page's DOM
         "data": {"values": "<DVC_METRIC_DATA>"},
@@ -36,7 +37,7 @@ def lines(series: str, logx: bool, logy: bool) -> dict:
         "width": 420,
         "height": 260,
         "transform": [
-            {"calculate": f"toString(datum['{series}'])", "as": series},
+            {"calculate": f"toString(datum['{series or 'rev'}'])", "as": series or "rev"},
             {"calculate": "toNumber(datum['<DVC_METRIC_X>'])", "as": "<DVC_METRIC_X>"},  # CSV cells are text
             {"calculate": "toNumber(datum['<DVC_METRIC_Y>'])", "as": "<DVC_METRIC_Y>"},
             {"filter": "isFinite(datum['<DVC_METRIC_Y>'])" + (" && datum['<DVC_METRIC_Y>'] > 0" if logy else "")},
@@ -46,9 +47,13 @@ def lines(series: str, logx: bool, logy: bool) -> dict:
             "x": axis("<DVC_METRIC_X>", "<DVC_METRIC_X_LABEL>", logx),
             "y": axis("<DVC_METRIC_Y>", "<DVC_METRIC_Y_LABEL>", logy, aggregate="mean"),
             "color": {"field": series, "type": "nominal", "title": series},
-            "strokeDash": {"field": "rev", "type": "nominal", "title": "revision"},
+            "strokeDash": {"field": "rev", "type": "nominal", "legend": None},  # `dvc plots diff`: dashed per revision
         },
     }
+    if series is None:  # one series per revision
+        spec["encoding"]["color"] = {"field": "rev", "type": "nominal", "title": "revision"}
+        del spec["encoding"]["strokeDash"]
+    return spec
 
 
 def bars_h() -> dict:
@@ -72,10 +77,11 @@ def bars_h() -> dict:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     specs = {"bars_h": bars_h()}
-    for series in SERIES:
-        specs[f"lines_by_{series}"] = lines(series, False, False)
-        specs[f"lines_by_{series}_logy"] = lines(series, False, True)
-        specs[f"lines_by_{series}_logxy"] = lines(series, True, True)
+    scales = {"": (False, False), "_logx": (True, False), "_logy": (False, True), "_logxy": (True, True)}
+    for suffix, (logx, logy) in scales.items():
+        specs[f"line{suffix}"] = lines(None, logx, logy)
+        for series in SERIES:
+            specs[f"lines_by_{series}{suffix}"] = lines(series, logx, logy)
     for name, spec in specs.items():
         (OUT / f"{name}.json").write_text(json.dumps(spec, indent=2) + "\n")
     print(f"{len(specs)} templates in {OUT}")
