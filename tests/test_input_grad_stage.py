@@ -26,6 +26,15 @@ def test_input_grad_stage_end_to_end(store, tmp_path):
     assert bn["train_sum_trick_max_abs_diff"] > 1e-3
     assert bn["eval_sum_trick_max_abs_diff"] <= 1e-10
     assert bn["train_vmap_max_abs_diff"] <= 1e-10 and bn["train_jacrev_max_abs_diff"] <= 1e-10
+    assert bn["train_auto_method"] == "vmap" and bn["train_auto_max_abs_diff"] <= 1e-10 and bn["train_sum_refused"]
+    im = m["image"]
+    assert im["shape"] == [20, 1, 8, 8] and im["passed"]
+    assert im["cnn"]["auto_max_abs_diff"] <= 1e-10 and im["cnn_batchnorm"]["auto_max_abs_diff"] <= 1e-10
+    assert im["cnn_batchnorm"]["sum_trick_max_abs_diff"] > 1e-3
+    ratio = m["sobolev"]["grad_rmse_ratio"]
+    assert ratio["sign_flip_p_min"] == 0.5 and ratio["sign_flip_p"] >= 0.5  # 2 paired seeds: p is 0.5 or 1
+    headline = json.loads((out / "metrics.json").read_text())
+    assert headline["batchnorm"]["train_sum_refused"] is True and "timing" not in headline
     s = m["sobolev"]
     for variant in ["value_only", "with_grad"]:
         assert len(s[variant]["grad_rmse_per_seed"]) == 2

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from scipy import stats as sps
 
-from gradlab.stats import mean_ci
+from gradlab.stats import t_mean_ci
 from gradlab.studies.input_grad.config import InputGradParams
-from gradlab.studies.input_grad.methods import METHODS, batch_jacobian, per_sample_input_grad
+from gradlab.studies.input_grad.methods import METHODS, auto_method, batch_jacobian, per_sample_input_grad
+from gradlab.studies.input_grad.problems import IMAGE_SHAPE, make_cnn, make_images
 from gradlab.studies.input_grad.trial import VARIANTS
 
 
@@ -44,8 +47,17 @@ def batchnorm_case(net: torch.nn.Module, X: torch.Tensor, rel_tol: float) -> tup
     net.train()
     true = train["loop"]
     scale = float(true.abs().max())
+    auto = per_sample_input_grad(net, X)  # method="auto", the default
+    try:
+        per_sample_input_grad(net, X, "sum")
+        refused = False
+    except ValueError:
+        refused = True
     metrics = {
         "n": n,
+        "train_auto_method": auto_method(net),
+        "train_auto_max_abs_diff": float((auto - true).abs().max()),
+        "train_sum_refused": refused,
         "train_sum_trick_max_abs_diff": float((train["sum"] - true).abs().max()),
         "train_sum_trick_max_rel_diff": float((train["sum"] - true).abs().max()) / scale,
         "train_sum_trick_mean_abs_diff": float((train["sum"] - true).abs().mean()),
@@ -59,11 +71,82 @@ def batchnorm_case(net: torch.nn.Module, X: torch.Tensor, rel_tol: float) -> tup
         "eval_vmap_max_abs_diff": float((evaluation["vmap"] - evaluation["loop"]).abs().max()),
         "eval_jacrev_max_abs_diff": float((evaluation["jacrev"] - evaluation["loop"]).abs().max()),
     }
-    exact = ["train_vmap_max_abs_diff", "train_jacrev_max_abs_diff", "eval_vmap_max_abs_diff"]
+    exact = [
+        "train_auto_max_abs_diff",
+        "train_vmap_max_abs_diff",
+        "train_jacrev_max_abs_diff",
+        "eval_vmap_max_abs_diff",
+    ]
     metrics["exact_methods_agree"] = all(metrics[k] <= rel_tol * scale for k in exact)
     metrics["eval_sum_trick_exact"] = metrics["eval_sum_trick_max_abs_diff"] <= rel_tol * scale
     metrics["train_sum_trick_wrong"] = metrics["train_sum_trick_max_abs_diff"] > 1e-3
     return metrics, {"train": train, "eval": evaluation}
+
+
+def one_backward_per_sample(net: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """The reference, written out: one forward of the batch, then ``autograd.grad(out[i], X)[0][i]`` for each i."""
+    Xg = X.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+    out = net(Xg).reshape(X.shape[0])
+    rows = [torch.autograd.grad(out[i], Xg, retain_graph=True)[0][i] for i in range(X.shape[0])]
+    net.load_state_dict(state)  # the forward moved BatchNorm running statistics; put them back
+    return torch.stack(rows)
+
+
+def image_case(n: int, seed: int, rel_tol: float) -> dict:
+    """Image-shaped batches [n, 1, 8, 8] on a small CNN: method="auto" against one backward per sample,
+    without and with BatchNorm2d in training mode (where the sum trick is also measured)."""
+    X = make_images(n, torch.Generator().manual_seed(seed + 2))
+    out: dict = {"shape": [n, *IMAGE_SHAPE]}
+    for name, batchnorm in [("cnn", False), ("cnn_batchnorm", True)]:
+        net = make_cnn(batchnorm=batchnorm, seed=seed).train()
+        true = one_backward_per_sample(net, X)
+        auto = per_sample_input_grad(net, X)
+        entry = {
+            "auto_method": auto_method(net),
+            "auto_max_abs_diff": float((auto - true).abs().max()),
+            "true_grad_max_abs": float(true.abs().max()),
+        }
+        if batchnorm:
+            trick = per_sample_input_grad(net, X, "sum", allow_coupling=True)
+            entry["sum_trick_max_abs_diff"] = float((trick - true).abs().max())
+        out[name] = entry
+    out["passed"] = all(
+        out[k]["auto_max_abs_diff"] <= rel_tol * out[k]["true_grad_max_abs"] for k in ["cnn", "cnn_batchnorm"]
+    )
+    return out
+
+
+def sign_flip_test(differences, max_exact: int = 20, draws: int = 100_000, seed: int = 0) -> dict:
+    """Two-sided exact paired permutation test: every sign pattern of the paired differences.
+
+    ``p`` = share of the 2^n sign patterns whose |mean| reaches the observed one; ``p_min`` = 2 / 2^n,
+    the smallest p any data could give with n pairs (1 for one pair). Random patterns above ``max_exact``.
+    """
+    d = np.asarray(differences, dtype=float)
+    n = d.size
+    if n == 0:
+        return {"p": None, "p_min": None, "n": 0, "exact": True}
+    observed = abs(d.mean())
+    if n <= max_exact:
+        signs = np.array(list(itertools.product([1.0, -1.0], repeat=n)))
+        exact = True
+    else:
+        signs = np.random.default_rng(seed).choice([1.0, -1.0], size=(draws, n))
+        exact = False
+    means = np.abs(signs @ d) / n
+    p = float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
+    return {"p": p, "p_min": min(1.0, 2.0 / 2**n), "n": n, "exact": exact}
+
+
+def paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:
+    """Paired t statistic and two-sided p; None when undefined (one pair, or no spread in the differences)."""
+    d = a - b
+    if d.size < 2 or float(d.std(ddof=1)) == 0.0:
+        return None, None
+    t, p = sps.ttest_rel(a, b)
+    return float(t), float(p)
 
 
 def batchnorm_table(bn_grads: dict) -> dict:
@@ -80,26 +163,30 @@ def summarise_sobolev(trials: list[dict], results: list[dict]) -> dict:
         entry = {}
         for key in ["value_rmse", "grad_rmse", "train_value_rmse", "train_grad_rmse"]:
             values = [runs[s][key] for s in seeds]
-            mean, lo, hi = mean_ci(values)
+            mean, lo, hi = t_mean_ci(values, low=0.0)  # an RMSE is >= 0; one seed: no interval (None)
             entry.update({key: mean, f"{key}_ci_low": lo, f"{key}_ci_high": hi, f"{key}_per_seed": values})
         out[variant] = entry
     for key in ["grad_rmse", "value_rmse"]:
         a = np.array([by["with_grad"][s][key] for s in seeds])
         b = np.array([by["value_only"][s][key] for s in seeds])
-        ratio_mean, ratio_lo, ratio_hi = mean_ci(a / b)
-        t_stat, p_value = sps.ttest_rel(a, b)
+        ratio_mean, ratio_lo, ratio_hi = t_mean_ci(a / b, low=0.0)
+        t_stat, p_value = paired_t(a, b)
+        flip = sign_flip_test(a - b)
         out[f"{key}_ratio"] = {
             "with_grad_over_value_only": ratio_mean,
             "ci_low": ratio_lo,
             "ci_high": ratio_hi,
             "seeds_lowered": int((a < b).sum()),
-            "paired_t": float(t_stat),
-            "paired_t_p": float(p_value),
+            "paired_t": t_stat,
+            "paired_t_p": p_value,
+            "sign_flip_p": flip["p"],
+            "sign_flip_p_min": flip["p_min"],
         }
     out["seeds"] = len(seeds)
+    wg, wo, ratio = out["with_grad"], out["value_only"], out["grad_rmse_ratio"]
     out["sobolev_lowers_grad_rmse"] = bool(
-        out["with_grad"]["grad_rmse_ci_high"] < out["value_only"]["grad_rmse_ci_low"]
-        or (out["grad_rmse_ratio"]["ci_high"] < 1.0)
+        (wg["grad_rmse_ci_high"] is not None and wg["grad_rmse_ci_high"] < wo["grad_rmse_ci_low"])
+        or (ratio["ci_high"] is not None and ratio["ci_high"] < 1.0)
     )
     return out
 
@@ -121,12 +208,15 @@ def long_table(rows: list[dict], key: str) -> list[dict]:
     return [{"method": r["method"], "n": r["n"], key: r[key]} for r in rows if r["status"] == "ok"]
 
 
-def metrics(agreement: dict, fd: dict, batchnorm: dict, caps: dict, sobolev: dict, p: InputGradParams) -> dict:
-    """The stage's metrics.json (wall-clock and memory numbers stay in timings.csv)."""
+def metrics(
+    agreement: dict, fd: dict, batchnorm: dict, image: dict, caps: dict, sobolev: dict, p: InputGradParams
+) -> dict:
+    """The stage's numbers (stats.json; the headline goes to metrics.json); wall-clock ones stay in timings.csv."""
     return {
         "agreement": agreement,
         "fd": fd,
         "batchnorm": batchnorm,
+        "image": image,
         "timing": {
             "ns": list(p.timing.ns),
             "methods": list(p.timing.methods),

@@ -26,6 +26,28 @@ def make_network(hidden: int, activation: str = "relu", batchnorm: bool = False,
     return torch.nn.Sequential(*layers).double()
 
 
+IMAGE_SHAPE = (1, 8, 8)  # one sample of the image check: a batch is [N, 1, 8, 8]
+
+
+def make_cnn(batchnorm: bool = False, seed: int = 0) -> torch.nn.Sequential:
+    """A small CNN [N, 1, 8, 8] -> [N, 1]: Conv(1->4, 3x3) [-> BatchNorm2d] -> ReLU -> MaxPool 2 -> Linear, float64."""
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = [torch.nn.Conv2d(1, 4, 3, padding=1)]
+    if batchnorm:
+        bn = torch.nn.BatchNorm2d(4)
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        layers.append(bn)
+    layers += [torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 1)]
+    return torch.nn.Sequential(*layers).double()
+
+
+def make_images(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` images [n, 1, 8, 8] with standard normal pixels, float64."""
+    return torch.randn(n, *IMAGE_SHAPE, generator=generator, dtype=torch.float64)
+
+
 def make_smooth_mlp(hidden: int, seed: int) -> torch.nn.Sequential:
     """2 -> hidden -> hidden -> 1 with tanh (smooth, so its input gradient is smooth too), float64."""
     torch.manual_seed(seed)

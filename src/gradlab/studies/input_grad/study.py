@@ -51,6 +51,13 @@ def run(p: InputGradParams, ctx) -> dict:
     with ctx.child("batchnorm", p.seed) as run:
         run.log_metrics({f"batchnorm/{k}": v for k, v in batchnorm.items() if isinstance(v, float)})
 
+    # 2b. inputs of any shape: image batches [N, 1, 8, 8] on a small CNN, with and without BatchNorm2d
+    image = analysis.image_case(p.check.n, p.seed, p.check.rel_tol)
+    with ctx.child("image", p.seed) as run:
+        run.log_metrics(
+            {f"image/{k}_auto_max_abs_diff": image[k]["auto_max_abs_diff"] for k in ["cnn", "cnn_batchnorm"]}
+        )
+
     # 3. time and peak memory against N
     timing_net = make_network(p.model.hidden, p.model.activation, batchnorm=False, seed=p.seed).float()
     gt = torch.Generator().manual_seed(p.seed + 1)
@@ -126,6 +133,6 @@ def run(p: InputGradParams, ctx) -> dict:
     ctx.savefig(figures.figure_timing(rows, methods, p.timing.memory), "timing.png")
     ctx.savefig(figures.figure_sobolev(trials, results, sobolev), "sobolev.png")
 
-    metrics = analysis.metrics(agreement, fd_metrics, batchnorm, caps, sobolev, p)
+    metrics = analysis.metrics(agreement, fd_metrics, batchnorm, image, caps, sobolev, p)
     ctx.write_text("summary.md", summary(metrics, rows, p))
     return metrics

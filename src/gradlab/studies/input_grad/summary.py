@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from gradlab.stats import fmt, fmt_ci
 from gradlab.studies.input_grad.config import InputGradParams
 
 
+def _ci(entry: dict, key: str, spec: str = ".3g") -> str:
+    return fmt_ci(entry[f"{key}_ci_low"], entry[f"{key}_ci_high"], spec)
+
+
 def summary(m: dict, rows: list[dict], p: InputGradParams) -> str:
-    a, fd, bn, s = m["agreement"], m["fd"], m["batchnorm"], m["sobolev"]
+    a, fd, bn, s, im = m["agreement"], m["fd"], m["batchnorm"], m["sobolev"], m["image"]
     worst = max((v["max_rel_diff"] for k, v in a.items() if k != "loop"), default=0.0)
     lines = [
         "# input_grad: the gradient of a network's output with respect to each input of a batch",
@@ -27,6 +32,15 @@ def summary(m: dict, rows: list[dict], p: InputGradParams) -> str:
         f"to row i, the rest of the batch fixed) and jacrev match the true per-sample gradient to "
         f"{max(bn['train_vmap_max_abs_diff'], bn['train_jacrev_max_abs_diff']):.1g}. In eval mode (running "
         f"statistics) the sum trick is exact again: difference {bn['eval_sum_trick_max_abs_diff']:.1g}.",
+        f'- The library call `per_sample_input_grad(model, X)` (method "auto") picks `{bn["train_auto_method"]}` '
+        f"for this BatchNorm network in training mode and matches one backward per sample to "
+        f'{bn["train_auto_max_abs_diff"]:.1g}; an explicit `method="sum"` on it is '
+        f"{'refused, naming the BatchNorm layer' if bn['train_sum_refused'] else 'NOT refused'}.",
+        f'- Image batches {tuple(im["shape"])} on a small CNN: "auto" ({im["cnn"]["auto_method"]}) matches one '
+        f"backward per sample to {im['cnn']['auto_max_abs_diff']:.1g}; with BatchNorm2d in training mode "
+        f'("auto" = {im["cnn_batchnorm"]["auto_method"]}) to {im["cnn_batchnorm"]["auto_max_abs_diff"]:.1g}, '
+        f"where the sum trick is off by {im['cnn_batchnorm']['sum_trick_max_abs_diff']:.3g} "
+        f"({'passed' if im['passed'] else 'FAILED'}, tolerance {p.check.rel_tol:g} relative).",
     ]
     ok = {(r["method"], r["n"]): r for r in rows if r["status"] == "ok"}
     big = max(r["n"] for r in ok.values())
@@ -54,19 +68,23 @@ def summary(m: dict, rows: list[dict], p: InputGradParams) -> str:
     )
     wo, wg = s["value_only"], s["with_grad"]
     r = s["grad_rmse_ratio"]
+    verdict = "lowers" if s["sobolev_lowers_grad_rmse"] else "does not demonstrably lower"
     lines += [
-        f"- Sobolev training ({s['seeds']} seeds, {p.sobolev.n_train} training points, {p.sobolev.steps} Adam steps, "
-        f"input gradients by `{p.sobolev.method}` with create_graph=True): held-out gradient RMSE "
-        f"{wo['grad_rmse']:.3g} (95 % CI {wo['grad_rmse_ci_low']:.3g} to {wo['grad_rmse_ci_high']:.3g}) from values "
-        f"only vs {wg['grad_rmse']:.3g} ({wg['grad_rmse_ci_low']:.3g} to {wg['grad_rmse_ci_high']:.3g}) with "
-        f"gradients; ratio {r['with_grad_over_value_only']:.2f} (CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), "
-        f"lower in {r['seeds_lowered']}/{s['seeds']} seeds, paired t-test p = {r['paired_t_p']:.2g}. Held-out value "
-        f"RMSE {wo['value_rmse']:.3g} ({wo['value_rmse_ci_low']:.3g} to {wo['value_rmse_ci_high']:.3g}) vs "
-        f"{wg['value_rmse']:.3g} ({wg['value_rmse_ci_low']:.3g} to {wg['value_rmse_ci_high']:.3g}).",
+        f"- Sobolev training ({s['seeds']} seed{'s' if s['seeds'] != 1 else ''}, {p.sobolev.n_train} training "
+        f"points, {p.sobolev.steps} Adam steps, input gradients by `{p.sobolev.method}` with create_graph=True): "
+        f"held-out gradient RMSE {fmt(wo['grad_rmse'])} (95 % CI {_ci(wo, 'grad_rmse')}) from values only vs "
+        f"{fmt(wg['grad_rmse'])} ({_ci(wg, 'grad_rmse')}) with gradients; ratio "
+        f"{fmt(r['with_grad_over_value_only'], '.2f')} (CI {fmt_ci(r['ci_low'], r['ci_high'], '.2f')}), lower in "
+        f"{r['seeds_lowered']}/{s['seeds']} seeds; exact sign-flip test p = {fmt(r['sign_flip_p'], '.2g')} (the "
+        f"smallest p {s['seeds']} paired seeds can give: {fmt(r['sign_flip_p_min'], '.2g')}), paired t-test p = "
+        f"{fmt(r['paired_t_p'], '.2g')}. Training on the gradients {verdict} the gradient error. Held-out value "
+        f"RMSE {fmt(wo['value_rmse'])} ({_ci(wo, 'value_rmse')}) vs {fmt(wg['value_rmse'])} "
+        f"({_ci(wg, 'value_rmse')}).",
         "",
         "Answer: for a network whose samples do not interact, `grad(pred.sum(), X)` (or `grad_outputs=ones`) is exact "
         "and costs one backward pass; it composes with `create_graph=True` for training. With BatchNorm in training "
-        "mode it is wrong; use eval mode, or vmap/jacrev/loop when the coupling is intended.",
+        "mode it is wrong; use eval mode, or vmap/jacrev/loop when the coupling is intended. "
+        "`gradlab.per_sample_input_grad(model, X)` makes that choice itself.",
         "",
         "Figures: `figures/agreement.png`, `figures/batchnorm.png`, `figures/timing.png`, `figures/sobolev.png`.",
         "",
