@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradlab import plotting
-from gradlab.stats import mean_ci
+from gradlab.stats import t_mean_ci
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.trial import VARIANTS
 
@@ -90,21 +90,20 @@ def figure_sobolev(trials: list[dict], results: list[dict], s: dict):
         mine = [r for t, r in zip(trials, results, strict=True) if t.variant == variant]
         steps = mine[0]["eval_steps"]
         curves = np.array([r["eval_grad_rmse"] for r in mine])
-        ci = [mean_ci(curves[:, j]) for j in range(curves.shape[1])]
+        ci = [t_mean_ci(curves[:, j], low=0.0) for j in range(curves.shape[1])]  # one seed: no band
         colour = plotting.PALETTE[i]
         axes[0].plot(steps, [c[0] for c in ci], color=colour, label=f"{labels[variant]} (mean)")
-        axes[0].fill_between(steps, [c[1] for c in ci], [c[2] for c in ci], color=colour, alpha=0.25)
+        if len(mine) > 1:
+            axes[0].fill_between(steps, [c[1] for c in ci], [c[2] for c in ci], color=colour, alpha=0.25)
         for j, key in enumerate(["value_rmse", "grad_rmse"]):
             x = j * 3 + i
             per_seed = s[variant][f"{key}_per_seed"]
             axes[1].scatter([x] * len(per_seed), per_seed, color=colour, alpha=0.5, s=12)
+            low, high = s[variant][f"{key}_ci_low"], s[variant][f"{key}_ci_high"]
             axes[1].errorbar(
                 x,
                 s[variant][key],
-                yerr=[
-                    [s[variant][key] - s[variant][f"{key}_ci_low"]],
-                    [s[variant][f"{key}_ci_high"] - s[variant][key]],
-                ],
+                yerr=None if low is None else [[s[variant][key] - low], [high - s[variant][key]]],
                 fmt="o",
                 color=colour,
                 capsize=4,
