@@ -6,6 +6,8 @@ import shutil
 import sqlite3
 import time
 
+import pytest
+
 from gradlab import cli
 from gradlab.browse import experiment_links, latest_stage_run, misplaced, relocate, stage_children
 from gradlab.tracking import NOTE, Run, Tracker
@@ -96,3 +98,37 @@ def test_a_copied_project_reads_and_writes_its_own_artifacts(tmp_path, monkeypat
     with moved.run("gradlab/gd", "gd again") as again:
         again.log_artifact(copy / "mlflow.db", "db")
     assert (copy / "mlartifacts").is_dir() and not original.exists()
+
+
+@pytest.mark.slow
+def test_a_running_stage_shows_its_params_and_a_trials_curve_before_it_ends(store, tmp_path):
+    """`gradlab run pg_cartpole` in a subprocess, the store polled while it runs."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import tiny_params
+
+    params = tiny_params(tmp_path, "pg_cartpole")
+    cmd = [sys.executable, "-c", "import sys; from gradlab.cli import main; sys.exit(main())"]
+    proc = subprocess.Popen(
+        [*cmd, "run", "pg_cartpole", "--params", str(params)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    tracker, seen = Tracker(store), None
+    while proc.poll() is None and seen is None:
+        runs = tracker.runs("gradlab/pg_cartpole")
+        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.data.params]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+        live = [r for r in children if tracker.client.get_metric_history(r.info.run_id, "episode/return")]
+        if parents and live:
+            seen = (parents[0].info.status, parents[0].data.params)
+        time.sleep(0.2)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert seen is not None, "no parent params and child curve were visible before the stage ended"
+    status, params_seen = seen
+    assert status == "RUNNING" and params_seen["hidden"] == "8"
