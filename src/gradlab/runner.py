@@ -140,7 +140,8 @@ def run_stage(
         try:
             seed_everything(int(getattr(params, "seed", 0)))
             start = time.perf_counter()
-            tracker.describe_experiment(f"gradlab/{stage}", get_stage(stage).question)
+            if parent_run is None:  # a sweep describes its experiment once, not in every trial
+                tracker.describe_experiment(f"gradlab/{stage}", get_stage(stage).question)
             with tracker.run(
                 f"gradlab/{stage}",
                 run_name or stage_run_name(stage),

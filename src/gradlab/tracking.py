@@ -377,12 +377,18 @@ class Tracker:
     def end(self, run_id: str, status: str, end_ms: int | None = None) -> None:
         self.client.set_terminated(run_id, status=status, end_time=end_ms)
 
-    @_retry_locked
     def describe_experiment(self, name: str, text: str) -> None:
-        """The experiment's description in the MLflow UI (set once; unchanged text costs one read)."""
-        exp = self.client.get_experiment(self.experiment_id(name))
-        if exp.tags.get(NOTE) != text:
-            self.client.set_experiment_tag(exp.experiment_id, NOTE, text)
+        """The experiment's description in the MLflow UI (set once; unchanged text costs one read).
+
+        A description is a courtesy: when concurrent stages set it at once (a store may then refuse
+        the second insert of the tag), whoever wrote first wins and nothing fails."""
+        exp_id = self.experiment_id(name)
+        try:
+            if self.client.get_experiment(exp_id).tags.get(NOTE) != text:
+                self.client.set_experiment_tag(exp_id, NOTE, text)
+        except Exception as exc:  # noqa: BLE001 - an MlflowException, a store's integrity error, a lock
+            if self.client.get_experiment(exp_id).tags.get(NOTE) is None:
+                raise TrackingError(f"cannot describe experiment {name}: {exc}") from exc
 
     @_retry_locked
     def reopen(self, run_id: str) -> Run:

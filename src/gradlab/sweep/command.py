@@ -275,6 +275,9 @@ def _start_parent(tracker, spec: SweepSpec, trials: list[Trial]) -> str:
             "mlflow.note.content": f"gradlab sweep {spec.sweep_id}: {len(trials)} trials",
         },
     )
+    from gradlab.stages import get_stage
+
+    tracker.describe_experiment(f"gradlab/{spec.stage}", get_stage(spec.stage).question)
     parent = tracker.start_run(f"gradlab/{spec.stage}", f"sweep__{spec.sweep_id}", tags=tags)
     params = {"sweep.seeds": spec.seeds, "sweep.trials": len(trials), "sweep.metric": spec.metric or ""}
     params.update({f"sweep.grid.{k}": clip(json.dumps(v), 1000) for k, v in spec.grid})
