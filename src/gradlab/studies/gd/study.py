@@ -2,15 +2,17 @@
 
 The plan, top to bottom:
 
-1. A least-squares quadratic with a known Hessian H = (2/n) X^T X. Theory: gradient
-   descent converges iff lr < 2 / lambda_max(H). Find the empirical threshold by
-   bisection on real runs of the ``gradient`` rule and compare.
-2. The four update rules of the question (gradient, scalar, sign, random) on that
-   quadratic at the same step size: only rules that read the loss descend.
-3. Final loss against the step size on the quadratic (around 2/lambda_max) and on a
-   small ReLU network (a log grid, several seeds): the best step, steps to a target loss.
-4. Beyond the question: the sharpness (top Hessian eigenvalue) during training of the
-   network for a few step sizes, against 2/lr (edge of stability, Cohen et al. 2021).
+1. One step of each rule on a least-squares quadratic (Hessian H = (2/n) X^T X known): dL against lr from
+   w0 and from every iterate of a training run, the fraction of random start points from which one small
+   step goes downhill, one step from the minimum (is it a fixed point?), the best loss ``w0 - t * 1`` can
+   reach (closed form, checked by a line search), and where sign descent stalls as a function of lr.
+2. The divergence threshold of gradient descent on the quadratic: theory 2 / lambda_max(H) against
+   bisection on real runs.
+3. The four rules of the question (gradient, scalar, sign, random) trained at the same step size.
+4. Final loss against the step size on the quadratic (around 2/lambda_max) and on a small ReLU network
+   (a log grid, several seeds); a run diverged when its final loss is above its initial loss or non-finite.
+5. Beyond the question: the sharpness (top Hessian eigenvalue) of the network during training for a few
+   step sizes and several seeds, against 2/lr: edge of stability and catapults by stated criteria.
 """
 
 from __future__ import annotations
@@ -18,39 +20,89 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from gradlab.studies.gd import analysis, figures
+from gradlab.studies.gd import first_order as fo
 from gradlab.studies.gd.config import GDParams
-from gradlab.studies.gd.problems import make_quadratic
+from gradlab.studies.gd.problems import QuadraticProblem, make_quadratic
 from gradlab.studies.gd.summary import summary
 from gradlab.studies.gd.threshold import find_lr_threshold, quadratic_diverges, quadratic_lr_sweep
 from gradlab.studies.gd.trial import TrialSpec, run_trial
 
 
+def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: float) -> tuple[dict, dict]:
+    """Part 1: (metrics, tables) of one step of each rule."""
+    o, rules = p.one_step, p.rules.names
+    w_star, _ = fo.optimum(problem)
+    gen = torch.Generator().manual_seed(10_000 + p.seed)  # not make_quadratic's stream
+    starts = torch.randn(o.starts, problem.w0.numel(), generator=gen, dtype=torch.float64)
+    near = w_star + o.near_radius * torch.randn(o.starts, problem.w0.numel(), generator=gen, dtype=torch.float64)
+    fractions = fo.descent_fractions(problem, starts, [r / lam_max for r in o.lr_times_lambda_max], rules, p.seed)
+    near_fractions = fo.descent_fractions(problem, near, [lr_rules], rules, p.seed)
+
+    grid = (np.logspace(-4, 1, o.lr_points) / lam_max).tolist()
+    point_rows, point = fo.delta_loss_vs_lr(problem, problem.w0, grid, rules, p.seed)
+    run_rows, along = fo.along_run(
+        problem, fo.gd_trajectory(problem, problem.w0, lr_rules, p.rules.steps), lr_rules, rules
+    )
+    fixed = fo.fixed_point(problem, lr_rules, rules, p.seed)
+    sign_lrs = [r / lam_max for r in o.sign_lr_times_lambda_max]
+    sign_rows, sign_curves = fo.sign_stall(problem, problem.w0, sign_lrs, o.sign_steps)
+    sign = analysis.sign_stall_metrics(sign_rows, lam_max, 0.0)
+    stalled = [r for r in sign_rows if sign[analysis.lr_key(r["lr"] * lam_max)]["stalled"]]
+    sign["stall_slope"] = fo.loglog_slope([r["lr"] for r in stalled], [r["stall_excess"] for r in stalled])
+    sign["stalled_lrs"] = len(stalled)
+    metrics = {
+        "first_order": analysis.first_order_metrics(
+            fractions, near_fractions, o.lr_times_lambda_max, lam_max, lr_rules
+        ),
+        "one_point": point,
+        "fixed_point": analysis.fixed_point_metrics(fixed, along, float(w_star.norm())),
+        "scalar_line": fo.scalar_line(problem, problem.w0),
+        "sign_stall": sign,
+    }
+    every = max(1, o.sign_steps // 400)  # the curves in the csv: at most ~400 points per lr
+    tables = {
+        "point": point_rows,
+        "run": run_rows,
+        "sign": [
+            {"lr": lr, "step": k, "loss": float(c[k])}
+            for lr, c in zip(sign_lrs, sign_curves, strict=True)
+            for k in range(0, len(c), every)
+        ],
+    }
+    return metrics, tables
+
+
 def run(p: GDParams, ctx) -> dict:
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster on a shared machine (the runner restores it)
     q = p.quadratic
     problem = make_quadratic(q.n, q.d, q.condition_number, q.noise, p.seed)
     np.savez(ctx.path("problem.npz"), X=problem.X.numpy(), y=problem.y.numpy(), w0=problem.w0.numpy())
     eigenvalues = problem.eigenvalues()
     lam_max = float(eigenvalues[-1])
     lr_theory = 2.0 / lam_max
+    lr_rules = p.rules.step_size(lam_max)
 
-    # 1. the divergence threshold, found on real runs
+    # 1. one step of each rule: the first-order / fixed-point answer
+    one, one_tables = one_step(problem, p, lam_max, lr_rules)
+
+    # 2. the divergence threshold, found on real runs
     lr_empirical, probes = find_lr_threshold(
         lambda lr: quadratic_diverges(problem, lr, p.threshold.steps), start=1.0, rel_tol=p.threshold.rel_tol
     )
     with ctx.child("threshold", p.seed) as run:
         run.log_metrics({"quadratic/lr_crit_theory": lr_theory, "quadratic/lr_crit_empirical": lr_empirical})
 
-    # 2. the four rules at the same step size
-    lr_rules = p.rules.lr_times_lambda_max / lam_max
+    # 3. the four rules at the same step size
     curves = {}
     for rule in ctx.track(p.rules.names, "rules"):
         curves[rule] = run_trial(TrialSpec(rule, lr_rules, p.rules.steps, p.seed, q, p.seed))["losses"]
         with ctx.child(rule, p.seed, params={"lr": lr_rules}) as run:
-            run.log_curve("train/loss", curves[rule])
+            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in curves[rule]])
 
-    # 3. final loss vs step size: the quadratic around the threshold, the network over seeds
+    # 4. final loss vs step size: the quadratic around the threshold, the network over seeds
     quad_sweep = quadratic_lr_sweep(problem, lr_theory, p.rules.steps)
     lrs = np.logspace(math.log10(p.lr_grid.min), math.log10(p.lr_grid.max), p.lr_grid.num).tolist()
     seeds = [p.seed + k for k in range(p.seeds)]
@@ -63,33 +115,50 @@ def run(p: GDParams, ctx) -> dict:
                 run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
     mlp_table = analysis.summarise_grid(mlp_rows, lrs)
 
-    # 4. sharpness against 2/lr
+    # 5. sharpness against 2/lr, every seed
+    s = p.sharpness
     sharp_rows, sharp_metrics = [], {}
-    for lr in ctx.track(p.sharpness.lrs, "sharpness"):
-        out = run_trial(TrialSpec("gradient", lr, p.sharpness.steps, p.seed, p.mlp, p.seed, p.sharpness))
-        steps, values, losses = out["sharpness_steps"], out["sharpness"], out["losses"]
-        sharp_rows += [
-            {"lr": lr, "step": s, "sharpness": v, "two_over_lr": 2 / lr} for s, v in zip(steps, values, strict=True)
-        ]
-        sharp_metrics[analysis.sharpness_key(lr)] = analysis.sharpness_entry(lr, values, losses)
-        with ctx.child(f"sharpness_lr{lr:g}", p.seed, params={"lr": lr}) as run:
-            run.log_curve("probe/sharpness", values, steps)
-            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
+    for lr in ctx.track(s.lrs, "sharpness"):
+        per_seed = []
+        for seed in seeds:
+            out = run_trial(TrialSpec("gradient", lr, s.steps, seed, p.mlp, p.seed, s))
+            steps, values, losses = out["sharpness_steps"], out["sharpness"], out["losses"]
+            sharp_rows += [
+                {"lr": lr, "seed": seed, "step": k, "sharpness": v, "two_over_lr": 2 / lr, "loss": losses[k]}
+                for k, v in zip(steps, values, strict=True)
+            ]
+            per_seed.append(analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high)))
+            with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}) as run:
+                run.log_curve("probe/sharpness", values, steps)
+                run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
+        sharp_metrics[analysis.lr_key(lr)] = {**analysis.sharpness_entry(lr, per_seed), "per_seed": per_seed}
 
     # outputs: tables for DVC plots, figures, metrics, summary
     rules = analysis.rules_table(curves, lr_rules)
-    metrics = analysis.metrics(eigenvalues, lr_empirical, probes, rules, mlp_table, len(seeds), sharp_metrics)
+    metrics = {
+        **one,
+        **analysis.metrics(eigenvalues, lr_empirical, probes, rules, mlp_table, len(seeds), sharp_metrics),
+        "mlp_best_vs_next": analysis.best_vs_next(mlp_rows, mlp_table),
+        "criteria": {"eos_low": s.eos_low, "eos_high": s.eos_high, "tail_probes": s.tail, "every": s.every},
+    }
     ctx.write_csv(
         "plots/loss_per_step.csv",
         [{"rule": r, "step": i, "loss": v} for r, c in curves.items() for i, v in enumerate(c)],
     )
+    ctx.write_csv("plots/delta_loss_vs_lr.csv", one_tables["point"])
+    ctx.write_csv("plots/delta_loss_along_run.csv", one_tables["run"])
+    ctx.write_csv("plots/sign_stall.csv", one_tables["sign"])
     ctx.write_csv("plots/final_loss_vs_lr.csv", [{"problem": "mlp", **r} for r in mlp_table])
     ctx.write_csv("plots/quadratic_final_loss_vs_lr.csv", quad_sweep)
     ctx.write_csv("plots/sharpness.csv", sharp_rows)
     ctx.write_csv("mlp_trials.csv", mlp_rows)
-    best_lr = metrics["mlp"]["best_lr"]
-    ctx.savefig(figures.figure_rules(curves, lr_rules, lam_max), "rules_loss.png")
-    ctx.savefig(figures.figure_lr_sweeps(quad_sweep, lr_theory, lr_empirical, mlp_table, best_lr), "lr_sweep.png")
-    ctx.savefig(figures.figure_sharpness(sharp_rows, p.sharpness.lrs), "sharpness.png")
+    ctx.savefig(figures.figure_one_step(one_tables, metrics, lam_max, lr_rules), "one_step.png")
+    ctx.savefig(figures.figure_scalar_and_sign(problem, metrics, one_tables, lam_max), "scalar_line_sign_stall.png")
+    ctx.savefig(figures.figure_rules(curves, p.rules.describe()), "rules_loss.png")
+    ctx.savefig(
+        figures.figure_lr_sweeps(quad_sweep, lr_theory, lr_empirical, mlp_table, metrics["mlp"]["best_lr"]),
+        "lr_sweep.png",
+    )
+    ctx.savefig(figures.figure_sharpness(sharp_rows, s.lrs, (s.eos_low, s.eos_high)), "sharpness.png")
     ctx.write_text("summary.md", summary(metrics, p))
     return metrics
