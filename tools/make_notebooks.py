@@ -150,28 +150,32 @@ t[t["status"] != "ok"][["method", "n", "status", "note"]]""",
         ("code", runs_cell("input_grad")),
     ],
     "spearman.ipynb": [
-        ("md", "# spearman: optimising matrices for a rank correlation"),
+        ("md", "# spearman: optimising for a rank correlation (matrices, and learning to rank on held-out data)"),
         ("code", SETUP),
         ("code", metrics_cell("spearman")),
         (
             "code",
-            """runs = pd.read_csv(RESULTS / "spearman" / "runs.csv")
-runs.groupby(["method", "n"])[["final_spearman", "evaluations", "evals_to_099"]].median()""",
-        ),
-        (
-            "code",
-            """curve = pd.read_csv(sorted((RESULTS / "spearman" / "plots").glob("spearman_vs_evals_n*.csv"))[-1])
-curve.head()""",
+            """runs = pd.read_csv(RESULTS / "spearman" / "ltr_runs.csv")  # one row per task x method x seed
+runs.pivot_table(index="label", columns="task", values="heldout_spearman", aggfunc="mean").round(3)""",
         ),
         (
             "code",
             """import numpy as np
 from scipy.stats import spearmanr
-from gradlab.studies.spearman.derivation import Derivation  # recompute a saved result from its matrices
-path = sorted((RESULTS / "spearman" / "final").glob("soft_rank_n*_seed0.npz"))[0]
-saved = np.load(path)
-list1, list2 = Derivation().numpy(saved["v"], saved["freq_m"])
-print(path.name, "spearmanr from the saved matrices:", spearmanr(list1, list2).statistic)""",
+# the saved held-out predictions and targets reproduce the reported spearmanr, seed by seed
+saved = np.load(RESULTS / "spearman" / "heldout" / "nonlinear_soft_rank.npz")
+again = [spearmanr(p, t).statistic for p, t in zip(saved["pred"], saved["target"])]
+print(np.array_equal(again, saved["heldout_spearman"]), np.round(again, 3))""",
+        ),
+        (
+            "code",
+            """m = pd.read_csv(RESULTS / "spearman" / "matrix_runs.csv")  # equal time budget per trial
+m.groupby(["derivation", "method"])[["final_spearman", "evaluations", "backward", "seconds"]].median().round(3)""",
+        ),
+        (
+            "code",
+            """stall = pd.read_csv(RESULTS / "spearman" / "stall.csv")  # why the +-0.01 hill climb never moves
+stall[["seed", "min_gap_v", "min_gap_list2", "step_on_list2", "certified", "linear_moves_improving"]]""",
         ),
     ],
     "pg.ipynb": [
@@ -189,9 +193,56 @@ ax.set(xlabel="episode", ylabel="return (mean over seeds, 20-episode average)", 
 ax.legend();""",
         ),
         (
+            "md",
+            "Per variant (stats.json, every number): final return, the exact and Welch p against `correct`, and "
+            "what the updates did: of the samples with A < 0 the fraction whose log pi went down, of A > 0 the "
+            "fraction whose log pi went up (real updates and the probe's small step), the share of the update "
+            "carried by likely actions with A < 0, and corr(loss value, batch return) across updates.",
+        ),
+        (
             "code",
-            """m = json.loads((RESULTS / "pg_cartpole" / "metrics.json").read_text())
-pd.DataFrame({v: {k: r[k] for k in ("final_return_mean", "probe_corr", "p_vs_correct")} for v, r in m["variants"].items()}).T""",
+            """m = json.loads((RESULTS / "pg_cartpole" / "stats.json").read_text())
+cols = ["final_return_mean", "p_exact_vs_correct", "p_exact_min", "p_vs_correct", "adv_neg_logp_down_fraction",
+        "adv_pos_logp_up_fraction", "probe_adv_neg_logp_down_fraction", "probe_adv_pos_logp_up_fraction",
+        "share_likely_adv_neg", "sum_negative_update_fraction", "loss_value_return_corr"]
+print("flags:", {k: v for k, v in m["flags"].items()})
+pd.DataFrame({v: {k: r.get(k) for k in cols} for v, r in m["variants"].items()}).T""",
+        ),
+        ("md", "Does the loss value matter? Each loss over optimiser steps on one fixed batch (symlog scale)."),
+        (
+            "code",
+            """fixed = RESULTS / "pg_cartpole" / "plots" / "fixed_batch_loss.csv"
+if fixed.exists():
+    fb = pd.read_csv(fixed)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (variant, seed), g in fb.groupby(["variant", "seed"]):
+        ax.plot(g["step"], g["loss"], lw=1, label=variant if seed == fb["seed"].min() else None)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xlabel="optimiser step on one fixed batch", ylabel="loss value", yscale="symlog")
+    ax.legend()
+    print(m.get("fixed_batch", {}).get("loss_after_k_steps_per_seed"))""",
+        ),
+        (
+            "md",
+            "From your code: the asker's loss (ported from TensorFlow) on a plain `nn.Sequential` and a random batch.",
+        ),
+        (
+            "code",
+            """import numpy as np, torch, torch.nn.functional as F
+from torch import nn
+from gradlab.studies.pg import discounted_returns, fixed_batch_descent, probe_update, standardize
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 3))  # NOOP / UP / DOWN logits
+T = 120
+obs, actions = torch.randint(-1, 2, (T, 1600)).float(), torch.randint(0, 3, (T,))
+rwd = np.zeros(T); rwd[[39, 79, 119]] = [1.0, -1.0, -1.0]
+prwd = torch.tensor(standardize(discounted_returns(rwd, 0.99, reset_at_reward=True)), dtype=torch.float32)
+batch = {"obs": obs, "actions": actions, "adv": prwd}
+asker_loss = lambda logp: (prwd * -logp).sum()  # reduce_sum(processed_rewards * cross_entropies)
+print("one small step:", probe_update(model, asker_loss, batch))
+losses, _ = fixed_batch_descent(model, asker_loss, batch, 20, optimizer=lambda p: torch.optim.RMSprop(p, lr=1e-3))
+print("loss over 20 RMSProp steps on this batch:", [round(x, 1) for x in losses[::4]])""",
         ),
         ("code", metrics_cell("pg_pong")),
         ("md", "Beating Pong's built-in AI: the win preset's running mean of the last 100 games, per seed."),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
-from gradlab.report.sections.pg_cartpole import _PG_QUESTION, _pg_evidence
+from gradlab.report.sections.pg_cartpole import _PG_QUESTION, _flag, _moves, _pg_evidence
 from gradlab.report.sections.section import Section
 
 
@@ -27,6 +27,37 @@ def pg_pong(q: Quotes) -> Section:
         + f" (last games {_per_seed(q, s, 'variants.flipped.final_return_per_seed')}) and ends "
         + ("below `correct` on every seed." if above else "not below `correct` on every seed.")
     )
+    if "adv_neg_logp_down_fraction" in m["variants"].get("correct", {}):
+        answer += (
+            f" Per update, with the correct sign {_moves(q, s, 'correct')} ("
+            + _flag(
+                q,
+                s,
+                "correct_update_fractions_above_half_every_seed",
+                "both above 0.5 on every seed",
+                "not both above 0.5 on every seed",
+            )
+            + ")"
+        )
+        if "flipped" in m["variants"]:
+            answer += (
+                f"; flipped, {_moves(q, s, 'flipped')} ("
+                + _flag(
+                    q,
+                    s,
+                    "flipped_update_fractions_below_half_every_seed",
+                    "both below 0.5 on every seed",
+                    "not both below 0.5 on every seed",
+                )
+                + ")"
+            )
+        answer += (
+            f". The loss value of an update and the return of its games correlate at "
+            f"{q(s, 'loss_value_return_corr', '+.2f')} (95 % CI {q(s, 'loss_value_return_corr_ci_low', '+.2f')} to "
+            f"{q(s, 'loss_value_return_corr_ci_high', '+.2f')}; the CI "
+            + _flag(q, s, "loss_value_return_corr_ci_excludes_zero", "excludes", "includes")
+            + " zero)."
+        )
     evidence = _pg_evidence(q, s) + [
         f"Uniform random actions score {q(s, 'reference.random_return_mean', '.3g')} per game "
         f"({q(s, 'reference.random_games', 'd')} games).",
@@ -35,6 +66,8 @@ def pg_pong(q: Quotes) -> Section:
         f"{q(s, 'variants.flipped.p_exact_min', '.2g')}).",
     ]
     figures = ["figures/learning_curves.png", "figures/final_return_and_probe.png"]
+    if (q.results / s / "figures" / "logp_moves.png").exists():
+        figures += ["figures/logp_moves.png", "figures/loss_value.png"]
     for preset in ("pg_pong_win", "pg_pong_recipe"):
         if q.has(preset):
             evidence += _pong_preset_evidence(q, preset)
