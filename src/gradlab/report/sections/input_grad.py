@@ -6,6 +6,13 @@ from gradlab.report.quotes import Quotes
 from gradlab.report.sections.section import Section
 
 
+def _ci(q: Quotes, stage: str, key: str) -> str:
+    """``low to high``, or "n/a" when the run had one seed (no interval)."""
+    if q.raw(stage, f"{key}_ci_low") is None:
+        return "n/a"
+    return f"{q(stage, f'{key}_ci_low', '.3g')} to {q(stage, f'{key}_ci_high', '.3g')}"
+
+
 def input_grad(q: Quotes) -> Section:
     s = "input_grad"
     evidence = [
@@ -22,9 +29,20 @@ def input_grad(q: Quotes) -> Section:
         "it returns sum_j dh(x_j)/dx_i. vmap over per-sample lanes gets the true gradient to "
         f"{q(s, 'batchnorm.train_vmap_max_abs_diff', '.2g')}.",
         f"BatchNorm in eval mode: the sum trick is off by {q(s, 'batchnorm.eval_sum_trick_max_abs_diff', '.2g')}.",
+        f'The library call `gradlab.per_sample_input_grad(model, X)` (method "auto") picks '
+        f"`{q(s, 'batchnorm.train_auto_method', 's')}` for the BatchNorm network in training mode and matches one "
+        f'backward per sample to {q(s, "batchnorm.train_auto_max_abs_diff", ".2g")}; an explicit `method="sum"` '
+        f"on it refused: {q(s, 'batchnorm.train_sum_refused', 's')}.",
+        f'Image batches of shape {q(s, "image.shape", "s")} on a small CNN: "auto" matches one backward per '
+        f"sample to {q(s, 'image.cnn.auto_max_abs_diff', '.2g')}; with BatchNorm2d in training mode to "
+        f"{q(s, 'image.cnn_batchnorm.auto_max_abs_diff', '.2g')}, where the sum trick is off by "
+        f"{q(s, 'image.cnn_batchnorm.sum_trick_max_abs_diff', '.3g')}.",
         f"Sobolev training ({q(s, 'sobolev.seeds', 'd')} seeds): held-out gradient RMSE "
-        f"{q.ci(s, 'sobolev.value_only.grad_rmse')} from values only vs "
-        f"{q.ci(s, 'sobolev.with_grad.grad_rmse')} with gradients; paired t-test p = "
+        f"{q(s, 'sobolev.value_only.grad_rmse', '.3g')} (95 % CI {_ci(q, s, 'sobolev.value_only.grad_rmse')}) "
+        f"from values only vs {q(s, 'sobolev.with_grad.grad_rmse', '.3g')} "
+        f"({_ci(q, s, 'sobolev.with_grad.grad_rmse')}) with gradients; exact sign-flip test over the paired "
+        f"seeds p = {q(s, 'sobolev.grad_rmse_ratio.sign_flip_p', '.2g')} (the smallest p these seeds allow: "
+        f"{q(s, 'sobolev.grad_rmse_ratio.sign_flip_p_min', '.2g')}), paired t-test p = "
         f"{q(s, 'sobolev.grad_rmse_ratio.paired_t_p', '.2g')}; held-out value RMSE "
         f"{q(s, 'sobolev.value_only.value_rmse', '.3g')} vs {q(s, 'sobolev.with_grad.value_rmse', '.3g')}.",
     ]
@@ -33,7 +51,8 @@ def input_grad(q: Quotes) -> Section:
         "only on input i, so the gradient of the sum is exactly the per-sample gradient (all methods agree to "
         f"{q(s, 'agreement.sum.max_abs_diff', '.2g')}). It is wrong when samples interact: with BatchNorm in "
         f"training mode it is off by up to {q(s, 'batchnorm.train_sum_trick_max_abs_diff', '.3g')}; use "
-        "`torch.func.vmap(grad(...))` over per-sample lanes, or eval mode. Inside training, fitting the gradients "
+        "`torch.func.vmap(grad(...))` over per-sample lanes, or eval mode; `gradlab.per_sample_input_grad(model, X)` "
+        "makes that choice itself and refuses the sum on a coupling model. Inside training, fitting the gradients "
         f"too (Sobolev) {'lowered' if q.raw(s, 'sobolev.sobolev_lowers_grad_rmse') else 'did not lower'} the "
         f"held-out gradient error: {q(s, 'sobolev.value_only.grad_rmse', '.3g')} -> "
         f"{q(s, 'sobolev.with_grad.grad_rmse', '.3g')}."
