@@ -192,6 +192,7 @@ def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: lis
     div = diverged(losses)
     initial_ratio = ratios[0] if ratios else math.nan
     eos = bool(last) and not div and low <= settled <= high
+    in_band = float(np.mean([low <= r <= high for r in last])) if last else math.nan
     return {
         "initial_ratio": initial_ratio,
         "max_ratio": max(ratios) if ratios else math.nan,
@@ -206,6 +207,7 @@ def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: lis
         "final_loss": losses[-1] if math.isfinite(losses[-1]) else math.inf,
         "initial_loss": losses[0],
         "probes_in_tail": len(last),
+        "tail_in_band_fraction": in_band,  # of the tail probes, each on its own inside the band
     }
 
 
@@ -226,6 +228,7 @@ def sharpness_entry(lr: float, per_seed: list[dict]) -> dict:
         "max_ratio_mean": float(np.mean([s["max_ratio"] for s in per_seed])),
         "settled_ratio_min": float(np.min(settled)),
         "settled_ratio_max": float(np.max(settled)),
+        "tail_in_band_fraction_mean": float(np.mean([s["tail_in_band_fraction"] for s in per_seed])),
     }
     for flag in ("eos", "below", "above", "catapult", "diverged", "loss_spike"):
         k = sum(s[flag] for s in per_seed)

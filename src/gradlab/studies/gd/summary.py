@@ -129,7 +129,8 @@ def summary(m: dict, p: GDParams) -> str:
             f"{fmt(s['settled_ratio_mean'], '.3f')} x 2/lr "
             f"(95 % CI {fmt_ci(s['settled_ratio_ci_low'], s['settled_ratio_ci_high'], '.3f')}; seeds "
             f"{fmt(s['settled_ratio_min'], '.3f')} to {fmt(s['settled_ratio_max'], '.3f')}), started at "
-            f"{fmt(s['initial_ratio_mean'], '.3f')} x 2/lr: {verdict}; {cat}."
+            f"{fmt(s['initial_ratio_mean'], '.3f')} x 2/lr: {verdict}; {cat}. Of the tail probes, "
+            f"{_pct(s['tail_in_band_fraction_mean'])} lie inside the band on their own."
         )
     lines += [
         "",
