@@ -147,6 +147,42 @@ ax.legend();
 t[t["status"] != "ok"][["method", "n", "status", "note"]]""",
         ),
         ("code", """pd.read_csv(RESULTS / "input_grad" / "batchnorm.csv").head(10)"""),
+        (
+            "md",
+            "## From your code\n\nThe asker's network and training loop, with `grad = torch.autograd.grad(pred.sum(), X_train)` "
+            "replaced by one call that returns every per-sample gradient and the forward output. Then the same loop with "
+            "BatchNorm in training mode, where `pred.sum()` goes silently wrong and the call stays exact.",
+        ),
+        (
+            "code",
+            """import torch
+from torch import nn
+
+import gradlab
+
+
+def train(model, X_train, y_train, steps=20):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rows = []
+    for it in range(steps):
+        grad, pred = gradlab.per_sample_input_grad(model, X_train, return_outputs=True)  # one call, [N, 2] and [N, 1]
+        sum_trick = torch.autograd.grad(model(X_train).sum(), X_train)[0]  # the asker's line, for comparison
+        loss = ((pred - y_train) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        rows.append({"step": it, "loss": loss.item(), "sum_trick_off_by": float((sum_trick - grad).abs().max())})
+    return pd.DataFrame(rows)
+
+
+torch.manual_seed(0)
+X_train = torch.rand(100, 2, requires_grad=True)
+y_train = torch.sin(3 * X_train[:, :1]).detach()
+asker = train(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)), X_train, y_train)
+with_bn = train(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.ReLU(), nn.Linear(2, 1)), X_train, y_train)
+pd.DataFrame({"asker's network: sum trick off by": asker["sum_trick_off_by"],
+              "with BatchNorm (train mode): sum trick off by": with_bn["sum_trick_off_by"]}).describe().loc[["mean", "max"]]""",
+        ),
         ("code", runs_cell("input_grad")),
     ],
     "spearman.ipynb": [
