@@ -47,9 +47,12 @@ class Event:
 
 def all_finite(tensors) -> bool:
     """True when every element of every tensor is finite (one fused reduction)."""
-    tensors = [t for t in tensors if t is not None]
+    tensors = [t for t in tensors if t is not None and t.numel()]
     if not tensors:
         return True
+    if all(t.dtype == tensors[0].dtype and t.is_floating_point() for t in tensors):
+        # one fused max-abs per tensor (NaN propagates, no overflow as with a 2-norm)
+        return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all())
     flags = torch.stack([torch.isfinite(t).all() for t in tensors])
     return bool(flags.all())
 

@@ -1,7 +1,8 @@
 """The ``mdn`` study: reproduce, explain and cure NaN in a mixture-density network's NLL.
 
-``gradlab.studies.mdn.nll(logits, mu, sigma, y)`` is the stable per-sample NLL and ``sigma_from`` the
-positive scale of a raw head output (imported lazily, so that discovering stages does not import torch).
+``gradlab.studies.mdn.nll(logits, mu, sigma, y)`` (or ``nll(probs=..., mu=..., sigma=..., y=...)``) is the
+safe per-sample NLL and ``sigma_from(raw, "softplus")`` makes scales that are never 0 (both imported
+lazily, so that discovering stages does not import torch).
 """
 
 from gradlab.lazy import lazy_exports

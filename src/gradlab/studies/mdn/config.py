@@ -9,9 +9,8 @@ from pydantic import Field, model_validator
 from gradlab.config import Params
 from gradlab.stages import Stage
 
-MEMORY_BUDGET_BYTES = 4 * 2**30  # the B x B x K broadcast must fit beside everything else, per worker
-KEY_FACTORS = ("mixture", "sigma", "target_shape", "lr")  # crossed in full
-OTHER_FACTORS = ("optimizer", "grad_clip", "dtype", "batchnorm")  # full or half fraction
+Mixture = Literal["probs_log", "probs_torch", "logits", "density"]
+REMEDIES = ("sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift")  # the asker's tries, each alone
 
 
 def _unique(name: str, values: list) -> None:
@@ -20,87 +19,107 @@ def _unique(name: str, values: list) -> None:
 
 
 class Data(Params):
-    """Bishop's inverse problem, x and y scaled to [0, 1]; a few training targets corrupted."""
+    """Bishop's inverse problem, x and y scaled to [0, 1] (clean unless a trial asks for a corruption)."""
 
     n_train: int = Field(4096, ge=16, le=10_000_000)
     n_val: int = Field(1024, ge=1, le=10_000_000)
     noise: float = Field(0.05, ge=0.0, le=10.0)
-    outlier_fraction: float = Field(0.0005, ge=0.0, le=0.5)
+    outlier_fraction: float = Field(0.0005, ge=0.0, le=0.5)  # the ``outliers`` condition only
     outlier_scale: float = Field(20.0, ge=0.0, le=1e6)
+    nonfinite_fraction: float = Field(0.0005, ge=0.0, le=0.5)  # lr-0 ``nonfinite`` input only: rows with x = NaN
+    y_scale: float = Field(10.0, gt=0.0, le=1e6)  # the ``y_shift`` remedy: y -> y_scale * y + y_shift
+    y_shift: float = Field(10.0, ge=-1e6, le=1e6)
 
 
 class Model(Params):
     hidden: int = Field(64, ge=1, le=4096)
     layers: int = Field(2, ge=1, le=8)
     components: int = Field(5, ge=1, le=256)
+    sigma: Literal["exp", "softplus", "elu1", "relu"] = "softplus"  # the asker's is unknown: an assumption
     sigma_eps: float = Field(1e-6, ge=0.0, le=1.0)  # added to softplus and elu1 (ELU + 1 + eps)
 
 
-class Train(Params):
-    batch_size: int = Field(128, ge=2, le=1_000_000)
-    steps: int = Field(150, ge=1, le=1_000_000)
+class Lr0(Params):
+    """lr = 0 trials: the mechanisms that fit "my inputs are correct" (every list is crossed in full)."""
 
-
-class Factors(Params):
-    """Each a list of levels; the trial grid crosses them (see ``design``)."""
-
-    mixture: list[Literal["logits", "probs"]] = Field(default_factory=lambda: ["logits", "probs"], min_length=1)
-    sigma: list[Literal["exp", "softplus", "elu1", "relu"]] = Field(
-        default_factory=lambda: ["exp", "softplus", "elu1", "relu"], min_length=1
-    )
-    target_shape: list[Literal["correct", "broadcast"]] = Field(
-        default_factory=lambda: ["correct", "broadcast"], min_length=1
-    )
-    lr: list[float] = Field(default_factory=lambda: [0.0, 0.001, 0.01], min_length=1)
-    optimizer: list[Literal["sgd", "adam"]] = Field(default_factory=lambda: ["sgd", "adam"], min_length=1)
-    grad_clip: list[float] = Field(default_factory=lambda: [0.0, 1.0], min_length=1)  # 0 = no clipping
-    dtype: list[Literal["float32", "float64"]] = Field(default_factory=lambda: ["float32", "float64"], min_length=1)
+    steps: int = Field(32, ge=1, le=1_000_000)
+    mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_log", "logits"], min_length=1)
+    inputs: list[Literal["clean", "nonfinite"]] = Field(default_factory=lambda: ["clean", "nonfinite"], min_length=1)
     batchnorm: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
+    optimizers: list[Literal["sgd", "adam"]] = Field(default_factory=lambda: ["sgd", "adam"], min_length=1)
+    sigma: list[Literal["exp", "softplus", "elu1", "relu"]] = Field(
+        default_factory=lambda: ["softplus", "relu"], min_length=1
+    )
 
     @model_validator(mode="after")
     def _levels(self):
-        for name in (*KEY_FACTORS, *OTHER_FACTORS):
+        for name in ("mixtures", "inputs", "batchnorm", "optimizers", "sigma"):
             _unique(name, getattr(self, name))
-        for i, lr in enumerate(self.lr):
-            if not 0.0 <= lr <= 10.0:
-                raise ValueError(f"lr.{i} must be in [0, 10] (got {lr})")
-        for i, c in enumerate(self.grad_clip):
-            if not 0.0 <= c <= 1e6:
-                raise ValueError(f"grad_clip.{i} must be 0 (no clipping) or a positive norm (got {c})")
         return self
 
 
-class Design(Params):
-    """``half``: the other factors (optimizer, grad_clip, dtype, batchnorm) in a half fraction."""
+class Asker(Params):
+    """The asker's conditions: clean data, long training, each tried remedy alone, lr 0 (``lr0``).
 
-    fraction: Literal["full", "half"] = "half"
+    Trials at lr > 0, each x ``seeds``: the ``baseline`` (Adam, no clipping, no BatchNorm, y as is,
+    clean data) with ``probs_log`` and the ``compare_mixtures`` at every ``lr``; each of ``remedies``
+    alone on top of it, and ``outliers`` (the baseline with corrupted training targets) when
+    ``outliers`` is true, with ``probs_log`` at ``remedy_lr``; and one ``long`` baseline trial of
+    ``long_steps`` steps (seed 0, ``remedy_lr``) to follow the logit gap further.
+    """
+
+    seeds: int = Field(5, ge=1, le=100)
+    steps: int = Field(500, ge=1, le=1_000_000)
+    batch_size: int = Field(128, ge=2, le=1_000_000)
+    lr: list[float] = Field(default_factory=lambda: [0.001, 0.01], min_length=1)  # baseline (all mixtures)
+    remedy_lr: float = Field(0.01, gt=0.0, le=10.0)  # the remedies and the outlier condition
+    long_steps: int = Field(5000, ge=0, le=10_000_000)  # one longer baseline trial (seed 0, remedy_lr); 0 = none
+    compare_mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_torch", "logits"])
+    remedies: list[Literal["sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift"]] = Field(
+        default_factory=lambda: list(REMEDIES)
+    )
+    outliers: bool = True
+    grad_clip: float = Field(1.0, gt=0.0, le=1e6)  # max gradient norm of the grad_clip remedy
+    loss_clip: float = Field(10.0, gt=0.0, le=1e6)  # per-sample NLL clamped into [-c, c] (loss_clip remedy)
+    lr0: Lr0 = Lr0()
+
+    @model_validator(mode="after")
+    def _levels(self):
+        _unique("lr", self.lr)
+        _unique("compare_mixtures", self.compare_mixtures)
+        _unique("remedies", self.remedies)
+        if "probs_log" in self.compare_mixtures:
+            raise ValueError("compare_mixtures must not list probs_log (it runs in every condition)")
+        for i, lr in enumerate(self.lr):
+            if not 0.0 < lr <= 10.0:
+                raise ValueError(f"lr.{i} must be in (0, 10] (lr 0 runs in asker.lr0; got {lr})")
+        return self
+
+
+class Stable(Params):
+    """The stable loss shown to learn: logits + softplus MDN vs a single Gaussian, to convergence."""
+
+    seeds: int = Field(10, ge=1, le=100)
+    steps: int = Field(800, ge=1, le=1_000_000)
+    batch_size: int = Field(256, ge=2, le=1_000_000)
+    lr: float = Field(0.003, gt=0.0, le=10.0)
+    components: int = Field(5, ge=2, le=256)
 
 
 class MdnParams(Params):
     seed: int = Field(0, ge=0)
-    seeds: int = Field(2, ge=1, le=100)
     workers: int = Field(0, ge=0, le=256)  # 0 = one per available core
     chunks: int = Field(4, ge=1, le=64)  # rounds of trials; each round is logged while the next one trains
     data: Data = Data()
     model: Model = Model()
-    train: Train = Train()
-    factors: Factors = Factors()
-    design: Design = Design()
+    asker: Asker = Asker()
+    stable: Stable = Stable()
 
     @model_validator(mode="after")
     def _fits(self):
-        if self.train.batch_size > self.data.n_train:
-            raise ValueError(
-                f"train.batch_size ({self.train.batch_size}) must be at most data.n_train ({self.data.n_train})"
-            )
-        if "broadcast" in self.factors.target_shape:
-            b, k = self.train.batch_size, self.model.components
-            need = 8 * b * b * k * 12  # ~12 live [B, B, K] float64 tensors in forward + backward
-            if need > MEMORY_BUDGET_BYTES:
-                raise ValueError(
-                    f"train.batch_size {b} with target_shape broadcast needs about {need / 2**30:.1f} GiB "
-                    f"per trial (B x B x K); allowed at most {MEMORY_BUDGET_BYTES / 2**30:.0f} GiB"
-                )
+        for name, b in (("asker.batch_size", self.asker.batch_size), ("stable.batch_size", self.stable.batch_size)):
+            if b > self.data.n_train:
+                raise ValueError(f"{name} ({b}) must be at most data.n_train ({self.data.n_train})")
         return self
 
 
@@ -110,5 +129,32 @@ STAGES = [
         question="Why does a mixture-density network's NLL turn NaN after a varying number of steps, even at lr 0?",
         params=MdnParams,
         run="gradlab.studies.mdn.study:run",
+        headline=(
+            "asker.trials",
+            "asker.nan_trials",
+            "asker.finite_loss_nan_grad_trials",
+            "asker.nan_trials_with_cause",
+            "asker.nan_rate",
+            "asker.by_lr.*.nan_trials",
+            "asker.by_condition.*.nan_trials",
+            "asker.lr0.trials",
+            "asker.lr0.nan_trials",
+            "asker.lr0.nan_trials_with_cause",
+            "asker.lr0.clean_nan_trials",
+            "asker.lr0.nonfinite_input_nan_trials",
+            "asker.lr0.bn_val_changed_trials",
+            "compare.*.nan_trials",
+            "causes.*",
+            "referee.*",
+            "independent.*",
+            "stable.val_nll_mean",
+            "stable.single_gaussian_val_nll_mean",
+            "stable.marginal_val_nll",
+            "stable.nonfinite_events",
+            "stable.beats_single_gaussian",
+            "stable.beats_marginal",
+            "stable.below_zero",
+            "flags.*",
+        ),
     )
 ]

@@ -14,6 +14,7 @@ class MdnData:
     x_val: np.ndarray
     y_val: np.ndarray  # clean
     outlier_index: np.ndarray  # rows of the training set whose target is an outlier
+    nonfinite_index: np.ndarray  # rows of the training set whose input x is NaN
 
 
 def bishop(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -24,13 +25,24 @@ def bishop(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 
 def make_data(
-    n_train: int, n_val: int, noise: float, outlier_fraction: float, outlier_scale: float, seed: int
+    n_train: int,
+    n_val: int,
+    noise: float,
+    outlier_fraction: float,
+    outlier_scale: float,
+    seed: int,
+    nonfinite_fraction: float = 0.0,
 ) -> MdnData:
     """Training and validation sets scaled to [0, 1] with the clean training set's min and max.
 
     A fraction of the training targets (``round(outlier_fraction * n_train)`` rows) is
     corrupted: moved by ``outlier_scale * U(0.5, 1)`` (in units of the target's range)
     up or down, like a value recorded in the wrong unit. Validation targets stay clean.
+
+    ``round(nonfinite_fraction * n_train)`` training rows get the input x = NaN (what min-max
+    scaling makes of a feature whose range is 0 in some group, ``0 / 0``, or of a missing value).
+    Both corruptions are drawn from their own generators, so the clean rows are the same with or
+    without them.
     """
     rng = np.random.default_rng(seed)
     x, y = bishop(n_train, noise, rng)
@@ -44,4 +56,10 @@ def make_data(
         sign = rng.choice([-1.0, 1.0], size=n_out)
         y = y.copy()
         y[index] += sign * outlier_scale * rng.uniform(0.5, 1.0, n_out)
-    return MdnData(x, y, xv, yv, index)
+    n_nan = int(round(nonfinite_fraction * n_train))
+    nan_index = np.zeros(0, dtype=np.int64)
+    if n_nan:
+        nan_index = np.sort(np.random.default_rng([seed, 1]).choice(n_train, size=n_nan, replace=False))
+        x = x.copy()
+        x[nan_index] = np.nan
+    return MdnData(x, y, xv, yv, index, nan_index)

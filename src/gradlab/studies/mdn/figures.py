@@ -1,88 +1,101 @@
-"""The mdn figures: failure rates per level, the two strongest factors, NLL curves, the first non-finite step."""
+"""The mdn figures: fitted conditional densities, the stable loss vs baselines, logit gaps, lr-0 first steps."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from gradlab import plotting
-from gradlab.studies.mdn.trial import FACTORS, level_name
 
 
-def figure_failure_rates(by_level: dict):
-    fig, ax = plotting.figure("Which factor levels make the MDN loss non-finite?", width=11, height=4.5)
-    xs, labels, x = [], [], 0
-    for i, f in enumerate(FACTORS):
-        colour = plotting.PALETTE[i % len(plotting.PALETTE)]
-        first = True
-        for lvl, s in by_level[f]["levels"].items():
-            err = [[s["rate"] - s["ci_low"]], [s["ci_high"] - s["rate"]]]
-            ax.bar(x, s["rate"], color=colour, yerr=err, capsize=3, label=f if first else None)
-            xs.append(x)
-            labels.append(lvl)
-            first, x = False, x + 1
-        x += 0.6
-    ax.set_xticks(xs, labels, rotation=60, ha="right")
-    ax.set_ylim(0, 1.05)
-    plotting.label(ax, "bars: share of trials diverged; whiskers: Wilson 95 % CI", "factor level", "failure rate")
+def figure_densities(grids: dict, components: int, st: dict):
+    """p(y | x) fitted by the K-component MDN and by a single Gaussian (first seed), over the training data."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True, constrained_layout=True)
+    fig.suptitle("Fitted conditional densities p(y | x), first seed (Bishop's inverse problem)")
+    for ax, (k, title) in zip(
+        axes, [(components, f"MDN, K = {components} (stable loss)"), (1, "single Gaussian")], strict=True
+    ):
+        g = grids.get(k)
+        if g is None:
+            ax.text(0.5, 0.5, "no finite fit", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(title)
+            continue
+        dens = np.asarray(g["density"])
+        mesh = ax.pcolormesh(
+            g["x"], g["y"], dens, shading="auto", cmap="magma", vmin=0, vmax=float(np.quantile(dens, 0.995))
+        )
+        ax.scatter(g["train_x"], g["train_y"], s=3, c="cyan", alpha=0.5, label="training points (400)")
+        ax.set_title(title)
+        ax.set_xlabel("x (scaled input)")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.colorbar(mesh, ax=ax, label="density p(y | x)")
+    axes[0].set_ylabel("y (scaled target)")
     return fig
 
 
-def figure_heatmap(rows: list[dict], factors: list[str]):
-    a, b = factors
-    la = list(dict.fromkeys(r[a] for r in rows))  # levels in the order of params.yaml
-    lb = list(dict.fromkeys(r[b] for r in rows))
-    grid = np.full((len(la), len(lb)), np.nan)
-    fig, ax = plotting.figure(f"Failure rate over the two strongest factors: {a} x {b}", width=6.5, height=4.5)
-    for i, va in enumerate(la):
-        for j, vb in enumerate(lb):
-            mine = [r for r in rows if r[a] == va and r[b] == vb]
-            k = sum(r["diverged"] for r in mine)
-            grid[i, j] = k / len(mine) if mine else np.nan
-            ax.text(j, i, f"{k}/{len(mine)}", ha="center", va="center", color="white" if grid[i, j] > 0.5 else "k")
-    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    fig.colorbar(im, ax=ax, label="failure rate (diverged / trials)")
-    ax.set_xticks(range(len(lb)), [level_name(b, v) for v in lb])
-    ax.set_yticks(range(len(la)), [level_name(a, v) for v in la])
-    ax.grid(False)
-    plotting.label(ax, "cells: diverged / trials, all other factors pooled", b, a, legend=False)
+def figure_stable(st: dict):
+    fig, ax = plotting.figure("Validation NLL per seed: stable MDN vs single Gaussian vs marginal")
+    a, b = st["val_nll_per_seed"], st["single_gaussian_val_nll_per_seed"]
+    ax.plot(range(len(a)), a, "o", color=plotting.PALETTE[0], label=f"MDN, K = {st['components']}")
+    ax.plot(range(len(b)), b, "s", color=plotting.PALETTE[1], label="single Gaussian (K = 1)")
+    ax.axhline(st["marginal_val_nll"], color=plotting.PALETTE[2], ls="--", label="marginal p(y) (KDE)")
+    ax.axhline(0.0, color="grey", lw=0.8, ls=":", label="uniform U(0, 1): 0 nats")
+    plotting.label(ax, "lower is better; one point per seed", "seed", "validation NLL (nats per target)")
     return fig
 
 
-def figure_curves(pair: dict, curves: dict, rows: list[dict]):
-    fig, ax = plotting.figure("Training NLL: stable (log space) vs naive (probability space)")
-    for i, (name, key) in enumerate(pair.items()):
-        losses = curves[key]
-        steps = [s for s, v in enumerate(losses) if math.isfinite(v)]
-        colour = plotting.PALETTE[i]
-        ax.plot(steps, [losses[s] for s in steps], color=colour, label=f"{name}: {key[0]} seed {key[1]}"[:90])
-        bad = next((s for s, v in enumerate(losses) if not math.isfinite(v)), None)
-        if bad is not None:
-            ax.axvline(bad, color=colour, ls="--", label=f"{name}: first non-finite loss at step {bad}")
+def figure_logit_gap(rows: list[dict], gaps: dict, underflow_gap: float):
+    """The largest logit gap so far, per asker trial and step, against the gap that makes a float32 weight 0."""
+    fig, ax = plotting.figure("How close does training come to an exactly-zero mixing weight?", width=9)
+    trials = [r for r in rows if r["block"] == "asker" and gaps.get((r["variant"], r["seed"]))]
+    colours = {}
+    for r in trials:
+        key = f"{r['condition']}, {r['mixture']}, lr {r['lr']:g}"
+        first = key not in colours
+        colours.setdefault(key, plotting.PALETTE[len(colours) % len(plotting.PALETTE)])
+        curve = gaps[(r["variant"], r["seed"])]
+        ax.plot(
+            [c[0] + 1 for c in curve],
+            [c[1] for c in curve],
+            color=colours[key],
+            alpha=0.6,
+            lw=1,
+            label=key if first else None,
+        )
+        if r["diverged"]:
+            ax.plot([r["first_nonfinite_step"] + 1], [curve[-1][1]], "x", color="red", ms=8)
+    ax.axhline(underflow_gap, color="red", ls="--", label=f"float32 softmax weight exactly 0: gap {underflow_gap:.1f}")
+    ax.set_xscale("log")
+    ax.legend(fontsize=6, ncol=2)
     plotting.label(
         ax,
-        "dashed: first non-finite loss (a run stops once its weights are NaN)",
+        "running max over rows of max(logits) - min(logits); red x: a NaN",
         "step",
-        "training NLL (nats per target)",
+        "largest logit gap so far (nats)",
+        legend=False,
     )
     return fig
 
 
-def figure_first_step(rows: list[dict], steps: int):
-    fig, ax = plotting.figure("After how many steps does the loss turn non-finite?")
-    relu = sum(r["diverged"] for r in rows if r["sigma"] == "relu")
-    rest = [r for r in rows if r["sigma"] != "relu"]
-    groups = {"lr = 0": [r for r in rest if r["lr"] == 0.0], "lr > 0": [r for r in rest if r["lr"] > 0.0]}
-    bins = np.linspace(0, steps, min(steps, 50) + 1)
-    for i, (name, mine) in enumerate(groups.items()):
-        first = [r["first_nonfinite_step"] for r in mine if r["diverged"]]
-        if first:
-            ax.hist(first, bins=bins, alpha=0.6, color=plotting.PALETTE[i], label=f"{name} ({len(first)} diverged)")
+def figure_lr0(rows: list[dict]):
+    fig, ax = plotting.figure("lr = 0: at which step does the first non-finite value appear?")
+    lr0 = [r for r in rows if r["block"] == "lr0" and r["diverged"]]
+    groups = {}
+    for r in lr0:
+        key = f"{r['condition']} inputs, sigma={r['sigma']}"
+        groups.setdefault(key, []).append(r["first_nonfinite_step"])
+    for i, (name, steps) in enumerate(sorted(groups.items())):
+        ax.plot(
+            steps,
+            [i] * len(steps),
+            "o",
+            alpha=0.5,
+            color=plotting.PALETTE[i % len(plotting.PALETTE)],
+            label=f"{name} ({len(steps)} trials)",
+        )
+    ax.set_yticks(range(len(groups)), [n for n in sorted(groups)])
     plotting.label(
-        ax,
-        f"diverged trials with a non-zero scale; the {relu} relu trials all fail at step 0",
-        "first step with a non-finite value",
-        "trials",
+        ax, "every lr-0 trial with a non-finite value; x: its first step", "step", "mechanism", legend=bool(groups)
     )
     return fig

@@ -2,19 +2,17 @@
 
 The plan, top to bottom:
 
-1. Bishop's inverse problem (x and y scaled to [0, 1], a few corrupted training targets).
-2. A factorial grid of trials: the key factors (mixture formulation, sigma activation,
-   target shape, learning rate) crossed in full; optimizer, gradient clipping, dtype and
-   BatchNorm crossed in full or in a half fraction (``design.fraction``); x seeds.
-   Each trial trains an MDN through Lightning Fabric on one worker (both cores busy) and a
-   :class:`gradlab.forensics.NonFiniteWatch` records the first non-finite quantity
-   (activation, component density, log-density, loss, gradient or weight, by name) and
-   its step. A diverged trial is a result, never a crash.
-3. lr = 0: the loss of every batch of the trial on the fixed initial weights (is the
-   trigger data-dependent?) and whether the weights themselves became non-finite
-   (NaN gradient x lr 0 = NaN in the optimizer step).
-4. Failure rate per level of each factor (Wilson 95 % intervals, chi-square test), per
-   formulation, the stable formulation's failure count, figures and a summary.
+1. The port: the asker's TFP loss (``probs_log``) against TFP's own output on the same batches
+   (``referee``), and an independent check of an underflowed mixing weight.
+2. The asker's conditions (``asker``): clean Bishop data in [0, 1], long training, the asker's loss
+   under the baseline and each remedy they tried, alone; torch's ``Categorical(probs=)`` and the
+   logits path beside it; outliers as a separate condition. lr 0 (``lr0``): clean or non-finite
+   inputs, BatchNorm, SGD/Adam, a scale that can be 0. Each trial trains an MDN through Lightning
+   Fabric on a worker; a :class:`gradlab.forensics.NonFiniteWatch` records the first non-finite
+   tensor and step, and the trial classifies its cause. A diverged trial is a result, never a crash.
+3. The stable loss learns (``stable``): logits + softplus with K components vs a single Gaussian
+   vs the marginal, over seeds, with the fitted conditional densities.
+4. Analysis (counts, Wilson intervals, exact tests), the symptom -> cause -> fix table, figures, summary.
 """
 
 from __future__ import annotations
@@ -26,63 +24,83 @@ import threading
 from gradlab.parallel import map_trials
 from gradlab.studies.mdn import analysis, figures
 from gradlab.studies.mdn.config import MdnParams
+from gradlab.studies.mdn.data import make_data
+from gradlab.studies.mdn.referee import independent_check, referee
 from gradlab.studies.mdn.summary import summary
-from gradlab.studies.mdn.trial import FACTORS, TrialSpec, run_trial, trial_specs, variant
+from gradlab.studies.mdn.trial import FIELDS, TrialSpec, run_trial, trial_specs, variant
+
+BULKY = ("losses", "density_grid", "train_x", "train_y", "logit_gap_curve")
 
 
 def _cost(spec: TrialSpec) -> float:
     """Rough relative cost, to start the slow trials first (both cores stay busy to the end)."""
-    b, k = spec.batch_size, spec.model.components
-    per_step = (b * b * k if spec.target_shape == "broadcast" else b * k) + 40 * b
-    return per_step * (2.0 if spec.dtype == "float64" else 1.0)
+    if spec.sigma == "relu" and spec.lr == 0.0:
+        return 1.0  # NaN weights at step 0: stops at once
+    return spec.steps * (spec.batch_size + 200)
 
 
 def run(p: MdnParams, ctx) -> dict:
     specs = trial_specs(p)
-    rows, curves = [], {}
+    rows, curves, grids, gaps = [], {}, {}, {}
 
     def log(spec: TrialSpec, result: dict) -> None:
         row = spec.levels() | {"seed": spec.seed, "variant": variant(spec)}
-        row |= {k: v for k, v in result.items() if k != "losses"}
+        row |= {k: v for k, v in result.items() if k not in BULKY}
         log_trial(ctx, row, result["losses"])
         rows.append(row)
         curves[(row["variant"], row["seed"])] = result["losses"]
+        if spec.block == "asker":
+            gaps[(row["variant"], row["seed"])] = result["logit_gap_curve"]
+        if "density_grid" in result:
+            grids[spec.components] = result["density_grid"] | {
+                "train_x": result["train_x"],
+                "train_y": result["train_y"],
+            }
 
     run_and_log(specs, p.workers or None, log, chunks=p.chunks, progress=ctx.track)
     order = {(variant(s), s.seed): i for i, s in enumerate(specs)}
     rows.sort(key=lambda r: order[(r["variant"], r["seed"])])
 
-    by_level = analysis.failure_by_level(rows, p)
-    formulations = analysis.failure_by_formulation(rows)
-    metrics = analysis.metrics(rows, p, by_level, formulations)
+    d = p.data
+    data = make_data(d.n_train, d.n_val, d.noise, 0.0, d.outlier_scale, p.seed)
+    marginal = analysis.marginal_nll(data.y_train, data.y_val)
+    metrics = analysis.metrics(rows, referee(), independent_check(), marginal, p.stable.components)
+
+    ctx.write_csv("trials.csv", rows)
+    ctx.write_csv("symptoms.csv", metrics["symptoms"])
+    st = metrics["stable"]
     ctx.write_csv(
-        "trials.csv", [{k: v for k, v in r.items() if k != "variant"} | {"variant": r["variant"]} for r in rows]
-    )
-    ctx.write_csv("formulations.csv", formulations)
-    ctx.write_csv(
-        "plots/failure_rate.csv",
+        "plots/stable_val_nll.csv",
         [
-            {"level": f"{f}={level}", "factor": f, **{k: v for k, v in s.items() if k != "level"}}
-            for f in FACTORS
-            for level, s in by_level[f]["levels"].items()
+            {"model": f"mdn_k{p.stable.components}", "seed": i, "val_nll": v}
+            for i, v in enumerate(st["val_nll_per_seed"])
+        ]
+        + [
+            {"model": "single_gaussian", "seed": i, "val_nll": v}
+            for i, v in enumerate(st["single_gaussian_val_nll_per_seed"])
+        ]
+        + [{"model": "marginal_kde", "seed": i, "val_nll": marginal} for i in range(len(st["val_nll_per_seed"]))],
+    )
+    ctx.write_csv(
+        "plots/logit_gap.csv",
+        [
+            {
+                "trial": f"{r['variant']}__seed{r['seed']}",
+                "condition": r["condition"],
+                "mixture": r["mixture"],
+                "lr": r["lr"],
+                "max_logit_gap": r["max_logit_gap"],
+            }
+            for r in rows
+            if r["block"] == "asker" and r["max_logit_gap"] is not None
         ],
     )
-    pair = analysis.curve_pair(rows, curves)
-    ctx.write_csv(
-        "plots/nll_curves.csv",
-        [
-            {"config": name, "variant": v, "seed": seed, "step": i, "train_nll": x}
-            for name, (v, seed) in pair.items()
-            for i, x in enumerate(curves[(v, seed)])
-            if math.isfinite(x)
-        ],
-    )
-    ctx.savefig(figures.figure_failure_rates(by_level), "failure_rates.png")
-    ctx.savefig(figures.figure_heatmap(rows, metrics["strongest_factors"]), "failure_heatmap.png")
-    ctx.savefig(figures.figure_curves(pair, curves, rows), "nll_curves.png")
-    ctx.savefig(figures.figure_first_step(rows, p.train.steps), "first_nonfinite_step.png")
+    ctx.savefig(figures.figure_densities(grids, p.stable.components, st), "conditional_densities.png")
+    ctx.savefig(figures.figure_stable(st), "stable_val_nll.png")
+    ctx.savefig(figures.figure_logit_gap(rows, gaps, metrics["independent"]["underflow_gap"]), "logit_gap.png")
+    ctx.savefig(figures.figure_lr0(rows), "lr0_first_nonfinite.png")
     ctx.write_json("timing.json", {"trial_seconds_total": sum(r["seconds"] for r in rows)})
-    ctx.write_text("summary.md", summary(metrics, rows, p))
+    ctx.write_text("summary.md", summary(metrics, p))
     return metrics
 
 
@@ -134,8 +152,12 @@ def run_and_log(specs: list[TrialSpec], workers, log, chunks: int = 4, progress=
 
 def log_trial(ctx, row: dict, losses: list[float]) -> None:
     """One MLflow child run for one trial (the main process logs; workers never touch MLflow)."""
-    params = {f"trial.{f}": row[f] for f in FACTORS}
-    tags = {"mdn.diverged": row["diverged"], "mdn.first_nonfinite": row["first_nonfinite_what"] or "none"}
+    params = {f"trial.{f}": row[f] for f in FIELDS}
+    tags = {
+        "mdn.diverged": row["diverged"],
+        "mdn.first_nonfinite": row["first_nonfinite_what"] or "none",
+        "mdn.cause": row["cause"] or "none",
+    }
     with ctx.child(row["variant"], row["seed"], params=params, tags=tags) as run:
         numbers = {
             "trial/diverged": row["diverged"],
@@ -147,6 +169,9 @@ def log_trial(ctx, row: dict, losses: list[float]) -> None:
             numbers["trial/first_nonfinite_step"] = row["first_nonfinite_step"]
         if row["val_nll"] is not None:
             numbers["eval/nll"] = row["val_nll"]
+        if row["max_logit_gap"] is not None:
+            numbers["trial/max_logit_gap"] = row["max_logit_gap"]
+        numbers["trial/zero_weight_steps"] = row["zero_weight_steps"]
         if "fixed_batches" in row:
             numbers["probe/fixed_weight_nonfinite_batches"] = row["fixed_nonfinite_batches"]
         run.log_metrics(numbers)

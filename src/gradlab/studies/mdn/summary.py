@@ -2,132 +2,174 @@
 
 from __future__ import annotations
 
+from gradlab.stats import fmt, fmt_ci
 from gradlab.studies.mdn.config import MdnParams
-from gradlab.studies.mdn.trial import FACTORS
 
 
-def _pct(s: dict) -> str:
+def _n(g: dict) -> str:
+    return f"{g['nan_trials']}/{g['trials']}"
+
+
+def _ci(g: dict) -> str:
     return (
-        f"{s['failures']}/{s['trials']} = {100 * s['rate']:.0f} % "
-        f"(95 % CI {100 * s['ci_low']:.0f}-{100 * s['ci_high']:.0f} %)"
+        f"95 % CI {fmt(100 * g['rate_ci_low'], '.0f')}-{fmt(100 * g['rate_ci_high'], '.0f')} %"
+        if g["trials"]
+        else "n/a"
     )
 
 
-def summary(m: dict, rows: list[dict], p: MdnParams) -> str:
-    st, lr0, fr, c = m["stable"], m["lr0"], m["failure_rate"], m["causes"]
-    worst, best = m["worst"], m["best"]
-    some, every, none = (
-        lr0["nonfinite_on_some_batches"],
-        lr0["nonfinite_on_every_batch"],
-        lr0["no_nonfinite_batch_in_first_epoch"],
-    )
-    shape = c["target_shape_in_log_space"]
-
-    def fmt(x, spec=".3f"):
-        return "n/a" if x is None else format(x, spec)
-
+def summary(m: dict, p: MdnParams) -> str:
+    a, z, f, st, fl = m["asker"], m["asker"]["lr0"], m["compare"], m["stable"], m["flags"]
+    ind, ref = m["independent"], m["referee"]
+    gap = ind["underflow_gap"]
     lines = [
-        "# mdn: why the mixture-density NLL turns NaN, even at lr 0",
+        "# mdn: why the mixture-density NLL turns NaN, even at lr 0 -- in the asker's setup",
         "",
-        f"{m['trials']} trials ({m['design']['configurations']} configurations x {p.seeds} seeds; mixture, sigma, "
-        f"target_shape and lr crossed in full, optimizer/grad_clip/dtype/batchnorm in a {p.design.fraction} fraction), "
-        f"{p.train.steps} steps of batch {p.train.batch_size} on Bishop's inverse problem "
-        f"({p.data.n_train} training points, {round(p.data.outlier_fraction * p.data.n_train)} of them with a "
-        f"corrupted target up to {p.data.outlier_scale:g} target ranges away). {m['diverged']} trials diverged "
-        f"(a non-finite loss, gradient or weight); none crashed the stage.",
-        "",
-        "## Causes, with numbers",
-        "",
-        f"1. **A scale that can be exactly 0** (`relu`): {_pct(c['zero_scale_relu'])} diverged, all by step "
-        f"{c['zero_scale_relu']['first_step_max']}, in both formulations: `(y - mu) / 0` and `log 0` give "
-        f"`inf - inf = NaN` in the component log-density (log space) or `0 / 0` in the density (probability space).",
-        "2. **Densities computed in probability space** (`probs`, non-relu scales): "
-        + ", ".join(f"{_pct(v)} in {k}" for k, v in c["probs"].items())
-        + ". `exp(-z^2/2)` is exactly 0 once |z| > ~14.4 "
-        "(float32) or ~38.6 (float64); when that holds for every component of a target, `log(0) = -inf` "
-        "(first non-finite: `mixture_logdensity`); just before that, a sum of denormals keeps the log finite but "
-        "its gradient `1/s` overflows (first non-finite: a `grad`). First non-finite quantities: "
-        + ", ".join(f"`{k}` {v}" for k, v in c["probs_first_nonfinite_what"].items())
-        + ".",
-        "3. **The scale activation, in log space**: failures of the `logits` formulation with "
-        + ", ".join(f"`{k}` {_pct(v)}" for k, v in c["logits_nonzero_scale"].items())
-        + (
-            ". The `exp` failures: "
-            + "; ".join(
-                f"`{e['variant']}` seed {e['seed']} at step {e['step']} (`{e['what']}`)"
-                for e in c["logits_exp_failures"]
-            )
-            + f" -- in {sum(e['loss_finite'] for e in c['logits_exp_failures'])} of them the loss stayed finite while"
-            " a gradient overflowed; `exp` puts no floor under the scale."
-            if c["logits_exp_failures"]
-            else "."
-        ),
-        f"4. **The [B, 1] target** (`broadcast`) scores every target against every row's mixture -- a different "
-        f"objective. In log space (logits + softplus/elu1) it failed in {_pct(shape['broadcast'])} trials vs "
-        f"{_pct(shape['correct'])} with `correct` -- not a NaN cause there -- but it learns the wrong thing: "
-        f"validation NLL (correct pairing, trained trials) best {fmt(shape['broadcast']['val_nll_trained_min'])}, "
-        f"median {fmt(shape['broadcast']['val_nll_trained_median'])} with `broadcast` vs best "
-        f"{fmt(shape['correct']['val_nll_trained_min'])}, median {fmt(shape['correct']['val_nll_trained_median'])} "
-        f"with `correct` (means {fmt(shape['broadcast']['val_nll_trained_mean'])} vs "
-        f"{fmt(shape['correct']['val_nll_trained_mean'])}, Welch p = {fmt(shape['welch_p'], '.2g')}); a model of "
-        f"the marginal p(y) = U(0, 1) scores 0 nats, and `broadcast` cannot do much better, because the mean over "
-        f"all B x B pairs rewards predicting every row's y for every x. In probability space (non-relu scales): "
-        f"{_pct(c['probs_by_target_shape']['broadcast'])} failures with `broadcast` vs "
-        f"{_pct(c['probs_by_target_shape']['correct'])} with `correct`.",
-        "",
-        "Failure rate per level of every factor (all other factors pooled; chi-square test of independence):",
+        "## The port",
         "",
     ]
-    for f in FACTORS:
-        parts = "; ".join(f"`{lvl}` {_pct(fr[f][lvl])}" for lvl in fr[f] if lvl not in ("chi2_p", "spread"))
-        lines.append(f"- **{f}** (p = {fr[f]['chi2_p']:.2g}): {parts}")
+    if fl["referee_available"]:
+        u = ref["underflow"]
+        lines.append(
+            f"The asker's literal TFP code (tensorflow {ref['tensorflow']}, tensorflow-probability "
+            f"{ref['tensorflow_probability']}) and the PyTorch port `probs_log` "
+            + ("**agree**" if fl["referee_agrees"] else "**disagree**")
+            + f" on the recorded batches: with one softmax weight exactly 0, TF's loss {fmt(u['tf_loss'], '.5g')}"
+            f" vs the port's {fmt(u['probs_log']['loss'], '.5g')}, TF's gradient "
+            + ("has NaN" if u["tf_grad_nan"] else "is finite")
+            + ", the port's "
+            + ("has NaN" if u["probs_log"]["grad_nan"] else "is finite")
+            + "; torch's own `Categorical(probs=)` clamps and gives loss "
+            + f"{fmt(u['probs_torch']['loss'], '.5g')} with a "
+            + ("NaN" if u["probs_torch"]["grad_nan"] else "finite")
+            + " gradient, so a PyTorch port built on it differs from the asker's code."
+        )
+    else:
+        lines.append("No TFP reference recorded (tfp_referee/tfp_reference.json missing): the port is not refereed.")
     lines += [
         "",
-        f"Strongest factors: {', '.join(m['strongest_factors'])}. Worst formulation: {worst['mixture']} + "
-        f"{worst['sigma']} + {worst['target_shape']} ({worst['failures']}/{worst['trials']} diverged). Best: "
-        f"{best['mixture']} + {best['sigma']} + {best['target_shape']} ({best['failures']}/{best['trials']}, "
-        f"validation NLL {fmt(best['val_nll_trained_mean'])} when trained).",
+        "Independent check (one weight exactly 0 in float32; a float32 softmax weight is exactly 0 once its logit is "
+        f"{fmt(gap, '.2f')} below the largest): `probs_log` loss "
+        + ("finite" if ind["probs_log"]["loss_finite"] else "non-finite")
+        + ", gradient "
+        + ("NaN" if ind["probs_log"]["grad_nan"] else "finite")
+        + "; `logits` loss "
+        + ("finite" if ind["logits"]["loss_finite"] else "non-finite")
+        + ", gradient "
+        + ("finite" if ind["logits"]["grad_finite"] else "non-finite")
+        + "; the safe `nll(probs=...)` gradient "
+        + ("finite" if ind["safe_probs"]["grad_finite"] else "non-finite")
+        + ". Check "
+        + ("passes" if fl["independent_check_passes"] else "FAILS")
+        + ".",
+        "",
+        "## The asker's path on clean data (lr > 0)",
+        "",
+        f"`probs_log`, clean data in [0, 1], {p.asker.seeds} seeds, {p.asker.steps} steps of batch "
+        f"{p.asker.batch_size}: the Adam baseline at lr {', '.join(f'{lr:g}' for lr in p.asker.lr)}, each remedy alone "
+        f"at lr {p.asker.remedy_lr:g}, and one long baseline trial of {p.asker.long_steps} steps: "
+        f"**{_n(a)} trials with a NaN** ({_ci(a)}); {a['finite_loss_nan_grad_trials']} of them with a finite loss "
+        f"and a NaN gradient. "
+        + (
+            "NaN does occur on clean data."
+            if fl["asker_nan_on_clean_data"]
+            else "On clean data the asker's path never produced a NaN under these conditions."
+        )
+        + f" Saturation: {a['zero_weight_trials']} of {a['trials']} trials ever had a mixing weight of exactly 0; the "
+        f"largest logit gap any trial reached was {fmt(a['max_logit_gap'], '.1f')} (median of trials "
+        f"{fmt(a['max_logit_gap_median'], '.1f')}) against the {fmt(gap, '.2f')} an exact 0 needs"
+        + ("." if not fl["saturation_reached"] else " -- some trials did reach it.")
+        + "",
+        "",
+        "Per condition (`outliers` has corrupted targets: not clean, so not in the count above):",
+        "",
+        "| condition | NaN trials | finite loss + NaN grad | weight exactly 0 | max logit gap | median val NLL |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c, g in a["by_condition"].items():
+        lines.append(
+            f"| {c} | {_n(g)} | {g['finite_loss_nan_grad_trials']} | {g['zero_weight_trials']} | "
+            f"{fmt(g['max_logit_gap'], '.1f')} | {fmt(g['val_nll_median'], '.3f')} |"
+        )
+    lines += [
+        "",
+        "Formulations on the same seeds (baseline, lr > 0): "
+        + "; ".join(
+            f"`{k}` {_n(g)}"
+            + (
+                f" (Fisher p vs probs_log {fmt(g['fisher_p_vs_probs_log'], '.2g')})"
+                if "fisher_p_vs_probs_log" in g
+                else ""
+            )
+            for k, g in f.items()
+            if isinstance(g, dict) and "trials" in g
+        )
+        + (". They are **tied**: no ranking." if fl["formulations_tied"] else "."),
         "",
         "## lr = 0",
         "",
-        f"{lr0['diverged']} of {lr0['trials']} lr-0 trials diverged. In {lr0['weights_unmoved_before_first_nonfinite']}"
-        f" of them the weights had not moved at all before the first non-finite value (a finite gradient times 0 "
-        f"changes nothing), so the trigger is the batch itself, on fixed weights:",
+        f"The asker's path at lr 0: **{_n(z)} trials with a NaN**. Clean inputs with a positive scale: "
+        f"{z['clean_nonzero_scale_nan_trials']} NaN trials "
+        + ("(NaN on clean data at lr 0)." if fl["asker_lr0_nan_on_clean_data"] else "(none: clean data cannot do it).")
+        + f" Non-finite inputs ({p.data.nonfinite_fraction:g} of rows with x = NaN): "
+        f"{z['nonfinite_input_nan_trials']}/{z['nonfinite_input_trials']}; with a positive scale the first non-finite "
+        f"step ranged over {fmt_ci(z['nonfinite_input_first_step_min'], z['nonfinite_input_first_step_max'], '.0f')} "
+        f"({z['nonfinite_input_distinct_first_steps']} distinct steps: wherever the bad row falls in the shuffled "
+        f"order) and came at the first batch holding it in {z['nonfinite_input_first_at_probe_batch']}. A scale that "
+        f"can be 0 (relu): {z['zero_scale_nan_trials']}/{z['zero_scale_trials']}, at step 0. In "
+        f"{z['weights_nonfinite_same_step']} of {z['nan_trials']} the weights were NaN right after that step's update "
+        f"(NaN gradient x lr 0 = NaN), and {z['weights_unmoved_before_first_nonfinite']} had not moved before it.",
         "",
-        f"- {every['trials']} trials are non-finite on **every** batch of an epoch on the fixed initial weights "
-        f"({', '.join(f'`{k}` {v}' for k, v in every['first_nonfinite_what'].items()) or 'none'}): the weights, "
-        f"not the data (a relu scale of 0 in every batch), fail at step 0.",
-        f"- {some['trials']} trials are non-finite on **some** batches only (median "
-        f"{100 * (some['batch_fraction_median'] or 0):.0f} % of an epoch's batches; "
-        f"{', '.join(f'`{k}` {v}' for k, v in some['first_nonfinite_what'].items()) or 'none'}): a **data-dependent "
-        f"underflow** -- a batch holding a target the float32 density cannot represent. Their first non-finite step "
-        f"ranges from {some['first_step_min']} to {some['first_step_max']} ({some['distinct_first_steps']} distinct "
-        f"values over {p.seeds} seeds, i.e. batch orders): it is wherever that batch falls in the shuffled order, "
-        f"hence 'after a varying number of steps'.",
-        f"- {none['trials']} trials had no non-finite batch in the first epoch on fixed weights and diverged on a "
-        f"later epoch's batch ({', '.join(f'`{k}` {v}' for k, v in none['first_nonfinite_what'].items()) or 'none'};"
-        f" {none['batchnorm']} of them with BatchNorm, where a row's output depends on the rest of its batch).",
-        f"- Of the {lr0['first_in_epoch_one']} trials whose first non-finite value came in the first epoch, "
-        f"{lr0['first_in_epoch_one_at_first_probe_batch']} came exactly at the first batch the probe flags.",
+        f"BatchNorm at lr 0: the validation NLL (eval mode) changed during training in {z['bn_val_changed_trials']} of "
+        f"{z['bn_clean_trials']} clean BatchNorm trials (median change {fmt(z['bn_val_change_median'], '.3g')} nats) "
+        f"and in {z['nobn_val_changed_trials']} of {z['nobn_clean_trials']} without BatchNorm: "
+        + (
+            "the running statistics move at lr 0"
+            if fl["bn_running_stats_move_at_lr0"]
+            else "the running statistics did not change the validation loss"
+        )
+        + f"; {z['running_stats_nonfinite_trials']} trials ended with NaN running statistics, "
+        f"{z['running_stats_nonfinite_with_nonfinite_input']} of them with non-finite inputs (one bad batch poisons "
+        "them for good, whatever the learning rate).",
         "",
-        f"What makes it a *collapse*: in {lr0['weights_nonfinite_same_step']} of {lr0['diverged']} the weights were "
-        f"non-finite right after that step's optimizer update -- the NaN gradient times lr 0 is NaN (SGD "
-        f"`p - 0 * NaN`, Adam `0 * m / (sqrt(v) + eps)`, and gradient clipping divides by a NaN norm) -- so every "
-        f"later step is NaN too, although in the data-dependent cases most batches are finite on the fixed weights. "
-        f"So the questioner's lr-0 observation needs both: a data-dependent non-finite loss or gradient on some "
-        f"batch, made permanent by NaN x 0 in the optimizer step.",
+        "## Symptom -> cause -> fix (from the trials)",
         "",
-        "## Recommendation",
+        "| symptom | cause | trials (lr 0 / lr > 0) | fix |",
+        "|---|---|---|---|",
+    ]
+    for t in m["symptoms"]:
+        src = "" if t["source"] == "trials" else f" ({t['source']})"
+        lines.append(
+            f"| {t['symptom']} | {t['explanation']}{src} | {t['trials']} ({t['trials_lr0']} / "
+            f"{t['trials_lr_positive']}) | {t['fix']} |"
+        )
+    cmp = st["vs_single_gaussian"]
+    lines += [
         "",
-        f"Compute the NLL in log space -- `log_softmax(logits)` plus the Normal log-density, reduced with `logsumexp` "
-        f"(`gradlab.studies.mdn.nll`, equal to `-MixtureSameFamily(Categorical(logits=...), Normal(...)).log_prob(y)`) "
-        f"-- with a scale bounded away from 0 (softplus or ELU + 1, plus eps = {p.model.sigma_eps:g}) and a target of "
-        f"shape [B]. This **stable formulation** ({st['definition']}) had **{st['failures']} failures in "
-        f"{st['trials']} trials**, validation NLL {fmt(st['val_nll_trained_mean'])} (95 % CI "
-        f"{fmt(st['val_nll_trained_ci_low'])} to {fmt(st['val_nll_trained_ci_high'])}) for trained trials.",
+        "Every NaN trial has a recorded first non-finite tensor and cause: "
+        + ("yes." if fl["every_nan_trial_has_cause"] else "NO."),
         "",
-        "Figures: `figures/failure_rates.png`, `figures/failure_heatmap.png`, `figures/nll_curves.png`, "
-        "`figures/first_nonfinite_step.png`; every trial in `trials.csv`, every formulation in `formulations.csv`.",
+        "## The stable loss learns",
+        "",
+        f"Logits + softplus, K = {st['components']}, {st['seeds']} seeds, {p.stable.steps} Adam steps: validation NLL "
+        f"{fmt(st['val_nll_mean'], '.3f')} (95 % CI {fmt_ci(st['val_nll_ci_low'], st['val_nll_ci_high'], '.3f')}) vs "
+        f"a single Gaussian {fmt(st['single_gaussian_val_nll_mean'], '.3f')} (95 % CI "
+        f"{fmt_ci(st['single_gaussian_val_nll_ci_low'], st['single_gaussian_val_nll_ci_high'], '.3f')}), the marginal "
+        f"(KDE) {fmt(st['marginal_val_nll'], '.3f')} and the uniform 0; better than the single Gaussian on "
+        f"{st['seeds_better_than_single_gaussian']} of {st['seeds']} seeds, exact permutation p = "
+        f"{fmt(cmp['permutation_p'], '.2g')} (smallest attainable {fmt(cmp['p_min'], '.2g')}); "
+        f"{st['nonfinite_events']} non-finite events. Verdict: "
+        + ("**it learns the multimodal density**" if fl["stable_learns"] else "**not shown to learn**")
+        + " (below the single Gaussian: "
+        + ("yes" if st["beats_single_gaussian"] else "no")
+        + ", below the marginal: "
+        + ("yes" if st["beats_marginal"] else "no")
+        + ", below 0: "
+        + ("yes" if st["below_zero"] else "no")
+        + ").",
+        "",
+        "Figures: `figures/conditional_densities.png`, `figures/stable_val_nll.png`, `figures/logit_gap.png`, "
+        "`figures/lr0_first_nonfinite.png`; every trial in `trials.csv`, the table in `symptoms.csv`.",
         "",
     ]
     return "\n".join(lines)

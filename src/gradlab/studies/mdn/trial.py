@@ -1,147 +1,326 @@
-"""The factorial grid of the mdn study and one trial of it, run in a worker process.
+"""The trials of the mdn study and one trial of it, run in a worker process.
 
-:func:`trial_specs` lists the grid (:func:`design`) times the seeds as frozen :class:`TrialSpec`;
-:func:`run_trial` trains one of them and returns plain data (a diverged trial is a result).
+Three blocks (``TrialSpec.block``):
+
+* ``asker`` -- the asker's conditions at lr > 0: clean data in [0, 1], long training, the asker's
+  loss (``probs_log``) under the baseline and under each remedy they tried, alone; torch's
+  ``probs_torch`` and the ``logits`` path beside it on the baseline and outlier conditions.
+* ``lr0`` -- learning rate 0: clean or non-finite inputs, BatchNorm or not, SGD or Adam, a scale
+  that can or cannot be 0.
+* ``stable`` -- the stable loss (logits, softplus) with K components against a single Gaussian
+  (K = 1), trained to convergence, to show it learns.
+
+:func:`trial_specs` lists them as frozen :class:`TrialSpec`; :func:`run_trial` trains one and returns
+plain data (a diverged trial is a result, never an exception).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from gradlab.studies.mdn.config import KEY_FACTORS, OTHER_FACTORS, Data, MdnParams, Model
+from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
 from gradlab.studies.mdn.module import MDN, MDNTrial, batch_order, fixed_weight_probe, val_nll
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-FACTORS = (*KEY_FACTORS, *OTHER_FACTORS)
+BASELINE = {"optimizer": "adam", "grad_clip": 0.0, "loss_clip": 0.0, "batchnorm": False, "y_transform": False}
+FIELDS = (
+    "block",
+    "condition",
+    "mixture",
+    "sigma",
+    "lr",
+    "optimizer",
+    "grad_clip",
+    "loss_clip",
+    "batchnorm",
+    "y_transform",
+    "outliers",
+    "nonfinite",
+    "components",
+)
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    mixture: str  # the factors' levels (config.Factors)
+    block: str  # asker | lr0 | stable
+    condition: str  # baseline, a remedy (sgd, grad_clip, loss_clip, batchnorm, y_shift), outliers; lr0/stable: a label
+    mixture: str
     sigma: str
-    target_shape: str
     lr: float
     optimizer: str
     grad_clip: float
-    dtype: str
+    loss_clip: float
     batchnorm: bool
+    y_transform: bool
+    outliers: bool
+    nonfinite: bool
+    components: int
     seed: int  # the network's initialisation and the batch order
-    data: Data
     data_seed: int
-    model: Model
     steps: int
     batch_size: int
+    n_train: int
+    n_val: int
+    noise: float
+    outlier_fraction: float
+    outlier_scale: float
+    nonfinite_fraction: float
+    y_scale: float
+    y_shift: float
+    hidden: int
+    layers: int
+    sigma_eps: float
+    density_grid: bool = False  # return the fitted p(y | x) on a grid (the stable block's first seed)
 
     def levels(self) -> dict:
-        return {f: getattr(self, f) for f in FACTORS}
+        return {f: getattr(self, f) for f in FIELDS}
 
 
-def level_name(factor: str, value) -> str:
-    if factor == "lr":
-        return f"lr{value:g}"
-    if factor == "grad_clip":
-        return f"clip{value:g}" if value else "noclip"
-    if factor == "batchnorm":
-        return "bn" if value else "nobn"
-    return str(value)
+def variant(spec: TrialSpec) -> str:
+    """``asker-baseline-probs_log-lr0.01``, ``lr0-nonfinite-bn-adam-relu-probs_log``, ``stable-k5``."""
+    if spec.block == "asker":
+        return f"asker-{spec.condition}-{spec.mixture}-lr{spec.lr:g}"
+    if spec.block == "lr0":
+        bn = "bn" if spec.batchnorm else "nobn"
+        inputs = "nonfinite" if spec.nonfinite else "clean"
+        return f"lr0-{inputs}-{bn}-{spec.optimizer}-{spec.sigma}-{spec.mixture}"
+    return f"stable-k{spec.components}"
 
 
-def variant(levels) -> str:
-    """``logits-softplus-correct-lr0.001-adam-noclip-float32-nobn``: a row's or a spec's levels, in FACTORS order."""
-    levels = levels.levels() if isinstance(levels, TrialSpec) else levels
-    return "-".join(level_name(f, levels[f]) for f in FACTORS)
+def _spec(p: MdnParams, seed: int, **kw) -> TrialSpec:
+    d, m = p.data, p.model
+    base = {
+        "sigma": m.sigma,
+        "outliers": False,
+        "nonfinite": False,
+        "components": m.components,
+        "seed": seed,
+        "data_seed": p.seed,
+        "n_train": d.n_train,
+        "n_val": d.n_val,
+        "noise": d.noise,
+        "outlier_fraction": d.outlier_fraction,
+        "outlier_scale": d.outlier_scale,
+        "nonfinite_fraction": d.nonfinite_fraction,
+        "y_scale": d.y_scale,
+        "y_shift": d.y_shift,
+        "hidden": m.hidden,
+        "layers": m.layers,
+        "sigma_eps": m.sigma_eps,
+    }
+    return TrialSpec(**(base | kw))
 
 
-def design(p: MdnParams) -> list[dict]:
-    """The factor combinations: key factors in full x the others in full or in a half fraction.
-
-    Half fraction: keep the combinations of the other factors whose level indices sum to an
-    even number. For four two-level factors this is the 2^(4-1) design with defining relation
-    I = ABCD (resolution IV): every main effect is estimable and aliased only with
-    three-factor interactions; every level of every factor appears equally often.
-    """
-    f = p.factors
-    key = list(itertools.product(*(getattr(f, n) for n in KEY_FACTORS)))
-    others = list(itertools.product(*(list(enumerate(getattr(f, n))) for n in OTHER_FACTORS)))
-    if p.design.fraction == "half":
-        others = [c for c in others if sum(i for i, _ in c) % 2 == 0]
-    rows = []
-    for k in key:
-        for o in others:
-            rows.append(
-                dict(zip(KEY_FACTORS, k, strict=True)) | dict(zip(OTHER_FACTORS, [v for _, v in o], strict=True))
-            )
-    return rows
+def asker_conditions(p: MdnParams) -> list[tuple[str, dict]]:
+    """(name, settings) of the lr > 0 conditions: baseline, each remedy alone, outliers (not the long trial)."""
+    a = p.asker
+    remedy = {
+        "sgd": {"optimizer": "sgd"},
+        "grad_clip": {"grad_clip": a.grad_clip},
+        "loss_clip": {"loss_clip": a.loss_clip},
+        "batchnorm": {"batchnorm": True},
+        "y_shift": {"y_transform": True},
+    }
+    out = [("baseline", dict(BASELINE))]
+    out += [(r, BASELINE | remedy[r]) for r in a.remedies]
+    if a.outliers:
+        out.append(("outliers", BASELINE | {"outliers": True}))
+    return out
 
 
 def trial_specs(p: MdnParams) -> list[TrialSpec]:
-    """Every configuration of the design times ``p.seeds`` seeds (seeds vary fastest)."""
-    return [
-        TrialSpec(
-            **row,
-            seed=p.seed + k,
-            data=p.data,
-            data_seed=p.seed,
-            model=p.model,
-            steps=p.train.steps,
-            batch_size=p.train.batch_size,
+    """Every trial of the three blocks (seeds vary fastest)."""
+    a, specs = p.asker, []
+    for name, settings in asker_conditions(p):
+        if name == "baseline":
+            cells = [(m, lr) for m in ["probs_log", *a.compare_mixtures] for lr in a.lr]
+        else:
+            cells = [("probs_log", a.remedy_lr)]
+        for mixture, lr in cells:
+            for k in range(a.seeds):
+                specs.append(
+                    _spec(
+                        p,
+                        p.seed + k,
+                        block="asker",
+                        condition=name,
+                        mixture=mixture,
+                        lr=lr,
+                        steps=a.steps,
+                        batch_size=a.batch_size,
+                        **settings,
+                    )
+                )
+    if a.long_steps:
+        specs.append(
+            _spec(
+                p,
+                p.seed,
+                block="asker",
+                condition="long",
+                mixture="probs_log",
+                lr=a.remedy_lr,
+                steps=a.long_steps,
+                batch_size=a.batch_size,
+                **BASELINE,
+            )
         )
-        for row in design(p)
-        for k in range(p.seeds)
-    ]
+    z = a.lr0
+    for inputs in z.inputs:
+        for bn in z.batchnorm:
+            for opt in z.optimizers:
+                for sigma in z.sigma:
+                    for mixture in z.mixtures:
+                        for k in range(a.seeds):
+                            specs.append(
+                                _spec(
+                                    p,
+                                    p.seed + k,
+                                    block="lr0",
+                                    condition=inputs,
+                                    mixture=mixture,
+                                    sigma=sigma,
+                                    lr=0.0,
+                                    optimizer=opt,
+                                    grad_clip=0.0,
+                                    loss_clip=0.0,
+                                    batchnorm=bn,
+                                    y_transform=False,
+                                    nonfinite=inputs == "nonfinite",
+                                    steps=z.steps,
+                                    batch_size=a.batch_size,
+                                )
+                            )
+    s = p.stable
+    for components in (s.components, 1):
+        for k in range(s.seeds):
+            specs.append(
+                _spec(
+                    p,
+                    p.seed + k,
+                    block="stable",
+                    condition=f"k{components}",
+                    mixture="logits",
+                    sigma="softplus",
+                    lr=s.lr,
+                    optimizer="adam",
+                    grad_clip=0.0,
+                    loss_clip=0.0,
+                    batchnorm=False,
+                    y_transform=False,
+                    components=components,
+                    steps=s.steps,
+                    batch_size=s.batch_size,
+                    density_grid=k == 0,
+                )
+            )
+    return specs
 
 
 def build(spec: TrialSpec):
     """The data tensors, the initialised network and the batch order of a trial (all seeded)."""
-    d = spec.data
-    data = make_data(d.n_train, d.n_val, d.noise, d.outlier_fraction, d.outlier_scale, spec.data_seed)
-    dtype = DTYPES[spec.dtype]
-    x, y = torch.as_tensor(data.x_train, dtype=dtype), torch.as_tensor(data.y_train, dtype=dtype)
-    xv, yv = torch.as_tensor(data.x_val, dtype=dtype), torch.as_tensor(data.y_val, dtype=dtype)
-    m = spec.model
+    data = make_data(
+        spec.n_train,
+        spec.n_val,
+        spec.noise,
+        spec.outlier_fraction if spec.outliers else 0.0,
+        spec.outlier_scale,
+        spec.data_seed,
+        spec.nonfinite_fraction if spec.nonfinite else 0.0,
+    )
+    y, yv = data.y_train, data.y_val
+    if spec.y_transform:  # "multiplying the y's and adding an integer"
+        y, yv = spec.y_scale * y + spec.y_shift, spec.y_scale * yv + spec.y_shift
+    x, y = torch.as_tensor(data.x_train, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    xv, yv = torch.as_tensor(data.x_val, dtype=torch.float32), torch.as_tensor(yv, dtype=torch.float32)
     torch.manual_seed(spec.seed)
-    net = MDN(m.hidden, m.layers, m.components, spec.sigma, spec.batchnorm, m.sigma_eps).to(dtype)
+    net = MDN(spec.hidden, spec.layers, spec.components, spec.sigma, spec.batchnorm, spec.sigma_eps)
     order = batch_order(len(x), spec.batch_size, spec.steps, spec.seed + 10_007)
     return net, x, y, xv, yv, order
 
 
+def _curve(values: torch.Tensor, points: int = 100) -> list[tuple[int, float]]:
+    """(step, running maximum) at about ``points`` steps: how the largest logit gap grows with training."""
+    if not len(values):
+        return []
+    running = torch.cummax(values, 0).values
+    idx = sorted({int(i) for i in torch.linspace(0, len(values) - 1, min(points, len(values))).round()})
+    return [(i, float(running[i])) for i in idx]
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+@torch.no_grad()
+def density_grid(net: MDN, n: int = 81) -> dict:
+    """The fitted conditional density p(y | x) on an n x n grid of [0, 1]^2 (y in the data's units)."""
+    net.eval()
+    xs = torch.linspace(0.0, 1.0, n)
+    ys = torch.linspace(-0.1, 1.1, n)
+    logits, mu, sigma = net(xs)
+    comp = -0.5 * ((ys[None, :, None] - mu[:, None, :]) / sigma[:, None, :]) ** 2 - torch.log(sigma[:, None, :])
+    logp = torch.logsumexp(torch.log_softmax(logits, -1)[:, None, :] + comp, -1) - 0.5 * math.log(2 * math.pi)
+    return {"x": xs.tolist(), "y": ys.tolist(), "density": logp.exp().T.tolist()}  # density[y_index][x_index]
+
+
 def run_trial(spec: TrialSpec) -> dict:
-    """Train one configuration through Lightning (Fabric); never raises on NaN (a diverged trial is a result)."""
+    """Train one trial through Lightning (Fabric); never raises on NaN (a diverged trial is a result)."""
     start = time.perf_counter()
     torch.manual_seed(spec.seed)
     net, x, y, xv, yv, order = build(spec)
+    log_scale = math.log(spec.y_scale) if spec.y_transform else 0.0  # NLL in the original units of y
     fixed = None
+    val_start = None
     if spec.lr == 0.0:  # which batches of one epoch are non-finite (loss or gradient) on the initial weights?
         per_epoch = min(len(x) // spec.batch_size, len(order))
-        fixed = fixed_weight_probe(net, x, y, order[:per_epoch], spec.mixture, spec.target_shape)
-    module = MDNTrial(net, x, y, order, spec.mixture, spec.target_shape, spec.optimizer, spec.lr)
+        fixed = fixed_weight_probe(net, x, y, order[:per_epoch], spec.mixture)
+        val_start = val_nll(net, xv, yv) - log_scale
+    module = MDNTrial(net, x, y, order, spec.mixture, "correct", spec.optimizer, spec.lr, spec.loss_clip)
     module.fit(spec.steps, spec.grad_clip)
     watch, losses = module.watch, module.losses
     first = watch.first
-    diverged = first is not None
+    steps_run = len(losses)
+    zero = module.weight_zero[:steps_run]
+    zero_steps = zero.nonzero().flatten().tolist()
+    running = [b for n, b in net.named_buffers() if "running" in n]
     weights_ok = watch.weights_nonfinite_step is None
+    val = val_nll(net, xv, yv) - log_scale if weights_ok else math.nan
     result = {
-        "diverged": int(diverged),
+        "diverged": int(first is not None),
         "first_nonfinite_step": first.step if first else None,
         "first_nonfinite_what": first.label if first else "",
+        "cause": module.cause or "",
+        "event_loss_finite": None if first is None else int(bool(module.event_loss_finite)),
+        "finite_loss_nan_grad": int(first is not None and bool(module.event_loss_finite) and first.what == "grad"),
         "weights_nonfinite": int(not weights_ok),
         "weights_nonfinite_step": watch.weights_nonfinite_step,
-        "steps_run": len(losses),
+        "running_stats_nonfinite": int(bool(running) and not all(bool(torch.isfinite(b).all()) for b in running)),
+        "steps_run": steps_run,
         "nonfinite_loss_steps": sum(not math.isfinite(v) for v in losses),
-        "val_nll": val_nll(net, xv, yv) if not diverged else None,
+        "zero_weight_steps": len(zero_steps),
+        "first_zero_weight_step": zero_steps[0] if zero_steps else None,
+        "max_logit_gap": float(module.logit_gap[:steps_run].max()) if steps_run else None,
+        "logit_gap_curve": _curve(module.logit_gap[:steps_run]),
+        "val_nll": _finite_or_none(val),
+        "val_nonfinite": int(not math.isfinite(val)),
         "losses": losses,
     }
     if fixed is not None:
         bad = [i for i, v in enumerate(fixed) if v]
+        result["val_nll_start"] = _finite_or_none(val_start)
         result["drift_before_first_nonfinite"] = module.drift_at_event
         result["fixed_batches"] = len(fixed)
         result["fixed_nonfinite_batches"] = len(bad)
         result["fixed_first_nonfinite_batch"] = bad[0] if bad else None
+    if spec.density_grid and weights_ok:
+        result["density_grid"] = density_grid(net)
+        result["train_x"] = np.asarray(x[:400]).tolist()
+        result["train_y"] = np.asarray(y[:400]).tolist()
     result["seconds"] = time.perf_counter() - start
     return result
