@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
 import torch
@@ -10,6 +12,32 @@ from conftest import tiny_params
 
 from gradlab.runner import run_stage
 from gradlab.tracking import Tracker
+
+
+def _cis_inside_their_range(m: dict) -> None:
+    """Every *_ci_low/_ci_high of a pg stage inside its quantity's possible range, low <= mean <= high."""
+    from gradlab.config import flatten
+
+    flat = flatten(m)
+    ranges = {"final_return": (0.0, 500.0), "probe_corr": (-1.0, 1.0), "loss_value_return_corr": (-1.0, 1.0)}
+    checked = 0
+    for key, low in flat.items():
+        if not key.endswith("_ci_low") or low is None:
+            continue
+        base = key.removesuffix("_ci_low")
+        high, mean = flat[base + "_ci_high"], flat.get(base, flat.get(base + "_mean"))
+        name = base.rsplit(".", 1)[-1]
+        lo, hi = next(
+            (r for k, r in ranges.items() if name.endswith(k)),
+            (0.0, 1.0) if "fraction" in name or name.startswith("share") else (-math.inf, math.inf),
+        )
+        if name.endswith("diff_vs_correct"):
+            lo, hi = -500.0, 500.0
+        assert lo <= low <= high <= hi, (key, low, high)
+        if mean is not None:
+            assert low <= mean + 1e-9 and mean <= high + 1e-9, (key, low, mean, high)
+        checked += 1
+    assert checked >= 10
 
 
 @pytest.mark.slow
@@ -27,6 +55,21 @@ def test_pg_cartpole_three_episodes_end_to_end(store, tmp_path):
     # the same first batch for both variants of a seed: the probe is exactly mirrored by the sign flip
     c, f = m["variants"]["correct"], m["variants"]["flipped"]
     assert c["probe_corr"] > 0 and f["probe_corr"] == pytest.approx(-c["probe_corr"], abs=0.05)
+    # the loss value does not matter: K steps of the correct loss on the first batch drive it below zero
+    fixed = m["fixed_batch"]
+    assert fixed["steps"] == 100 and fixed["loss_after_k_steps"] < 0 < fixed["steps"]
+    assert m["flags"]["fixed_batch_loss_below_zero_every_seed"] is (max(fixed["loss_after_k_steps_per_seed"]) < 0)
+    assert fixed["variants"]["flipped"]["loss_after_k_steps"] < 0  # flipped's own loss falls too
+    for v, x in m["variants"].items():
+        for key in ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction", "probe_adv_neg_logp_down_fraction"):
+            assert 0.0 <= x[key] <= 1.0, (v, key)
+        assert -1.0 <= x["loss_value_return_corr"] <= 1.0
+    # first order: the probe's change for flipped is minus correct's, so the fractions are complements
+    assert f["probe_adv_neg_logp_down_fraction"] == pytest.approx(1 - c["probe_adv_neg_logp_down_fraction"], abs=0.05)
+    _cis_inside_their_range(m)
+    text = (out / "summary.md").read_text()
+    assert not re.search(r"\b(nan|None|inf)\b", text), text
+    assert "| variant | probe: A<0 down" in text and "## Does the value of the loss matter?" in text
     episodes = (out / "episodes.csv").read_text().splitlines()
     assert episodes[0] == "variant,seed,episode,update,return,return_mean100,length,frames"
     assert len(episodes) == 1 + 3 * 2 * 3  # 3 variants x 2 seeds x 3 episodes
@@ -98,6 +141,11 @@ def test_pg_pong_tiny_end_to_end(store, tmp_path):
     assert timing["frames_per_second"] > 0 and timing["frames_total"] > 0
     for v in m["variants"].values():  # one point per episode: every episode return is +1 or -1
         assert all(r in (-1.0, 0.0, 1.0) for r in v["final_return_per_seed"])  # mean of two +-1 episodes
-    assert "repeat_action_probability) 0.25" in (out / "summary.md").read_text()
+    text = (out / "summary.md").read_text()
+    assert "repeat_action_probability) 0.25" in text
+    assert not re.search(r"\b(nan|None|inf)\b", text), text
+    stats = json.loads((out / "stats.json").read_text())
+    assert "fixed_batch" not in stats  # off for Pong (a whole batch of games per step)
+    assert 0.0 <= stats["variants"]["correct"]["adv_neg_logp_down_fraction"] <= 1.0
     assert run_stage("pg_pong", params_file=params) == 0
     assert (out / "metrics.json").read_text() == first  # deterministic

@@ -224,7 +224,8 @@ def mechanism_flags(variants: dict, per_trial: list[dict], fixed: dict) -> dict:
             variants["correct"]["loss_value_return_corr_ci_high"],
         )
         flags["loss_value_return_corr_ci_excludes_zero"] = bool(lo is not None and (lo > 0 or hi < 0))
-        flags["loss_value_return_corr_negative"] = bool(variants["correct"]["loss_value_return_corr"] < 0)
+        r = variants["correct"]["loss_value_return_corr"]
+        flags["loss_value_return_corr_negative"] = bool(r < 0) if math.isfinite(r) else None
     if "pow" in variants and "correct" in variants:
         share = {(t["variant"], t["seed"]): t["share_likely_adv_neg"] for t in per_trial}
         seeds = sorted({t["seed"] for t in per_trial if t["variant"] == "pow"})

@@ -109,20 +109,23 @@ def moves_lines(m: dict, p) -> list[str]:
         "Of the samples with A < 0, the fraction whose log pi(a|s) went down, and of those with A > 0 the fraction "
         "whose log pi went up: after the probe's small step on the first batch, and after each real update (mean "
         "over updates, then over seeds; 95 % bootstrap CI inside [0, 1]). 0.5 = as many moved either way. "
-        "'|A|-weighted': the share of sum |A_t| on samples that moved the way their A says (a small step of "
+        "'Weighted by abs(A)': the share of sum abs(A_t) on samples that moved the way their A says (a small step of "
         "`correct` raises sum A_t dlog pi_t, not each sample's). "
-        "'Share on likely A < 0' is the share of the update's per-sample weights |dL/dlog pi(a_t|s_t)| carried by "
+        "'Share on likely A < 0' is the share of the update's per-sample weights abs(dL/dlog pi(a_t|s_t)) carried by "
         "samples with A < 0 whose action had pi > 0.5; 'ΣA·CE < 0' the fraction of updates where the batch sum "
         "was negative (where `abs` reverses the whole step).",
         "",
-        "| variant | probe: A<0 down | probe: A>0 up | probe: |A|-weighted | updates: A<0 down (95 % CI) "
-        "| updates: A>0 up (95 % CI) | updates: |A|-weighted | share on likely A<0 | samples likely A<0 | ΣA·CE < 0 |",
+        "| variant | probe: A<0 down | probe: A>0 up | probe: weighted by abs(A) | updates: A<0 down (95 % CI) "
+        "| updates: A>0 up (95 % CI) | updates: weighted by abs(A) | share on likely A<0 | samples likely A<0 "
+        "| ΣA·CE < 0 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, x in v.items():
         out.append(
             f"| `{name}` | {fmt(x['probe_adv_neg_logp_down_fraction'])} | {fmt(x['probe_adv_pos_logp_up_fraction'])} "
+            f"| {fmt(x['probe_adv_weighted_right_fraction'])} "
             f"| {with_ci(x, 'adv_neg_logp_down_fraction')} | {with_ci(x, 'adv_pos_logp_up_fraction')} "
+            f"| {fmt(x['adv_weighted_right_fraction'])} "
             f"| {fmt(x['share_likely_adv_neg'])} | {fmt(x['likely_adv_neg_samples'])} "
             f"| {fmt(x['sum_negative_update_fraction'])} |"
         )
@@ -134,14 +137,14 @@ def moves_lines(m: dict, p) -> list[str]:
                 flags,
                 "correct_update_fractions_above_half_every_seed",
                 "are above 0.5 on every seed",
-                "are not above 0.5 on every seed",
+                "are not both above 0.5 on every seed",
             )
             + "; of the probe's step they "
             + said(
                 flags,
                 "correct_probe_fractions_above_half_every_seed",
                 "are above 0.5 on every seed",
-                "are not above 0.5 on every seed",
+                "are not both above 0.5 on every seed",
             )
             + "."
         )
@@ -152,14 +155,14 @@ def moves_lines(m: dict, p) -> list[str]:
                 flags,
                 "flipped_update_fractions_below_half_every_seed",
                 "are below 0.5 on every seed",
-                "are not below 0.5 on every seed",
+                "are not both below 0.5 on every seed",
             )
             + "; of the probe's step they "
             + said(
                 flags,
                 "flipped_probe_fractions_below_half_every_seed",
                 "are below 0.5 on every seed",
-                "are not below 0.5 on every seed",
+                "are not both below 0.5 on every seed",
             )
             + ". To first order the probe's change of log pi for `flipped` is exactly minus that of `correct`, "
             "so its fractions are the complements of `correct`'s on the same batch."
