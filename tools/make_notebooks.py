@@ -77,6 +77,37 @@ pd.DataFrame(summary)""",
         ("code", SETUP),
         ("code", metrics_cell("gd")),
         (
+            "md",
+            "## One step of each rule\n\nThe change of the loss after one step from w0 (left) and from every "
+            "iterate of a gradient-descent run (right): only `w - step * gradient` keeps going downhill, and its "
+            "step vanishes at the minimum (a fixed point).",
+        ),
+        (
+            "code",
+            """point = pd.read_csv(RESULTS / "gd" / "plots" / "delta_loss_vs_lr.csv")
+run = pd.read_csv(RESULTS / "gd" / "plots" / "delta_loss_along_run.csv")
+fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+for rule, g in point.groupby("rule"):
+    a.plot(g["lr"], g["delta_loss"], label=rule)
+a.set(xscale="log", yscale="symlog", xlabel="learning rate", ylabel="loss change (symlog)", title="One step from w0")
+for rule, g in run.groupby("rule"):
+    b.plot(g["step"], g["delta_loss"], label=rule)
+b.set(yscale="symlog", xlabel="iterate of the GD run", ylabel="loss change (symlog)", title="One step from each iterate")
+a.legend(); b.legend();""",
+        ),
+        (
+            "code",
+            """stats = json.loads((RESULTS / "gd" / "stats.json").read_text())
+fo = {rule: v for rule, v in stats["first_order"].items() if isinstance(v, dict)}
+pd.DataFrame({rule: {"descent fraction (small lr)": v["descent_fraction"], "CI low": v["descent_fraction_ci_low"],
+                     "CI high": v["descent_fraction_ci_high"], "near the minimum": v["near_optimum_fraction"]}
+              for rule, v in fo.items()}).T""",
+        ),
+        (
+            "code",
+            """pd.Series(stats["scalar_line"]).to_frame("w0 - t*1")""",
+        ),
+        (
             "code",
             """curves = pd.read_csv(RESULTS / "gd" / "plots" / "loss_per_step.csv")
 fig, ax = plt.subplots(figsize=(6, 4))
@@ -85,16 +116,23 @@ for rule, g in curves.groupby("rule"):
 ax.set(yscale="log", xlabel="step", ylabel="training loss (MSE)", title="Update rules on least squares")
 ax.legend();""",
         ),
+        ("md", "## Divergence (final loss above the initial, or non-finite) and the edge of stability"),
         (
             "code",
             """sweep = pd.read_csv(RESULTS / "gd" / "plots" / "final_loss_vs_lr.csv")
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.errorbar(sweep["lr"], sweep["final_loss_mean"],
-            yerr=[sweep["final_loss_mean"] - sweep["final_loss_ci_low"], sweep["final_loss_ci_high"] - sweep["final_loss_mean"]],
-            fmt="o-")
-ax.axvline(metrics["mlp"]["best_lr"], ls="--", color="k", label="best lr")
-ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final loss (mean, 95% CI)", title="ReLU network")
-ax.legend();""",
+sweep[["lr", "seeds", "diverged_seeds", "diverged", "final_loss_mean", "final_loss_ci_low", "final_loss_ci_high"]]""",
+        ),
+        (
+            "code",
+            """sharp = pd.read_csv(RESULTS / "gd" / "plots" / "sharpness.csv")
+fig, ax = plt.subplots(figsize=(7, 4))
+for (lr, seed), g in sharp.groupby(["lr", "seed"]):
+    ax.plot(g["step"], g["sharpness"] * lr / 2, label=f"lr {lr:g}, seed {seed}")
+ax.axhspan(stats["criteria"]["eos_low"], stats["criteria"]["eos_high"], color="grey", alpha=0.2)
+ax.set(xlabel="step", ylabel="sharpness x lr / 2", title="Edge of stability: 1 = 2/lr")
+ax.legend(fontsize=7)
+pd.DataFrame({k: {f: v[f] for f in ("eos", "eos_seeds", "catapult", "catapult_seeds", "settled_ratio_mean")}
+              for k, v in stats["sharpness"].items()}).T""",
         ),
         ("code", runs_cell("gd")),
         (
