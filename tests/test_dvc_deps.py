@@ -73,7 +73,11 @@ def _file(module: str) -> Path | None:
 def _imported_inside(module: str) -> set[str]:
     """``gradlab`` modules that ``module``'s source imports anywhere (functions included)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(_file(module).read_text())):
+    tree = ast.parse(_file(module).read_text())
+    for block in ast.walk(tree):  # `if TYPE_CHECKING:` imports are for type checkers, never run
+        if isinstance(block, ast.If) and getattr(block.test, "id", getattr(block.test, "attr", "")) == "TYPE_CHECKING":
+            block.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "gradlab"}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "gradlab":
