@@ -1,0 +1,79 @@
+"""`gradlab run STAGE --quick`: every stage with quick parameters finishes in under a minute, writes to
+results/quick/STAGE, and its summary.md prints "n/a" rather than nan, None or inf (no numpy RuntimeWarning).
+
+The minute is checked on the CPU time of the run (user + system, this process's children), which does not
+depend on how many other jobs share the machine; wall-clock time is checked too when the machine is not
+oversubscribed (load average <= cores), and printed either way (pytest -s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = sorted(p.stem for p in (ROOT / "tests" / "tiny").glob("*.yaml"))
+LIMIT_S = 60.0
+UNDEFINED = re.compile(r"\b(nan|None|inf)\b")  # "NaN" as the mdn study's subject is a word, not a value
+
+
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_every_pipeline_stage_but_the_presets_has_quick_parameters():
+    from gradlab.stages import all_stages
+
+    presets = {name for name in all_stages() if name.startswith("pg_pong_")}  # long runs by design
+    assert set(all_stages()) - presets == set(QUICK)
+
+
+def test_quick_refuses_a_stage_without_quick_parameters_and_an_explicit_params_file(tmp_path, store):
+    for args, message in [
+        (["pg_pong_win"], "--quick: stage 'pg_pong_win' has no quick parameters; allowed: "),
+        (["gd", "--params", "params.yaml.other"], "--quick: uses tests/tiny/STAGE.yaml; leave out --params"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "gradlab", "run", *args, "--quick"], capture_output=True, text=True, cwd=ROOT
+        )
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", QUICK)
+def test_quick_run_is_under_a_minute_and_its_summary_has_no_undefined_numbers(stage, tmp_path, store):
+    results = tmp_path / "results"
+    cpu_before, start = _cpu_of_children(), time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "gradlab", "run", stage, "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env=dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning"),
+    )
+    wall, cpu = time.perf_counter() - start, _cpu_of_children() - cpu_before
+    load = os.getloadavg()[0]
+    print(f"\n{stage} --quick: wall {wall:.1f} s, CPU {cpu:.1f} s, load average {load:.1f} on {os.cpu_count()} cores")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "RuntimeWarning" not in done.stderr, done.stderr[-4000:]
+    out = results / "quick" / stage
+    summary = (out / "summary.md").read_text()
+    found = sorted({m.group(0) for m in UNDEFINED.finditer(summary)})
+    assert not found, f"{stage}: summary.md prints {found}:\n" + "\n".join(
+        line for line in summary.splitlines() if UNDEFINED.search(line)
+    )
+    assert (out / "metrics.json").exists() and not (results / stage).exists()  # never the stage's own results
+    assert cpu < LIMIT_S, f"{stage} --quick used {cpu:.1f} s of CPU"
+    if load <= (os.cpu_count() or 1):
+        assert wall < LIMIT_S, f"{stage} --quick took {wall:.1f} s"
+    shutil.rmtree(out, ignore_errors=True)
