@@ -162,9 +162,11 @@ def pg_cartpole(q: Quotes) -> Section:
             f"{q(s, 'seeds', 'd')} seeds x {q(s, 'episodes_per_trial', 'd')} episodes per variant; final return is "
             f"the mean of the last {q(s, 'final_episodes', 'd')} episodes.",
             "CartPole uses RMSProp with a larger learning rate than the Pong recipe, to fit the time budget.",
-            "The fractions count samples; a step of the correct loss raises the |A|-weighted sum of log pi changes, "
-            "not each sample's: with CartPole's four inputs the samples of a batch share almost every parameter, "
-            "so per-sample fractions stay near one half even when the update is right on balance.",
+            "The fractions count the sign of each sample's change: a small step of the correct loss raises "
+            "sum A_t * (change of log pi_t) (first order), not every sample's log pi in the direction of its A; with "
+            "CartPole's four inputs the samples of a batch share almost every parameter, and the optimiser's real "
+            "steps are far from first order. The real updates' correlation between the change of log pi and A was "
+            f"{q(s, 'variants.correct.probe_corr_train_mean', '+.3f')} for the correct loss.",
         ]
         + (_pg_probe_caveat(q, s) if "abs" in variants and "pow" in variants else []),
     )

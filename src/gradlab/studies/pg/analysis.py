@@ -155,7 +155,8 @@ def update_metrics(mine: list[dict]) -> dict:
         mean, clo, chi = bootstrap_mean_ci(values, lo, hi)
         out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = mean, clo, chi
         out[f"{key}_per_seed"] = values
-    for key in ("likely_adv_neg_samples", "sum_negative_update_fraction") + tuple(
+    early = tuple(f"{k}_early" for k in (*FRACTIONS, "adv_weighted_right_fraction"))
+    for key in ("likely_adv_neg_samples", "sum_negative_update_fraction", *early) + tuple(
         f"{k}_{s}" for k in FRACTIONS for s in ("sum_negative", "sum_positive")
     ):
         out[key] = finite_mean([t[key] for t in mine])

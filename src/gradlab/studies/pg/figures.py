@@ -161,7 +161,9 @@ def loss_value(ctx, results: list[dict], metrics: dict, p, kind: str) -> None:
     """The loss value: K steps on one fixed batch (left), and the loss against the return over training (right)."""
     fixed = [r for r in results if r.get("fixed_batch")]
     ncols = 3 if fixed else 2
-    fig, axes = plotting.figure("Does the value of the loss tell how well the agent plays?", ncols=ncols, width=5.0)
+    fig, axes = plotting.figure(
+        "Does the value of the loss tell how well the agent plays? (one line per seed)", ncols=ncols, width=5.5
+    )
     k = 0
     if fixed:
         a = axes[0]
@@ -178,7 +180,7 @@ def loss_value(ctx, results: list[dict], metrics: dict, p, kind: str) -> None:
         a.set_yscale("symlog")
         plotting.label(
             a,
-            f"one fixed batch: {p.fixed_batch_steps} optimiser steps of each loss (one line per seed)",
+            f"one fixed batch: {p.fixed_batch_steps} steps of each loss",
             "optimiser step",
             "loss value (symlog)",
         )
@@ -193,12 +195,12 @@ def loss_value(ctx, results: list[dict], metrics: dict, p, kind: str) -> None:
             c.plot(u["loss"], u["batch_return"], ".", color=colour, ms=3, alpha=0.6, label=v if j == 0 else None)
     b.axhline(0, color="black", lw=0.8)
     b.set_yscale("symlog")
-    plotting.label(b, "real training: the loss of each update (one line per seed)", "update", "loss value (symlog)")
+    plotting.label(b, "real training: the loss of each update", "update", "loss value (symlog)")
     corr = metrics.get("loss_value_return_corr")
-    note = "" if corr is None or not np.isfinite(corr) else f"; correct: mean corr over seeds {corr:+.2f}"
+    note = "" if corr is None or not np.isfinite(corr) else f" (correct: r = {corr:+.2f})"
     plotting.label(
         c,
-        f"loss value vs return of the batch's episodes{note}",
+        f"loss vs the batch's return{note}",
         "loss value of the update",
         "mean return of the batch's episodes",
         logy=kind == "cartpole",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from gradlab.studies.pg.analysis import ALPHA, PONG_IMPROVEMENT
+from gradlab.studies.pg.trial import EARLY_UPDATES
 
 
 def fmt(x, nd=3) -> str:
@@ -132,41 +133,50 @@ def moves_lines(m: dict, p) -> list[str]:
     out.append("")
     if "correct" in v:
         out.append(
-            "- `correct`: both fractions of the real updates "
+            "- `correct`: the two fractions of the real updates are "
             + said(
                 flags,
                 "correct_update_fractions_above_half_every_seed",
-                "are above 0.5 on every seed",
-                "are not both above 0.5 on every seed",
+                "both above 0.5 on every seed",
+                "not both above 0.5 on every seed",
             )
-            + "; of the probe's step they "
+            + "; of the probe's step they are "
             + said(
                 flags,
                 "correct_probe_fractions_above_half_every_seed",
-                "are above 0.5 on every seed",
-                "are not both above 0.5 on every seed",
+                "both above 0.5 on every seed",
+                "not both above 0.5 on every seed",
             )
             + "."
         )
     if "flipped" in v:
         out.append(
-            "- `flipped`: both fractions of the real updates "
+            "- `flipped`: the two fractions of the real updates are "
             + said(
                 flags,
                 "flipped_update_fractions_below_half_every_seed",
-                "are below 0.5 on every seed",
-                "are not both below 0.5 on every seed",
+                "both below 0.5 on every seed",
+                "not both below 0.5 on every seed",
             )
-            + "; of the probe's step they "
+            + "; of the probe's step they are "
             + said(
                 flags,
                 "flipped_probe_fractions_below_half_every_seed",
-                "are below 0.5 on every seed",
-                "are not both below 0.5 on every seed",
+                "both below 0.5 on every seed",
+                "not both below 0.5 on every seed",
             )
             + ". To first order the probe's change of log pi for `flipped` is exactly minus that of `correct`, "
             "so its fractions are the complements of `correct`'s on the same batch."
         )
+    for name in ("correct", "flipped"):
+        if name in v:
+            x = v[name]
+            out.append(
+                f"- `{name}`, first {EARLY_UPDATES} updates of each trial only (while the policy is still learning): "
+                f"A<0 down {fmt(x['adv_neg_logp_down_fraction_early'])}, A>0 up "
+                f"{fmt(x['adv_pos_logp_up_fraction_early'])}, weighted by abs(A) "
+                f"{fmt(x['adv_weighted_right_fraction_early'])}."
+            )
     if "pow" in v and "correct" in v:
         out.append(
             f"- `pow`: likely actions with A < 0 carry {fmt(v['pow']['share_likely_adv_neg'])} of its update "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 LIVE_EVERY = 5.0  # seconds between two batches of streamed curve points
+EARLY_UPDATES = 20  # the fractions are also reported over a trial's first updates (while it is still learning)
 RUNNING_WINDOW = 100  # games in the running mean (Pong's "solved" criterion uses the last 100 games)
 
 
@@ -96,6 +97,8 @@ def update_summary(u: dict) -> dict:
         "likely_adv_neg_samples": finite_mean(u["likely_adv_neg_samples"]),
         "sum_negative_update_fraction": float((sign < 0).mean()) if sign.size else math.nan,
     }
+    for key in ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction", "adv_weighted_right_fraction"):
+        out[f"{key}_early"] = finite_mean(u[key][:EARLY_UPDATES])
     for name, keep in (("sum_negative", sign < 0), ("sum_positive", sign > 0)):
         for key in ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction"):
             out[f"{key}_{name}"] = finite_mean(np.asarray(u[key], float)[keep])
