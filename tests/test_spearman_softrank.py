@@ -81,3 +81,49 @@ def test_bad_inputs():
         soft_rank(torch.zeros(2, 2, 2), 1.0)
     with pytest.raises(TypeError):
         soft_rank(torch.arange(3), 1.0)
+
+
+def test_soft_spearman_limits_and_gradient():
+    from scipy.stats import pearsonr, spearmanr
+
+    from gradlab.studies.spearman.softrank import rank_scale, soft_spearman
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(30, dtype=torch.float64, generator=g)
+    b = (a + 0.7 * torch.randn(30, dtype=torch.float64, generator=g)) ** 3
+    # small strength: exactly scipy's spearmanr (hard ranks); large strength: the Pearson correlation
+    assert soft_spearman(a, b, 1e-4).item() == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert soft_spearman(a, b, 1e7).item() == pytest.approx(pearsonr(a, b).statistic, abs=1e-5)
+    x = a.clone().requires_grad_(True)
+    soft_spearman(x, b, 3.0).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
+    # rank_scale: invariant to scale and shift, and one outlier hardly moves the middle values
+    assert torch.allclose(rank_scale(a), rank_scale(5 * a + 3), atol=1e-10)
+    spiked = a.clone()
+    spiked[0] = 1e6
+    assert torch.allclose(rank_scale(spiked)[1:], rank_scale(a)[1:], rtol=0.2, atol=2.0)
+    with pytest.raises(ValueError, match="same length"):
+        soft_spearman(a, b[:-1], 1.0)
+
+
+def test_soft_spearman_lives_in_softrank_and_is_re_exported():
+    import gradlab.studies.spearman.softrank as softrank
+    from gradlab.studies.spearman import rank_scale, soft_spearman
+    from gradlab.studies.spearman.module import rank_scale as rs2
+    from gradlab.studies.spearman.module import soft_spearman as ss2
+
+    assert soft_spearman is softrank.soft_spearman is ss2 and rank_scale is softrank.rank_scale is rs2
+    assert soft_spearman.__module__ == "gradlab.studies.spearman.softrank"
+
+
+def test_softrank_module_imports_only_torch_numpy_scipy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gradlab.studies.spearman.softrank\n"
+        "bad = [m for m in ('lightning', 'pytorch_lightning', 'mlflow', 'pandas', 'gymnasium') if m in sys.modules]\n"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

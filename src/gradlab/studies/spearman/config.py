@@ -37,12 +37,12 @@ class Matrix(Params):
         default_factory=lambda: ["hill_climb", "random_search", "cma", "nelder_mead", "pearson", "soft_rank"],
         min_length=1,
     )
-    seconds: float = Field(0.4, gt=0.0, le=3600.0)  # wall-clock budget of every trial (equal time)
+    seconds: float = Field(0.4, gt=0.0, le=3600.0)  # time budget of every trial (its CPU clock, one thread)
     max_evals: int = Field(1_000_000, ge=2, le=10**9)  # evaluation cap (binds first only on tiny runs)
     target: float = Field(0.99, gt=-1.0, le=1.0)  # evaluations / seconds to first reach spearmanr >= target
     stop_at: float = Field(1.0, gt=-1.0, le=1.0)  # every method stops once spearmanr >= stop_at
     delta: float = Field(0.01, gt=0.0, le=100.0)  # the question's hill-climb step
-    sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search: N(0, sigma^2) on every entry
+    sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search: N(0, sigma^2) on every entry; NM simplex edge
     cma_sigma0: float = Field(0.5, gt=0.0, le=100.0)
     lr: float = Field(1.0, gt=0.0, le=1e4)  # gradient methods: step = lr * n * gradient
     strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_rank: soft_spearman strength (rank positions)
@@ -94,9 +94,9 @@ class Ltr(Params):
     strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_rank's strength (rank positions): the headline one
     strengths: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0], min_length=1)  # the sweep
     tau: float = Field(1.0, gt=0.0, le=1e9)  # neuralsort temperature (standard deviations of the scores)
-    dfo_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # wall-clock budget of each derivative-free trial
+    dfo_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # time budget of each derivative-free trial (CPU clock)
     dfo_max_evals: int = Field(1_000_000, ge=2, le=10**9)  # evaluation cap (binds first only on tiny runs)
-    sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search step and CMA-ES sigma0, on the parameters
+    sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search step, CMA-ES sigma0, NM simplex edge (parameters)
 
     @model_validator(mode="after")
     def _checks(self):
@@ -135,6 +135,7 @@ STAGES = [
             "asker.fixed.*.final_spearman",
             "stall.seeds_certified_stalled",
             "stall.hill_climb_accepted_moves_total",
+            "stall.linear_seeds_without_improving_move",
             "matrix.*.*.final_spearman_mean",
             "matrix.*.cma.final_spearman_ci_low",
             "matrix.*.cma.final_spearman_ci_high",

@@ -22,7 +22,9 @@ def plot_tables(m: dict, p: SpearmanParams) -> dict[str, list[dict]]:
         for meth in p.ltr.methods:
             if meth in t:
                 mean = t[meth]["heldout_spearman_mean"]
-                heldout.append({"task": task, "method": meth, "heldout_spearman_mean": mean})
+                heldout.append(
+                    {"series": f"{task}: {meth}", "task": task, "method": meth, "heldout_spearman_mean": mean}
+                )
         for row in t["sweep"].values():
             sweep.append({"task": task, "strength": row["strength"], "heldout_spearman_mean": row["heldout_mean"]})
     return {"ltr_heldout": heldout, "soft_rank_strength": sweep}

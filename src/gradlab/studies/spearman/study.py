@@ -69,7 +69,7 @@ def run(p: SpearmanParams, ctx) -> dict:
         v, freq_m = init_matrices(mp.n, seed)
         gaps = stall.linear_gaps(v, freq_m, mp.delta)
         row = {"seed": seed, **gaps}
-        for d in derivations:
+        for d in dict.fromkeys(["linear", *derivations]):  # linear: the question's climb, always analysed
             moves = stall.single_moves(v, freq_m, Derivation(d, custom=mp.custom if d == "custom" else ""), mp.delta)
             row |= {f"{d}_moves_changing": moves["changing"], f"{d}_moves_improving": moves["improving"]}
             row["moves"] = moves["moves"]
@@ -185,6 +185,7 @@ def run(p: SpearmanParams, ctx) -> dict:
             }
             for d in derivations
         },
+        "linear_seeds_without_improving_move": sum(r["linear_moves_improving"] == 0 for r in stall_rows),
     }
     metrics = {
         "asker": {

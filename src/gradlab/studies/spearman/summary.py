@@ -119,7 +119,9 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
         f"list2 values median {f(s['min_gap_list2_median'], '.5f')} (minimum {f(s['min_gap_list2_min'], '.5f')}), "
         f"while one move shifts a list2 value by {f(s['step_on_list2'], '.5f')}. In {s['seeds_certified_stalled']} "
         f"of {s['seeds']} seeds the step is below both gaps, so no move can change a rank: the climb is stalled "
-        "forever, not slow. Accepted moves of the literal climb, all seeds: "
+        f"forever, not slow. In {s['linear_seeds_without_improving_move']} of {s['seeds']} seeds "
+        "no single move from the start improves spearmanr (counted below), so the climb never leaves its start "
+        "whatever its budget. Accepted moves of the literal climb, all seeds: "
         f"{f(s['hill_climb_accepted_moves_total'], 'd')}.",
         "",
         f"Every single +-{s['delta']:g} move from the start ({s['moves_per_start']} per seed), by derivation:",
