@@ -106,8 +106,8 @@ def pg_cartpole(q: Quotes) -> Section:
             q,
             s,
             "correct_update_fractions_above_half_every_seed",
-            "both above 0.5 on every seed",
-            "not both above 0.5 on every seed",
+            "both above one half on every seed",
+            "not both above one half on every seed",
         )
         + ")"
     )
@@ -118,8 +118,8 @@ def pg_cartpole(q: Quotes) -> Section:
                 q,
                 s,
                 "flipped_update_fractions_below_half_every_seed",
-                "both below 0.5 on every seed",
-                "not both below 0.5 on every seed",
+                "both below one half on every seed",
+                "not both below one half on every seed",
             )
             + f"). The correct loss reached a final return of {q(s, 'variants.correct.final_return_mean', '.4g')}, "
             f"the flipped one {q(s, 'variants.flipped.final_return_mean', '.3g')} ("
@@ -176,7 +176,8 @@ def _abs_pow_evidence(q: Quotes, s: str, variants: dict) -> list[str]:
     out = []
     if "pow" in variants and "correct" in variants:
         out.append(
-            f"`pow`: likely actions (pi > 0.5) with A < 0 carry {q(s, 'variants.pow.share_likely_adv_neg', '.2f')} of "
+            "`pow`: likely actions (pi above one half) with A < 0 carry "
+            f"{q(s, 'variants.pow.share_likely_adv_neg', '.2f')} of "
             f"the per-sample weights |dL/dlog pi| of its updates, against "
             f"{q(s, 'variants.correct.share_likely_adv_neg', '.2f')} for the correct loss ("
             + _flag(
@@ -198,8 +199,8 @@ def _abs_pow_evidence(q: Quotes, s: str, variants: dict) -> list[str]:
                 q,
                 s,
                 "abs_fractions_below_half_when_sum_negative",
-                "both below 0.5: the whole step reversed",
-                "not both below 0.5",
+                "both below one half: the whole step reversed",
+                "not both below one half",
             )
             + f"); on the others {q(s, 'variants.abs.adv_neg_logp_down_fraction_sum_positive', '.2f')} and "
             f"{q(s, 'variants.abs.adv_pos_logp_up_fraction_sum_positive', '.2f')}."

@@ -34,8 +34,8 @@ def pg_pong(q: Quotes) -> Section:
                 q,
                 s,
                 "correct_update_fractions_above_half_every_seed",
-                "both above 0.5 on every seed",
-                "not both above 0.5 on every seed",
+                "both above one half on every seed",
+                "not both above one half on every seed",
             )
             + ")"
         )
@@ -46,8 +46,8 @@ def pg_pong(q: Quotes) -> Section:
                     q,
                     s,
                     "flipped_update_fractions_below_half_every_seed",
-                    "both below 0.5 on every seed",
-                    "not both below 0.5 on every seed",
+                    "both below one half on every seed",
+                    "not both below one half on every seed",
                 )
                 + ")"
             )
