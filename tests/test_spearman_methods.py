@@ -138,3 +138,15 @@ def test_user_list_function(tmp_path, monkeypatch):
     assert torch.allclose(l1, (v @ v.T).diagonal())
     assert "pair of tensors" in _check({"matrix": {"custom": "my_lists:wrong"}})
     assert "has no function" in _check({"matrix": {"custom": "my_lists:nope"}})
+
+
+def test_lightning_module_still_trains_on_the_new_derivations():
+    from gradlab.studies.spearman.module import CorrelationAscent
+
+    v, freq_m = init_matrices(20, seed=4)
+    ref = M.Referee(Derivation("logsumexp"))
+    module = CorrelationAscent(
+        v, freq_m, Derivation("logsumexp"), ref, "soft_rank", lr=0.01, regularization_strength=3.0
+    )
+    module.fit(3)
+    assert ref.evals == 3 + 1 and len(module.surrogate) == 3 and not torch.equal(module.v.detach(), v)
