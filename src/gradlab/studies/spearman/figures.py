@@ -90,7 +90,7 @@ def figure_sweep(m: dict, p: SpearmanParams):
 
 def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
     fig, ax = plotting.figure(
-        f"Matrix problem (n = {p.matrix.n}): final spearmanr after {p.matrix.seconds:g} s per trial "
+        f"Matrix problem (n = {p.matrix.n}): final spearmanr after {p.matrix.seconds:g} CPU-s per trial "
         f"({p.matrix.seeds} seeds)",
         width=8.0,
     )
@@ -109,7 +109,7 @@ def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
         ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=2, label=meth, color=plotting.PALETTE[j % 8])
     ax.set_xticks(range(len(derivations)), derivations)
     ax.set_ylim(-1.05, 1.05)
-    plotting.label(ax, "equal wall-clock budget per trial", "list derivation (an assumption)", "final spearmanr")
+    plotting.label(ax, "equal time budget per trial", "list derivation (an assumption)", "final spearmanr")
     return fig
 
 

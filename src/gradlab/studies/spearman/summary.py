@@ -24,7 +24,7 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
         f"n_train {p.ltr.n_train}, n_test {p.ltr.n_test})",
         "",
         "| method | held-out spearmanr (mean) | 95 % CI | train spearmanr | forward passes | backward passes "
-        "| seconds (median) |",
+        "| CPU seconds (median) |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in methods:
@@ -73,9 +73,9 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
     if "dfo_budget_at_least_soft_rank_median_time" in t:
         yes = t["dfo_budget_at_least_soft_rank_median_time"]
         lines.append(
-            f"- Derivative-free optimisers had {p.ltr.dfo_seconds:g} s each, "
+            f"- Derivative-free optimisers had {p.ltr.dfo_seconds:g} CPU-seconds each, "
             + ("at least" if yes else "less than")
-            + " the median wall time of a soft_rank training run."
+            + " the median CPU time of a soft_rank training run."
         )
     lines.append("")
     return lines
@@ -138,11 +138,11 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
         )
     lines += [
         "",
-        f"## The matrix problem at equal wall clock ({p.matrix.seconds:g} s per trial, n = {p.matrix.n}, "
-        f"{p.matrix.seeds} seeds)",
+        f"## The matrix problem at equal time ({p.matrix.seconds:g} CPU-seconds per single-threaded trial, "
+        f"n = {p.matrix.n}, {p.matrix.seeds} seeds)",
         "",
         "| derivation | method | final spearmanr (mean) | 95 % CI | reached " + f"{p.matrix.target:g}"
-        " | evaluations (median) | backward passes (median) | seconds (median) |",
+        " | evaluations (median) | backward passes (median) | CPU seconds (median) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in derivations:
@@ -165,7 +165,9 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
         f"Held-out predictions re-scored from `heldout/*.npz`: {m['heldout_reproduced']}/{m['heldout_predictions']} "
         f"reproduce the reported spearmanr exactly; saved matrices: {m['matrices_reproduced']}/{m['matrices_saved']}.",
         "",
-        "Wall times were measured on a machine shared with other jobs. Figures: `figures/ltr_heldout.png`, "
+        "Time budgets and the seconds above are CPU seconds of single-threaded trials (wall-clock time on an idle "
+        "core); wall seconds are in matrix_runs.csv and ltr_runs.csv, measured on a machine shared with other jobs. "
+        "Figures: `figures/ltr_heldout.png`, "
         "`figures/soft_rank_strength_sweep.png`, `figures/matrix_equal_time.png`, `figures/soft_rank_vs_strength.png`.",
         "",
     ]
