@@ -85,9 +85,9 @@ def _loss_value(q: Quotes, s: str) -> str:
         out += (
             " Over real training the loss value of an update and the return of its episodes correlate at "
             f"{q(s, 'loss_value_return_corr', '+.2f')} (95 % CI {q(s, 'loss_value_return_corr_ci_low', '+.2f')} to "
-            f"{q(s, 'loss_value_return_corr_ci_high', '+.2f')}; the CI "
-            + _flag(q, s, "loss_value_return_corr_ci_excludes_zero", "excludes", "includes")
-            + " zero): the value is not a score of the policy."
+            f"{q(s, 'loss_value_return_corr_ci_high', '+.2f')}; zero inside the CI: "
+            + _flag(q, s, "loss_value_return_corr_ci_excludes_zero", "no", "yes")
+            + ")."
         )
     return out
 

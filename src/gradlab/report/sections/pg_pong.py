@@ -54,9 +54,9 @@ def pg_pong(q: Quotes) -> Section:
         answer += (
             f". The loss value of an update and the return of its games correlate at "
             f"{q(s, 'loss_value_return_corr', '+.2f')} (95 % CI {q(s, 'loss_value_return_corr_ci_low', '+.2f')} to "
-            f"{q(s, 'loss_value_return_corr_ci_high', '+.2f')}; the CI "
-            + _flag(q, s, "loss_value_return_corr_ci_excludes_zero", "excludes", "includes")
-            + " zero)."
+            f"{q(s, 'loss_value_return_corr_ci_high', '+.2f')}; zero inside the CI: "
+            + _flag(q, s, "loss_value_return_corr_ci_excludes_zero", "no", "yes")
+            + ")."
         )
     evidence = _pg_evidence(q, s) + [
         f"Uniform random actions score {q(s, 'reference.random_return_mean', '.3g')} per game "

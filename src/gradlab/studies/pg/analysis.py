@@ -224,7 +224,7 @@ def mechanism_flags(variants: dict, per_trial: list[dict], fixed: dict) -> dict:
             variants["correct"]["loss_value_return_corr_ci_low"],
             variants["correct"]["loss_value_return_corr_ci_high"],
         )
-        flags["loss_value_return_corr_ci_excludes_zero"] = bool(lo is not None and (lo > 0 or hi < 0))
+        flags["loss_value_return_corr_ci_excludes_zero"] = None if lo is None else bool(lo > 0 or hi < 0)
         r = variants["correct"]["loss_value_return_corr"]
         flags["loss_value_return_corr_negative"] = bool(r < 0) if math.isfinite(r) else None
     if "pow" in variants and "correct" in variants:

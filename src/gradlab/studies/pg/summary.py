@@ -92,8 +92,8 @@ def loss_value_lines(m: dict, p) -> list[str]:
             f"{ci(m['loss_value_return_corr_ci_low'], m['loss_value_return_corr_ci_high'])}; per seed "
             f"{seeds_list(m['variants']['correct']['loss_value_return_corr_per_seed'])}): "
             + said(flags, "loss_value_return_corr_negative", "negative", "not negative")
-            + ", and its CI "
-            + said(flags, "loss_value_return_corr_ci_excludes_zero", "excludes zero", "includes zero")
+            + "; zero inside the CI: "
+            + said(flags, "loss_value_return_corr_ci_excludes_zero", "no", "yes")
             + ". The loss of an update is not a score of the policy: with standardised returns it is a sum of "
             "A*CE over a batch whose A sums to zero."
         )
