@@ -32,7 +32,7 @@ def _first_order(q: Quotes, s: str) -> list[str]:
 
 def _sharpness(q: Quotes, s: str) -> list[str]:
     lines = []
-    for key, e in q.metrics(s).get("sharpness", {}).items():
+    for key, e in sorted(q.metrics(s).get("sharpness", {}).items(), key=lambda kv: kv[1]["lr"]):
         p = f"sharpness.{key}"
         if e["eos"]:
             verdict = "at the edge of stability in every seed"
@@ -59,7 +59,7 @@ def _sharpness(q: Quotes, s: str) -> list[str]:
 def _divergence(q: Quotes, s: str) -> str:
     grid = q.metrics(s)["mlp"]["grid"]
     parts = []
-    for key, row in grid.items():
+    for key, row in sorted(grid.items(), key=lambda kv: kv[1]["lr"]):
         p = f"mlp.grid.{key}"
         state = "diverged" if row["diverged"] else "trained"
         parts.append(

@@ -9,6 +9,5 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "make_rule": "gradlab.studies.gd.rules",
         "find_lr_threshold": "gradlab.studies.gd.threshold",
         "top_hessian_eigenvalue": "gradlab.studies.gd.sharpness",
-        "top_hessian_eigenvalue": "gradlab.studies.gd.sharpness",
     },
 )

@@ -167,10 +167,17 @@ def along_run(problem: QuadraticProblem, W: torch.Tensor, lr: float, rules, seed
 
 
 def fixed_point(problem: QuadraticProblem, lr: float, rules, seed: int = 0) -> dict:
-    """One step of each rule from the minimum w*: how far it moves and what it does to the loss."""
+    """One step of each rule from the minimum w*: how far it moves and what it does to the loss.
+
+    At the minimum the gradient is zero. The gradient computed at the least-squares solution is rounding
+    noise (~1e-16) whose signs change from one machine or library call to the next, so the rules read the
+    exact gradient, 0 (``torch.sign(0) = 0``: sign descent does not move either); the computed noise is
+    reported as ``gradient_norm_at_computed_optimum``.
+    """
     w_star, _ = optimum(problem)
     W = w_star.unsqueeze(0)
-    G = gradients(problem, W)
+    noise = float(gradients(problem, W).norm())
+    G = torch.zeros_like(W)
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for rule in rules:
@@ -178,6 +185,7 @@ def fixed_point(problem: QuadraticProblem, lr: float, rules, seed: int = 0) -> d
         out[rule] = {
             "step_norm": float((lr * D).norm()),
             "delta_loss": float(step_delta(problem, W, D, lr)[0]),
+            "gradient_norm_at_computed_optimum": noise,
         }
     return out
 

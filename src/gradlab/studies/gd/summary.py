@@ -47,7 +47,9 @@ def _first_order(m: dict, p: GDParams) -> list[str]:
         f"{fmt(line['line_search_loss'], '.4g')} at t = {fmt(line['line_search_t'], '.4g')}), against the optimum "
         f"L(w*) = {fmt(line['optimum_loss'], '.3g')} ({fmt(line['best_over_optimum'], '.3g')} times higher), from "
         f"L0 = {fmt(line['initial_loss'], '.4g')}.",
-        f"- `sign` goes downhill from every point for small steps, but its step never shrinks, so it stalls; the "
+        "- `sign` reads the gradient, so the exact minimum is a fixed point of it too (sign 0 = 0) and a small "
+        "step goes downhill from every point; but its step never shrinks, so from points near the minimum it goes "
+        f"uphill and it stalls; the "
         f"excess loss over the last quarter of {p.one_step.sign_steps} steps grows with lr with log-log slope "
         f"{fmt(sign['stall_slope'], '.3g')} (over the {sign['stalled_lrs']} lrs that stalled):",
     ]
