@@ -147,25 +147,52 @@ history.tail()""",
         ("md", "# mdn: why the mixture density network's NLL turns NaN, even at learning rate 0"),
         ("code", SETUP),
         ("code", metrics_cell("mdn")),
+        ("md", "The asker's path (`probs_log`) per condition: NaN trials, finite loss + NaN gradient, saturation."),
         (
             "code",
             """trials = pd.read_csv(RESULTS / "mdn" / "trials.csv")
-factors = ["mixture", "sigma", "target_shape", "lr", "optimizer", "grad_clip", "dtype", "batchnorm"]
-pd.concat({f: trials.groupby(f)["diverged"].mean() for f in factors}).rename("failure rate").to_frame()""",
+asker = trials[trials["block"] == "asker"]
+asker.groupby(["condition", "mixture", "lr"]).agg(
+    trials=("diverged", "size"), nan_trials=("diverged", "sum"), finite_loss_nan_grad=("finite_loss_nan_grad", "sum"),
+    weight_exactly_zero=("zero_weight_steps", lambda s: int((s > 0).sum())), max_logit_gap=("max_logit_gap", "max"),
+    val_nll_median=("val_nll", "median"))""",
         ),
+        ("md", "Learning rate 0: which inputs and settings give NaN, at which step, and with which cause."),
         (
             "code",
-            """heat = trials.pivot_table(index="mixture", columns="sigma", values="diverged", aggfunc="mean")
-fig, ax = plt.subplots(figsize=(5, 3))
-im = ax.imshow(heat.values, vmin=0, vmax=1, cmap="viridis")
-ax.set(xticks=range(len(heat.columns)), xticklabels=heat.columns, yticks=range(len(heat.index)), yticklabels=heat.index,
-       title="failure rate by mixture x sigma")
-fig.colorbar(im, ax=ax, label="fraction of trials diverged");""",
+            """lr0 = trials[trials["block"] == "lr0"]
+lr0.groupby(["condition", "sigma", "batchnorm", "mixture"]).agg(
+    trials=("diverged", "size"), nan_trials=("diverged", "sum"), first_step_min=("first_nonfinite_step", "min"),
+    first_step_max=("first_nonfinite_step", "max"), causes=("cause", lambda c: ", ".join(sorted(set(c.dropna())))))""",
         ),
+        ("md", "Symptom -> cause -> fix, built from the trials."),
         (
             "code",
-            """lr0 = trials[trials["lr"] == 0]
-lr0.groupby(["mixture", "sigma"])[["diverged", "weights_nonfinite", "fixed_nonfinite_batches"]].sum()""",
+            """pd.read_csv(RESULTS / "mdn" / "symptoms.csv")[["symptom", "cause", "trials", "trials_lr0", "fix"]]""",
+        ),
+        ("md", "The stable loss against a single Gaussian and the marginal, per seed (validation NLL, nats)."),
+        (
+            "code",
+            """nll = pd.read_csv(RESULTS / "mdn" / "plots" / "stable_val_nll.csv").pivot(index="seed", columns="model", values="val_nll")
+print(nll.describe().loc[["mean", "std", "min", "max"]])
+from IPython.display import Image
+Image(filename=str(RESULTS / "mdn" / "figures" / "conditional_densities.png"))""",
+        ),
+        ("md", "From your code: the asker's loss on a batch with one softmax weight underflowed, and the safe call."),
+        (
+            "code",
+            """import torch
+from gradlab.studies.mdn import nll
+from gradlab.studies.mdn.losses import mixture_loss
+
+logits = torch.tensor([[0.0, 110.0, 5.0]], requires_grad=True)  # softmax -> (0, 1, 0) exactly, float32
+mu, sigma, y = torch.tensor([[0.2, 0.5, 0.8]]), torch.full((1, 3), 0.1), torch.tensor([0.45])
+for name in ("probs_log", "probs_torch", "logits"):
+    loss = mixture_loss(logits, mu, sigma, y, name)
+    (g,) = torch.autograd.grad(loss, logits)
+    print(f"{name:12s} loss {float(loss):.4f}  grad {g.tolist()}")
+safe = nll(probs=torch.softmax(logits, -1), mu=mu, sigma=sigma, y=y).mean()
+print("nll(probs=)  loss", float(safe), "grad", torch.autograd.grad(safe, logits)[0].tolist())""",
         ),
         ("code", runs_cell("mdn")),
     ],

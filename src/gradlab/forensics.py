@@ -66,6 +66,7 @@ class NonFiniteWatch:
         self.weights_nonfinite_step: int | None = None
         self._seen: list[tuple[str, str, torch.Tensor]] = []  # this step's (what, where, tensor) in order
         self._handles = []
+        self._named_cache: dict[int, tuple[torch.nn.Module, list]] = {}
         if module is not None:
             self.attach(module)
 
@@ -124,15 +125,22 @@ class NonFiniteWatch:
         return ok
 
     # gradients and weights ------------------------------------------------
+    def _named(self, module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+        """``module.named_parameters()``, listed once per module (walking the module tree every step costs)."""
+        key = id(module)
+        if self._named_cache.get(key, (None,))[0] is not module:
+            self._named_cache[key] = (module, list(module.named_parameters()))
+        return self._named_cache[key][1]
+
     def check_grads(self, module: torch.nn.Module) -> bool:
-        params = [(n, p.grad) for n, p in module.named_parameters() if p.grad is not None]
+        params = [(n, p.grad) for n, p in self._named(module) if p.grad is not None]
         ok = all_finite([g for _, g in params])
         if not ok and self.first is None:
             self._set("grad", next(n for n, g in params if not bool(torch.isfinite(g).all())))
         return ok
 
     def check_weights(self, module: torch.nn.Module) -> bool:
-        named = list(module.named_parameters())
+        named = self._named(module)
         ok = all_finite([p.detach() for _, p in named])
         if not ok:
             if self.weights_nonfinite_step is None:

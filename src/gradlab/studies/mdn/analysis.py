@@ -123,6 +123,7 @@ def lr_zero(rows: list[dict]) -> dict:
         "nonfinite_input_first_step_min": min(steps, default=None),
         "nonfinite_input_first_step_max": max(steps, default=None),
         "nonfinite_input_distinct_first_steps": len(set(steps)),
+        "nonfinite_input_positive_scale_trials": len(nf_soft),
         "nonfinite_input_first_at_probe_batch": sum(
             r["first_nonfinite_step"] == r["fixed_first_nonfinite_batch"] for r in nf_soft if r["diverged"]
         ),

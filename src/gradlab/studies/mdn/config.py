@@ -43,7 +43,7 @@ class Lr0(Params):
     """lr = 0 trials: the mechanisms that fit "my inputs are correct" (every list is crossed in full)."""
 
     steps: int = Field(32, ge=1, le=1_000_000)
-    mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_log", "logits"], min_length=1)
+    mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_log"], min_length=1)
     inputs: list[Literal["clean", "nonfinite"]] = Field(default_factory=lambda: ["clean", "nonfinite"], min_length=1)
     batchnorm: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
     optimizers: list[Literal["sgd", "adam"]] = Field(default_factory=lambda: ["sgd", "adam"], min_length=1)
@@ -62,18 +62,18 @@ class Asker(Params):
     """The asker's conditions: clean data, long training, each tried remedy alone, lr 0 (``lr0``).
 
     Trials at lr > 0, each x ``seeds``: the ``baseline`` (Adam, no clipping, no BatchNorm, y as is,
-    clean data) with ``probs_log`` and the ``compare_mixtures`` at every ``lr``; each of ``remedies``
+    clean data) with ``probs_log`` at every ``lr`` and the ``compare_mixtures`` at ``remedy_lr``; each of ``remedies``
     alone on top of it, and ``outliers`` (the baseline with corrupted training targets) when
     ``outliers`` is true, with ``probs_log`` at ``remedy_lr``; and one ``long`` baseline trial of
     ``long_steps`` steps (seed 0, ``remedy_lr``) to follow the logit gap further.
     """
 
     seeds: int = Field(5, ge=1, le=100)
-    steps: int = Field(500, ge=1, le=1_000_000)
+    steps: int = Field(400, ge=1, le=1_000_000)
     batch_size: int = Field(128, ge=2, le=1_000_000)
-    lr: list[float] = Field(default_factory=lambda: [0.001, 0.01], min_length=1)  # baseline (all mixtures)
-    remedy_lr: float = Field(0.01, gt=0.0, le=10.0)  # the remedies and the outlier condition
-    long_steps: int = Field(5000, ge=0, le=10_000_000)  # one longer baseline trial (seed 0, remedy_lr); 0 = none
+    lr: list[float] = Field(default_factory=lambda: [0.001, 0.01], min_length=1)  # the baseline, probs_log
+    remedy_lr: float = Field(0.01, gt=0.0, le=10.0)  # compare_mixtures, the remedies, outliers, the long trial
+    long_steps: int = Field(3000, ge=0, le=10_000_000)  # one longer baseline trial (seed 0, remedy_lr); 0 = none
     compare_mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_torch", "logits"])
     remedies: list[Literal["sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift"]] = Field(
         default_factory=lambda: list(REMEDIES)
@@ -100,7 +100,7 @@ class Stable(Params):
     """The stable loss shown to learn: logits + softplus MDN vs a single Gaussian, to convergence."""
 
     seeds: int = Field(10, ge=1, le=100)
-    steps: int = Field(800, ge=1, le=1_000_000)
+    steps: int = Field(600, ge=1, le=1_000_000)
     batch_size: int = Field(256, ge=2, le=1_000_000)
     lr: float = Field(0.003, gt=0.0, le=10.0)
     components: int = Field(5, ge=2, le=256)
@@ -134,22 +134,32 @@ STAGES = [
             "asker.nan_trials",
             "asker.finite_loss_nan_grad_trials",
             "asker.nan_trials_with_cause",
-            "asker.nan_rate",
+            "asker.zero_weight_trials",
+            "asker.max_logit_gap",
             "asker.by_lr.*.nan_trials",
             "asker.by_condition.*.nan_trials",
             "asker.lr0.trials",
             "asker.lr0.nan_trials",
             "asker.lr0.nan_trials_with_cause",
-            "asker.lr0.clean_nan_trials",
+            "asker.lr0.clean_nonzero_scale_nan_trials",
             "asker.lr0.nonfinite_input_nan_trials",
+            "asker.lr0.zero_scale_nan_trials",
             "asker.lr0.bn_val_changed_trials",
             "compare.*.nan_trials",
             "causes.*",
-            "referee.*",
-            "independent.*",
+            "referee.port_agrees",
+            "referee.underflow.tf_grad_nan",
+            "referee.underflow.*.grad_nan",
+            "referee.underflow.*.loss_abs_diff",
+            "independent.passes",
+            "independent.underflow_gap",
+            "independent.*.loss_finite",
+            "independent.*.grad_nan",
             "stable.val_nll_mean",
+            "stable.val_nll_ci_*",
             "stable.single_gaussian_val_nll_mean",
             "stable.marginal_val_nll",
+            "stable.vs_single_gaussian.permutation_p",
             "stable.nonfinite_events",
             "stable.beats_single_gaussian",
             "stable.beats_marginal",

@@ -115,7 +115,8 @@ def summary(m: dict, p: MdnParams) -> str:
         f"{z['nonfinite_input_nan_trials']}/{z['nonfinite_input_trials']}; with a positive scale the first non-finite "
         f"step ranged over {fmt_ci(z['nonfinite_input_first_step_min'], z['nonfinite_input_first_step_max'], '.0f')} "
         f"({z['nonfinite_input_distinct_first_steps']} distinct steps: wherever the bad row falls in the shuffled "
-        f"order) and came at the first batch holding it in {z['nonfinite_input_first_at_probe_batch']}. A scale that "
+        f"order) and came at the first batch holding it in {z['nonfinite_input_first_at_probe_batch']} of "
+        f"{z['nonfinite_input_positive_scale_trials']}. A scale that "
         f"can be 0 (relu): {z['zero_scale_nan_trials']}/{z['zero_scale_trials']}, at step 0. In "
         f"{z['weights_nonfinite_same_step']} of {z['nan_trials']} the weights were NaN right after that step's update "
         f"(NaN gradient x lr 0 = NaN), and {z['weights_unmoved_before_first_nonfinite']} had not moved before it.",

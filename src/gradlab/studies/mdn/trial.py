@@ -138,7 +138,7 @@ def trial_specs(p: MdnParams) -> list[TrialSpec]:
     a, specs = p.asker, []
     for name, settings in asker_conditions(p):
         if name == "baseline":
-            cells = [(m, lr) for m in ["probs_log", *a.compare_mixtures] for lr in a.lr]
+            cells = [("probs_log", lr) for lr in a.lr] + [(m, a.remedy_lr) for m in a.compare_mixtures]
         else:
             cells = [("probs_log", a.remedy_lr)]
         for mixture, lr in cells:
