@@ -126,11 +126,13 @@ def summary(m: dict, p: GDParams) -> str:
         else:
             verdict = f"at the edge of stability in {s['eos_seeds']} of {n} seeds"
         cat = "a catapult in every seed" if s["catapult"] else f"a catapult in {s['catapult_seeds']} of {n} seeds"
+        spread = (
+            f"; seeds {fmt(s['settled_ratio_min'], '.3f')} to {fmt(s['settled_ratio_max'], '.3f')}" if n > 1 else ""
+        )
         lines.append(
-            f"- lr = {fmt(s['lr'], 'g')} ({n} seeds): sharpness settled at "
+            f"- lr = {fmt(s['lr'], 'g')} ({n} seed{'s' if n != 1 else ''}): sharpness settled at "
             f"{fmt(s['settled_ratio_mean'], '.3f')} x 2/lr "
-            f"(95 % CI {fmt_ci(s['settled_ratio_ci_low'], s['settled_ratio_ci_high'], '.3f')}; seeds "
-            f"{fmt(s['settled_ratio_min'], '.3f')} to {fmt(s['settled_ratio_max'], '.3f')}), started at "
+            f"(95 % CI {fmt_ci(s['settled_ratio_ci_low'], s['settled_ratio_ci_high'], '.3f')}{spread}), started at "
             f"{fmt(s['initial_ratio_mean'], '.3f')} x 2/lr: {verdict}; {cat}. Of the tail probes, "
             f"{_pct(s['tail_in_band_fraction_mean'])} lie inside the band on their own."
         )
