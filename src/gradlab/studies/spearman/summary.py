@@ -46,7 +46,7 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
         runner = next((k.removeprefix("runner_up_is_") for k in t if k.startswith("runner_up_is_")), None)
         verdict = ""
         if w is not None and runner:
-            sig = "ahead by an exact paired test" if w["winner_better"] else "not separated from"
+            sig = "ahead of" if w["winner_better"] else "not separated by an exact paired test from"
             verdict = (
                 f"; {sig} the runner-up `{runner}` (difference {f(w['diff_mean'])}, 95 % CI "
                 f"{ci(w['diff_ci_low'], w['diff_ci_high'])}, sign-flip p {f(w['p_exact'], '.3g')})"
@@ -73,7 +73,7 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
     if "dfo_budget_at_least_soft_rank_median_time" in t:
         yes = t["dfo_budget_at_least_soft_rank_median_time"]
         lines.append(
-            f"- Derivative-free optimisers had {p.ltr.dfo_seconds:g} CPU-seconds each, "
+            f"- Derivative-free optimisers had {p.ltr.dfo_seconds:g} CPU-s each, "
             + ("at least" if yes else "less than")
             + " the median CPU time of a soft_rank training run."
         )
