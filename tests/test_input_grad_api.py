@@ -176,6 +176,21 @@ def test_dropout_with_vmap_needs_a_randomness_and_names_the_layer():
         per_sample_input_grad(net, X, "vmap", randomness="sometimes")
 
 
+def test_random_numbers_drawn_in_the_models_own_code_are_explained_too():
+    class FunctionalDropout(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1).double()
+
+        def forward(self, x):
+            return self.lin(torch.nn.functional.dropout(x, 0.5, training=True))
+
+    X = batch((6, 3))
+    with pytest.raises(ValueError, match="draws random numbers inside torch.func.vmap.*randomness='different'"):
+        per_sample_input_grad(FunctionalDropout(), X, "vmap")
+    assert per_sample_input_grad(FunctionalDropout(), X, "vmap", randomness="different").shape == (6, 3)
+
+
 @pytest.mark.parametrize("method,randomness", [("vmap", "different"), ("vmap", "same"), ("auto", "error")])
 def test_dropout_gradients_and_outputs_come_from_the_same_masks(method, randomness):
     """Linear(no bias) -> Dropout -> Linear is linear in x per mask: out[i] - b = G[i] . x[i] exactly."""

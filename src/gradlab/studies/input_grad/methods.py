@@ -37,7 +37,8 @@ attached to the parameters like a plain forward: it replaces the training loop's
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -107,7 +108,8 @@ def per_sample_input_grad(
         ValueError: ``X`` is not a floating-point batch ``[N, *]``; ``model(X)`` is not one scalar per
             sample; an unknown ``method`` or ``randomness``; ``"sum"``/``"grad_outputs"`` on a model
             that couples samples (naming the layer); ``"vmap"`` on a model with active Dropout and
-            ``randomness="error"``, or ``"jacrev"`` with active Dropout (naming the layer).
+            ``randomness="error"``, or ``"jacrev"`` with active Dropout (naming the layer); random numbers
+            drawn in the model's own code under ``vmap`` without a ``randomness``.
     """
     resolved = _check_arguments(model, X, method, chunk_size, randomness, allow_coupling)
     if method == AUTO and resolved == "vmap" and chunk_size is None:
@@ -246,6 +248,21 @@ def _state(model: torch.nn.Module, attached: bool) -> dict[str, torch.Tensor]:
     return state
 
 
+@contextmanager
+def _randomness_explained(randomness: str) -> Iterator[None]:
+    """torch's vmap randomness error (random ops in the model's own code, not a Dropout layer) as a ValueError."""
+    try:
+        yield
+    except RuntimeError as err:
+        if randomness == "error" and "randomness" in str(err):
+            raise ValueError(
+                "per_sample_input_grad: the model draws random numbers inside torch.func.vmap (e.g. F.dropout in "
+                "its forward); pass randomness='different' (one draw per sample, like a batch forward) or 'same', "
+                "or use method='sum'/'loop'"
+            ) from err
+        raise
+
+
 def _vmap(model, X, o: _Options):
     n = X.shape[0]
     attached = o.create_graph or o.keep
@@ -259,7 +276,8 @@ def _vmap(model, X, o: _Options):
                 _per_sample(out, x.unsqueeze(0))
             return out.reshape(()), out
 
-        G, out = vmap(grad(h, has_aux=True), chunk_size=o.chunk_size, randomness=o.randomness)(X)
+        with _randomness_explained(o.randomness):
+            G, out = vmap(grad(h, has_aux=True), chunk_size=o.chunk_size, randomness=o.randomness)(X)
         return G, out.reshape(n, *out.shape[2:])
 
     # The samples interact: out[i] is a function of the whole batch. Differentiate it with respect to
@@ -275,7 +293,8 @@ def _vmap(model, X, o: _Options):
         return value, value
 
     eye = torch.eye(n, dtype=X.dtype, device=X.device)
-    G, values = vmap(grad(h_i, has_aux=True), chunk_size=o.chunk_size, randomness=o.randomness)(X, eye)
+    with _randomness_explained(o.randomness):
+        G, values = vmap(grad(h_i, has_aux=True), chunk_size=o.chunk_size, randomness=o.randomness)(X, eye)
     return G, values.reshape(shapes[0])
 
 
