@@ -13,6 +13,8 @@ move the same way whatever the loss is, so they cannot guarantee descent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 
@@ -80,7 +82,15 @@ RULES: dict[str, type[_Rule]] = {
 }
 
 
-def make_rule(name: str, params, lr: float, seed: int = 0) -> _Rule:
+def make_rule(name: str, params: Iterable[torch.Tensor] | Iterable[dict], lr: float, seed: int = 0) -> _Rule:
+    """An optimizer that steps ``w <- w - lr * direction`` with the direction of rule ``name``.
+
+    ``name``: ``"gradient"`` (gradient descent), ``"scalar"`` (``w - lr``: the question's idea),
+    ``"sign"`` (``w - lr * sign(grad)``) or ``"random"`` (a random unit direction, drawn from ``seed``).
+    ``params``: what ``torch.optim`` optimizers take (``model.parameters()`` or parameter groups).
+    Use it like any optimizer: ``loss.backward(); opt.step(); opt.zero_grad()``. Only ``gradient``
+    has every minimum as a fixed point (the gradient vanishes there); ``scalar`` never stops moving.
+    """
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; allowed: {', '.join(RULES)}")
     if name == "random":
