@@ -190,9 +190,9 @@ mu, sigma, y = torch.tensor([[0.2, 0.5, 0.8]]), torch.full((1, 3), 0.1), torch.t
 for name in ("probs_log", "probs_torch", "logits"):
     loss = mixture_loss(logits, mu, sigma, y, name)
     (g,) = torch.autograd.grad(loss, logits)
-    print(f"{name:12s} loss {float(loss):.4f}  grad {g.tolist()}")
+    print(f"{name:12s} loss {float(loss.detach()):.4f}  grad {g.tolist()}")
 safe = nll(probs=torch.softmax(logits, -1), mu=mu, sigma=sigma, y=y).mean()
-print("nll(probs=)  loss", float(safe), "grad", torch.autograd.grad(safe, logits)[0].tolist())""",
+print("nll(probs=)  loss", float(safe.detach()), "grad", torch.autograd.grad(safe, logits)[0].tolist())""",
         ),
         ("code", runs_cell("mdn")),
     ],

@@ -17,7 +17,7 @@ def mdn(q: Quotes) -> Section:
         f"{q(s, f'{a}.zero_weight_trials', 'd')} trials ever had a mixing weight of exactly 0. The largest logit gap "
         f"reached was {q(s, f'{a}.max_logit_gap', '.1f')} (the long trial: "
         f"{q(s, f'{a}.by_condition.long.max_logit_gap', '.1f')}); a float32 softmax weight is exactly 0 only above a "
-        f"gap of {q(s, 'independent.underflow_gap', '.1f')}.",
+        f"gap of {q(s, 'independent.underflow_gap', '.2f')}.",
         f"With corrupted targets (the `outliers` condition): {q(s, f'{a}.by_condition.outliers.nan_trials', 'd')} of "
         f"{q(s, f'{a}.by_condition.outliers.trials', 'd')}.",
         f"Formulations on the same seeds: `probs_log` {q(s, 'compare.probs_log.nan_trials', 'd')}, torch's "
@@ -25,12 +25,17 @@ def mdn(q: Quotes) -> Section:
         f"{q(s, 'compare.logits.nan_trials', 'd')} NaN trials of {q(s, 'compare.logits.trials', 'd')} each"
         + (": tied, not ranked." if flag["formulations_tied"] else "."),
         f"Learning rate 0 (asker's path): {q(s, f'{a}.lr0.nan_trials', 'd')} of {q(s, f'{a}.lr0.trials', 'd')} "
-        f"trials had a NaN: {q(s, f'{a}.lr0.nonfinite_input_nan_trials', 'd')} of "
-        f"{q(s, f'{a}.lr0.nonfinite_input_trials', 'd')} with a non-finite input row, "
-        f"{q(s, f'{a}.lr0.zero_scale_nan_trials', 'd')} of {q(s, f'{a}.lr0.zero_scale_trials', 'd')} with a ReLU "
-        f"scale, {q(s, f'{a}.lr0.clean_nonzero_scale_nan_trials', 'd')} with clean inputs and a positive scale. "
-        f"In {q(s, f'{a}.lr0.weights_nonfinite_same_step', 'd')} the weights were NaN right after the first bad step "
-        "(NaN gradient times a zero learning rate is NaN).",
+        f"trials had a NaN. By cause: a non-finite input row in {q(s, f'{a}.lr0.causes.nonfinite_input', 'd')} (of "
+        f"the {q(s, f'{a}.lr0.nonfinite_input_positive_scale_trials', 'd')} trials with such a row and a positive "
+        f"scale; the first non-finite step was the first batch holding the row in "
+        f"{q(s, f'{a}.lr0.nonfinite_input_first_at_probe_batch', 'd')}, between step "
+        f"{q(s, f'{a}.lr0.nonfinite_input_first_step_min', 'd')} and "
+        f"{q(s, f'{a}.lr0.nonfinite_input_first_step_max', 'd')} depending on the seed's shuffle), a ReLU scale of "
+        f"exactly 0 in {q(s, f'{a}.lr0.causes.zero_scale', 'd')} (of {q(s, f'{a}.lr0.zero_scale_trials', 'd')} ReLU "
+        f"trials, at step 0); clean inputs with a positive scale: "
+        f"{q(s, f'{a}.lr0.clean_nonzero_scale_nan_trials', 'd')}. In "
+        f"{q(s, f'{a}.lr0.weights_nonfinite_same_step', 'd')} of {q(s, f'{a}.lr0.nan_trials', 'd')} the weights "
+        "were NaN right after the first bad step (NaN gradient times a zero learning rate is NaN).",
         f"BatchNorm at learning rate 0: the evaluation-mode validation NLL changed in "
         f"{q(s, f'{a}.lr0.bn_val_changed_trials', 'd')} of {q(s, f'{a}.lr0.bn_clean_trials', 'd')} clean trials "
         f"(without BatchNorm: {q(s, f'{a}.lr0.nobn_val_changed_trials', 'd')} of "

@@ -213,7 +213,7 @@ def symptom_table(rows: list[dict], independent: dict) -> list[dict]:
                 "trials": 0,
                 "trials_lr0": 0,
                 "trials_lr_positive": 0,
-                "source": "independent check (no trial reached it)",
+                "source": "independent check only: no trial reached it",
             }
         )
     return table

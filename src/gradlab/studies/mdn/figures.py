@@ -7,29 +7,43 @@ import numpy as np
 from gradlab import plotting
 
 
-def figure_densities(grids: dict, components: int, st: dict):
-    """p(y | x) fitted by the K-component MDN and by a single Gaussian (first seed), over the training data."""
+def _seed_at(per_seed: list, which: str) -> int | None:
+    """The seed index with the median (lower middle) or the worst (highest) validation NLL."""
+    ranked = sorted((v, i) for i, v in enumerate(per_seed) if v is not None)
+    if not ranked:
+        return None
+    return ranked[(len(ranked) - 1) // 2][1] if which == "median" else ranked[-1][1]
+
+
+def figure_densities(grids: dict, components: int, st: dict, first_seed: int = 0):
+    """p(y | x) fitted by the K-component MDN (its median and its worst seed by validation NLL) and by a single
+    Gaussian (its median seed), over the training data."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True, constrained_layout=True)
-    fig.suptitle("Fitted conditional densities p(y | x), first seed (Bishop's inverse problem)")
-    for ax, (k, title) in zip(
-        axes, [(components, f"MDN, K = {components} (stable loss)"), (1, "single Gaussian")], strict=True
-    ):
-        g = grids.get(k)
+    a, b = st["val_nll_per_seed"], st["single_gaussian_val_nll_per_seed"]
+    panels = []
+    for k, per_seed, which, name in [
+        (components, a, "median", f"MDN, K = {components}, median seed"),
+        (components, a, "worst", f"MDN, K = {components}, worst seed"),
+        (1, b, "median", "single Gaussian, median seed"),
+    ]:
+        i = _seed_at(per_seed, which)
+        panels.append((k, i, f"{name} (val NLL {per_seed[i]:.2f})" if i is not None else name))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True, constrained_layout=True)
+    fig.suptitle("Fitted conditional densities p(y | x) on Bishop's inverse problem (stable loss)")
+    for ax, (k, i, title) in zip(axes, panels, strict=True):
+        g = grids.get((k, first_seed + i)) if i is not None else None
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("x (scaled input)")
         if g is None:
             ax.text(0.5, 0.5, "no finite fit", ha="center", va="center", transform=ax.transAxes)
-            ax.set_title(title)
             continue
         dens = np.asarray(g["density"])
-        mesh = ax.pcolormesh(
-            g["x"], g["y"], dens, shading="auto", cmap="magma", vmin=0, vmax=float(np.quantile(dens, 0.995))
-        )
+        ax.pcolormesh(g["x"], g["y"], dens, shading="auto", cmap="magma", vmin=0, vmax=8.0)
         ax.scatter(g["train_x"], g["train_y"], s=3, c="cyan", alpha=0.5, label="training points (400)")
-        ax.set_title(title)
-        ax.set_xlabel("x (scaled input)")
         ax.legend(loc="lower right", fontsize=8)
-        fig.colorbar(mesh, ax=ax, label="density p(y | x)")
+    if any(c.collections for c in axes):
+        fig.colorbar(axes[0].collections[0], ax=axes, label="density p(y | x) (clipped at 8)")
     axes[0].set_ylabel("y (scaled target)")
     return fig
 

@@ -18,10 +18,8 @@ The plan, top to bottom:
 from __future__ import annotations
 
 import math
-import queue
-import threading
 
-from gradlab.parallel import map_trials
+from gradlab.parallel import default_workers, map_trials
 from gradlab.studies.mdn import analysis, figures
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
@@ -52,12 +50,12 @@ def run(p: MdnParams, ctx) -> dict:
         if spec.block == "asker":
             gaps[(row["variant"], row["seed"])] = result["logit_gap_curve"]
         if "density_grid" in result:
-            grids[spec.components] = result["density_grid"] | {
+            grids[(spec.components, spec.seed)] = result["density_grid"] | {
                 "train_x": result["train_x"],
                 "train_y": result["train_y"],
             }
 
-    run_and_log(specs, p.workers or None, log, chunks=p.chunks, progress=ctx.track)
+    run_and_log(specs, p.workers or None, log, progress=ctx.track)
     order = {(variant(s), s.seed): i for i, s in enumerate(specs)}
     rows.sort(key=lambda r: order[(r["variant"], r["seed"])])
 
@@ -95,7 +93,7 @@ def run(p: MdnParams, ctx) -> dict:
             if r["block"] == "asker" and r["max_logit_gap"] is not None
         ],
     )
-    ctx.savefig(figures.figure_densities(grids, p.stable.components, st), "conditional_densities.png")
+    ctx.savefig(figures.figure_densities(grids, p.stable.components, st, p.seed), "conditional_densities.png")
     ctx.savefig(figures.figure_stable(st), "stable_val_nll.png")
     ctx.savefig(figures.figure_logit_gap(rows, gaps, metrics["independent"]["underflow_gap"]), "logit_gap.png")
     ctx.savefig(figures.figure_lr0(rows), "lr0_first_nonfinite.png")
@@ -104,50 +102,29 @@ def run(p: MdnParams, ctx) -> dict:
     return metrics
 
 
-def run_and_log(specs: list[TrialSpec], workers, log, chunks: int = 4, progress=None) -> None:
-    """Run the trials on worker processes in ``chunks`` rounds; log each round while the next one trains.
+def run_and_log(specs: list[TrialSpec], workers, log, progress=None) -> None:
+    """Run the trials on one pool of worker processes, slowest first; log each trial as soon as it is done.
 
-    Logging a child run to a SQLite store takes ~0.1 s of mostly I/O wait, as long as a trial;
-    a logging thread in the main process overlaps it with the next round of trials. Within a
-    round, trials start slowest first so that both cores stay busy to the end.
+    One pool for the whole stage: starting a worker (torch, Lightning) costs ~7 s of CPU, so a pool per
+    round of trials would cost more than the trials of a round. The main process logs a finished trial
+    to MLflow (~0.1 s, mostly I/O wait on SQLite) while the workers train the next ones.
     """
-    parts = [specs[i::chunks] for i in range(chunks) if specs[i::chunks]]
-    todo: queue.Queue = queue.Queue()
-    failed: list[BaseException] = []
-    stop = threading.Event()
+    order = sorted(range(len(specs)), key=lambda i: -_cost(specs[i]))
+    ordered = [specs[i] for i in order]
+    n = min(workers or default_workers(), len(ordered)) or 1
+    if n == 1:
+        items = ordered if progress is None else progress(ordered, "trials")
+        for spec in items:
+            log(spec, run_trial(spec))
+        return
 
-    def logger() -> None:
-        try:
-            while (item := todo.get()) is not None:
-                for spec, result in item:
-                    if stop.is_set():
-                        return
-                    log(spec, result)
-        except BaseException as exc:  # re-raised in the main thread
-            failed.append(exc)
+    def logged(futures):  # map_trials hands us its futures in submission order
+        for spec, future in zip(ordered, futures, strict=True):
+            log(spec, future.result())
+            yield future
 
-    thread = threading.Thread(target=logger, name="mdn-logger", daemon=True)
-    thread.start()
-    try:
-        for k, part in enumerate(parts):
-            order = sorted(range(len(part)), key=lambda i: -_cost(part[i]))
-            wrap = (lambda it, k=k: progress(it, f"trials {k + 1}/{len(parts)}")) if progress else None
-            out = map_trials(run_trial, [part[i] for i in order], workers=workers, progress=wrap)
-            results = [None] * len(part)
-            for i, r in zip(order, out, strict=True):
-                results[i] = r
-            if failed:
-                raise failed[0]
-            todo.put(list(zip(part, results, strict=True)))
-        todo.put(None)
-        thread.join()
-        if failed:
-            raise failed[0]
-    except BaseException:
-        stop.set()
-        todo.put(None)
-        thread.join(timeout=30)
-        raise
+    wrap = (lambda it: progress(logged(it), "trials", len(ordered))) if progress else logged
+    map_trials(run_trial, ordered, workers=n, progress=wrap)
 
 
 def log_trial(ctx, row: dict, losses: list[float]) -> None:

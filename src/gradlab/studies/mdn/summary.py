@@ -110,7 +110,7 @@ def summary(m: dict, p: MdnParams) -> str:
         "",
         f"The asker's path at lr 0: **{_n(z)} trials with a NaN**. Clean inputs with a positive scale: "
         f"{z['clean_nonzero_scale_nan_trials']} NaN trials "
-        + ("(NaN on clean data at lr 0)." if fl["asker_lr0_nan_on_clean_data"] else "(none: clean data cannot do it).")
+        + ("(NaN on clean data at lr 0)." if fl["asker_lr0_nan_on_clean_data"] else "(none on clean inputs).")
         + f" Non-finite inputs ({p.data.nonfinite_fraction:g} of rows with x = NaN): "
         f"{z['nonfinite_input_nan_trials']}/{z['nonfinite_input_trials']}; with a positive scale the first non-finite "
         f"step ranged over {fmt_ci(z['nonfinite_input_first_step_min'], z['nonfinite_input_first_step_max'], '.0f')} "
@@ -139,12 +139,15 @@ def summary(m: dict, p: MdnParams) -> str:
         "|---|---|---|---|",
     ]
     for t in m["symptoms"]:
-        src = "" if t["source"] == "trials" else f" ({t['source']})"
+        src = "" if t["source"] == "trials" else f" [{t['source']}]"
         lines.append(
             f"| {t['symptom']} | {t['explanation']}{src} | {t['trials']} ({t['trials_lr0']} / "
             f"{t['trials_lr_positive']}) | {t['fix']} |"
         )
     cmp = st["vs_single_gaussian"]
+    lo_a, hi_a = min(st["val_nll_per_seed"], default=None), max(st["val_nll_per_seed"], default=None)
+    lo_b = min(st["single_gaussian_val_nll_per_seed"], default=None)
+    hi_b = max(st["single_gaussian_val_nll_per_seed"], default=None)
     lines += [
         "",
         "Every NaN trial has a recorded first non-finite tensor and cause: "
@@ -155,7 +158,9 @@ def summary(m: dict, p: MdnParams) -> str:
         f"Logits + softplus, K = {st['components']}, {st['seeds']} seeds, {p.stable.steps} Adam steps: validation NLL "
         f"{fmt(st['val_nll_mean'], '.3f')} (95 % CI {fmt_ci(st['val_nll_ci_low'], st['val_nll_ci_high'], '.3f')}) vs "
         f"a single Gaussian {fmt(st['single_gaussian_val_nll_mean'], '.3f')} (95 % CI "
-        f"{fmt_ci(st['single_gaussian_val_nll_ci_low'], st['single_gaussian_val_nll_ci_high'], '.3f')}), the marginal "
+        f"{fmt_ci(st['single_gaussian_val_nll_ci_low'], st['single_gaussian_val_nll_ci_high'], '.3f')}; per seed "
+        f"{fmt_ci(lo_a, hi_a, '.3f')} vs {fmt_ci(lo_b, hi_b, '.3f')}"
+        f"), the marginal "
         f"(KDE) {fmt(st['marginal_val_nll'], '.3f')} and the uniform 0; better than the single Gaussian on "
         f"{st['seeds_better_than_single_gaussian']} of {st['seeds']} seeds, exact permutation p = "
         f"{fmt(cmp['permutation_p'], '.2g')} (smallest attainable {fmt(cmp['p_min'], '.2g')}); "

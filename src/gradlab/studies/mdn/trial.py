@@ -75,7 +75,7 @@ class TrialSpec:
     hidden: int
     layers: int
     sigma_eps: float
-    density_grid: bool = False  # return the fitted p(y | x) on a grid (the stable block's first seed)
+    density_grid: bool = False  # return the fitted p(y | x) on a grid (the stable block)
 
     def levels(self) -> dict:
         return {f: getattr(self, f) for f in FIELDS}
@@ -216,7 +216,7 @@ def trial_specs(p: MdnParams) -> list[TrialSpec]:
                     components=components,
                     steps=s.steps,
                     batch_size=s.batch_size,
-                    density_grid=k == 0,
+                    density_grid=True,
                 )
             )
     return specs
