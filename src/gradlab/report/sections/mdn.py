@@ -20,9 +20,10 @@ def mdn(q: Quotes) -> Section:
         f"gap of {q(s, 'independent.underflow_gap', '.2f')}.",
         f"With corrupted targets (the `outliers` condition): {q(s, f'{a}.by_condition.outliers.nan_trials', 'd')} of "
         f"{q(s, f'{a}.by_condition.outliers.trials', 'd')}.",
-        f"Formulations on the same seeds: `probs_log` {q(s, 'compare.probs_log.nan_trials', 'd')}, torch's "
-        f"`Categorical(probs=)` {q(s, 'compare.probs_torch.nan_trials', 'd')}, `logits` "
-        f"{q(s, 'compare.logits.nan_trials', 'd')} NaN trials of {q(s, 'compare.logits.trials', 'd')} each"
+        f"Formulations on the same seeds (baseline): `probs_log` {q(s, 'compare.probs_log.nan_trials', 'd')} of "
+        f"{q(s, 'compare.probs_log.trials', 'd')}, torch's `Categorical(probs=)` "
+        f"{q(s, 'compare.probs_torch.nan_trials', 'd')} of {q(s, 'compare.probs_torch.trials', 'd')}, `logits` "
+        f"{q(s, 'compare.logits.nan_trials', 'd')} of {q(s, 'compare.logits.trials', 'd')} NaN trials"
         + (": tied, not ranked." if flag["formulations_tied"] else "."),
         f"Learning rate 0 (asker's path): {q(s, f'{a}.lr0.nan_trials', 'd')} of {q(s, f'{a}.lr0.trials', 'd')} "
         f"trials had a NaN. By cause: a non-finite input row in {q(s, f'{a}.lr0.causes.nonfinite_input', 'd')} (of "
@@ -33,7 +34,7 @@ def mdn(q: Quotes) -> Section:
         f"{q(s, f'{a}.lr0.nonfinite_input_first_step_max', 'd')} depending on the seed's shuffle), a ReLU scale of "
         f"exactly 0 in {q(s, f'{a}.lr0.causes.zero_scale', 'd')} (of {q(s, f'{a}.lr0.zero_scale_trials', 'd')} ReLU "
         f"trials, at step 0); clean inputs with a positive scale: "
-        f"{q(s, f'{a}.lr0.clean_nonzero_scale_nan_trials', 'd')}. In "
+        f"{q(s, f'{a}.lr0.clean_nonzero_scale_nan_trials', 'd')} NaN trials. In "
         f"{q(s, f'{a}.lr0.weights_nonfinite_same_step', 'd')} of {q(s, f'{a}.lr0.nan_trials', 'd')} the weights "
         "were NaN right after the first bad step (NaN gradient times a zero learning rate is NaN).",
         f"BatchNorm at learning rate 0: the evaluation-mode validation NLL changed in "
