@@ -56,7 +56,7 @@ def test_stable_is_finite_where_probs_underflows(dtype, z):
     y = torch.tensor([z], dtype=dtype, requires_grad=True)
     stable = nll(logits, mu, sigma, y)
     assert torch.isfinite(stable).all() and math.isclose(
-        float(stable), 0.5 * z * z + 0.5 * math.log(2 * math.pi), rel_tol=1e-6
+        float(stable.detach()), 0.5 * z * z + 0.5 * math.log(2 * math.pi), rel_tol=1e-6
     )
     naive = mixture_loss(logits, mu, sigma, y, "density", "correct")
     assert math.isinf(float(naive))
@@ -131,8 +131,11 @@ def test_trial_blocks_and_names():
     specs = trial_specs(p)
     a = p.asker
     asker = [s for s in specs if s.block == "asker"]
-    conditions = 1 + len(REMEDIES) + 1  # baseline, each remedy alone, outliers
-    assert len(asker) == (conditions + len(a.compare_mixtures)) * len(a.lr) * a.seeds
+    # baseline probs_log at every lr, compare_mixtures / each remedy alone / outliers at remedy_lr, one long trial
+    per_seed = len(a.lr) + len(a.compare_mixtures) + len(REMEDIES) + 1
+    assert len(asker) == per_seed * a.seeds + 1
+    (long,) = [s for s in asker if s.condition == "long"]
+    assert long.steps == a.long_steps and long.mixture == "probs_log" and long.lr == a.remedy_lr
     assert all(not s.outliers for s in asker if s.condition != "outliers")  # clean data by default
     assert {s.mixture for s in asker if s.condition != "baseline"} == {"probs_log"}
     lr0 = [s for s in specs if s.block == "lr0"]
