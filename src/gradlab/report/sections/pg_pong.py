@@ -86,6 +86,8 @@ def pg_pong(q: Quotes) -> Section:
             f"Variant: frameskip {q(s, 'env.frameskip', 'd')}, repeat_action_probability "
             f"{q(s, 'env.repeat_action_probability', 'g')}, actions {q(s, 'env.actions')}; input {q(s, 'env.input')}.",
             "Throughput depends on the machine and is in results/pg_pong/timing.json, not in metrics.json.",
+            "The correlation between an update's loss value and its games' return is taken across the updates of "
+            "a trial, so it includes the common trend of both with training time (plots/probe.csv: per update).",
         ],
     )
 
