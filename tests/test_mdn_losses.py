@@ -131,13 +131,16 @@ def test_trial_blocks_and_names():
     specs = trial_specs(p)
     a = p.asker
     asker = [s for s in specs if s.block == "asker"]
-    # baseline probs_log at every lr, compare_mixtures / each remedy alone / outliers at remedy_lr, one long trial
-    per_seed = len(a.lr) + len(a.compare_mixtures) + len(REMEDIES) + 1
+    # baseline probs_log at every lr, compare_mixtures / each remedy alone / outliers at remedy_lr, one long trial,
+    # and the constructed saturated head for every mixture
+    per_seed = len(a.lr) + len(a.compare_mixtures) + len(REMEDIES) + 1 + (1 + len(a.compare_mixtures))  # saturated
     assert len(asker) == per_seed * a.seeds + 1
+    assert {s.head_bias0 for s in asker if s.condition == "saturated"} == {a.saturated_bias}
+    assert all(s.head_bias0 == 0 for s in asker if s.condition != "saturated")
     (long,) = [s for s in asker if s.condition == "long"]
     assert long.steps == a.long_steps and long.mixture == "probs_log" and long.lr == a.remedy_lr
     assert all(not s.outliers for s in asker if s.condition != "outliers")  # clean data by default
-    assert {s.mixture for s in asker if s.condition != "baseline"} == {"probs_log"}
+    assert {s.mixture for s in asker if s.condition not in ("baseline", "saturated")} == {"probs_log"}
     lr0 = [s for s in specs if s.block == "lr0"]
     z = a.lr0
     assert len(lr0) == len(z.mixtures) * len(z.inputs) * len(z.batchnorm) * len(z.optimizers) * len(z.sigma) * a.seeds

@@ -54,11 +54,19 @@ def test_mdn_stage_end_to_end(store, tmp_path):
     for key in ACCEPTANCE:
         assert dotted(metrics, key, None) is not None, key
     a = stats["asker"]
-    mine = trials[(trials.block == "asker") & (trials.mixture == "probs_log") & ~trials.outliers.astype(bool)]
+    asker = trials[trials.block == "asker"]
+    mine = asker[(asker.mixture == "probs_log") & ~asker.outliers.astype(bool) & (asker.condition != "saturated")]
     assert a["trials"] == len(mine) and a["nan_trials"] == int(mine.diverged.sum())
     assert a["lr0"]["trials"] == int((lr0.mixture == "probs_log").sum())
     assert stats["flags"]["every_nan_trial_has_cause"] and stats["flags"]["independent_check_passes"]
     assert stats["flags"]["referee_agrees"]
+    sat = asker[asker.condition == "saturated"]  # a head built with one weight exactly 0: the asker's path fails
+    assert (sat[sat.mixture == "probs_log"].cause == "log_of_underflowed_weight").all()
+    assert (
+        sat[sat.mixture == "probs_log"].finite_loss_nan_grad.all()
+        and not sat[sat.mixture != "probs_log"].diverged.any()
+    )
+    assert stats["flags"]["saturated_head_probs_log_all_nan"] and stats["flags"]["saturated_head_others_finite"]
     assert stats["stable"]["nonfinite_events"] == 0
     assert {row["cause"] for row in stats["symptoms"]} >= {"zero_scale", "nonfinite_input"}
     summary = (out / "summary.md").read_text()

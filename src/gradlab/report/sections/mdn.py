@@ -20,6 +20,13 @@ def mdn(q: Quotes) -> Section:
         f"gap of {q(s, 'independent.underflow_gap', '.2f')}.",
         f"With corrupted targets (the `outliers` condition): {q(s, f'{a}.by_condition.outliers.nan_trials', 'd')} of "
         f"{q(s, f'{a}.by_condition.outliers.trials', 'd')}.",
+        "Where it does fail (constructed, not the asker's setup: a head whose first mixing weight starts exactly 0): "
+        f"`probs_log` {q(s, 'compare.saturated.probs_log.nan_trials', 'd')} of "
+        f"{q(s, 'compare.saturated.probs_log.trials', 'd')} trials, "
+        f"{q(s, 'compare.saturated.probs_log.finite_loss_nan_grad_trials', 'd')} of them with a finite loss and a "
+        f"NaN gradient; torch's `Categorical(probs=)` {q(s, 'compare.saturated.probs_torch.nan_trials', 'd')} and "
+        f"`logits` {q(s, 'compare.saturated.logits.nan_trials', 'd')} of "
+        f"{q(s, 'compare.saturated.logits.trials', 'd')} each.",
         f"Formulations on the same seeds (baseline): `probs_log` {q(s, 'compare.probs_log.nan_trials', 'd')} of "
         f"{q(s, 'compare.probs_log.trials', 'd')}, torch's `Categorical(probs=)` "
         f"{q(s, 'compare.probs_torch.nan_trials', 'd')} of {q(s, 'compare.probs_torch.trials', 'd')}, `logits` "
@@ -59,6 +66,11 @@ def mdn(q: Quotes) -> Section:
         if flag["asker_nan_on_clean_data"]
         else "On clean data the asker's own path never produced NaN here: training did not push any mixing weight "
         "to an exact 0."
+    ) + (
+        " Built with one weight at exactly 0, it failed in every trial (finite loss, NaN gradient), while torch's "
+        "clamped probabilities and the logits path trained on."
+        if flag["saturated_head_probs_log_all_nan"] and flag["saturated_head_others_finite"]
+        else ""
     )
     answer = (
         "TFP's `Categorical(probs=alpha)` takes `log(alpha)`; once a softmax weight underflows to exactly 0 the loss "

@@ -76,10 +76,11 @@ def group(rows: list[dict]) -> dict:
 
 
 def asker(rows: list[dict]) -> dict:
-    """The asker's path (probs_log) at lr > 0: on clean data (``trials``, every condition but outliers), per lr,
+    """The asker's path (probs_log) at lr > 0: on clean data (``trials``: every condition but outliers and the
+    constructed saturated head), per lr,
     per condition; and at lr 0 (``lr0``)."""
     mine = [r for r in rows if r["block"] == "asker" and r["mixture"] == "probs_log"]
-    clean = [r for r in mine if not r["outliers"]]
+    clean = [r for r in mine if not r["outliers"] and r["condition"] != "saturated"]
     out = group(clean)
     out["by_lr"] = {
         f"lr{lr:g}".replace(".", "p"): group([r for r in clean if r["lr"] == lr])
@@ -151,6 +152,10 @@ def formulations(rows: list[dict]) -> dict:
         table = [[a["nan_trials"], a["trials"] - a["nan_trials"]], [b["nan_trials"], b["trials"] - b["nan_trials"]]]
         out[m]["fisher_p_vs_probs_log"] = float(sps.fisher_exact(table)[1])
     out["tied"] = len(set(counts.values())) <= 1
+    sat = [r for r in rows if r["block"] == "asker" and r["condition"] == "saturated"]
+    out["saturated"] = {
+        m: group([r for r in sat if r["mixture"] == m]) for m in dict.fromkeys(r["mixture"] for r in sat)
+    }
     lr0 = [r for r in rows if r["block"] == "lr0"]
     out["lr0"] = {m: group([r for r in lr0 if r["mixture"] == m]) for m in dict.fromkeys(r["mixture"] for r in lr0)}
     out["lr0_tied"] = len({g["nan_trials"] for g in out["lr0"].values()}) <= 1
@@ -288,6 +293,13 @@ def metrics(rows: list[dict], referee: dict, independent: dict, marginal: float,
             "bn_running_stats_move_at_lr0": lr0["bn_val_changed_trials"] > 0,
             "every_nan_trial_has_cause": all(r["cause"] and r["first_nonfinite_what"] for r in diverged),
             "saturation_reached": a["zero_weight_trials"] > 0,
+            "saturated_head_probs_log_all_nan": bool(
+                f["saturated"].get("probs_log", {}).get("trials")
+                and f["saturated"]["probs_log"]["finite_loss_nan_grad_trials"] == f["saturated"]["probs_log"]["trials"]
+            ),
+            "saturated_head_others_finite": bool(
+                f["saturated"] and all(g["nan_trials"] == 0 for m, g in f["saturated"].items() if m != "probs_log")
+            ),
             "formulations_tied": f["tied"],
             "referee_available": bool(referee.get("available")),
             "referee_agrees": bool(referee.get("port_agrees")),

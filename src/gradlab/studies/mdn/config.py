@@ -64,8 +64,9 @@ class Asker(Params):
     Trials at lr > 0, each x ``seeds``: the ``baseline`` (Adam, no clipping, no BatchNorm, y as is,
     clean data) with ``probs_log`` at every ``lr`` and the ``compare_mixtures`` at ``remedy_lr``; each of ``remedies``
     alone on top of it, and ``outliers`` (the baseline with corrupted training targets) when
-    ``outliers`` is true, with ``probs_log`` at ``remedy_lr``; and one ``long`` baseline trial of
-    ``long_steps`` steps (seed 0, ``remedy_lr``) to follow the logit gap further.
+    ``outliers`` is true, with ``probs_log`` at ``remedy_lr``; one ``long`` baseline trial of
+    ``long_steps`` steps (seed 0, ``remedy_lr``) to follow the logit gap further; and, apart from the
+    asker's conditions, ``saturated`` (a head that starts with one weight exactly 0) for every mixture.
     """
 
     seeds: int = Field(5, ge=1, le=100)
@@ -79,6 +80,10 @@ class Asker(Params):
         default_factory=lambda: list(REMEDIES)
     )
     outliers: bool = True
+    # the ``saturated`` condition (not the asker's setup; the mechanism, labelled): the head's bias for
+    # component 0 starts at this value, so that its softmax weight is exactly 0 in float32 for every row
+    # (below about -104); probs_log and compare_mixtures at remedy_lr. 0 = no such condition
+    saturated_bias: float = Field(-150.0, ge=-1e4, le=0.0)
     grad_clip: float = Field(1.0, gt=0.0, le=1e6)  # max gradient norm of the grad_clip remedy
     loss_clip: float = Field(10.0, gt=0.0, le=1e6)  # per-sample NLL clamped into [-c, c] (loss_clip remedy)
     lr0: Lr0 = Lr0()
@@ -148,6 +153,7 @@ STAGES = [
             "asker.lr0.zero_scale_nan_trials",
             "asker.lr0.bn_val_changed_trials",
             "compare.*.nan_trials",
+            "compare.saturated.*.finite_loss_nan_grad_trials",
             "causes.*",
             "referee.port_agrees",
             "referee.underflow.tf_grad_nan",

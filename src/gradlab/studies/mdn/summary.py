@@ -81,7 +81,8 @@ def summary(m: dict, p: MdnParams) -> str:
         + ("." if not fl["saturation_reached"] else " -- some trials did reach it.")
         + "",
         "",
-        "Per condition (`outliers` has corrupted targets: not clean, so not in the count above):",
+        "Per condition (`outliers` has corrupted targets and `saturated` a head built with one weight exactly 0: "
+        "neither is the asker's clean setup, so neither is in the count above):",
         "",
         "| condition | NaN trials | finite loss + NaN grad | weight exactly 0 | max logit gap | median val NLL |",
         "|---|---|---|---|---|---|",
@@ -105,6 +106,31 @@ def summary(m: dict, p: MdnParams) -> str:
             if isinstance(g, dict) and "trials" in g
         )
         + (". They are **tied**: no ranking." if fl["formulations_tied"] else "."),
+    ]
+    sat = f.get("saturated", {})
+    if sat:
+        lines += [
+            "",
+            f"Where the asker's path does fail (constructed, `saturated`: component 0's logit bias starts at "
+            f"{p.asker.saturated_bias:g}, so its softmax weight is exactly 0 for every row): "
+            + "; ".join(
+                f"`{k}` {_n(g)} NaN trials, {g['finite_loss_nan_grad_trials']} with a finite loss and a NaN gradient"
+                for k, g in sat.items()
+            )
+            + ". "
+            + (
+                "Every `probs_log` trial failed that way, by step "
+                + fmt(sat.get("probs_log", {}).get("first_nonfinite_step_max"), ".0f")
+                if fl["saturated_head_probs_log_all_nan"]
+                else "Not every `probs_log` trial failed that way"
+            )
+            + (
+                ", while torch's `probs` and `logits` trained on without a NaN."
+                if fl["saturated_head_others_finite"]
+                else "; the other formulations had NaN too."
+            ),
+        ]
+    lines += [
         "",
         "## lr = 0",
         "",

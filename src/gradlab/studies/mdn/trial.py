@@ -76,6 +76,7 @@ class TrialSpec:
     layers: int
     sigma_eps: float
     density_grid: bool = False  # return the fitted p(y | x) on a grid (the stable block)
+    head_bias0: float = 0.0  # the saturated condition: the initial bias of component 0's logit (0 = as initialised)
 
     def levels(self) -> dict:
         return {f: getattr(self, f) for f in FIELDS}
@@ -154,6 +155,23 @@ def trial_specs(p: MdnParams) -> list[TrialSpec]:
                         steps=a.steps,
                         batch_size=a.batch_size,
                         **settings,
+                    )
+                )
+    if a.saturated_bias:
+        for mixture in ["probs_log", *a.compare_mixtures]:
+            for k in range(a.seeds):
+                specs.append(
+                    _spec(
+                        p,
+                        p.seed + k,
+                        block="asker",
+                        condition="saturated",
+                        mixture=mixture,
+                        lr=a.remedy_lr,
+                        steps=a.steps,
+                        batch_size=a.batch_size,
+                        head_bias0=a.saturated_bias,
+                        **BASELINE,
                     )
                 )
     if a.long_steps:
@@ -240,6 +258,9 @@ def build(spec: TrialSpec):
     xv, yv = torch.as_tensor(data.x_val, dtype=torch.float32), torch.as_tensor(yv, dtype=torch.float32)
     torch.manual_seed(spec.seed)
     net = MDN(spec.hidden, spec.layers, spec.components, spec.sigma, spec.batchnorm, spec.sigma_eps)
+    if spec.head_bias0:
+        with torch.no_grad():
+            net.head.bias[0] = spec.head_bias0  # component 0's logit: its softmax weight underflows to 0
     order = batch_order(len(x), spec.batch_size, spec.steps, spec.seed + 10_007)
     return net, x, y, xv, yv, order
 
