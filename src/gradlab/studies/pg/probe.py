@@ -34,6 +34,9 @@ import numpy as np
 import torch
 
 LogProbFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor | list[float]
+# a variant name of policy_loss ("correct", "flipped", ...) or a callable log pi [T] -> scalar loss
+LossSpec = str | Callable[[torch.Tensor], torch.Tensor]
 
 
 def _array(x) -> np.ndarray:
@@ -79,7 +82,7 @@ def check_batch(batch: dict, needs: tuple[str, ...] = ("obs", "actions", "adv"))
     return t
 
 
-def dlogp_adv_corr(logp_before, logp_after, adv) -> float:
+def dlogp_adv_corr(logp_before: ArrayLike, logp_after: ArrayLike, adv: ArrayLike) -> float:
     """corr(log pi_after - log pi_before, A) over the samples (arrays or tensors, shape ``[T]``).
 
     NaN if either side is constant or non-finite. Independent of the policy: it reads log pi only.
@@ -119,7 +122,7 @@ def logp_moves(logp_before, logp_after, adv) -> dict:
     }
 
 
-def as_loss_fn(loss, batch: dict) -> Callable[[torch.Tensor], torch.Tensor]:
+def as_loss_fn(loss: LossSpec, batch: dict) -> Callable[[torch.Tensor], torch.Tensor]:
     """``loss``: a variant name of :func:`~gradlab.studies.pg.losses.policy_loss` or a callable logp -> scalar."""
     if callable(loss):
         return loss
@@ -133,7 +136,7 @@ def as_loss_fn(loss, batch: dict) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def probe_update(
     policy: torch.nn.Module,
-    loss,
+    loss: LossSpec,
     batch: dict,
     step_length: float = 1e-3,
     log_prob_fn: LogProbFn | None = None,
@@ -171,7 +174,7 @@ def probe_update(
 
 def probe_step(
     policy: torch.nn.Module,
-    loss,
+    loss: LossSpec,
     batch: dict,
     step_length: float = 1e-3,
     log_prob_fn: LogProbFn | None = None,
