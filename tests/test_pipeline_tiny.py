@@ -154,6 +154,7 @@ def test_dvc_plots_render_offline_with_one_series_per_variant(tiny_pipeline, tmp
     assert "cdn.jsdelivr.net/npm/vega" not in text.replace("loads it from cdn.jsdelivr.net", "")
     for stage in STAGES:
         assert f"results_{stage}_" in text or f"results/{stage}/" in text, stage
+    assert text.count("<img") >= len(list((repo / "results").glob("*/figures/*.png"))) > 0  # the figures too
     plots = _plot_definitions()
     with browser_page(offline=True) as page:
         page.goto(page_file.as_uri())
@@ -163,6 +164,7 @@ def test_dvc_plots_render_offline_with_one_series_per_variant(tiny_pipeline, tmp
         assert not page.errors, page.errors
         for path, settings in plots.items():
             template = settings.get("template", "")
+            assert (ROOT / ".dvc" / "plots" / f"{template}.json").exists(), f"{path}: no template of ours"
             embed = page.locator(f"#{re.sub(r'[^A-Za-z0-9]', '_', path)}")
             assert embed.locator("svg.marks").count() == 1, path
             with open(repo / path) as fh:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / ".dvc" / "plots"
-SERIES = ["variant", "rule", "method", "lr", "formulation", "factor", "config", "problem", "loss"]
+SERIES = ["variant", "rule", "method", "lr", "task", "model", "condition", "formulation", "factor", "config", "problem"]
 
 
 def axis(field: str, title: str, log: bool, **extra) -> dict:
