@@ -1,7 +1,7 @@
 """mdn: one trial trained through Lightning vs the same trial in a plain PyTorch loop.
 
-Both sides build the same data, network and batch order, run the same per-step work
-(forward with the non-finite watch, loss, backward, gradient and weight checks, Adam
+Both sides build the same data, network and batch order, run the same module's per-step
+work (forward with the non-finite watch, loss, backward, gradient and weight checks, Adam
 step) and must produce identical losses. The study trains with Lightning Fabric
 (``MDNTrial.fit``); the same module under ``pl.Trainer`` is measured too, for the
 record: its per-step hooks are what made the study switch. The ratio is Lightning's
@@ -15,38 +15,21 @@ import dataclasses
 import torch
 from harness import compare
 
-from gradlab.forensics import NonFiniteWatch
 from gradlab.studies.mdn.config import MdnParams
-from gradlab.studies.mdn.losses import mixture_loss
 from gradlab.studies.mdn.module import MDNTrial, make_optimizer
-from gradlab.studies.mdn.trial import TrialSpec, build
+from gradlab.studies.mdn.trial import TrialSpec, build, trial_specs
 from gradlab.training import fit
 
 
 def default_spec(batch_size: int | None = None) -> TrialSpec:
-    """The stable trial of the default grid (logits, softplus, correct, Adam lr 1e-3, float32)."""
-    p = MdnParams()
-    return TrialSpec(
-        data=p.data,
-        data_seed=p.seed,
-        model=p.model,
-        batch_size=batch_size or p.train.batch_size,
-        steps=p.train.steps,
-        mixture="logits",
-        sigma="softplus",
-        target_shape="correct",
-        lr=0.001,
-        optimizer="adam",
-        grad_clip=0.0,
-        dtype="float32",
-        batchnorm=False,
-        seed=0,
-    )
+    """The first trial of the default stable block (logits, softplus, Adam), optionally with another batch size."""
+    spec = next(s for s in trial_specs(MdnParams()) if s.block == "stable" and s.mixture == "logits")
+    return dataclasses.replace(spec, batch_size=batch_size) if batch_size else spec
 
 
 def _module(spec: TrialSpec) -> MDNTrial:
     net, x, y, _, _, order = build(spec)
-    return MDNTrial(net, x, y, order, spec.mixture, spec.target_shape, spec.optimizer, spec.lr)
+    return MDNTrial(net, x, y, order, spec.mixture, "correct", spec.optimizer, spec.lr, spec.loss_clip)
 
 
 def lightning_trial(spec: TrialSpec) -> list[float]:
@@ -64,22 +47,20 @@ def trainer_trial(spec: TrialSpec) -> list[float]:
 
 
 def plain_trial(spec: TrialSpec) -> list[float]:
-    net, x, y, _, _, order = build(spec)
-    opt = make_optimizer(spec.optimizer, net.parameters(), spec.lr)
-    watch, losses = NonFiniteWatch(net), []
-    for step, idx in enumerate(order):
-        watch.begin(step)
-        logits, mu, sigma = net(x[idx])
-        loss = mixture_loss(logits, mu, sigma, y[idx], spec.mixture, spec.target_shape, watch.record)
-        watch.check_loss(loss)
-        losses.append(float(loss.detach()))
+    """The same module's per-step work (loss, watch, checks) in a plain PyTorch loop, no Lightning."""
+    module = _module(spec)
+    opt = make_optimizer(spec.optimizer, module.net.parameters(), spec.lr)
+    for step in range(min(spec.steps, len(module.order))):
+        loss = module.training_step(step, step)
         opt.zero_grad()
         loss.backward()
-        watch.check_grads(net)
+        module.on_before_optimizer_step(opt)
         opt.step()
-        if not watch.check_weights(net):
+        ok = module.watch.check_weights(module.net)
+        module._after_check()
+        if not ok:
             break
-    return losses
+    return module.losses
 
 
 def run() -> dict:
