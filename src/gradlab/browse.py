@@ -26,9 +26,7 @@ def latest_stage_run(stage: str, uri: str | None = None) -> Any | None:
 
     tracker = Tracker(uri)
     runs = tracker.runs(f"gradlab/{stage}", "attributes.status = 'FINISHED'")
-    stage_runs = [
-        r for r in runs if "mlflow.parentRunId" not in r.data.tags and "gradlab.sweep_id" not in r.data.tags
-    ]
+    stage_runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and "gradlab.sweep_id" not in r.data.tags]
     return max(stage_runs, key=lambda r: r.info.start_time, default=None)
 
 
