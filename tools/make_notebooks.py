@@ -373,10 +373,24 @@ def write(name: str, cells: list[tuple[str, str]]) -> None:
     nbf.write(nb, HERE / name)
 
 
+def from_your_code(study: str) -> list[tuple[str, str]]:
+    """The code blocks of the "From your code" section of docs/studies/<study>.md, as notebook cells
+    (one source for the page and the notebook; tests/test_docs_blocks.py runs the page's blocks)."""
+    text = (HERE.parent / "docs" / "studies" / f"{study}.md").read_text()
+    section = text.split("## From your code", 1)[1].split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0].rstrip() for part in section.split("```python\n")[1:]]
+    note = f"## From your code\n\nThe tool on the asker's own code (from `docs/studies/{study}.md`, which says more)."
+    return [("md", note)] + [("code", block) for block in blocks]
+
+
+# notebooks whose own cells do not yet apply the study's tool to the asker's code
+FROM_THE_DOCS = {"gd.ipynb": "gd", "spearman.ipynb": "spearman"}
+
+
 def main() -> None:
     HERE.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
-        write(name, cells)
+        write(name, cells + (from_your_code(FROM_THE_DOCS[name]) if name in FROM_THE_DOCS else []))
 
 
 if __name__ == "__main__":
