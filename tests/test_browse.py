@@ -132,3 +132,34 @@ def test_a_running_stage_shows_its_params_and_a_trials_curve_before_it_ends(stor
     assert seen is not None, "no parent params and child curve were visible before the stage ended"
     status, params_seen = seen
     assert status == "RUNNING" and params_seen["hidden"] == "8"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["gd", "input_grad"])
+def test_trial_runs_span_the_time_their_trials_ran(store, tmp_path, monkeypatch, stage):
+    """A child run covers its trial (created when it starts, or with its real start and end), inside the
+    parent: every trial is made to last at least 0.3 s, and so must its run."""
+    import importlib
+
+    from conftest import tiny_params
+
+    from gradlab.runner import run_stage
+
+    study = importlib.import_module(f"gradlab.studies.{stage}.study")
+    real = study.run_trial
+
+    def slow_trial(spec):  # tiny params: one worker, so the trial runs in this process
+        time.sleep(0.3)
+        return real(spec)
+
+    monkeypatch.setattr(study, "run_trial", slow_trial)
+    assert run_stage(stage, params_file=tiny_params(tmp_path, stage)) == 0
+    runs = Tracker(store).runs(f"gradlab/{stage}")
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    trials = [c for c in children if "train/loss" in c.data.metrics]
+    assert trials
+    for c in children:
+        assert parent.info.start_time <= c.info.start_time <= c.info.end_time <= parent.info.end_time
+    for c in trials:
+        assert c.info.end_time - c.info.start_time >= 300, c.info.run_name

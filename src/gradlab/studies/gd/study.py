@@ -98,8 +98,8 @@ def run(p: GDParams, ctx) -> dict:
     # 3. the four rules at the same step size
     curves = {}
     for rule in ctx.track(p.rules.names, "rules"):
-        curves[rule] = run_trial(TrialSpec(rule, lr_rules, p.rules.steps, p.seed, q, p.seed))["losses"]
-        with ctx.child(rule, p.seed, params={"lr": lr_rules}) as run:
+        with ctx.child(rule, p.seed, params={"lr": lr_rules}) as run:  # the child runs while its trial does
+            curves[rule] = run_trial(TrialSpec(rule, lr_rules, p.rules.steps, p.seed, q, p.seed))["losses"]
             run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in curves[rule]])
 
     # 4. final loss vs step size: the quadratic around the threshold, the network over seeds
@@ -109,10 +109,10 @@ def run(p: GDParams, ctx) -> dict:
     mlp_rows = []
     for lr in ctx.track(lrs, "network lr grid"):
         for seed in seeds:
-            losses = run_trial(TrialSpec("gradient", lr, p.mlp.steps, seed, p.mlp, p.seed))["losses"]
-            mlp_rows.append(analysis.mlp_row(lr, seed, losses, p.mlp.target_loss))
             with ctx.child(f"mlp_lr{lr:.3g}", seed, params={"lr": lr}) as run:
+                losses = run_trial(TrialSpec("gradient", lr, p.mlp.steps, seed, p.mlp, p.seed))["losses"]
                 run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
+            mlp_rows.append(analysis.mlp_row(lr, seed, losses, p.mlp.target_loss))
     mlp_table = analysis.summarise_grid(mlp_rows, lrs)
 
     # 5. sharpness against 2/lr, every seed
@@ -121,16 +121,16 @@ def run(p: GDParams, ctx) -> dict:
     for lr in ctx.track(s.lrs, "sharpness"):
         per_seed = []
         for seed in seeds:
-            out = run_trial(TrialSpec("gradient", lr, s.steps, seed, p.mlp, p.seed, s))
+            with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}) as run:
+                out = run_trial(TrialSpec("gradient", lr, s.steps, seed, p.mlp, p.seed, s))
+                run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
+                run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in out["losses"]])
             steps, values, losses = out["sharpness_steps"], out["sharpness"], out["losses"]
             sharp_rows += [
                 {"lr": lr, "seed": seed, "step": k, "sharpness": v, "two_over_lr": 2 / lr, "loss": losses[k]}
                 for k, v in zip(steps, values, strict=True)
             ]
             per_seed.append(analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high)))
-            with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}) as run:
-                run.log_curve("probe/sharpness", values, steps)
-                run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
         sharp_metrics[analysis.lr_key(lr)] = {**analysis.sharpness_entry(lr, per_seed), "per_seed": per_seed}
 
     # outputs: tables for DVC plots, figures, metrics, summary

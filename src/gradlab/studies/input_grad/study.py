@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from gradlab.parallel import map_trials
+from gradlab.parallel import map_trials_timed
 from gradlab.studies.input_grad import analysis, figures
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.methods import METHODS, central_differences, per_sample_input_grad
@@ -98,9 +98,11 @@ def run(p: InputGradParams, ctx) -> dict:
         for k in range(s.seeds)
         for variant, weight in VARIANTS.items()
     ]
-    results = map_trials(run_trial, trials, workers=s.workers or None, progress=lambda it: ctx.track(it, "sobolev"))
-    for t, r in zip(trials, results, strict=True):
-        with ctx.child(t.variant, t.seed, params={"grad_weight": t.grad_weight}) as run:
+    timed = map_trials_timed(run_trial, trials, s.workers or None, lambda it: ctx.track(it, "sobolev"))
+    results = [r for r, _, _ in timed]
+    for t, (r, started, ended) in zip(trials, timed, strict=True):
+        params = {"grad_weight": t.grad_weight}
+        with ctx.child(t.variant, t.seed, params=params, started=started, ended=ended) as run:
             run.log_curve("train/loss", r["losses"])
             run.log_curve("eval/value_rmse", r["eval_value_rmse"], r["eval_steps"])
             run.log_curve("eval/grad_rmse", r["eval_grad_rmse"], r["eval_steps"])

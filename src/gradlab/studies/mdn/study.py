@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 
-from gradlab.parallel import default_workers, map_trials
+from gradlab import parallel
+from gradlab.parallel import default_workers
 from gradlab.studies.mdn import analysis, figures
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
@@ -41,10 +42,11 @@ def run(p: MdnParams, ctx) -> dict:
     specs = trial_specs(p)
     rows, curves, grids, gaps = [], {}, {}, {}
 
-    def log(spec: TrialSpec, result: dict) -> None:
+    def log(spec: TrialSpec, timed: tuple[dict, float, float]) -> None:
+        result, started, ended = timed
         row = spec.levels() | {"seed": spec.seed, "variant": variant(spec)}
         row |= {k: v for k, v in result.items() if k not in BULKY}
-        log_trial(ctx, row, result["losses"])
+        log_trial(ctx, row, result["losses"], started, ended)
         rows.append(row)
         curves[(row["variant"], row["seed"])] = result["losses"]
         if spec.block == "asker":
@@ -115,7 +117,7 @@ def run_and_log(specs: list[TrialSpec], workers, log, progress=None) -> None:
     if n == 1:
         items = ordered if progress is None else progress(ordered, "trials")
         for spec in items:
-            log(spec, run_trial(spec))
+            log(spec, parallel.timed(run_trial, spec))
         return
 
     def logged(futures):  # map_trials hands us its futures in submission order
@@ -124,18 +126,19 @@ def run_and_log(specs: list[TrialSpec], workers, log, progress=None) -> None:
             yield future
 
     wrap = (lambda it: progress(logged(it), "trials", len(ordered))) if progress else logged
-    map_trials(run_trial, ordered, workers=n, progress=wrap)
+    parallel.map_trials_timed(run_trial, ordered, workers=n, progress=wrap)
 
 
-def log_trial(ctx, row: dict, losses: list[float]) -> None:
-    """One MLflow child run for one trial (the main process logs; workers never touch MLflow)."""
+def log_trial(ctx, row: dict, losses: list[float], started: float | None = None, ended: float | None = None) -> None:
+    """One MLflow child run for one trial (the main process logs; workers never touch MLflow), with the
+    epoch seconds at which the trial really started and ended."""
     params = {f"trial.{f}": row[f] for f in FIELDS}
     tags = {
         "mdn.diverged": row["diverged"],
         "mdn.first_nonfinite": row["first_nonfinite_what"] or "none",
         "mdn.cause": row["cause"] or "none",
     }
-    with ctx.child(row["variant"], row["seed"], params=params, tags=tags) as run:
+    with ctx.child(row["variant"], row["seed"], params=params, tags=tags, started=started, ended=ended) as run:
         numbers = {
             "trial/diverged": row["diverged"],
             "trial/weights_nonfinite": row["weights_nonfinite"],

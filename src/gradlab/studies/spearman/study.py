@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradlab.parallel import default_workers, map_trials
+from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
 from gradlab.studies.spearman.derivation import ASSUMPTION, Derivation, init_matrices
@@ -80,10 +80,12 @@ def run(p: SpearmanParams, ctx) -> dict:
     specs = matrix_specs + ltr_specs
     order = sorted(range(len(specs)), key=lambda i: -_cost(specs[i]))
     workers = p.workers or default_workers()
-    done = map_trials(run_trial, [specs[i] for i in order], workers, lambda it: ctx.track(it, "trials", len(order)))
+    progress = lambda it: ctx.track(it, "trials", len(order))  # noqa: E731
+    done = map_trials_timed(run_trial, [specs[i] for i in order], workers, progress)
     results: list = [None] * len(specs)
-    for i, r in zip(order, done, strict=True):
-        results[i] = r
+    ran: list = [None] * len(specs)  # (started, ended) of each trial, for its MLflow run
+    for i, (r, started, ended) in zip(order, done, strict=True):
+        results[i], ran[i] = r, (started, ended)
     matrix_res, ltr_res = results[: len(matrix_specs)], results[len(matrix_specs) :]
 
     # saved matrices: recompute the lists from the file and check the referee agrees
@@ -126,8 +128,9 @@ def run(p: SpearmanParams, ctx) -> dict:
                 heldout_reproduced += spearman(saved["pred"][k], saved["target"][k]) == r["heldout_spearman"]
 
     # MLflow: one child run per trial
-    for r in matrix_res:
-        with ctx.child(f"matrix_{r['derivation']}_{r['method']}", r["seed"], params={"part": "matrix"}) as run:
+    for r, (started, ended) in zip(matrix_res, ran[: len(matrix_specs)], strict=True):
+        name, params = f"matrix_{r['derivation']}_{r['method']}", {"part": "matrix"}
+        with ctx.child(name, r["seed"], params=params, started=started, ended=ended) as run:
             run.log_metrics(
                 {
                     "eval/final_spearman": r["final_spearman"],
@@ -138,8 +141,9 @@ def run(p: SpearmanParams, ctx) -> dict:
                     "time/seconds": r["seconds"],
                 }
             )
-    for r in ltr_res:
-        with ctx.child(f"ltr_{r['task']}_{r['label']}", r["seed"], params={"part": "ltr", "knob": r["knob"]}) as run:
+    for r, (started, ended) in zip(ltr_res, ran[len(matrix_specs) :], strict=True):
+        name, params = f"ltr_{r['task']}_{r['label']}", {"part": "ltr", "knob": r["knob"]}
+        with ctx.child(name, r["seed"], params=params, started=started, ended=ended) as run:
             run.log_metrics(
                 {
                     "eval/heldout_spearman": r["heldout_spearman"],
