@@ -478,9 +478,14 @@ def test_dvc_queue_two_experiments_log_to_the_main_store(tmp_path, _template_sto
     assert status.count("Success") == 2, status
     with contextlib.closing(sqlite3.connect(repo / "mlflow.db")) as con:
         rows = con.execute(
-            "select t.value, r.status from tags t join runs r on r.run_uuid = t.run_uuid "
-            "where t.key = 'dvc.exp_name' and r.name = 'gd'"
+            "select t.value, r.status, r.name from tags t join runs r on r.run_uuid = t.run_uuid "
+            "where t.key = 'dvc.exp_name' and r.name like 'gd · %'"
         ).fetchall()
-    assert sorted(rows) == [("tiny-a", "FINISHED"), ("tiny-b", "FINISHED")]
+    assert [(exp, status) for exp, status, _ in sorted(rows)] == [
+        ("tiny-a", "FINISHED"),
+        ("tiny-b", "FINISHED"),
+    ]
+    for exp, _, name in rows:  # the stage run is named after its DVC experiment (+modified: -S changed params.yaml)
+        assert name.startswith(f"gd · {exp}"), name
     shown = sh(dvc, "exp", "show", "--csv")
     assert "tiny-a" in shown and "tiny-b" in shown
