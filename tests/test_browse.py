@@ -110,7 +110,7 @@ def test_a_running_stage_shows_its_params_and_a_trials_curve_before_it_ends(stor
     from conftest import tiny_params
 
     params = tiny_params(tmp_path, "pg_cartpole")
-    cmd = [sys.executable, "-c", "import sys; from gradlab.cli import main; sys.exit(main())"]
+    cmd = [sys.executable, "-m", "gradlab"]
     proc = subprocess.Popen(
         [*cmd, "run", "pg_cartpole", "--params", str(params)],
         env={**os.environ, "MLFLOW_TRACKING_URI": store},

@@ -195,7 +195,7 @@ def test_mlflow_ui_lists_the_stage_run_and_its_trials_in_a_browser(tiny_pipeline
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
-    gradlab = [sys.executable, "-c", "import sys; from gradlab.cli import main; sys.exit(main())"]
+    gradlab = [sys.executable, "-m", "gradlab"]
     proc = subprocess.Popen(
         [*gradlab, "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
     )

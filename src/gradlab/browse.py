@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from gradlab.tracking import _sqlite_path
+
 RUNS_VIEW = "?workflowType=machine_learning"
 
 
@@ -47,7 +49,7 @@ def experiment_links(uri: str, base_url: str) -> list[tuple[str, str]]:
 
     from gradlab.tracking import TrackingError, check_store
 
-    db = _sqlite_file(uri)
+    db = _sqlite_path(uri)
     if db is not None and not db.exists():
         return []
     try:
@@ -62,12 +64,6 @@ def experiment_links(uri: str, base_url: str) -> list[tuple[str, str]]:
     ]
 
 
-def _sqlite_file(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///") :])
-
-
 def _local_path(location: str) -> Path | None:
     parsed = urlparse(location)
     if parsed.scheme == "file":
@@ -77,10 +73,10 @@ def _local_path(location: str) -> Path | None:
     return None
 
 
-def misplaced(uri: str) -> list[tuple[str, str]]:
-    """``(name, location)`` of each experiment of an embedded store whose artifacts live in a
+def misplaced(uri: str) -> list[tuple[str, Path]]:
+    """``(name, folder)`` of each experiment of an embedded store whose artifacts live in a
     ``mlartifacts`` folder that is not the one beside the store (the project was copied or moved)."""
-    db = _sqlite_file(uri)
+    db = _sqlite_path(uri)
     if db is None or not db.exists():
         return []
     here = (db.parent / "mlartifacts").resolve()
@@ -92,22 +88,20 @@ def misplaced(uri: str) -> list[tuple[str, str]]:
         if path is not None and "mlartifacts" in path.parts:
             folder = Path(*path.parts[: path.parts.index("mlartifacts") + 1])
             if folder != here:
-                out.append((name, location))
+                out.append((name, folder))
     return out
 
 
 def relocate(uri: str) -> int:
     """Point every artifact location of an embedded store that names another project's ``mlartifacts``
     folder at the ``mlartifacts`` folder beside the store. Returns how many experiments moved."""
-    db = _sqlite_file(uri)
     moves = misplaced(uri)
-    if db is None or not moves:
+    if not moves:
         return 0
-    here = (db.parent / "mlartifacts").resolve().as_uri()
-    with sqlite3.connect(db) as con:
-        for _, location in moves:
-            path = _local_path(location)
-            old = Path(*path.parts[: path.parts.index("mlartifacts") + 1]).as_uri()
+    here = (_sqlite_path(uri).parent / "mlartifacts").resolve().as_uri()
+    with sqlite3.connect(_sqlite_path(uri)) as con:
+        for _, folder in moves:
+            old = folder.as_uri()
             for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
                 con.execute(
                     f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ? || '%'",

@@ -133,12 +133,12 @@ def ui(
     port: int = typer.Option(5000, help="Port to listen on."),
 ) -> None:
     """Start the MLflow UI on the project's tracking store; print a link to each stage's runs table."""
-    from gradlab.browse import experiment_links, misplaced, relocate
+    from gradlab.browse import experiment_links, relocate
     from gradlab.tracking import tracking_uri
 
     uri = tracking_uri()
-    if misplaced(uri):  # the project was copied or moved: its artifacts are here, not where the store says
-        moved = relocate(uri)
+    moved = relocate(uri)  # a copied or moved project: its artifacts are here, not where the store says
+    if moved:
         typer.echo(f"artifact locations of {moved} experiments pointed at another folder; now at the store's")
     base = f"http://{host}:{port}"
     typer.echo(f"MLflow UI for {uri} at {base}  (Ctrl-C to stop). Runs of each stage:")
