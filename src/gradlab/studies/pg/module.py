@@ -24,6 +24,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +90,28 @@ def _collect(policy: Policy, envs, env_seed: int, rng: np.random.Generator) -> l
     return [{"obs": O[i, :n], "actions": A[i, :n], "rewards": R[i, :n]} for i, n in enumerate(lengths)]
 
 
+def observations(obs: np.ndarray) -> torch.Tensor:
+    """The batch's observations as float rows. Pong's (int8 frame differences, ~0.5 % non-zero) become a
+    sparse CSR tensor: ``nn.Linear`` takes it as it is, and the update's forward and backward through the
+    first layer are ~7x cheaper than dense (the same sums, in another order)."""
+    if obs.dtype != np.int8:
+        return torch.from_numpy(obs).float()
+    flat = np.flatnonzero(obs)
+    rows, cols = np.divmod(flat, obs.shape[1])
+    crow = np.zeros(obs.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=obs.shape[0]), out=crow[1:])
+    values = obs.ravel()[flat].astype(np.float32)
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(crow), torch.from_numpy(cols), torch.from_numpy(values), size=obs.shape
+        )
+
+
 def make_batch(episodes: list[dict], gamma: float, reset_at_reward: bool, standardize_per: str) -> dict:
     returns = [discounted_returns(e["rewards"], gamma, reset_at_reward) for e in episodes]
     return {
-        "obs": torch.from_numpy(np.concatenate([e["obs"] for e in episodes])).float(),
+        "obs": observations(np.concatenate([e["obs"] for e in episodes])),
         "actions": torch.from_numpy(np.concatenate([e["actions"] for e in episodes])).long(),
         "returns": torch.from_numpy(np.concatenate(returns)).float(),
         "adv": torch.from_numpy(advantages(returns, standardize_per)).float(),
