@@ -71,6 +71,58 @@ def test_policy_act_samples_the_softmax():
     assert stats.chisquare(counts, probs / probs.sum() * counts.sum()).pvalue > 1e-3
 
 
+def test_sparse_act_follows_the_weights_after_each_step_and_copy():
+    """Pong's int8 path (sparse first layer on a cached transposed copy) samples what the float path samples,
+    after an optimiser step, a load_state_dict and a deepcopy (a stale copy would sample the old policy)."""
+    import copy
+
+    torch.manual_seed(0)
+    policy = Policy(64, 16, 3)
+    rng = np.random.default_rng(1)
+    obs = rng.choice(np.array([-1, 0, 0, 0, 1], dtype=np.int8), size=(500, 64))
+
+    def same_actions(pol):
+        a = pol.act(obs, np.random.default_rng(7))
+        b = pol.act(obs.astype(np.float32), np.random.default_rng(7))
+        return (a == b).mean()
+
+    assert same_actions(policy) == 1.0
+    opt = torch.optim.SGD(policy.parameters(), lr=1.0)
+    for _ in range(3):
+        policy(torch.from_numpy(obs).float())[:, 0].sum().backward()
+        opt.step()
+        opt.zero_grad()
+        assert same_actions(policy) == 1.0
+    other = Policy(64, 16, 3)
+    policy.load_state_dict(other.state_dict())
+    assert same_actions(policy) == 1.0
+    twin = copy.deepcopy(policy)
+    with torch.no_grad():
+        twin.net[0].weight.mul_(-3.0)
+    assert same_actions(twin) == 1.0 and same_actions(policy) == 1.0
+
+
+def test_sparse_batch_gives_the_dense_loss_and_gradients():
+    from gradlab.studies.pg.module import observations
+
+    rng = np.random.default_rng(2)
+    x = rng.choice(np.array([-1, 0, 0, 0, 0, 0, 1], dtype=np.int8), size=(300, 100))
+    x[[0, 7, -1]] = 0  # empty rows (a game's first step)
+    sparse, dense = observations(x), torch.from_numpy(x).float()
+    assert sparse.layout == torch.sparse_csr and torch.equal(sparse.to_dense(), dense)
+    torch.manual_seed(0)
+    policy = Policy(100, 8, 2)
+    actions = torch.from_numpy(rng.integers(0, 2, 300))
+    grads = []
+    for obs in (sparse, dense):
+        policy.zero_grad()
+        loss = (policy.log_prob(obs, actions) * torch.linspace(-1, 1, 300)).sum()
+        loss.backward()
+        grads.append([q.grad.clone() for q in policy.parameters()])
+    for g_sparse, g_dense in zip(*grads, strict=True):
+        torch.testing.assert_close(g_sparse, g_dense, rtol=1e-5, atol=1e-6)
+
+
 def test_move_cost_lowers_the_probability_of_moving():
     from gradlab.studies.pg.module import Reinforce
 
