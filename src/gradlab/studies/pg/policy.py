@@ -32,10 +32,9 @@ class Policy(nn.Module):
         Pong's observations (int8 frame differences, about 10 of 1600 pixels non-zero) take a sparse
         first layer in NumPy: only the weights of the pixels that changed in some row (contiguous rows
         of a transposed copy, so the emulator threads do not evict them), a ~4x cheaper forward on the
-        thread that also feeds the emulator. Other observations
-        (CartPole's floats) take two ``addmm`` calls: for a few rows per step the module's calls cost
-        more than the arithmetic. Sampling is inverse-CDF on the unnormalised softmax (one uniform
-        per row).
+        thread that also feeds the emulator. Other observations (CartPole's floats) take two ``addmm``
+        calls: for a few rows per step the module's calls cost more than the arithmetic. Sampling is
+        inverse-CDF on the unnormalised softmax (one uniform per row).
         """
         first, last = self.net[0], self.net[2]
         if obs.dtype == np.int8:
@@ -52,7 +51,6 @@ class Policy(nn.Module):
         cum = np.cumsum(p, axis=1)
         u = rng.random(p.shape[0]) * cum[:, -1]
         return (u[:, None] > cum[:, :-1]).sum(axis=1)
-
 
     def _transposed(self) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous NumPy copies of both weight matrices, transposed; renewed when a weight changed in place
