@@ -28,10 +28,19 @@ Mixture-density networks (``mdn``)
     ``sigma_from(raw, kind)``
         a positive scale from an unconstrained output (``"softplus"``, ``"exp"``, ...).
 
-Non-finite forensics
+Non-finite values: the NaN doctor
+    ``nan_doctor(model=None, optimizer=None, mode="cheap")`` -> ``NanDoctor``
+        ``@doctor.step`` around a training step (cheap checks; the first bad step is replayed op by
+        op), ``with nan_doctor(mode="trace"):`` around a block, ``doctor.lightning_callback()``.
+        At the first NaN/inf it raises ``NonFiniteError`` whose ``.report`` (a ``NonFiniteReport``)
+        names the step, phase, op, module, your own ``file:line``, facts about the op's inputs,
+        the cause class and its fix. ``python -m gradlab doctor SCRIPT [ARGS]`` runs an unmodified
+        script under it (``diagnose_script`` from Python; ``diagnose(fn)`` traces one call).
+    ``nan_causes()``
+        the cause classes (symptom, why, fix) the reports use, shared with the mdn study.
     ``NonFiniteWatch(model)``
         follows a training loop and records the first module output, gradient or weight
-        that turns NaN or inf.
+        that turns NaN or inf (module level; the doctor goes down to the op).
 
 Rank correlation (``spearman``)
     ``soft_rank(x, regularization_strength=1.0)``
@@ -50,6 +59,11 @@ Policy gradients (``pg``)
         take one small step and measure whether each action's log-probability moved with its advantage.
 
 Each function documents its arguments and shapes in its own docstring (``help(gradlab.nll)``).
+
+The library is the names above. ``help(gradlab)`` also lists, under PACKAGE CONTENTS, the pipeline's own
+modules (``cli``, ``runner``, ``tracking``, ``training``, ``sweep``, ``report``, ``browse``, ...): they need
+``pip install 'gradlab[pipeline]'`` and are not part of the library; the ``studies`` package holds the science
+that the names above come from.
 """
 
 from __future__ import annotations
@@ -71,6 +85,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "nll": ("gradlab.studies.mdn.losses",),
     "sigma_from": ("gradlab.studies.mdn.losses",),
     "NonFiniteWatch": ("gradlab.forensics",),
+    "nan_doctor": ("gradlab.doctor.doctor",),
+    "NanDoctor": ("gradlab.doctor.doctor",),
+    "NonFiniteError": ("gradlab.doctor.report",),
+    "NonFiniteReport": ("gradlab.doctor.report",),
+    "diagnose": ("gradlab.doctor.doctor",),
+    "diagnose_script": ("gradlab.doctor.script",),
+    "nan_causes": ("gradlab.doctor.causes",),
     "soft_rank": ("gradlab.studies.spearman.softrank",),
     "soft_spearman": ("gradlab.studies.spearman.softrank", "gradlab.studies.spearman.module"),
     "rank_scale": ("gradlab.studies.spearman.softrank", "gradlab.studies.spearman.module"),
@@ -90,6 +111,13 @@ __all__ = [
     "nll",
     "sigma_from",
     "NonFiniteWatch",
+    "nan_doctor",
+    "NanDoctor",
+    "NonFiniteError",
+    "NonFiniteReport",
+    "diagnose",
+    "diagnose_script",
+    "nan_causes",
     "soft_rank",
     "soft_spearman",
     "rank_scale",
@@ -101,6 +129,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from gradlab.doctor.causes import nan_causes
+    from gradlab.doctor.doctor import NanDoctor, diagnose, nan_doctor
+    from gradlab.doctor.report import NonFiniteError, NonFiniteReport
+    from gradlab.doctor.script import diagnose_script
     from gradlab.forensics import NonFiniteWatch
     from gradlab.studies.gd.rules import make_rule
     from gradlab.studies.gd.sharpness import top_hessian_eigenvalue

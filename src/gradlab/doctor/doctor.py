@@ -1,0 +1,542 @@
+"""The NaN doctor: cheap checks every step, and an op-level replay of the step that went non-finite.
+
+``NanDoctor(model, optimizer)`` watches a training loop in one of three modes:
+
+* ``"cheap"`` (default): no per-op hooks. The loss is checked when ``backward`` is called, the gradients and
+  buffers (BatchNorm running statistics) just before ``optimizer.step()``, the parameters and the optimizer state
+  just after -- one fused reduction each. On the first non-finite value of a step decorated with
+  :meth:`NanDoctor.step`, the doctor restores what the step changed (buffers, RNG states, gradients; parameters
+  and optimizer state are still the pre-step ones when the check before ``optimizer.step()`` fails) and replays
+  the step under op-level tracing (:class:`~gradlab.doctor.trace.OpTracer`) to name the op, the module, the user's
+  line and the cause. A non-finite value made by ``optimizer.step()`` itself is diagnosed from the gradients,
+  state and hyperparameters (``snapshot=True`` copies parameters and state every step for an exact replay).
+* ``"trace"``: every op of every step is traced (slow; for a loop that cannot be wrapped as a step function).
+* ``"off"``: nothing is checked (the decorated function runs as it is).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.optim.optimizer as _optim
+
+from gradlab.doctor.causes import Evidence
+from gradlab.doctor.facts import facts, has_inf, has_nan, is_float
+from gradlab.doctor.frames import FrameFilter, SourceLine
+from gradlab.doctor.report import NonFiniteError, NonFiniteReport, make_report
+from gradlab.doctor.trace import OpTracer, TraceEvent
+
+MODES = ("cheap", "trace", "off")
+SCALE_PARAMS = {"scale", "sigma", "std", "stddev", "concentration", "rate", "df", "scale_tril", "covariance_matrix"}
+
+
+class Found(BaseException):
+    """Raised inside the user's step by a cheap check (a BaseException, so that ``except Exception`` keeps it)."""
+
+    def __init__(self, phase: str, tensor: str, where: SourceLine | None, optimizer=None, value=None):
+        super().__init__(f"non-finite {tensor} ({phase})")
+        self.phase, self.tensor, self.where, self.optimizer, self.value = phase, tensor, where, optimizer, value
+
+
+class StopReplay(BaseException):
+    """Ends a replay once its origin is known (before ``optimizer.step()`` changes the parameters)."""
+
+
+def _finite_all(tensors: list[torch.Tensor]) -> bool:
+    tensors = [t.detach() for t in tensors if t is not None and is_float(t) and t.numel()]
+    if not tensors:
+        return True
+    by_dtype: dict = {}
+    for t in tensors:
+        by_dtype.setdefault((t.dtype, t.device), []).append(t)
+    flags = [torch.isfinite(torch.stack(torch._foreach_norm(ts, float("inf")))).all() for ts in by_dtype.values()]
+    return bool(flags[0]) if len(flags) == 1 else bool(torch.stack(flags).all())
+
+
+def _first_bad(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor] | None:
+    for name, t in named:
+        if t is not None and is_float(t) and (has_nan(t) or has_inf(t)):
+            return name, t
+    return None
+
+
+class NanDoctor:
+    """Finds the first non-finite value of a training loop and says its origin, cause and fix.
+
+    ``model``: the module(s) trained (for parameter and buffer names; optional), ``optimizer``: optional (every
+    optimizer is watched through torch's global optimizer hooks). ``mode``: ``"cheap"``, ``"trace"`` or ``"off"``.
+    ``on_find``: ``"raise"`` (a :class:`NonFiniteError` carrying the report) or ``"record"`` (keep it in
+    :attr:`report` and return ``None`` from the step). ``skip_gradlab``: count frames inside gradlab as library
+    frames (``True``) or as the user's (``False``, for gradlab's own studies).
+
+        doctor = gradlab.nan_doctor(model, opt)
+
+        @doctor.step
+        def train_step(x, y):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | Iterable[torch.nn.Module] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        mode: str = "cheap",
+        on_find: str = "raise",
+        snapshot: bool = False,
+        skip_gradlab: bool = True,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if on_find not in ("raise", "record"):
+            raise ValueError(f"on_find must be 'raise' or 'record'; got {on_find!r}")
+        self.mode, self.on_find, self.snapshot = mode, on_find, snapshot
+        self.frames = FrameFilter(skip_gradlab=skip_gradlab)
+        self.models: list[torch.nn.Module] = []
+        if isinstance(model, torch.nn.Module):
+            self.models = [model]
+        elif model is not None:
+            self.models = list(model)
+        self.optimizers = [optimizer] if optimizer is not None else []
+        self.report: NonFiniteReport | None = None
+        self.steps = 0
+        self._handles: list = []
+        self._saved_backward = None
+        self._discover = None
+        self._tracer: OpTracer | None = None
+
+    # names --------------------------------------------------------------------------------------------------
+    def _names(self) -> tuple[dict, dict, dict]:
+        modules, params, buffers = {}, {}, {}
+        for m in self.models:
+            for name, sub in m.named_modules():
+                modules.setdefault(id(sub), name)
+            for name, p in m.named_parameters():
+                params.setdefault(id(p), name)
+            for name, b in m.named_buffers():
+                buffers.setdefault(id(b), name)
+        return modules, params, buffers
+
+    def _named_params(self, optimizer=None) -> list[tuple[str, torch.Tensor]]:
+        _, names, _ = self._names()
+        out = []
+        for opt in [optimizer] if optimizer is not None else self.optimizers:
+            for g, group in enumerate(opt.param_groups):
+                for k, p in enumerate(group["params"]):
+                    out.append((names.get(id(p), f"param_groups[{g}][{k}]"), p))
+        if not out:
+            for m in self.models:
+                out.extend(m.named_parameters())
+        return out
+
+    def _named_buffers(self) -> list[tuple[str, torch.Tensor]]:
+        return [(n, b) for m in self.models for n, b in m.named_buffers() if is_float(b)]
+
+    # cheap checks -------------------------------------------------------------------------------------------
+    def _install(self) -> None:
+        if self._saved_backward is not None:
+            return
+        doctor = self
+        original = torch.Tensor.backward
+        self._saved_backward = original
+
+        @functools.wraps(original)
+        def backward(tensor, *args, **kwargs):
+            if is_float(tensor) and not _finite_all([tensor]):
+                raise Found("loss", "loss", doctor.frames.here(), value=tensor)
+            return original(tensor, *args, **kwargs)
+
+        torch.Tensor.backward = backward
+        opt_mod = _optim
+        self._handles = [
+            opt_mod.register_optimizer_step_pre_hook(self._pre_step),
+            opt_mod.register_optimizer_step_post_hook(self._post_step),
+        ]
+        if not self.models:
+            self._discover = torch.nn.modules.module.register_module_forward_pre_hook(self._found_module)
+
+    def _uninstall(self) -> None:
+        if self._saved_backward is not None:
+            torch.Tensor.backward = self._saved_backward
+            self._saved_backward = None
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        if self._discover is not None:
+            self._discover.remove()
+            self._discover = None
+
+    def _found_module(self, module, inputs):
+        """Learn the user's model(s) from the first forward pass (for buffer and parameter names)."""
+        if not any(module is m or any(module is s for s in m.modules()) for m in self.models):
+            self.models.append(module)
+
+    def _pre_step(self, optimizer, args, kwargs):
+        if self._discover is not None:
+            self._discover.remove()
+            self._discover = None
+        if optimizer not in self.optimizers:
+            self.optimizers.append(optimizer)
+        named = self._named_params(optimizer)
+        grads = [(n, p.grad) for n, p in named]
+        buffers = self._named_buffers()
+        if not _finite_all([g for _, g in grads] + [b for _, b in buffers]):
+            where = self.frames.here()
+            bad = _first_bad(grads)
+            if bad is not None:
+                raise Found("backward", f"grad of {bad[0]}", where, optimizer, bad[1])
+            bad = _first_bad(buffers)
+            raise Found("buffers", bad[0] if bad else "a buffer", where, optimizer, bad[1] if bad else None)
+
+    def _post_step(self, optimizer, args, kwargs):
+        named = self._named_params(optimizer)
+        state = [
+            (f"{type(optimizer).__name__}.state[{n}][{k!r}]", v)
+            for n, p in named
+            for k, v in optimizer.state.get(p, {}).items()
+            if isinstance(v, torch.Tensor)
+        ]
+        if not _finite_all([p for _, p in named] + [v for _, v in state]):
+            where = self.frames.here()
+            bad = _first_bad(named)
+            phase = "optimizer step" if bad is not None else "optimizer state"
+            bad = bad or _first_bad(state)
+            raise Found(phase, bad[0] if bad else "?", where, optimizer, bad[1] if bad else None)
+        if self.mode == "cheap" and self._step_depth == 0:
+            self.steps += 1
+
+    _step_depth = 0
+
+    # snapshot and restore -----------------------------------------------------------------------------------
+    def _snapshot(self) -> dict:
+        snap: dict[str, Any] = {
+            "buffers": [(b, b.detach().clone()) for m in self.models for b in m.buffers()],
+            "torch_rng": torch.get_rng_state(),
+            "random": random.getstate(),
+        }
+        np = sys.modules.get("numpy")
+        if np is not None:
+            snap["numpy"] = np.random.get_state()
+        if self.snapshot:
+            snap["params"] = [(p, p.detach().clone()) for _, p in self._named_params()]
+            snap["state"] = [
+                (
+                    opt,
+                    {
+                        p: {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
+                        for p, s in opt.state.items()
+                    },
+                )
+                for opt in self.optimizers
+            ]
+        return snap
+
+    def _restore(self, snap: dict) -> None:
+        with torch.no_grad():
+            for b, saved in snap["buffers"]:
+                b.copy_(saved)
+            for p, saved in snap.get("params", []):
+                p.copy_(saved)
+        for opt, state in snap.get("state", []):
+            opt.state.clear()
+            for p, s in state.items():
+                opt.state[p] = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
+        torch.set_rng_state(snap["torch_rng"])
+        random.setstate(snap["random"])
+        if "numpy" in snap:
+            sys.modules["numpy"].random.set_state(snap["numpy"])
+        for _, p in self._named_params():
+            p.grad = None
+
+    # the decorator ------------------------------------------------------------------------------------------
+    def step(self, fn: Callable) -> Callable:
+        """Decorate a training-step function (one call = one step): checked cheaply, replayed when it goes wrong."""
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            if self.mode == "off":
+                return fn(*args, **kwargs)
+            if self.mode == "trace":
+                return self._traced_call(fn, args, kwargs)
+            return self._cheap_call(fn, args, kwargs)
+
+        return wrapped
+
+    def _cheap_call(self, fn, args, kwargs):
+        snap = self._snapshot()
+        self._install()
+        self._step_depth = 1
+        found: Found | None = None
+        error: BaseException | None = None
+        try:
+            out = fn(*args, **kwargs)
+            if is_float(out) and out.dim() == 0 and not _finite_all([out]):
+                found = Found("loss", "returned loss", None, value=out)
+        except Found as f:
+            found = f
+        except Exception as exc:  # noqa: BLE001 -- diagnosed below, re-raised when it has nothing non-finite
+            error = exc
+        finally:
+            self._step_depth = 0
+            self._uninstall()
+        if found is None and error is None:
+            self.steps += 1
+            return out
+        if found is not None and found.phase in ("optimizer step", "optimizer state") and not self.snapshot:
+            report = self._post_mortem(found)
+        else:
+            self._restore(snap)
+            report = self._replay(fn, args, kwargs, found, error)
+            self._restore(snap)
+        if report is None:
+            raise error if error is not None else RuntimeError(str(found))
+        return self._deliver(report, error)
+
+    def _traced_call(self, fn, args, kwargs):
+        report = self._replay(fn, args, kwargs, None, None, stop_early=False, run=True)
+        self.steps += 1
+        if report is None:
+            return self._last_out
+        return self._deliver(report, None)
+
+    def _deliver(self, report: NonFiniteReport, error: BaseException | None):
+        self.report = report
+        if self.on_find == "raise":
+            raise NonFiniteError(report) from error
+        return None
+
+    # replay under tracing -----------------------------------------------------------------------------------
+    def _replay(self, fn, args, kwargs, found, error, stop_early: bool = True, run: bool = False):
+        modules, params, buffers = self._names()
+        tracer = OpTracer(self.frames, modules, params, buffers, step=self.steps)
+        stop = None
+        if stop_early:
+            stop = _optim.register_optimizer_step_pre_hook(self._stop_if_found(tracer))
+        exc: BaseException | None = None
+        self._last_out = None
+        try:
+            with tracer:
+                self._last_out = fn(*args, **kwargs)
+        except StopReplay:
+            pass
+        except Exception as e:  # noqa: BLE001
+            exc = e
+        finally:
+            if stop is not None:
+                stop.remove()
+        if exc is not None and error is None and run:
+            error = exc
+        report = self.report_from(tracer, self.steps, exc or error)
+        if report is None and exc is not None and run:
+            raise exc
+        if report is None and found is not None:
+            report = self._phase_only(found)
+        return report
+
+    @staticmethod
+    def _stop_if_found(tracer: OpTracer):
+        def hook(optimizer, args, kwargs):
+            if tracer.events:
+                raise StopReplay()
+
+        return hook
+
+    def report_from(self, tracer: OpTracer, step: int, error: BaseException | None = None) -> NonFiniteReport | None:
+        """The report of a traced step: its first event, or the error it raised when that says what was wrong."""
+        if tracer.events:
+            ev = _pick(tracer.events)
+            notes = self._notes(ev)
+            return make_report(
+                step,
+                ev.evidence,
+                ev.module,
+                ev.where,
+                tensor=ev.tensor,
+                node=ev.node,
+                exception=_one_line(error) if error is not None else None,
+                notes=notes,
+            )
+        if error is not None:
+            return self._from_exception(tracer, step, error)
+        return None
+
+    def _notes(self, ev: TraceEvent) -> list[str]:
+        notes = []
+        lr0 = [g.get("lr") for opt in self.optimizers for g in opt.param_groups if g.get("lr") == 0]
+        if lr0 and ev.phase in ("backward", "forward", "loss", "input batch"):
+            notes.append("learning rate 0 does not protect the weights: the update adds 0 * NaN = NaN")
+        if ev.phase == "input batch" and any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for model in self.models for m in model.modules()
+        ):
+            notes.append("in train mode this batch also makes BatchNorm's running statistics NaN (eval turns NaN)")
+        return notes
+
+    def _from_exception(self, tracer: OpTracer, step: int, error: BaseException) -> NonFiniteReport | None:
+        """A torch.distributions validation error: which argument broke which constraint, and why."""
+        tb = error.__traceback__
+        where = self.frames.from_traceback(tb)
+        value, param, dist = None, None, None
+        while tb is not None:
+            local = tb.tb_frame.f_locals
+            if "torch/distributions" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+                if isinstance(local.get("value"), torch.Tensor):
+                    value, param = local["value"], local.get("param", "value")
+                if "self" in local and dist is None:
+                    dist = type(local["self"]).__name__
+            tb = tb.tb_next
+        if value is None or not isinstance(error, ValueError):
+            return None
+        f = facts(value)
+        if not f.finite:
+            cause = "nonfinite_input"
+        elif f.zeros and param in SCALE_PARAMS:
+            cause = "zero_scale"
+        else:
+            cause = "invalid_distribution_argument"
+        producer = tracer.produced.get(value)
+        ev = Evidence(phase="forward", op=dist or "distribution", inputs=[f], producers=[producer], output=f)
+        notes = [f"argument {param!r} of {dist}" + (f", made by {producer}" if producer else "")]
+        return make_report(
+            step, ev, tracer._module(), where, tensor=str(param), exception=_one_line(error), notes=notes, cause=cause
+        )
+
+    def _phase_only(self, found: Found) -> NonFiniteReport:
+        f = facts(found.value) if isinstance(found.value, torch.Tensor) else None
+        phase = found.phase
+        ev = Evidence(phase=phase, op="backward" if phase == "loss" else phase, inputs=[f] if f else [], output=f)
+        return make_report(
+            self.steps,
+            ev,
+            "",
+            found.where,
+            tensor=found.tensor,
+            notes=["no op-level origin found on replay (is the step deterministic?)"],
+        )
+
+    def _post_mortem(self, found: Found) -> NonFiniteReport:
+        """A non-finite value made by optimizer.step(): diagnosed from gradients, state and hyperparameters."""
+        opt = found.optimizer
+        named = self._named_params(opt)
+        group = opt.param_groups[0] if opt is not None else {}
+        bad_name = found.tensor
+        param = next((p for n, p in named if n == bad_name), None)
+        grad = param.grad if param is not None else None
+        grads = [p.grad for _, p in named if p.grad is not None]
+        zero_grads = any(bool((g == 0).any()) for g in grads)
+        inputs = [facts(grad)] if grad is not None else []
+        ev = Evidence(
+            phase=found.phase,
+            op=f"{type(opt).__name__}.step" if opt is not None else "optimizer.step",
+            inputs=inputs,
+            output=facts(found.value) if isinstance(found.value, torch.Tensor) else None,
+            extra={"eps": group.get("eps"), "lr": group.get("lr"), "zero_grads": zero_grads},
+        )
+        notes = [f"hyperparameters: lr={group.get('lr')}, eps={group.get('eps')}"]
+        if group.get("lr") == 0:
+            notes.append("learning rate 0 does not protect the weights: 0 * NaN = NaN")
+        notes.append("snapshot=True (or `gradlab doctor script.py`) replays the update op by op")
+        return make_report(self.steps, ev, "", found.where, tensor=bad_name, notes=notes)
+
+    # the context manager ------------------------------------------------------------------------------------
+    def __enter__(self) -> NanDoctor:
+        if self.mode == "cheap":
+            self._install()
+        elif self.mode == "trace":
+            modules, params, buffers = self._names()
+            self._tracer = OpTracer(self.frames, modules, params, buffers, step=self.steps)
+            self._tracer.__enter__()
+            self._step_hook = _optim.register_optimizer_step_post_hook(self._count_traced)
+        return self
+
+    def _count_traced(self, optimizer, args, kwargs):
+        if self._tracer is not None and self._tracer.events:
+            raise StopReplay()
+        self.steps += 1
+        if self._tracer is not None:
+            self._tracer.step = self.steps
+            self._tracer.node_info.clear()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        report = None
+        if self.mode == "cheap":
+            self._uninstall()
+            if isinstance(exc, Found):
+                report = (
+                    self._post_mortem(exc)
+                    if exc.phase in ("optimizer step", "optimizer state")
+                    else self._phase_only(exc)
+                )
+                report.notes.append("decorate the step (@doctor.step) or run `gradlab doctor script.py` for the op")
+        elif self.mode == "trace" and self._tracer is not None:
+            tracer, self._tracer = self._tracer, None
+            tracer.__exit__(None, None, None)
+            self._step_hook.remove()
+            err = exc if isinstance(exc, Exception) else None
+            report = self.report_from(tracer, self.steps, err)
+        if report is None:
+            return False
+        self.report = report
+        if self.on_find == "raise":
+            raise NonFiniteError(report) from (exc if isinstance(exc, Exception) else None)
+        return True
+
+    # Lightning ----------------------------------------------------------------------------------------------
+    def lightning_callback(self):
+        """A Lightning ``Callback`` running this doctor's cheap checks and replay (needs pytorch_lightning)."""
+        from gradlab.doctor.lightning import make_callback
+
+        return make_callback(self)
+
+
+def _pick(events: list[TraceEvent]) -> TraceEvent:
+    """The event to report: the first one (events come in the order the computation made them)."""
+    return events[0]
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def nan_doctor(
+    model: torch.nn.Module | Iterable[torch.nn.Module] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    mode: str = "cheap",
+    on_find: str = "raise",
+    snapshot: bool = False,
+) -> NanDoctor:
+    """A :class:`NanDoctor` for ``model`` (and ``optimizer``): decorate a step, or use it as a context manager.
+
+    ``@gradlab.nan_doctor(model, opt).step`` checks each step cheaply (loss, gradients, parameters, optimizer
+    state, buffers) and replays a step that turned non-finite under op-level tracing; ``with
+    gradlab.nan_doctor(mode="trace"):`` traces every op of a block. At the first non-finite value it raises
+    :class:`gradlab.NonFiniteError` whose ``.report`` (a :class:`gradlab.NonFiniteReport`) names the step, phase,
+    op, module, the user's ``file:line``, facts about the op's inputs, the cause class and its fix
+    (``on_find="record"`` keeps it in ``doctor.report`` instead). ``mode="off"`` costs nothing.
+    """
+    return NanDoctor(model, optimizer, mode=mode, on_find=on_find, snapshot=snapshot)
+
+
+def diagnose(
+    fn: Callable[..., Any], *args: Any, step: int = 0, skip_gradlab: bool = True, **kwargs: Any
+) -> NonFiniteReport | None:
+    """Run ``fn(*args, **kwargs)`` once under op-level tracing; the report of its first non-finite value, or None.
+
+    For a study or a test that already knows which step went wrong: replay that step (forward, backward and,
+    if ``fn`` calls it, ``optimizer.step()``) inside ``fn``. An exception ``fn`` raises is diagnosed when it comes
+    from a non-finite value or a torch.distributions argument check, and re-raised otherwise.
+    """
+    doctor = NanDoctor(mode="trace", on_find="record", skip_gradlab=skip_gradlab)
+    doctor.steps = step
+    report = doctor._replay(fn, args, kwargs, None, None, stop_early=False, run=True)
+    return report
