@@ -150,6 +150,18 @@ def ui(
         raise typer.Exit(interrupt_exit_code(exc)) from None
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def doctor(ctx: typer.Context) -> None:
+    """Run a training script under the NaN doctor: `gradlab doctor [--json PATH] [--seed N] SCRIPT [ARGS...]`
+    names the first non-finite value's step, op, module, your line, cause and fix (exit 1 when it finds one)."""
+    from gradlab.doctor.script import main as doctor_main
+
+    raise typer.Exit(doctor_main(list(ctx.args)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: a usage error is one line and exit code 2, like any other bad input."""
     try:  # typer >= 0.20 vendors click
