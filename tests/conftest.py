@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from gradlab.numerics import pin_environment
+
+# the CPU numerics every entry point pins (gradlab.numerics), before any test imports NumPy or runs torch
+_LOADED_TOO_EARLY = pin_environment()
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -26,11 +26,11 @@ def default_workers() -> int:
 def _init_worker(settings: Settings) -> None:
     import signal
 
-    import torch
+    from gradlab.numerics import pin_runtime
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     activate(settings)  # the parent's settings, not this process's environment
-    torch.set_num_threads(1)
+    pin_runtime()  # one torch thread, oneDNN off; the pinned environment came from the parent (gradlab.numerics)
 
 
 def map_trials(

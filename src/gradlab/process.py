@@ -110,18 +110,23 @@ def interrupts_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+KEPT_ON_PUBLISH = (".gitignore", "replication.json")
+
+
 def publish(tmp: Path, final: Path) -> None:
     """Replace the folder ``final`` by ``tmp`` so that a reader never sees a half-written one.
 
-    DVC's ``.gitignore`` (its list of the cached outputs) in ``final`` is kept. Interrupts are
-    held while the two renames happen.
+    Files of ``final`` that the stage does not write are kept: DVC's ``.gitignore`` (its list of the
+    cached outputs) and ``replication.json`` (written by ``gradlab replicate``; it names the results
+    it was compared with). Interrupts are held while the two renames happen.
     """
     tmp, final = Path(tmp), Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     old = final.with_name(f".old-{final.name}-{os.getpid()}")
     with interrupts_held():
-        if (final / ".gitignore").exists():
-            shutil.copy2(final / ".gitignore", tmp / ".gitignore")
+        for name in KEPT_ON_PUBLISH:
+            if (final / name).exists() and not (tmp / name).exists():
+                shutil.copy2(final / name, tmp / name)
         if final.exists():
             final.rename(old)
         tmp.rename(final)

@@ -30,9 +30,12 @@ from gradlab.config import (
 )
 from gradlab.context import StageContext, to_jsonable, write_json
 from gradlab.headline import headline
+from gradlab.numerics import check, pin_environment, pin_runtime
 from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, refuse, sigterm_raises
 from gradlab.settings import Settings, active, current
 from gradlab.tracking import TrackingError, open_tracker, params_hash, stage_run_name, standard_tags
+
+pin_environment()  # `python pipelines/<stage>.py` imports this module first, before NumPy (gradlab.numerics)
 
 __all__ = ["ExitCode", "Terminated", "guarded", "main", "publish", "resolve_params", "results_dir", "run_stage"]
 
@@ -138,6 +141,14 @@ def run_stage(
 
         threads = torch.get_num_threads()  # a study may change it; the next stage in this process must not notice
         try:
+            numerics = pin_runtime()  # fixed threads, oneDNN off (gradlab.numerics)
+            for problem in check():
+                print(f"warning: {stage}: {problem}", file=sys.stderr)
+            run_tags = {
+                **(tags or {}),
+                "gradlab.numerics": numerics["mode"],
+                "gradlab.cpu_capability": numerics["torch_cpu_capability"],
+            }
             seed_everything(int(getattr(params, "seed", 0)))
             start = time.perf_counter()
             if parent_run is None:  # a sweep describes its experiment once, not in every trial
@@ -146,7 +157,7 @@ def run_stage(
                 f"gradlab/{stage}",
                 run_name or stage_run_name(stage),
                 parent=parent_run,
-                tags=standard_tags(stage, plain, tags),
+                tags=standard_tags(stage, plain, run_tags),
                 params=flatten(plain),
                 resume_id=resume_id,
             ) as parent:

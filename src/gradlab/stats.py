@@ -28,6 +28,7 @@ import numpy as np
 from scipy import optimize, stats
 
 _NA = "n/a"
+MIN_CI_N = 10  # fewer values than this: no "95 % CI" (a percentile bootstrap of 3 values is their min-max)
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -55,7 +56,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 def t_mean_ci(
     values: Sequence[float], low: float = -math.inf, high: float = math.inf, confidence: float = 0.95
 ) -> tuple[float, float | None, float | None]:
-    """Mean and Student-t interval clipped to the quantity's range [low, high]; one value: (mean, None, None).
+    """Mean and Student-t interval clipped to the quantity's range [low, high]; fewer than
+    :data:`MIN_CI_N` values: (mean, None, None) (report the values themselves).
 
     No finite value: (NaN, None, None). Identical values: the interval is the value (a spread of zero
     is measured, not missing).
@@ -64,7 +66,7 @@ def t_mean_ci(
     if x.size == 0:
         return math.nan, None, None
     mean = float(x.mean())
-    if x.size == 1:
+    if x.size < MIN_CI_N:
         return mean, None, None
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * _sd(x) / math.sqrt(x.size))
     return mean, float(np.clip(mean - half, low, high)), float(np.clip(mean + half, low, high))
@@ -115,11 +117,11 @@ def cohens_d_ci(
 
     The pooled-variance t = d / sqrt(1/n_a + 1/n_b) has a noncentral t distribution with n_a + n_b - 2
     degrees of freedom and noncentrality delta / sqrt(1/n_a + 1/n_b); the interval inverts it. Undefined
-    d (one value per side, no spread): (NaN, None, None).
+    d (no spread): (NaN, None, None); fewer than :data:`MIN_CI_N` values a side: (d, None, None).
     """
     x, y = _finite(a), _finite(b)
     d = cohens_d(x, y)
-    if not math.isfinite(d) or x.size < 2 or y.size < 2:
+    if not math.isfinite(d) or min(x.size, y.size) < MIN_CI_N:
         return d, None, None
     scale = math.sqrt(1 / x.size + 1 / y.size)
     t, df = d / scale, x.size + y.size - 2
@@ -213,14 +215,15 @@ def bootstrap_mean_ci(
 ) -> tuple[float, float | None, float | None]:
     """Mean and percentile-bootstrap interval, inside the quantity's possible range [low, high].
 
-    One value has no interval: (mean, None, None), reported as "n/a". The resampled means of values
-    inside [low, high] stay inside it, and the bounds are clipped for safety.
+    Fewer than :data:`MIN_CI_N` values have no interval: (mean, None, None), reported as "n/a" (with
+    fewer, the percentile bootstrap is about the min-max of the values, not a 95 % interval). The
+    resampled means of values inside [low, high] stay inside it, and the bounds are clipped for safety.
     """
     x = _finite(values)
     if x.size == 0:
         return math.nan, None, None
     mean = float(x.mean())
-    if x.size == 1:
+    if x.size < MIN_CI_N:
         return mean, None, None
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
@@ -240,13 +243,13 @@ def bootstrap_diff_ci(
     """mean(a) - mean(b) and a percentile-bootstrap interval (each group resampled on its own).
 
     ``low``/``high`` bound the *difference* (for values in [m, M] it lies in [m - M, M - m]). A side
-    with one value: (difference, None, None).
+    with fewer than :data:`MIN_CI_N` values: (difference, None, None).
     """
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
         return math.nan, None, None
     diff = float(x.mean() - y.mean())
-    if x.size < 2 or y.size < 2:
+    if min(x.size, y.size) < MIN_CI_N:
         return diff, None, None
     rng = np.random.default_rng(seed)
     bx = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
@@ -260,13 +263,13 @@ def cliffs_delta(
 ) -> tuple[float, float | None, float | None]:
     """Cliff's delta P(a > b) - P(a < b) in [-1, 1] with a percentile-bootstrap interval (inside [-1, 1]).
 
-    A side with one value: (delta, None, None).
+    A side with fewer than :data:`MIN_CI_N` values: (delta, None, None).
     """
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
         return math.nan, None, None
     delta = float(np.sign(x[:, None] - y[None, :]).mean())
-    if x.size < 2 or y.size < 2:
+    if min(x.size, y.size) < MIN_CI_N:
         return delta, None, None
     rng = np.random.default_rng(seed)
     bx = x[rng.integers(0, x.size, (n_boot, x.size))]
@@ -324,6 +327,64 @@ def compare(
         "cliffs_delta_ci_low": cd_lo,
         "cliffs_delta_ci_high": cd_hi,
     }
+
+
+def sign_flip_test(values: Sequence[float], max_exact: int = 2**20, seed: int = 0) -> dict:
+    """Two-sided exact sign-flip test that the mean of ``values`` is 0 (one sample, or paired differences).
+
+    Under the null each value's sign is a fair coin; p is the share of the 2^n sign patterns whose mean
+    is at least as far from 0 as the observed one (ties count). ``p_min`` = 2 / 2^n is the smallest p any
+    data could give (5 values: 0.0625, so 5 seeds can never reach 0.05; 6 values: 0.03125). Above
+    ``max_exact`` patterns, that many random ones are drawn (``exact`` False).
+    """
+    x = _finite(values)
+    n = x.size
+    if n == 0:
+        return {"p": math.nan, "p_min": math.nan, "exact": True, "n": 0}
+    observed = abs(x.mean())
+    if 2**n <= max_exact:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1)
+        exact = True
+    else:
+        signs = np.random.default_rng(seed).choice([-1, 1], size=(max_exact, n))
+        exact = False
+    means = np.abs((signs * x[None, :]).mean(axis=1))
+    p = float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
+    return {"p": p, "p_min": min(1.0, 2.0 / 2**n), "exact": exact, "n": int(n)}
+
+
+VERDICT_ENCODING = (
+    "+1: the claim holds (its interval or exact test excludes the other outcome); "
+    "-1: the opposite holds (likewise excluded); 0: inconclusive (the interval contains the boundary, "
+    "or the test cannot reject it)"
+)
+
+
+def verdict(low: float | None, high: float | None, threshold: float = 0.0) -> int:
+    """+1 when the interval [low, high] lies above ``threshold``, -1 when below, 0 otherwise (or no interval).
+
+    The encoding of every statistical verdict (``flags.*``): an interval that contains the boundary
+    decides nothing, whatever the point estimate says (:data:`VERDICT_ENCODING`).
+    """
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return 0
+    if low > threshold:
+        return 1
+    if high < threshold:
+        return -1
+    return 0
+
+
+def verdict_p(p: float | None, effect: float | None, alpha: float = 0.05) -> int:
+    """sign(``effect``) when the exact test's ``p`` < ``alpha``, else 0 (inconclusive)."""
+    if p is None or effect is None or not (math.isfinite(p) and math.isfinite(effect)) or p >= alpha or effect == 0:
+        return 0
+    return 1 if effect > 0 else -1
+
+
+def verdict_word(value: int, yes: str = "yes", no: str = "no") -> str:
+    """The prose of a verdict: ``yes`` (+1), ``no`` (-1) or "inconclusive" (0)."""
+    return {1: yes, -1: no}.get(int(value), "inconclusive")
 
 
 def fmt(value, spec: str = ".3g") -> str:

@@ -39,7 +39,8 @@ def run_report(params_file: str | Path = "params.yaml", reports: Path | None = N
     except TrackingError as err:
         return refuse(err, ExitCode.FAILED)
     with tracker.run("gradlab/report", "report", tags=standard_tags("report", {})) as run:
-        folder, quotes = build(results, reports, Path(params_file))
+        docs = results.parent / "docs" / "studies"  # a checkout's study pages (absent beside a temporary results/)
+        folder, quotes = build(results, reports, Path(params_file), docs)
         run.log_metrics({"report/quoted_numbers": len(quotes)})
         for name in ("REPORT.md", "report.html", "quotes.json"):
             run.log_artifact(folder / name)

@@ -13,6 +13,7 @@ from pathlib import Path
 from gradlab.config import load_yaml
 from gradlab.context import write_json
 from gradlab.process import publish
+from gradlab.report import docs_blocks, replication
 from gradlab.report.quotes import MissingResults, Quotes
 from gradlab.report.sections import SECTIONS, Section
 from gradlab.tracking import git_sha, params_hash, workspace_changes
@@ -83,6 +84,7 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
                 lines.append(f"![{sec.stage}: {Path(fig).stem}]({rel.as_posix()})")
         lines += ["", f"**Conditions.** {conditions(sec.stage, params)}.", ""]
         lines += ["**Caveats.**", ""] + [f"- {c}" for c in sec.caveats] + [""]
+        lines += replication.lines(results, sec.stage) + [""]
     for stage, why in missing:
         lines += [f"## `{stage}`", "", why, ""]
     return "\n".join(lines)
@@ -108,9 +110,8 @@ def render_html(markdown_text: str, sections: list[Section], results: Path) -> s
     return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>\n"
 
 
-def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[dict]]:
-    """Write REPORT.md, report.html and quotes.json atomically into ``reports``; return (folder, quotes)."""
-    params = load_yaml(params_file) if Path(params_file).exists() else {}
+def collect(results: Path) -> tuple[list[Section], list[tuple[str, str]], Quotes]:
+    """Every stage's report section from ``results`` (and, for a stage without one, why)."""
     q = Quotes(results)
     sections, missing = [], []
     for stage, fn in SECTIONS.items():
@@ -123,6 +124,19 @@ def build(results: Path, reports: Path, params_file: Path) -> tuple[Path, list[d
         except MissingResults as err:
             del q.entries[quoted:]  # the section is not in the report, nor are its quotes
             missing.append((stage, f"`results/{stage}/stats.json` lacks {err}: rerun the stage."))
+    return sections, missing, q
+
+
+def build(results: Path, reports: Path, params_file: Path, docs: Path | None = None) -> tuple[Path, list[dict]]:
+    """Write REPORT.md, report.html and quotes.json atomically into ``reports``; return (folder, quotes).
+
+    ``docs``: a folder of study pages whose generated results blocks are rewritten too
+    (:mod:`gradlab.report.docs_blocks`).
+    """
+    params = load_yaml(params_file) if Path(params_file).exists() else {}
+    sections, missing, q = collect(results)
+    if docs is not None and docs.is_dir():
+        docs_blocks.update(docs, {sec.stage: sec for sec in sections}, dict(missing), results)
     text = render_markdown(sections, missing, params, results)
     tmp = reports.parent / f".staging-{reports.name}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,45 @@
+"""The replication table of a stage in the report and the docs: each verdict, original vs replication."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gradlab.replicate import load
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return (
+            f"{int(value):+d}" if float(value).is_integer() and value != 0 else str(int(value) if value == 0 else value)
+        )
+    return "missing" if value is None else str(value)
+
+
+def lines(results: Path, stage: str) -> list[str]:
+    """Markdown lines: how many verdicts replicated on an independent seed block, and a table of them."""
+    data = load(results / stage)
+    if data is None:
+        return [
+            f"**Replication.** None yet (`gradlab replicate {stage}` reruns the stage on an independent seed block)."
+        ]
+    stale = (
+        ""
+        if data["current"]
+        else (
+            f" It compared an earlier run of the stage: the results changed since; rerun `gradlab replicate {stage}`."
+        )
+    )
+    out = [
+        f"**Replication.** `gradlab replicate {stage}` reran the stage on seeds from {data['replication']['seed']} "
+        f"(the original: from {data['original']['seed']}): {data['verdicts_agree']} of {data['verdicts_total']} "
+        f"verdicts replicated.{stale}",
+        "",
+        "| verdict | original | replication | |",
+        "|---|---|---|---|",
+    ]
+    for key, v in data["verdicts"].items():
+        word = "replicated" if v["agree"] else "**not replicated**"
+        out.append(f"| `{key}` | {_show(v['original'])} | {_show(v['replication'])} | {word} |")
+    return out
