@@ -6,7 +6,7 @@ from torch import nn
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))
 opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-for scale in (1.0, 20000.0):
+for scale in (1.0, 200000.0):
     x = torch.randn(32, 16) * scale
     with torch.autocast("cpu", dtype=torch.float16):
         out = model(x)  # BUG

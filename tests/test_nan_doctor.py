@@ -1,0 +1,313 @@
+"""The NaN doctor on planted bugs: the right cause class, op and user line, in every way it can be run.
+
+Each script in tests/planted_nan/ plants one bug in an ordinary training loop; ``gradlab doctor`` must name the
+cause class, the op and the line marked ``# BUG``. The decorator, the context manager and the Lightning callback
+must agree with it, the cheap mode must not change a clean run, and ``mode="off"`` must do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from nan_planted import PLANTED, planted
+from torch import nn
+
+import gradlab
+from gradlab.doctor import CAUSES, NonFiniteError
+from gradlab.doctor.script import diagnose_script
+
+PLANTED_BUGS = planted()
+ROOT = PLANTED.parents[1]
+
+
+def test_at_least_twelve_cause_classes_are_planted_and_documented():
+    causes = {p.cause for p in PLANTED_BUGS}
+    assert len(causes) >= 12, sorted(causes)
+    assert causes <= set(CAUSES)
+    for cause in CAUSES.values():
+        assert cause.symptom and cause.why and cause.fix
+    assert gradlab.nan_causes() == CAUSES
+
+
+@pytest.mark.parametrize("bug", PLANTED_BUGS, ids=[p.name for p in PLANTED_BUGS])
+def test_gradlab_doctor_names_cause_op_and_user_line(bug):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = diagnose_script(bug.path)
+    assert report is not None, f"{bug.name}: nothing found"
+    assert report.cause == bug.cause, f"{bug.name}:\n{report}"
+    assert bug.op in report.op, f"{bug.name}:\n{report}"
+    assert (report.file, report.line) == (str(bug.path), bug.line), f"{bug.name}:\n{report}"
+    assert report.phase == bug.phase, f"{bug.name}:\n{report}"
+    text = str(report)
+    assert f"{bug.path}:{bug.line}" in text and report.cause in text and CAUSES[bug.cause].fix in text
+
+
+def _library_only_env(tmp_path) -> dict:
+    """An environment in which the pipeline extra cannot be imported (as after ``pip install gradlab``)."""
+    import os
+
+    block = tmp_path / "block"
+    for name in ("typer", "mlflow", "pytorch_lightning", "lightning", "dvc", "pandas"):
+        (block / name).mkdir(parents=True)
+        (block / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError({'No module named ' + repr(name)!r}, name={name!r})\n"
+        )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(block), str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_python_m_gradlab_doctor_works_without_the_pipeline_extra(tmp_path):
+    bug = next(p for p in PLANTED_BUGS if p.name == "tfp_log_probs")
+    out = tmp_path / "report.json"
+    env = _library_only_env(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "gradlab", "doctor", "--json", str(out), str(bug.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"{bug.path}:{bug.line}" in done.stderr and "log_of_underflowed_weight" in done.stderr
+    data = json.loads(out.read_text())
+    assert data["cause"] == "log_of_underflowed_weight" and data["op"] == "log" and data["line"] == bug.line
+    # the pipeline command says what to install and points library users to `import gradlab`
+    done = subprocess.run(
+        [sys.executable, "-m", "gradlab", "stages"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 2 and "import gradlab" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_gradlab_doctor_command_usage_and_a_clean_script(tmp_path):
+    from gradlab.doctor.script import main
+
+    assert main([]) == 2
+    assert main([str(tmp_path / "missing.py")]) == 2
+    assert main(["--seed", "x", "a.py"]) == 2
+    clean = tmp_path / "clean.py"
+    clean.write_text(
+        "import torch\nm = torch.nn.Linear(2, 1)\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for _ in range(3):\n    loss = m(torch.randn(4, 2)).pow(2).mean()\n"
+        "    opt.zero_grad()\n    loss.backward()\n    opt.step()\n"
+    )
+    assert main([str(clean)]) == 0
+
+
+def test_the_typer_command_runs_the_doctor(tmp_path):
+    from gradlab.cli import main
+
+    bug = next(p for p in PLANTED_BUGS if p.name == "relu_scale")
+    assert main(["doctor", str(bug.path)]) == 1
+
+
+# --- the decorator: cheap checks, replay, state restored ------------------------------------------------------
+
+
+def _mdn_like(seed: int = 0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 6))
+    with torch.no_grad():
+        net[2].bias[:2] = torch.tensor([60.0, -60.0])
+    return net
+
+
+def test_step_decorator_replays_the_asker_loss_and_restores_the_state():
+    net = _mdn_like()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    doctor = gradlab.nan_doctor(net, opt)
+    x, y = torch.rand(16, 1), torch.rand(16)
+    before = [p.detach().clone() for p in net.parameters()]
+
+    @doctor.step
+    def train_step(x, y):
+        logits, mu, raw = net(x).split(2, dim=-1)
+        alpha = torch.softmax(logits, -1)
+        log_alpha = torch.log(alpha)  # the asker's TFP path: Categorical(probs=alpha)
+        comp = -0.5 * ((y[:, None] - mu) / F.softplus(raw)) ** 2 - torch.log(F.softplus(raw))
+        loss = -torch.logsumexp(torch.log_softmax(log_alpha, -1) + comp, -1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    with pytest.raises(NonFiniteError) as err:
+        train_step(x, y)
+    report = err.value.report
+    assert (report.cause, report.op, report.phase, report.step) == ("log_of_underflowed_weight", "log", "loss", 0)
+    assert report.code == "log_alpha = torch.log(alpha)  # the asker's TFP path: Categorical(probs=alpha)"
+    assert report.file == __file__ and report.inputs[0].zeros > 0 and report.inputs[0].finite
+    # the bad step never reached the weights: they are as before, finite; Adam has no state yet
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert not opt.state
+
+
+def test_step_decorator_names_an_input_batch_not_the_first_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    doctor = gradlab.nan_doctor(model, opt, on_find="record")
+    running = model[1].running_mean.clone()
+
+    @doctor.step
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    x = torch.randn(16, 3)
+    x[9, 2] = float("nan")
+    assert train_step(x, torch.randn(16, 1)) is None
+    report = doctor.report
+    assert (report.phase, report.cause, report.op, report.module) == ("input batch", "nonfinite_input", "linear", "0")
+    assert report.inputs[0].rows_nonfinite == (9,)
+    assert any("BatchNorm" in n for n in report.notes) and any("learning rate 0" in n for n in report.notes)
+    assert torch.equal(model[1].running_mean, running)  # the buffers are restored after the replay
+
+
+def test_step_decorator_optimizer_phase_without_and_with_snapshot():
+    def make():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        with torch.no_grad():
+            model[0].bias[:4] = -100.0
+        return model, torch.optim.Adam(model.parameters(), lr=0.0, eps=0.0)
+
+    for snapshot, op in ((False, "Adam.step"), (True, "addcdiv")):
+        model, opt = make()
+        doctor = gradlab.nan_doctor(model, opt, snapshot=snapshot)
+
+        @doctor.step
+        def train_step(x, model=model, opt=opt):
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        with pytest.raises(NonFiniteError) as err:
+            train_step(torch.randn(16, 4))
+        report = err.value.report
+        assert report.cause == "optimizer_nan_update" and op in report.op, report
+        assert report.code == "opt.step()"
+
+
+def test_cheap_mode_leaves_a_clean_run_unchanged_and_off_does_nothing():
+    def run(mode):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 1))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        doctor = gradlab.nan_doctor(model, opt, mode=mode)
+
+        @doctor.step
+        def train_step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        g = torch.Generator().manual_seed(2)
+        losses = [float(train_step(torch.randn(8, 4, generator=g), torch.randn(8, 1, generator=g))) for _ in range(5)]
+        return losses, doctor
+
+    plain, off = run("off")
+    cheap, doctor = run("cheap")
+    traced, _ = run("trace")
+    assert plain == cheap == traced and all(math.isfinite(v) for v in plain)
+    assert doctor.report is None and doctor.steps == 5 and off.steps == 0
+    assert torch.Tensor.backward.__module__ == "torch._tensor"  # the cheap checks are gone after each step
+
+
+def test_unrelated_errors_are_raised_unchanged():
+    doctor = gradlab.nan_doctor(mode="cheap")
+
+    @doctor.step
+    def train_step():
+        return torch.ones(2, 3) @ torch.ones(2, 3)
+
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        train_step()
+    with pytest.raises(ValueError, match="mode must be one of"):
+        gradlab.nan_doctor(mode="fast")
+
+
+def test_context_manager_trace_mode_and_diagnose():
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 3)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    with pytest.raises(NonFiniteError) as err, gradlab.nan_doctor(lin, opt, mode="trace"):
+        for step in range(3):
+            v = lin(torch.randn(4, 3)) * (step < 2)
+            u = v / v.norm(dim=-1, keepdim=True)
+            opt.zero_grad()
+            u.sum().backward()
+            opt.step()
+    report = err.value.report
+    assert (report.cause, report.op, report.step) == ("zero_norm", "div", 2)
+    assert report.code == "u = v / v.norm(dim=-1, keepdim=True)"
+
+    def loss_fn(x):
+        return torch.sqrt(x - 1.0).sum()
+
+    report = gradlab.diagnose(loss_fn, torch.zeros(3))
+    assert (
+        report.cause == "negative_domain" and report.op == "sqrt" and report.code == "return torch.sqrt(x - 1.0).sum()"
+    )
+    assert gradlab.diagnose(loss_fn, torch.full((3,), 2.0)) is None
+
+
+def test_context_manager_cheap_mode_reports_the_phase():
+    lin = nn.Linear(2, 1)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    doctor = gradlab.nan_doctor(lin, opt, on_find="record")
+    with doctor:
+        loss = lin(torch.tensor([[float("inf"), 1.0]])).sum()
+        loss.backward()
+    assert doctor.report.phase == "loss" and "@doctor.step" in " ".join(doctor.report.notes)
+
+
+def test_lightning_callback_replays_the_training_step():
+    pl = pytest.importorskip("pytorch_lightning")
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(1, 2)
+            with torch.no_grad():
+                self.net.bias[1] = -50.0
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            mu, raw = self.net(x).unbind(-1)
+            sigma = torch.relu(raw)
+            return (0.5 * ((y - mu) / sigma) ** 2 + torch.log(sigma)).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = torch.utils.data.TensorDataset(torch.rand(32, 1), torch.rand(32))
+    doctor = gradlab.nan_doctor()
+    trainer = pl.Trainer(
+        max_steps=3,
+        callbacks=[doctor.lightning_callback()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    with pytest.raises(NonFiniteError) as err:
+        trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=8))
+    report = err.value.report
+    assert (report.cause, report.op) == ("zero_scale", "div") and report.code.startswith("return (0.5 * ((y - mu)")
