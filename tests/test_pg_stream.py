@@ -177,11 +177,13 @@ def test_permutation_test_is_exact_and_states_its_floor():
     assert permutation_test(a, b)["p"] == pytest.approx(np.mean(np.array(diffs) >= observed - 1e-12))
 
 
-def test_bootstrap_interval_stays_in_range_and_one_value_has_none():
-    mean, lo, hi = bootstrap_mean_ci([-21.0, -21.0, -20.0], -21, 21)
+def test_bootstrap_interval_stays_in_range_and_fewer_than_ten_values_have_none():
+    returns = [-21.0, -21.0, -20.0, -21.0, -19.0, -21.0, -21.0, -20.0, -21.0, -21.0]
+    mean, lo, hi = bootstrap_mean_ci(returns, -21, 21)
     assert -21 <= lo <= mean <= hi <= 21
     assert bootstrap_mean_ci([0.5], -1, 1) == (0.5, None, None)
-    m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.98, 1.0], -1.0, 1.0)
+    assert bootstrap_mean_ci([-21.0, -21.0, -20.0], -21, 21)[1:] == (None, None)  # 3 seeds: no "95 % CI"
+    m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.98, 1.0] * 3, -1.0, 1.0)
     assert hi <= 1.0 and not math.isnan(m)
 
 

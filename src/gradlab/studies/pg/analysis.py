@@ -1,9 +1,24 @@
-"""Numbers from the trials of a pg stage: per variant across seeds, references, curves, flags.
+"""Numbers from the trials of a pg stage: per variant across seeds, references, curves, verdicts.
 
-Returns live in [-21, 21] (Pong: points won - lost in one game) or [0, 500] (CartPole), so their
-intervals are percentile bootstraps clipped to that range; a comparison between variants is an
-exact permutation test over seeds (with its smallest attainable p: 0.1 with 3 vs 3 seeds) beside
-Welch's t-test. Every verdict of the summary is one of the flags computed here.
+Two kinds of sample, two kinds of statistics:
+
+* **Seeds** (5 on CartPole, 3 on Pong): per-seed values are reported as lists; with fewer than
+  :data:`gradlab.stats.MIN_CI_N` seeds there is no interval over seeds (``None``). Comparisons between
+  variants are *paired* (seed k gives every variant the same initial policy and the same first batch), so
+  their test is the exact sign-flip test on the per-seed differences, with its smallest attainable p
+  (``p_min`` = 2 / 2^n: 0.0625 with 5 seeds, 0.25 with 3 — neither can reach 0.05).
+* **Updates** (140 per CartPole trial, 28 per Pong trial): what the updates did (the fractions of samples
+  whose log pi moved the way their A says, the loss-value / return correlation) is a series over updates
+  per seed. Its interval is a moving-block bootstrap over updates within each seed (blocks of
+  ceil(n^(1/3)) consecutive updates, so neighbouring updates stay together), the statistic being the mean
+  over seeds of the per-seed statistic. It is an interval for *these* trials' updates, not over seeds.
+  Correlations across updates are computed on first differences (update-to-update changes: the common
+  trend of the loss and the return with training time removed), beside the raw correlation and each
+  series' correlation with the update index (the trend).
+
+Every flag under ``flags`` is a verdict (``gradlab.stats.VERDICT_ENCODING``): +1 the claim its name
+states holds, -1 the opposite holds, 0 inconclusive. Facts about the sample ("k of n seeds") are counts
+under ``seed_counts``, not verdicts.
 """
 
 from __future__ import annotations
@@ -13,13 +28,15 @@ import platform
 
 import numpy as np
 
-from gradlab.stats import bootstrap_mean_ci, cohens_d, permutation_test, welch
+from gradlab.stats import MIN_CI_N, bootstrap_mean_ci, sign_flip_test, t_mean_ci, verdict, verdict_p
 from gradlab.studies.pg.trial import finite_mean, running_mean
 
 CURVE_WINDOW = 20  # episodes averaged per point of the learning curves
-PONG_IMPROVEMENT = 4.0  # points: "learns" = last games' mean at least this far above the first games' mean
-ALPHA = 0.05  # a variant is "below correct" when its exact permutation p is below this (and its mean is lower)
+PONG_IMPROVEMENT = 4.0  # points: a seed "improved" when its last games' mean is this far above its first games'
+ALPHA = 0.05  # an exact test decides a verdict when p < ALPHA (and its smallest attainable p allows it)
 FRACTIONS = ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction")
+N_BOOT = 2000  # block-bootstrap replicates (seeded: the same interval on every run)
+UPDATE_SERIES = (*FRACTIONS, "adv_weighted_right_fraction", "share_likely_adv_neg")
 
 
 def return_range(kind: str, p) -> tuple[float, float]:
@@ -49,48 +66,203 @@ def episode_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
-def aggregate(per_trial: list[dict], p, kind: str) -> dict:
+# ---------------------------------------------------------------------------------------------------------------
+# statistics over updates: a moving-block bootstrap within each seed
+
+
+def block_length(n: int) -> int:
+    """Consecutive updates per bootstrap block: ceil(n^(1/3)) (140 updates: 6; 28 updates: 4)."""
+    return max(1, math.ceil(n ** (1 / 3) - 1e-9))
+
+
+def _block_index(n: int, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """[n_boot, n] indices: ceil(n / b) blocks of b consecutive updates, starts uniform, cut to n."""
+    b = block_length(n)
+    starts = rng.integers(0, n - b + 1, (n_boot, math.ceil(n / b)))
+    return (starts[:, :, None] + np.arange(b)).reshape(n_boot, -1)[:, :n]
+
+
+def masked_mean(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Mean over the last axis of the finite values (where ``mask``); NaN where there is none, no warning."""
+    ok = np.isfinite(x) if mask is None else np.isfinite(x) & (np.asarray(mask) > 0.5)  # a mask may arrive as 0./1.
+    count = ok.sum(-1)
+    total = np.where(ok, x, 0.0).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def row_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation over the last axis, over the pairs where both are finite (NaN below 3 pairs or with a
+    constant side), no warning."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    count = ok.sum(-1)
+    xm, ym = masked_mean(x, ok), masked_mean(y, ok)
+    with np.errstate(invalid="ignore"):
+        dx = np.where(ok, x - xm[..., None], 0.0)
+        dy = np.where(ok, y - ym[..., None], 0.0)
+    den = np.sqrt((dx * dx).sum(-1) * (dy * dy).sum(-1))
+    return np.where((count >= 3) & (den > 0), (dx * dy).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def block_bootstrap(
+    series: list[tuple], stat, low: float = -math.inf, high: float = math.inf, seed: int = 0
+) -> tuple[float, float | None, float | None, list[float]]:
+    """The mean over seeds of ``stat`` on each seed's series, its 95 % moving-block bootstrap interval over
+    updates (every seed resampled on its own, blocks of :func:`block_length` updates), and the per-seed values.
+
+    ``series``: per seed, a tuple of equal-length arrays over updates; ``stat(*arrays)`` maps arrays of shape
+    [..., n] to [...]. No interval (None) when the seeds hold fewer than :data:`MIN_CI_N` updates in all.
+    """
+    arrays = [tuple(np.asarray(a, float) for a in s) for s in series]
+    per_seed = [float(stat(*(a[None, :] for a in s))[0]) for s in arrays]
+    estimate = finite_mean(per_seed)
+    if not math.isfinite(estimate) or sum(s[0].size for s in arrays) < MIN_CI_N:
+        return estimate, None, None, per_seed
+    rng = np.random.default_rng(seed)
+    boots = []
+    for s in arrays:
+        if s[0].size:
+            idx = _block_index(s[0].size, rng, N_BOOT)  # one resampling of the updates for every series of a seed
+            boots.append(stat(*(a[idx] for a in s)))
+    boots = np.vstack(boots)
+    combined = masked_mean(boots.T)
+    combined = combined[np.isfinite(combined)]
+    if combined.size < N_BOOT // 2:
+        return estimate, None, None, per_seed
+    lo, hi = np.quantile(combined, [0.025, 0.975])
+    return estimate, float(np.clip(lo, low, high)), float(np.clip(hi, low, high)), per_seed
+
+
+def first_differences(x) -> np.ndarray:
+    return np.diff(np.asarray(x, float))
+
+
+def linear_residuals(x) -> np.ndarray:
+    """``x`` minus its least-squares line in the update index (over the finite values)."""
+    x = np.asarray(x, float)
+    t = np.arange(x.size, dtype=float)
+    ok = np.isfinite(x)
+    if ok.sum() < 2:
+        return np.full_like(x, np.nan)
+    slope, intercept = np.polyfit(t[ok], x[ok], 1)
+    return x - (slope * t + intercept)
+
+
+def loss_return_corr(updates: list[dict]) -> dict:
+    """corr(loss value, mean return of the update's episodes) across a variant's updates: raw, detrended (first
+    differences: the verdict's series; and residuals after a linear trend in the update index), and the trend
+    of each series (corr with the update index). Means over seeds, per-seed lists, block-bootstrap intervals
+    over updates, and the exact sign-flip test of the per-seed detrended correlations across seeds."""
+    raw = [(u["loss"], u["batch_return"]) for u in updates]
+    diffs = [(first_differences(a), first_differences(b)) for a, b in raw]
+    out = {}
+    for name, series in (("loss_value_return_corr", raw), ("loss_value_return_corr_detrended", diffs)):
+        est, lo, hi, per_seed = block_bootstrap(series, row_corr, -1.0, 1.0)
+        out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = est, lo, hi
+        out[f"{name}_per_seed"] = per_seed
+    test = sign_flip_test(out["loss_value_return_corr_detrended_per_seed"])
+    out["loss_value_return_corr_detrended_p_seeds"] = test["p"]
+    out["loss_value_return_corr_detrended_p_seeds_min"] = test["p_min"]
+    resid = [  # residuals of a line fitted to n points have n - 2 degrees of freedom: none below 5 updates
+        float(row_corr(linear_residuals(a)[None], linear_residuals(b)[None])[0]) if len(a) >= 5 else math.nan
+        for a, b in raw
+    ]
+    out["loss_value_return_corr_resid"], out["loss_value_return_corr_resid_per_seed"] = finite_mean(resid), resid
+    for key, name in (("loss", "loss_trend_corr"), ("batch_return", "return_trend_corr")):
+        per_seed = [
+            float(row_corr(np.asarray(u[key], float)[None], np.arange(len(u[key]), dtype=float)[None])[0])
+            for u in updates
+        ]
+        out[name], out[f"{name}_per_seed"] = finite_mean(per_seed), per_seed
+    out["updates_per_seed"] = [len(u["loss"]) for u in updates]
+    out["block_length"] = block_length(min(out["updates_per_seed"])) if updates else None
+    return out
+
+
+def update_metrics(mine: list[dict], updates: list[dict]) -> dict:
+    """What the variant's updates did to log pi: the fractions of samples that moved the right way (real updates:
+    mean over updates, then over seeds, with a block-bootstrap interval over updates; the first-batch probe: one
+    value per seed), on updates with sum A*CE < 0 and > 0, the share of the update carried by likely actions with
+    A < 0, and corr(loss value, batch return) across updates (:func:`loss_return_corr`)."""
+    out = {}
+    for key in UPDATE_SERIES:
+        est, lo, hi, per_seed = block_bootstrap([(u[key],) for u in updates], masked_mean, 0.0, 1.0)
+        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"], out[f"{key}_per_seed"] = est, lo, hi, per_seed
+    for key in (*(f"probe_{k}" for k in FRACTIONS), "probe_adv_weighted_right_fraction"):
+        values = [t[key] for t in mine]
+        out[key], out[f"{key}_per_seed"] = finite_mean(values), values
+    for name, sign in (("sum_negative", -1.0), ("sum_positive", 1.0)):
+        for key in FRACTIONS:
+            series = [(u[key], np.sign(np.asarray(u["sum_adv_ce"], float)) == sign) for u in updates]
+            est, lo, hi, per_seed = block_bootstrap(series, masked_mean, 0.0, 1.0)
+            k = f"{key}_{name}"
+            out[k], out[f"{k}_ci_low"], out[f"{k}_ci_high"], out[f"{k}_per_seed"] = est, lo, hi, per_seed
+    early = tuple(f"{k}_early" for k in (*FRACTIONS, "adv_weighted_right_fraction"))
+    for key in ("likely_adv_neg_samples", "sum_negative_update_fraction", *early):
+        out[key] = finite_mean([t[key] for t in mine])
+    out.update(loss_return_corr(updates))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# statistics over seeds: per-seed values, paired exact tests
+
+
+def paired_test(a: list[float], b: list[float]) -> dict:
+    """mean(a - b) over seeds (paired: the same seeds), the per-seed differences, and the exact sign-flip test."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    test = sign_flip_test(d)
+    return {"diff": finite_mean(d), "diff_per_seed": d, "p": test["p"], "p_min": test["p_min"]}
+
+
+def aggregate(per_trial: list[dict], p, kind: str, updates: list[dict]) -> dict:
+    """Every number of the stage from the trial summaries and (aligned with them) each trial's per-update logs."""
     lo_r, hi_r = return_range(kind, p)
-    finals = {v: [t["final_return"] for t in per_trial if t["variant"] == v] for v in p.variants}
+    seeds = sorted({t["seed"] for t in per_trial})
+
+    def of(v: str, key: str) -> list:
+        by_seed = {t["seed"]: t[key] for t in per_trial if t["variant"] == v}
+        return [by_seed[s] for s in seeds if s in by_seed]
+
     variants = {}
     for v in p.variants:
-        mine = [t for t in per_trial if t["variant"] == v]
-        mean, lo, hi = bootstrap_mean_ci(finals[v], lo_r, hi_r)
-        pm, plo, phi = bootstrap_mean_ci([t["probe_corr"] for t in mine], -1.0, 1.0)
+        mine = sorted((t for t in per_trial if t["variant"] == v), key=lambda t: t["seed"])
+        mine_updates = [
+            u
+            for t, u in sorted(
+                ((t, u) for t, u in zip(per_trial, updates, strict=True) if t["variant"] == v),
+                key=lambda tu: tu[0]["seed"],
+            )
+        ]
+        finals = of(v, "final_return")
+        mean, lo, hi = bootstrap_mean_ci(finals, lo_r, hi_r)  # None below MIN_CI_N seeds
+        pm, plo, phi = bootstrap_mean_ci(of(v, "probe_corr"), -1.0, 1.0)
         gain = [t["final_return"] - t["first_return"] for t in mine]
         m = {
+            "seeds": len(mine),
             "final_return_mean": mean,
             "final_return_ci_low": lo,
             "final_return_ci_high": hi,
-            "final_return_per_seed": finals[v],
-            "first_return_per_seed": [t["first_return"] for t in mine],
+            "final_return_per_seed": finals,
+            "first_return_per_seed": of(v, "first_return"),
             "improvement_per_seed": gain,
-            "improvement_mean": float(np.mean(gain)),
-            "final_length_mean": float(np.mean([t["final_length"] for t in mine])),
+            "improvement_mean": finite_mean(gain),
+            "final_length_mean": finite_mean(of(v, "final_length")),
             "probe_corr": pm,
             "probe_corr_ci_low": plo,
             "probe_corr_ci_high": phi,
-            "probe_corr_first_update": finite_mean([t["probe_corr_first_update"] for t in mine]),
-            "probe_corr_train_mean": finite_mean([t["probe_corr_train_mean"] for t in mine]),
+            "probe_corr_per_seed": of(v, "probe_corr"),
+            "probe_corr_first_update": finite_mean(of(v, "probe_corr_first_update")),
+            "probe_corr_train_mean": finite_mean(of(v, "probe_corr_train_mean")),
             "diverged_seeds": sum(t["diverged_at_update"] is not None for t in mine),
-            "p_vs_correct": None,
-            "p_exact_vs_correct": None,
-            "p_exact_min": None,
-            "cohens_d_vs_correct": None,
-            **update_metrics(mine),
+            **update_metrics(mine, mine_updates),
         }
-        if v != "correct" and "correct" in finals:
-            m["p_vs_correct"] = welch(finals["correct"], finals[v])[1]
-            perm = permutation_test(finals["correct"], finals[v])
-            m["p_exact_vs_correct"], m["p_exact_min"] = perm["p"], perm["p_min"]
-            m["cohens_d_vs_correct"] = cohens_d(finals["correct"], finals[v]) if len(mine) > 1 else None
-            diff, dlo, dhi = bootstrap_diff_ci(finals[v], finals["correct"], hi_r - lo_r)
-            m["final_return_diff_vs_correct"] = diff
-            m["final_return_diff_vs_correct_ci_low"] = dlo
-            m["final_return_diff_vs_correct_ci_high"] = dhi
-            m["below_correct"] = bool(
-                perm["p"] < ALPHA and np.mean(finals[v]) < np.mean(finals["correct"])
-            )  # exact p < ALPHA and a lower mean
+        if v != "correct" and "correct" in p.variants:
+            test = paired_test(finals, of("correct", "final_return"))
+            m["p_exact_vs_correct"], m["p_exact_min"] = test["p"], test["p_min"]
+            m["final_return_diff_vs_correct"] = test["diff"]
+            m["final_return_diff_vs_correct_per_seed"] = test["diff_per_seed"]
+            _, dlo, dhi = t_mean_ci(test["diff_per_seed"], lo_r - hi_r, hi_r - lo_r)  # None below MIN_CI_N
+            m["final_return_diff_vs_correct_ci_low"], m["final_return_diff_vs_correct_ci_high"] = dlo, dhi
         if kind == "cartpole":
             solve = [t["episodes_to_solve"] for t in mine]
             m["episodes_to_solve_per_seed"] = solve
@@ -103,95 +275,73 @@ def aggregate(per_trial: list[dict], p, kind: str) -> dict:
         "seeds": p.seeds,
         "episodes_per_trial": p.updates * p.episodes_per_update,
         "final_episodes": p.final_episodes,
+        "alpha": ALPHA,
+        "bootstrap_replicates": N_BOOT,
     }
     if "correct" in variants:
         c = variants["correct"]
-        metrics["loss_value_return_corr"] = c["loss_value_return_corr"]
-        metrics["loss_value_return_corr_ci_low"] = c["loss_value_return_corr_ci_low"]
-        metrics["loss_value_return_corr_ci_high"] = c["loss_value_return_corr_ci_high"]
+        for key in (
+            "loss_value_return_corr",
+            "loss_value_return_corr_ci_low",
+            "loss_value_return_corr_ci_high",
+            "loss_value_return_corr_detrended",
+            "loss_value_return_corr_detrended_ci_low",
+            "loss_value_return_corr_detrended_ci_high",
+            "loss_trend_corr",
+            "return_trend_corr",
+        ):
+            metrics[key] = c[key]
     fixed = fixed_batch_metrics(per_trial, p.variants)
     if fixed:
         metrics["fixed_batch"] = fixed
-    metrics["flags"] = mechanism_flags(variants, per_trial, fixed)
+    metrics["flags"], metrics["seed_counts"] = mechanism_flags(variants, fixed)
     if kind == "pong":
         metrics["env"] = pong_variant(p)
         metrics["frames_per_trial_mean"] = float(np.mean([t["frames"] for t in per_trial]))
-        metrics["flags"].update(pong_flags(variants, per_trial))
+        metrics["improvement_threshold"] = PONG_IMPROVEMENT
+        flags, counts = pong_flags(variants)
+        metrics["flags"].update(flags)
+        metrics["seed_counts"].update(counts)
     return metrics
-
-
-def bootstrap_diff_ci(a, b, span: float, n_boot: int = 10_000, seed: int = 0) -> tuple:
-    """mean(a) - mean(b) and its 95 % percentile-bootstrap interval (seeds resampled within each group),
-    clipped to [-span, span] (the largest possible difference); (diff, None, None) with one value in a group."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if x.size == 0 or y.size == 0:
-        return math.nan, None, None
-    diff = float(x.mean() - y.mean())
-    if x.size < 2 or y.size < 2:
-        return diff, None, None
-    rng = np.random.default_rng(seed)
-    d = x[rng.integers(0, x.size, (n_boot, x.size))].mean(1) - y[rng.integers(0, y.size, (n_boot, y.size))].mean(1)
-    lo, hi = np.quantile(d, [0.025, 0.975])
-    return diff, float(np.clip(lo, -span, span)), float(np.clip(hi, -span, span))
-
-
-def update_metrics(mine: list[dict]) -> dict:
-    """What the variant's updates did to log pi, across seeds: the fractions of samples that moved the right way
-    (real updates and the first-batch probe), on updates with sum A*CE < 0 and > 0, the share of the update
-    carried by likely actions with A < 0, and corr(loss value, batch return) across updates. Means over seeds,
-    95 % bootstrap CIs inside [0, 1] (fractions) or [-1, 1] (correlations); 'n/a' (None) with one seed."""
-    out = {}
-    bounded = {
-        **{k: (0.0, 1.0) for k in FRACTIONS},
-        **{f"probe_{k}": (0.0, 1.0) for k in FRACTIONS},
-        "adv_weighted_right_fraction": (0.0, 1.0),
-        "probe_adv_weighted_right_fraction": (0.0, 1.0),
-        "loss_value_return_corr": (-1.0, 1.0),
-        "share_likely_adv_neg": (0.0, 1.0),
-    }
-    for key, (lo, hi) in bounded.items():
-        values = [t[key] for t in mine]
-        mean, clo, chi = bootstrap_mean_ci(values, lo, hi)
-        out[key], out[f"{key}_ci_low"], out[f"{key}_ci_high"] = mean, clo, chi
-        out[f"{key}_per_seed"] = values
-    early = tuple(f"{k}_early" for k in (*FRACTIONS, "adv_weighted_right_fraction"))
-    for key in ("likely_adv_neg_samples", "sum_negative_update_fraction", *early) + tuple(
-        f"{k}_{s}" for k in FRACTIONS for s in ("sum_negative", "sum_positive")
-    ):
-        out[key] = finite_mean([t[key] for t in mine])
-    return out
 
 
 def fixed_batch_metrics(per_trial: list[dict], variants: list[str]) -> dict:
     """K optimiser steps of each variant's loss on its first batch: the loss before and after (mean over seeds,
-    per seed), whether it went below zero and was still falling on every seed, and (CartPole) the return of the
-    policy before and after. The headline numbers are those of ``correct``; every variant is under ``variants``."""
+    per seed), on how many seeds it went below zero and was still falling, and (CartPole) the return of the
+    policy before and after, with the paired sign-flip test of after - before. The headline numbers are those of
+    ``correct``; every variant is under ``variants``."""
     per_variant = {}
     for v in variants:
-        mine = [t["fixed_batch"] for t in per_trial if t["variant"] == v and t.get("fixed_batch")]
+        mine = sorted((t for t in per_trial if t["variant"] == v and t.get("fixed_batch")), key=lambda t: t["seed"])
+        mine = [t["fixed_batch"] for t in mine]
         if not mine:
             continue
         after = [f["loss_after_k_steps"] for f in mine]
         before_ret = [f["eval_return_before"] for f in mine]
         after_ret = [f["eval_return_after"] for f in mine]
-        rose = [b is not None and a is not None and a > b for b, a in zip(before_ret, after_ret, strict=True)]
-        per_variant[v] = {
+        evaluated = all(x is not None and math.isfinite(x) for x in (*before_ret, *after_ret))
+        row = {
             "steps": mine[0]["steps"],
+            "seeds": len(mine),
             "loss_before": finite_mean([f["loss_before"] for f in mine]),
             "loss_before_per_seed": [f["loss_before"] for f in mine],
             "loss_after_k_steps": finite_mean(after),
             "loss_after_k_steps_per_seed": after,
-            "loss_below_zero_every_seed": bool(all(math.isfinite(a) and a < 0 for a in after)),
-            "falling_at_end_every_seed": bool(all(f["falling_at_end"] for f in mine)),
+            "loss_below_zero_seeds": int(sum(math.isfinite(a) and a < 0 for a in after)),
+            "falling_at_end_seeds": int(sum(bool(f["falling_at_end"]) for f in mine)),
             "decreasing_step_fraction": finite_mean([f["decreasing_step_fraction"] for f in mine]),
             "first_step_below_zero_per_seed": [f["first_step_below_zero"] for f in mine],
-            "eval_return_before": finite_mean(before_ret),
-            "eval_return_after": finite_mean(after_ret),
+            "eval_return_before": finite_mean(before_ret) if evaluated else None,
+            "eval_return_after": finite_mean(after_ret) if evaluated else None,
             "eval_return_before_per_seed": before_ret,
             "eval_return_after_per_seed": after_ret,
-            "eval_return_rose_every_seed": bool(all(rose)) if all(math.isfinite(x) for x in before_ret) else None,
         }
+        if evaluated:
+            test = paired_test(after_ret, before_ret)
+            row["eval_return_rose_seeds"] = int(sum(d > 0 for d in test["diff_per_seed"]))
+            row["eval_return_change"] = test["diff"]
+            row["eval_return_change_p"], row["eval_return_change_p_min"] = test["p"], test["p_min"]
+        per_variant[v] = row
     if not per_variant:
         return {}
     out = dict(per_variant.get("correct", {}))
@@ -199,77 +349,110 @@ def fixed_batch_metrics(per_trial: list[dict], variants: list[str]) -> dict:
     return out
 
 
-def mechanism_flags(variants: dict, per_trial: list[dict], fixed: dict) -> dict:
-    """The flags the mechanism verdicts are read from (a flag is absent when its variants did not run)."""
-    flags = {}
+def _all(verdicts: list[int]) -> int:
+    """A claim made of parts (both fractions above one half): +1 when every part holds, -1 when any part's
+    opposite holds, else 0."""
+    if verdicts and all(v == 1 for v in verdicts):
+        return 1
+    return -1 if any(v == -1 for v in verdicts) else 0
 
-    def every_seed(v: str, test) -> bool:
-        rows = [t for t in per_trial if t["variant"] == v]
-        return bool(rows) and all(test(t) for t in rows)
 
-    def both(t, prefix, cmp):
-        return all(t[f"{prefix}{k}"] is not None and cmp(t[f"{prefix}{k}"]) for k in FRACTIONS)
+def _fractions_verdict(m: dict, above: bool, probe: bool) -> int:
+    """Both fractions above (``above``) or below one half: real updates by their block-bootstrap interval over
+    updates, the probe (one value per seed) by the exact sign-flip test of the per-seed values minus one half."""
+    sign = 1 if above else -1
+    parts = []
+    for key in FRACTIONS:
+        if probe:
+            values = [x - 0.5 for x in m[f"probe_{key}_per_seed"]]
+            parts.append(sign * verdict_p(sign_flip_test(values)["p"], finite_mean(values), ALPHA))
+        else:
+            parts.append(sign * verdict(m[f"{key}_ci_low"], m[f"{key}_ci_high"], 0.5))
+    return _all(parts)
 
-    for prefix, name in (("", "update"), ("probe_", "probe")):
+
+def _fractions_count(m: dict, above: bool, probe: bool) -> int:
+    """On how many seeds both per-seed fractions are above (below) one half."""
+    keys = [f"probe_{k}_per_seed" if probe else f"{k}_per_seed" for k in FRACTIONS]
+    rows = zip(*(m[k] for k in keys), strict=True)
+    return int(
+        sum(all(x is not None and math.isfinite(x) and (x > 0.5 if above else x < 0.5) for x in r) for r in rows)
+    )
+
+
+def mechanism_flags(variants: dict, fixed: dict) -> tuple[dict, dict]:
+    """(flags, seed_counts): every verdict (+1 / 0 / -1) and the facts about the sample they sit beside.
+
+    A flag is absent when its variants did not run."""
+    flags, counts = {}, {}
+    for name, probe in (("update", False), ("probe", True)):
         if "correct" in variants:
-            flags[f"correct_{name}_fractions_above_half_every_seed"] = every_seed(
-                "correct", lambda t, p=prefix: both(t, p, lambda x: x > 0.5)
-            )
+            key = f"correct_{name}_fractions_above_half"
+            flags[key] = _fractions_verdict(variants["correct"], True, probe)
+            counts[key] = _fractions_count(variants["correct"], True, probe)
         if "flipped" in variants:
-            flags[f"flipped_{name}_fractions_below_half_every_seed"] = every_seed(
-                "flipped", lambda t, p=prefix: both(t, p, lambda x: x < 0.5)
-            )
+            key = f"flipped_{name}_fractions_below_half"
+            flags[key] = _fractions_verdict(variants["flipped"], False, probe)
+            counts[key] = _fractions_count(variants["flipped"], False, probe)
     if "correct" in variants:
-        lo, hi = (
-            variants["correct"]["loss_value_return_corr_ci_low"],
-            variants["correct"]["loss_value_return_corr_ci_high"],
+        c = variants["correct"]
+        flags["loss_value_return_corr_negative"] = -verdict(
+            c["loss_value_return_corr_ci_low"], c["loss_value_return_corr_ci_high"]
         )
-        flags["loss_value_return_corr_ci_excludes_zero"] = None if lo is None else bool(lo > 0 or hi < 0)
-        r = variants["correct"]["loss_value_return_corr"]
-        flags["loss_value_return_corr_negative"] = bool(r < 0) if math.isfinite(r) else None
+        flags["loss_value_return_corr_detrended_negative"] = -verdict(
+            c["loss_value_return_corr_detrended_ci_low"], c["loss_value_return_corr_detrended_ci_high"]
+        )
+        counts["loss_value_return_corr_detrended_negative"] = int(
+            sum(math.isfinite(r) and r < 0 for r in c["loss_value_return_corr_detrended_per_seed"])
+        )
     if "pow" in variants and "correct" in variants:
-        share = {(t["variant"], t["seed"]): t["share_likely_adv_neg"] for t in per_trial}
-        seeds = sorted({t["seed"] for t in per_trial if t["variant"] == "pow"})
-        flags["pow_share_likely_adv_neg_above_correct_every_seed"] = bool(
-            all(share[("pow", s)] > share[("correct", s)] for s in seeds)
+        test = paired_test(
+            variants["pow"]["share_likely_adv_neg_per_seed"], variants["correct"]["share_likely_adv_neg_per_seed"]
         )
+        variants["pow"]["share_likely_adv_neg_vs_correct"] = test["diff"]
+        variants["pow"]["share_likely_adv_neg_vs_correct_p"] = test["p"]
+        variants["pow"]["share_likely_adv_neg_vs_correct_p_min"] = test["p_min"]
+        flags["pow_share_likely_adv_neg_above_correct"] = verdict_p(test["p"], test["diff"], ALPHA)
+        counts["pow_share_likely_adv_neg_above_correct"] = int(sum(d > 0 for d in test["diff_per_seed"]))
     if "abs" in variants:
         a = variants["abs"]
-        neg = [a[f"{k}_sum_negative"] for k in FRACTIONS]
-        pos = [a[f"{k}_sum_positive"] for k in FRACTIONS]
-        flags["abs_fractions_below_half_when_sum_negative"] = bool(all(math.isfinite(x) and x < 0.5 for x in neg))
-        flags["abs_fractions_above_half_when_sum_positive"] = bool(all(math.isfinite(x) and x > 0.5 for x in pos))
+        flags["abs_fractions_below_half_when_sum_negative"] = _all(
+            [-verdict(a[f"{k}_sum_negative_ci_low"], a[f"{k}_sum_negative_ci_high"], 0.5) for k in FRACTIONS]
+        )
+        flags["abs_fractions_above_half_when_sum_positive"] = _all(
+            [verdict(a[f"{k}_sum_positive_ci_low"], a[f"{k}_sum_positive_ci_high"], 0.5) for k in FRACTIONS]
+        )
     if fixed and "correct" in fixed.get("variants", {}):
         c = fixed["variants"]["correct"]
-        flags["fixed_batch_loss_below_zero_every_seed"] = c["loss_below_zero_every_seed"]
-        flags["fixed_batch_loss_falling_at_end_every_seed"] = c["falling_at_end_every_seed"]
-        if c["eval_return_rose_every_seed"] is not None:
-            flags["fixed_batch_return_rose_every_seed"] = c["eval_return_rose_every_seed"]
+        counts["fixed_batch_loss_below_zero"] = c["loss_below_zero_seeds"]
+        counts["fixed_batch_loss_falling_at_end"] = c["falling_at_end_seeds"]
+        if "eval_return_change_p" in c:
+            flags["fixed_batch_return_rose"] = verdict_p(c["eval_return_change_p"], c["eval_return_change"], ALPHA)
+            counts["fixed_batch_return_rose"] = c["eval_return_rose_seeds"]
     for v, m in variants.items():
-        if "below_correct" in m:
-            flags[f"{v}_below_correct"] = m["below_correct"]
-    return flags
+        if "p_exact_vs_correct" in m:
+            # below correct: the paired difference (v - correct) is negative, by the exact sign-flip test
+            flags[f"{v}_below_correct"] = -verdict_p(m["p_exact_vs_correct"], m["final_return_diff_vs_correct"], ALPHA)
+            counts[f"{v}_below_correct"] = int(sum(d < 0 for d in m["final_return_diff_vs_correct_per_seed"]))
+    return flags, counts
 
 
-def pong_flags(variants: dict, per_trial: list[dict]) -> dict:
-    """Does ``correct`` learn on every seed, does it end above ``flipped`` on every seed, does ``flipped`` improve?"""
-    flags = {}
-    if "correct" in variants:
-        gains = variants["correct"]["improvement_per_seed"]
-        flags["correct_improves_every_seed"] = bool(all(g >= PONG_IMPROVEMENT for g in gains))
-    if "flipped" in variants:
-        flags["flipped_improves_any_seed"] = bool(
-            any(g >= PONG_IMPROVEMENT for g in variants["flipped"]["improvement_per_seed"])
-        )
+def pong_flags(variants: dict) -> tuple[dict, dict]:
+    """Does ``correct`` improve (its last games above its first, exact sign-flip test over seeds), does
+    ``flipped``; and on how many seeds each gained at least :data:`PONG_IMPROVEMENT` points."""
+    flags, counts = {}, {}
+    for v in ("correct", "flipped"):
+        if v in variants:
+            gains = variants[v]["improvement_per_seed"]
+            test = sign_flip_test(gains)
+            variants[v]["improvement_p"], variants[v]["improvement_p_min"] = test["p"], test["p_min"]
+            flags[f"{v}_improves"] = verdict_p(test["p"], finite_mean(gains), ALPHA)
+            counts[f"{v}_improves"] = int(sum(g >= PONG_IMPROVEMENT for g in gains))
     if "correct" in variants and "flipped" in variants:
-        by_seed = {
-            (t["variant"], t["seed"]): t["final_return"] for t in per_trial if t["variant"] in ("correct", "flipped")
-        }
-        seeds = sorted({s for _, s in by_seed})
-        flags["correct_above_flipped_every_seed"] = bool(
-            all(by_seed[("correct", s)] > by_seed[("flipped", s)] for s in seeds)
+        counts["correct_above_flipped"] = int(
+            sum(d < 0 for d in variants["flipped"]["final_return_diff_vs_correct_per_seed"])
         )
-    return flags
+    return flags, counts
 
 
 def win_metrics(per_trial: list[dict], p) -> dict:
@@ -359,7 +542,8 @@ def pong_variant(p) -> dict:
 
 
 def learning_curves(results: list[dict], p, kind: str) -> list[dict]:
-    """Mean return per block of CURVE_WINDOW episodes: mean and 95 % bootstrap CI over seeds, per variant."""
+    """Mean return per block of CURVE_WINDOW episodes: mean over seeds, per variant, with a 95 % bootstrap CI
+    over seeds from :data:`MIN_CI_N` seeds on (empty below)."""
     lo_r, hi_r = return_range(kind, p)
     rows = []
     for v in p.variants:
@@ -380,8 +564,7 @@ def final_table(variants: dict) -> list[dict]:
             "ci_low": m["final_return_ci_low"],
             "ci_high": m["final_return_ci_high"],
             "probe_corr": m["probe_corr"],
-            "p_vs_correct": m["p_vs_correct"],
-            "p_exact_vs_correct": m["p_exact_vs_correct"],
+            "p_exact_vs_correct": m.get("p_exact_vs_correct"),
         }
         for v, m in variants.items()
     ]

@@ -140,24 +140,24 @@ QUESTION = (
 )
 
 
-# metrics.json (fnmatch patterns over dotted keys): per variant the outcome, its tests, the fractions of samples
-# that moved the right way (real updates and probe), the loss-value correlation; the fixed-batch result; every flag
-# a verdict is read from; the reference policies. No per-seed lists, no configuration counts.
+# metrics.json (fnmatch patterns over dotted keys): per variant the outcome, its paired exact test against correct,
+# the fractions of samples that moved the right way (real updates and probe), the loss-value correlation (raw and
+# detrended); the fixed-batch result; every verdict (flags: +1 / 0 / -1) and the seed counts beside them; the
+# reference policies. No per-seed lists (stats.json), no configuration counts.
 _PER_VARIANT = (
     "final_return_mean",
-    "final_return_ci_low",
-    "final_return_ci_high",
-    "p_vs_correct",
+    "final_return_diff_vs_correct",
     "p_exact_vs_correct",
+    "p_exact_min",
     "adv_neg_logp_down_fraction",
     "adv_pos_logp_up_fraction",
     "probe_adv_neg_logp_down_fraction",
     "probe_adv_pos_logp_up_fraction",
     "loss_value_return_corr",
+    "loss_value_return_corr_detrended",
 )
 _COMMON = (
     *(f"variants.*.{k}" for k in _PER_VARIANT),
-    "variants.flipped.p_exact_min",
     "variants.correct.probe_corr",
     "variants.flipped.probe_corr",
     "variants.pow.share_likely_adv_neg",
@@ -166,7 +166,13 @@ _COMMON = (
     "loss_value_return_corr",
     "loss_value_return_corr_ci_low",
     "loss_value_return_corr_ci_high",
+    "loss_value_return_corr_detrended",
+    "loss_value_return_corr_detrended_ci_low",
+    "loss_value_return_corr_detrended_ci_high",
+    "loss_trend_corr",
+    "return_trend_corr",
     "flags.*",
+    "seed_counts.*",
 )
 CARTPOLE_HEADLINE = (
     *_COMMON,

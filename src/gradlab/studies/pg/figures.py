@@ -8,16 +8,25 @@ from gradlab import plotting
 from gradlab.studies.pg.analysis import CURVE_WINDOW
 
 
-def learning(ctx, curves: list[dict], p, kind: str, metrics: dict) -> None:
+def learning(ctx, curves: list[dict], results: list[dict], p, kind: str, metrics: dict) -> None:
+    """Mean over seeds per block of episodes; a 95 % CI band from MIN_CI_N seeds on, else every seed's curve."""
     title = "CartPole-v1" if kind == "cartpole" else "Pong"
     fig, ax = plotting.figure(f"{title}: learning curves by loss variant", width=8.0, height=4.5)
+    banded = False
     for i, v in enumerate(p.variants):
         mine = [r for r in curves if r["variant"] == v]
         x = [r["episode"] for r in mine]
         colour = plotting.PALETTE[i % len(plotting.PALETTE)]
         ax.plot(x, [r["return_mean"] for r in mine], color=colour, label=v)
-        if p.seeds > 1:
+        if mine and all(r["ci_low"] is not None for r in mine):
+            banded = True
             ax.fill_between(x, [r["ci_low"] for r in mine], [r["ci_high"] for r in mine], color=colour, alpha=0.2)
+        elif p.seeds > 1:
+            for r in (r for r in results if r["variant"] == v):
+                returns = np.asarray(r["episodes"]["return"], float)
+                w = x[0] if x else CURVE_WINDOW  # the curve's block length (shorter trials: all their episodes)
+                blocks = [returns[e - w : e].mean() for e in x if e <= returns.size]
+                ax.plot(x[: len(blocks)], blocks, color=colour, lw=0.7, alpha=0.45)
     if kind == "cartpole":
         ax.axhline(p.solve_threshold, color="black", ls="--", label=f"solved ({p.solve_threshold:g})")
         ax.axhline(metrics["reference"]["always_left_return_mean"], color="grey", ls=":", label="always push left")
@@ -28,7 +37,10 @@ def learning(ctx, curves: list[dict], p, kind: str, metrics: dict) -> None:
         )
         ax.axhline(0, color="black", lw=0.8, ls="--", label="as many points won as lost")
     ylabel = "episode return (steps balanced)" if kind == "cartpole" else "episode return (points won - lost)"
-    band = f"band: 95 % bootstrap CI over {p.seeds} seeds" if p.seeds > 1 else "one seed"
+    if banded:
+        band = f"band: 95 % bootstrap CI over {p.seeds} seeds"
+    else:
+        band = f"thin lines: each of the {p.seeds} seeds" if p.seeds > 1 else "one seed"
     plotting.label(
         ax,
         f"mean return per block of {CURVE_WINDOW} episodes; {band}",
@@ -66,7 +78,8 @@ def final_and_probe(ctx, per_trial: list[dict], metrics: dict, p, kind: str) -> 
     if kind == "pong":
         a.axhline(metrics["reference"]["random_return_mean"], color="grey", ls=":", label="random actions")
     a.plot([], [], "k.", label="one seed")
-    a.errorbar([], [], yerr=[], color="black", capsize=4, label="95 % bootstrap CI")
+    if any(metrics["variants"][v]["final_return_ci_low"] is not None for v in p.variants):
+        a.errorbar([], [], yerr=[], color="black", capsize=4, label="95 % bootstrap CI over seeds")
     b.plot([], [], "k.", label="small step on the first batch, one seed")
     b.plot([], [], "D", color="black", mfc="white", label="real updates, mean")
     for ax in (a, b):
@@ -142,16 +155,16 @@ def logp_moves(ctx, metrics: dict, p, kind: str) -> None:
                 continue
             xs.append(i - 0.4 + width * (j + 0.5))
             ys.append(m[key])
-            has_ci = m[f"{key}_ci_low"] is not None
+            has_ci = m.get(f"{key}_ci_low") is not None
             lo.append(m[key] - m[f"{key}_ci_low"] if has_ci else 0.0)
             hi.append(m[f"{key}_ci_high"] - m[key] if has_ci else 0.0)
         ax.bar(xs, ys, width, color=plotting.PALETTE[j], label=name, alpha=0.8 if j >= 2 else 0.45)
-        if p.seeds > 1:
+        if any(lo) or any(hi):
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="none", color="black", capsize=2)
     ax.axhline(0.5, color="black", ls="--", lw=0.8, label="0.5: as many samples moved either way")
     ax.set_xticks(np.arange(len(p.variants)), p.variants, rotation=30)
     ax.set_ylim(0, 1)
-    band = f"mean over {p.seeds} seeds, 95 % bootstrap CI" if p.seeds > 1 else "one seed"
+    band = f"mean over {p.seeds} seed(s); bars (real updates): 95 % block-bootstrap interval over updates"
     plotting.label(ax, f"fraction of the batch's samples; {band}", "loss variant", "fraction of samples")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     ctx.savefig(fig, "logp_moves.png")

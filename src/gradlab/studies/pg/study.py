@@ -9,16 +9,17 @@ The plan, top to bottom (the same for ``pg_cartpole``, ``pg_pong`` and the ``pg_
    exists from its first second and streams its per-game curves.
 2. Mechanism probe on that first batch: one small gradient step of the variant's loss, then
    corr(change of log pi(a_t|s_t), A_t). Also the same correlation for every real update.
-3. Across seeds (analysis.py): first and final return per seed, bootstrap CIs inside the
-   return's range, exact permutation tests against ``correct``, a random-policy reference, and
-   the flags every verdict of the summary is read from.
+3. Across seeds (analysis.py): first and final return per seed, exact sign-flip tests of the
+   paired per-seed differences against ``correct``, block-bootstrap intervals over updates for
+   what the updates did, a random-policy reference, and the verdicts (``flags``, +1 / 0 / -1)
+   every verdict of the summary is read from.
 4. Tables, DVC plots, figures (figures.py), summary.md (summary.py); throughput in timing.json.
 """
 
 from __future__ import annotations
 
+from gradlab.numerics import TORCH_THREADS
 from gradlab.parallel import default_workers, map_trials
-from gradlab.settings import machine_cores
 from gradlab.studies.pg import analysis, figures
 from gradlab.studies.pg.summary import summary, win_summary
 from gradlab.studies.pg.trial import LiveTracking, TrialSpec, end_stray_children, run_trial
@@ -41,7 +42,7 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     results = train(p, ctx, kind, workers)
     per_trial = [r["summary"] for r in results]
 
-    metrics = analysis.aggregate(per_trial, p, kind)
+    metrics = analysis.aggregate(per_trial, p, kind, [r["updates"] for r in results])
     if kind == "cartpole":
         metrics["reference"] = analysis.cartpole_references(p.seed)
     else:
@@ -59,7 +60,7 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
         ctx.write_csv("plots/fixed_batch_loss.csv", analysis.fixed_batch_rows(results))
     ctx.write_json("timing.json", timing)
     ctx.write_csv("timing.csv", [{"variant": t["variant"], "seed": t["seed"], **t["timing"]} for t in per_trial])
-    figures.learning(ctx, curves, p, kind, metrics)
+    figures.learning(ctx, curves, results, p, kind, metrics)
     figures.final_and_probe(ctx, per_trial, metrics, p, kind)
     figures.logp_moves(ctx, metrics, p, kind)
     figures.loss_value(ctx, results, metrics, p, kind)
@@ -87,7 +88,7 @@ def train(p, ctx, kind: str, workers: int) -> list[dict]:
             resume=ctx.resume,
             live=live,
             progress_slot=(1 + i % slots) if ctx.progress else None,
-            update_threads=max(1, machine_cores() // slots),
+            update_threads=TORCH_THREADS,  # fixed, not the machine's cores: the update's sums split by thread
         )
         for i, (s, v) in enumerate((s, v) for s in seeds for v in p.variants)
     ]
