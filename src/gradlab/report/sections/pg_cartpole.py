@@ -1,47 +1,89 @@
-"""Report section: pg_cartpole. Every number is quoted from results/pg_cartpole/stats.json, every verdict read
-from a flag computed in gradlab.studies.pg.analysis."""
+"""Report section: pg_cartpole. Every number is quoted from results/pg_cartpole/stats.json; every verdict is read
+from its flag (+1 / 0 / -1, ``gradlab.stats.VERDICT_ENCODING``, computed in gradlab.studies.pg.analysis) and
+stated with the interval or exact test that decided it, "inconclusive" where the flag is 0. Facts about the
+sample ("k of n seeds") are quoted from ``seed_counts`` and worded as counts."""
 
 from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
 from gradlab.report.sections.section import Section
+from gradlab.stats import verdict_word
 
 
-def _flag(q: Quotes, s: str, key: str, yes: str, no: str) -> str:
-    """The words of ``flags.<key>``; "n/a" when the flag was not computed (its variants did not run)."""
+def _flag(q: Quotes, s: str, key: str, yes: str = "yes", no: str = "no") -> str:
+    """The words of the verdict ``flags.<key>``: ``yes`` (+1), ``no`` (-1), "inconclusive" (0); "n/a" when the
+    flag was not computed (its variants did not run)."""
     value = q.metrics(s).get("flags", {}).get(key)
-    return "n/a" if value is None else (yes if value else no)
+    return "n/a" if value is None else verdict_word(value, yes, no)
+
+
+def _count(q: Quotes, s: str, key: str, of: str = "seeds") -> str:
+    """``k of n seeds`` from ``seed_counts.<key>``."""
+    return f"{q(s, f'seed_counts.{key}', 'd')} of {q(s, of, 'd')} seeds"
+
+
+def _per_seed(q: Quotes, s: str, key: str, fmt: str = ".3g") -> str:
+    """The values of the list at ``key``, each quoted: one per seed."""
+    return ", ".join(q(s, f"{key}.{i}", fmt) for i in range(len(q.raw(s, key))))
+
+
+def _iv(q: Quotes, s: str, key: str, fmt: str = ".2f") -> str:
+    """``value (95 % block-bootstrap interval over updates: lo to hi)``; the value alone when there is none."""
+    value = q(s, key, fmt)
+    if q.raw(s, f"{key}_ci_low") is None:
+        return value
+    low, high = q(s, f"{key}_ci_low", fmt), q(s, f"{key}_ci_high", fmt)
+    return f"{value} (95 % block-bootstrap interval over updates {low} to {high})"
+
+
+def _exact(q: Quotes, s: str, p: str, p_min: str) -> str:
+    return f"exact p = {q(s, p, '.2g')}, the smallest attainable {q(s, p_min, '.2g')}"
 
 
 def _moves(q: Quotes, s: str, v: str, prefix: str = "") -> str:
+    """The two fractions of a variant: real updates with their intervals, or the probe's means over seeds."""
+    quote = (lambda k: q(s, k, ".2f")) if prefix else (lambda k: _iv(q, s, k))
     return (
-        f"{q(s, f'variants.{v}.{prefix}adv_neg_logp_down_fraction', '.2f')} of the samples with A < 0 had log pi "
-        f"lowered and {q(s, f'variants.{v}.{prefix}adv_pos_logp_up_fraction', '.2f')} of those with A > 0 raised"
+        f"{quote(f'variants.{v}.{prefix}adv_neg_logp_down_fraction')} of the samples with A < 0 had log pi "
+        f"lowered and {quote(f'variants.{v}.{prefix}adv_pos_logp_up_fraction')} of those with A > 0 raised"
+    )
+
+
+def _fractions(q: Quotes, s: str, v: str) -> str:
+    """What the real updates of ``v`` did, with the verdict of its fractions against one half."""
+    side, key = (
+        ("above", "correct_update_fractions_above_half")
+        if v == "correct"
+        else ("below", f"{v}_update_fractions_below_half")
+    )
+    return (
+        f"{_moves(q, s, v)}; both {side} one half (by those intervals): {_flag(q, s, key)}; per seed both {side} "
+        f"on {_count(q, s, key)}"
+    )
+
+
+def _vs_correct(q: Quotes, s: str, v: str) -> str:
+    """Per-seed differences from ``correct``, the paired exact test, the verdict."""
+    return (
+        f"minus `correct` per seed {_per_seed(q, s, f'variants.{v}.final_return_diff_vs_correct_per_seed')} "
+        f"(below on {_count(q, s, f'{v}_below_correct')}); paired sign-flip test "
+        f"{_exact(q, s, f'variants.{v}.p_exact_vs_correct', f'variants.{v}.p_exact_min')}; below `correct`: "
+        + _flag(q, s, f"{v}_below_correct", "yes", "no, above")
     )
 
 
 def _pg_evidence(q: Quotes, s: str) -> list[str]:
     evidence = []
     for v, row in q.metrics(s)["variants"].items():
-        ret = q.ci(s, f"variants.{v}.final_return_mean", ".4g", f"variants.{v}.final_return")
-        line = f"`{v}`: final return {ret}; "
+        line = (
+            f"`{v}`: final return per seed {_per_seed(q, s, f'variants.{v}.final_return_per_seed', '.4g')} (mean "
+            f"{q(s, f'variants.{v}.final_return_mean', '.4g')}); "
+        )
         if "adv_neg_logp_down_fraction" in row:
-            line += f"real updates: {_moves(q, s, v)} (mean over updates and seeds); probe step: "
-            line += f"{_moves(q, s, v, 'probe_')}; "
-        line += "probe correlation "
-        line += f"{q(s, f'variants.{v}.probe_corr', '+.3f')}"
-        if row.get("p_vs_correct") is not None:
-            line += (
-                f"; vs correct: exact permutation p {q(s, f'variants.{v}.p_exact_vs_correct', '.2g')} (smallest "
-                f"attainable {q(s, f'variants.{v}.p_exact_min', '.2g')}), Welch p "
-                f"{q(s, f'variants.{v}.p_vs_correct', '.2g')}"
-            )
-        if row.get("final_return_diff_vs_correct_ci_low") is not None:
-            line += (
-                f", difference {q(s, f'variants.{v}.final_return_diff_vs_correct', '.3g')} (95 % CI "
-                f"{q(s, f'variants.{v}.final_return_diff_vs_correct_ci_low', '.3g')} to "
-                f"{q(s, f'variants.{v}.final_return_diff_vs_correct_ci_high', '.3g')})"
-            )
+            line += f"real updates: {_moves(q, s, v)}; probe step (mean over seeds): {_moves(q, s, v, 'probe_')}; "
+        line += f"probe correlation per seed {_per_seed(q, s, f'variants.{v}.probe_corr_per_seed', '+.3f')}"
+        if "p_exact_vs_correct" in row:
+            line += "; " + _vs_correct(q, s, v)
         if row.get("episodes_to_solve_median") is not None:
             line += f"; solved after a median {q(s, f'variants.{v}.episodes_to_solve_median', '.4g')} episodes"
         evidence.append(line + ".")
@@ -54,6 +96,27 @@ _PG_QUESTION = (
 )
 
 
+def _loss_corr(q: Quotes, s: str) -> str:
+    """corr(loss value, return) across updates: raw, the trends, detrended, with their verdicts."""
+    return (
+        " Over real training the loss value of an update and the return of its episodes correlate at "
+        f"{_iv(q, s, 'loss_value_return_corr', '+.2f')} (negative: "
+        + _flag(q, s, "loss_value_return_corr_negative", "yes", "no, positive")
+        + f"), but both trend with training time (correlation with the update index: loss "
+        f"{q(s, 'loss_trend_corr', '+.2f')}, return {q(s, 'return_trend_corr', '+.2f')}); on first differences, "
+        f"the trend removed, the correlation is {_iv(q, s, 'loss_value_return_corr_detrended', '+.2f')} (negative: "
+        + _flag(q, s, "loss_value_return_corr_detrended_negative", "yes", "no, positive")
+        + f"; negative on {_count(q, s, 'loss_value_return_corr_detrended_negative')}, across seeds "
+        + _exact(
+            q,
+            s,
+            "variants.correct.loss_value_return_corr_detrended_p_seeds",
+            "variants.correct.loss_value_return_corr_detrended_p_seeds_min",
+        )
+        + ")."
+    )
+
+
 def _loss_value(q: Quotes, s: str) -> str:
     """The fixed-batch experiment and corr(loss value, return), if they ran."""
     m = q.metrics(s)
@@ -62,33 +125,25 @@ def _loss_value(q: Quotes, s: str) -> str:
         out += (
             f" The optimiser does not minimise |loss|: {q(s, 'fixed_batch.steps', 'd')} steps of the correct loss on "
             f"one fixed batch took it from {q(s, 'fixed_batch.loss_before', '.3g')} to "
-            f"{q(s, 'fixed_batch.loss_after_k_steps', '.3g')} (mean over seeds); it "
-            + _flag(
-                q,
-                s,
-                "fixed_batch_loss_below_zero_every_seed",
-                "ended below zero on every seed",
-                "did not end below zero on every seed",
-            )
-            + " and "
-            + _flag(q, s, "fixed_batch_loss_falling_at_end_every_seed", "was still falling", "had stopped falling")
+            f"{q(s, 'fixed_batch.loss_after_k_steps', '.3g')} (mean over seeds); it ended below zero on "
+            f"{_count(q, s, 'fixed_batch_loss_below_zero', 'fixed_batch.seeds')} and was still falling at the end on "
+            f"{_count(q, s, 'fixed_batch_loss_falling_at_end', 'fixed_batch.seeds')}"
         )
-        if m["fixed_batch"].get("eval_return_rose_every_seed") is not None:
+        if m["fixed_batch"].get("eval_return_before") is not None:
             out += (
                 f", while the policy's return went from {q(s, 'fixed_batch.eval_return_before', '.3g')} to "
-                f"{q(s, 'fixed_batch.eval_return_after', '.3g')} ("
-                + _flag(q, s, "fixed_batch_return_rose_every_seed", "higher on every seed", "not higher on every seed")
+                f"{q(s, 'fixed_batch.eval_return_after', '.3g')} (per seed "
+                f"{_per_seed(q, s, 'fixed_batch.eval_return_before_per_seed')} to "
+                f"{_per_seed(q, s, 'fixed_batch.eval_return_after_per_seed')}; higher on "
+                f"{_count(q, s, 'fixed_batch_return_rose', 'fixed_batch.seeds')}; a rise: "
+                + _flag(q, s, "fixed_batch_return_rose", "yes", "no, a fall")
+                + ", paired sign-flip test "
+                + _exact(q, s, "fixed_batch.eval_return_change_p", "fixed_batch.eval_return_change_p_min")
                 + ")"
             )
         out += "."
     if "loss_value_return_corr" in m:
-        out += (
-            " Over real training the loss value of an update and the return of its episodes correlate at "
-            f"{q(s, 'loss_value_return_corr', '+.2f')} (95 % CI {q(s, 'loss_value_return_corr_ci_low', '+.2f')} to "
-            f"{q(s, 'loss_value_return_corr_ci_high', '+.2f')}; zero inside the CI: "
-            + _flag(q, s, "loss_value_return_corr_ci_excludes_zero", "no", "yes")
-            + ")."
-        )
+        out += _loss_corr(q, s)
     return out
 
 
@@ -100,43 +155,26 @@ def pg_cartpole(q: Quotes) -> Section:
         "negative ones; only the gradient's direction matters, not the loss's value."
         + _loss_value(q, s)
         + " What the real updates did, averaged over updates and seeds: with the correct sign "
-        + _moves(q, s, "correct")
-        + " ("
-        + _flag(
-            q,
-            s,
-            "correct_update_fractions_above_half_every_seed",
-            "both above one half on every seed",
-            "not both above one half on every seed",
-        )
-        + ")"
+        + _fractions(q, s, "correct")
     )
     if "flipped" in variants:
         answer += (
-            f"; flipped, {_moves(q, s, 'flipped')} ("
-            + _flag(
-                q,
-                s,
-                "flipped_update_fractions_below_half_every_seed",
-                "both below one half on every seed",
-                "not both below one half on every seed",
-            )
-            + f"). The correct loss reached a final return of {q(s, 'variants.correct.final_return_mean', '.4g')}, "
-            f"the flipped one {q(s, 'variants.flipped.final_return_mean', '.3g')} ("
-            + _flag(q, s, "flipped_below_correct", "below correct", "not shown below correct")
-            + f": exact p = {q(s, 'variants.flipped.p_exact_vs_correct', '.2g')}, the smallest attainable with these "
-            f"seeds {q(s, 'variants.flipped.p_exact_min', '.2g')})."
+            f"; flipped, {_fractions(q, s, 'flipped')}. The correct loss reached a final return of "
+            f"{_per_seed(q, s, 'variants.correct.final_return_per_seed', '.4g')} (per seed), the flipped one "
+            f"{_per_seed(q, s, 'variants.flipped.final_return_per_seed', '.3g')}: " + _vs_correct(q, s, "flipped") + "."
         )
     else:
         answer += "."
     if "abs" in variants and "pow" in variants:
         answer += (
             f" |loss| and pow(CE, R) ended at {q(s, 'variants.abs.final_return_mean', '.3g')} and "
-            f"{q(s, 'variants.pow.final_return_mean', '.3g')} ("
-            + _flag(q, s, "abs_below_correct", "abs below correct", "abs not shown below correct")
-            + ", "
-            + _flag(q, s, "pow_below_correct", "pow below correct", "pow not shown below correct")
-            + ")."
+            f"{q(s, 'variants.pow.final_return_mean', '.3g')} (means over seeds; below `correct` on "
+            f"{_count(q, s, 'abs_below_correct')} and {_count(q, s, 'pow_below_correct')}; below `correct`: "
+            + _flag(q, s, "abs_below_correct", "yes", "no, above")
+            + " and "
+            + _flag(q, s, "pow_below_correct", "yes", "no, above")
+            + f", each with the paired sign-flip test's smallest attainable p "
+            f"{q(s, 'variants.pow.p_exact_min', '.2g')})."
         )
     evidence = (
         _pg_evidence(q, s)
@@ -161,6 +199,7 @@ def pg_cartpole(q: Quotes) -> Section:
         caveats=[
             f"{q(s, 'seeds', 'd')} seeds x {q(s, 'episodes_per_trial', 'd')} episodes per variant; final return is "
             f"the mean of the last {q(s, 'final_episodes', 'd')} episodes.",
+            *_small_sample_caveats(q, s),
             "CartPole uses RMSProp with a larger learning rate than the Pong recipe, to fit the time budget.",
             "The fractions count the sign of each sample's change: a small step of the correct loss raises "
             "sum A_t * (change of log pi_t) (first order), not every sample's log pi in the direction of its A; with "
@@ -172,6 +211,27 @@ def pg_cartpole(q: Quotes) -> Section:
     )
 
 
+def _small_sample_caveats(q: Quotes, s: str) -> list[str]:
+    """What the seed count allows: paired exact tests and their floor; intervals over updates, not seeds."""
+    out = []
+    if "flipped" in q.metrics(s)["variants"]:
+        out.append(
+            f"Comparisons between variants are paired (seed k gives every variant the same initial policy and first "
+            f"batch) and use the exact sign-flip test of the per-seed differences: with {q(s, 'seeds', 'd')} seeds "
+            f"its smallest attainable p is {q(s, 'variants.flipped.p_exact_min', '.2g')}, against the verdicts' "
+            f"threshold {q(s, 'alpha', 'g')}. A verdict that the test cannot reach is inconclusive, however the "
+            "seeds line up; the per-seed values are the evidence. No interval over seeds is given below 10 seeds."
+        )
+    out.append(
+        "The intervals of what the updates did (fractions, correlations) are moving-block bootstraps over the updates "
+        f"within each seed (blocks of {q(s, 'variants.correct.block_length', 'd')} consecutive updates, "
+        f"{q(s, 'bootstrap_replicates', 'd')} replicates): they describe these trials' updates, not the spread over "
+        "seeds; correlations across updates are also given on first differences, where the common trend with "
+        "training time is removed."
+    )
+    return out
+
+
 def _abs_pow_evidence(q: Quotes, s: str, variants: dict) -> list[str]:
     out = []
     if "pow" in variants and "correct" in variants:
@@ -179,31 +239,29 @@ def _abs_pow_evidence(q: Quotes, s: str, variants: dict) -> list[str]:
             "`pow`: likely actions (pi above one half) with A < 0 carry "
             f"{q(s, 'variants.pow.share_likely_adv_neg', '.2f')} of "
             f"the per-sample weights |dL/dlog pi| of its updates, against "
-            f"{q(s, 'variants.correct.share_likely_adv_neg', '.2f')} for the correct loss ("
-            + _flag(
+            f"{q(s, 'variants.correct.share_likely_adv_neg', '.2f')} for the correct loss (more on "
+            f"{_count(q, s, 'pow_share_likely_adv_neg_above_correct')}; more in general: "
+            + _flag(q, s, "pow_share_likely_adv_neg_above_correct", "yes", "no, less")
+            + ", paired sign-flip test "
+            + _exact(
                 q,
                 s,
-                "pow_share_likely_adv_neg_above_correct_every_seed",
-                "more on every seed",
-                "not more on every seed",
+                "variants.pow.share_likely_adv_neg_vs_correct_p",
+                "variants.pow.share_likely_adv_neg_vs_correct_p_min",
             )
             + "): the CE^(R-1) reweighting, measured."
         )
     if "abs" in variants:
         out.append(
             f"`abs`: the batch sum of A*CE was negative on {q(s, 'variants.abs.sum_negative_update_fraction', '.2f')} "
-            f"of its updates; on those, {q(s, 'variants.abs.adv_neg_logp_down_fraction_sum_negative', '.2f')} of the "
-            f"A < 0 samples had log pi lowered and {q(s, 'variants.abs.adv_pos_logp_up_fraction_sum_negative', '.2f')} "
-            "of the A > 0 samples raised ("
-            + _flag(
-                q,
-                s,
-                "abs_fractions_below_half_when_sum_negative",
-                "both below one half: the whole step reversed",
-                "not both below one half",
-            )
-            + f"); on the others {q(s, 'variants.abs.adv_neg_logp_down_fraction_sum_positive', '.2f')} and "
-            f"{q(s, 'variants.abs.adv_pos_logp_up_fraction_sum_positive', '.2f')}."
+            f"of its updates; on those, {_iv(q, s, 'variants.abs.adv_neg_logp_down_fraction_sum_negative')} of the "
+            f"A < 0 samples had log pi lowered and {_iv(q, s, 'variants.abs.adv_pos_logp_up_fraction_sum_negative')} "
+            "of the A > 0 samples raised (both below one half, the whole step reversed: "
+            + _flag(q, s, "abs_fractions_below_half_when_sum_negative")
+            + f"); on the others {_iv(q, s, 'variants.abs.adv_neg_logp_down_fraction_sum_positive')} and "
+            f"{_iv(q, s, 'variants.abs.adv_pos_logp_up_fraction_sum_positive')} (both above one half: "
+            + _flag(q, s, "abs_fractions_above_half_when_sum_positive")
+            + ")."
         )
     return out
 

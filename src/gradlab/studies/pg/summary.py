@@ -1,9 +1,15 @@
-"""summary.md of a pg stage: the answer in a few sentences, every number and verdict read from the metrics."""
+"""summary.md of a pg stage: the answer in a few sentences, every number and verdict read from the metrics.
+
+Every verdict is a flag of ``analysis.py`` (+1 / 0 / -1, ``gradlab.stats.VERDICT_ENCODING``) stated with the
+interval or exact test that decided it; a 0 is written "inconclusive". Facts about the sample ("k of n
+seeds") come from ``seed_counts`` and are worded as counts, not as verdicts.
+"""
 
 from __future__ import annotations
 
 import math
 
+from gradlab.stats import verdict_word
 from gradlab.studies.pg.analysis import ALPHA, PONG_IMPROVEMENT
 from gradlab.studies.pg.trial import EARLY_UPDATES
 
@@ -20,13 +26,28 @@ def seeds_list(xs) -> str:
     return ", ".join(fmt(x) for x in xs)
 
 
-def with_ci(x: dict, key: str) -> str:
-    return f"{fmt(x[key])} ({ci(x[key + '_ci_low'], x[key + '_ci_high'])})"
+def interval(x: dict, key: str) -> str:
+    """``value (95 % block-bootstrap interval over updates lo to hi)``, or the value alone without one."""
+    lo, hi = x.get(f"{key}_ci_low"), x.get(f"{key}_ci_high")
+    if lo is None or hi is None:
+        return fmt(x[key])
+    return f"{fmt(x[key])} ({ci(lo, hi)})"
 
 
 def said(flags: dict, key: str, yes: str, no: str) -> str:
-    """The verdict words of ``flags[key]`` (computed in analysis.py); "n/a" when the flag was not computed."""
-    return "n/a" if flags.get(key) is None else (yes if flags[key] else no)
+    """The words of the verdict ``flags[key]``: ``yes`` (+1), ``no`` (-1), "inconclusive" (0); "n/a" when the
+    flag was not computed (its variants did not run)."""
+    return "n/a" if flags.get(key) is None else verdict_word(flags[key], yes, no)
+
+
+def counted(m: dict, key: str, n: int | None = None) -> str:
+    """``k of n seeds`` from ``seed_counts``."""
+    k = m.get("seed_counts", {}).get(key)
+    return "n/a" if k is None else f"{k} of {m['seeds'] if n is None else n} seeds"
+
+
+def exact(p, p_min) -> str:
+    return f"exact p = {fmt(p)}, smallest attainable {fmt(p_min)}"
 
 
 def loss_value_lines(m: dict, p) -> list[str]:
@@ -41,61 +62,59 @@ def loss_value_lines(m: dict, p) -> list[str]:
             out.append(
                 f"- One fixed batch (the first batch of each seed), {steps} {p.optimizer.name} steps of `correct`: "
                 f"the loss went from {fmt(f['loss_before'])} to {fmt(f['loss_after_k_steps'])} (mean over seeds; "
-                f"per seed {seeds_list(f['loss_after_k_steps_per_seed'])}). It "
-                + said(
-                    flags,
-                    "fixed_batch_loss_below_zero_every_seed",
-                    "ended below zero on every seed",
-                    "did not end below zero on every seed",
-                )
-                + " and "
-                + said(
-                    flags,
-                    "fixed_batch_loss_falling_at_end_every_seed",
-                    "was still falling at the end on every seed",
-                    "had stopped falling on at least one seed",
-                )
-                + f" (fraction of steps that lowered it: {fmt(f['decreasing_step_fraction'])}): the loss has no floor, "
-                "minimising it is not driving it to zero."
+                f"per seed {seeds_list(f['loss_after_k_steps_per_seed'])}). It ended below zero on "
+                f"{counted(m, 'fixed_batch_loss_below_zero', f['seeds'])} and was still falling at the end on "
+                f"{counted(m, 'fixed_batch_loss_falling_at_end', f['seeds'])} (fraction of steps that lowered it: "
+                f"{fmt(f['decreasing_step_fraction'])}): the loss has no floor, minimising it is not driving it to "
+                "zero."
             )
-            if f.get("eval_return_rose_every_seed") is not None:
+            if f.get("eval_return_before") is not None:
                 out.append(
                     f"- Meanwhile the policy's return over {p.fixed_batch_eval_episodes} evaluation episodes "
                     f"(same starts before and after) went from {fmt(f['eval_return_before'])} to "
                     f"{fmt(f['eval_return_after'])} "
                     f"(per seed {seeds_list(f['eval_return_before_per_seed'])} -> "
-                    f"{seeds_list(f['eval_return_after_per_seed'])}): it "
-                    + said(
-                        flags, "fixed_batch_return_rose_every_seed", "rose on every seed", "did not rise on every seed"
-                    )
-                    + "."
+                    f"{seeds_list(f['eval_return_after_per_seed'])}; higher on "
+                    f"{counted(m, 'fixed_batch_return_rose', f['seeds'])}). Did the return rise? "
+                    + said(flags, "fixed_batch_return_rose", "yes", "no, it fell")
+                    + " (paired sign-flip test over seeds: "
+                    + exact(f["eval_return_change_p"], f["eval_return_change_p_min"])
+                    + ")."
                 )
         rows = []
         for v, x in f["variants"].items():
             rows.append(
                 f"| `{v}` | {fmt(x['loss_before'])} | {fmt(x['loss_after_k_steps'])} "
-                f"| {'yes' if x['loss_below_zero_every_seed'] else 'no'} | {fmt(x['eval_return_before'])} "
+                f"| {x['loss_below_zero_seeds']} of {x['seeds']} | {fmt(x['eval_return_before'])} "
                 f"| {fmt(x['eval_return_after'])} |"
             )
         out += [
             "",
-            f"| variant | loss before | loss after {steps} steps | below zero on every seed | return before "
-            "| return after |",
+            f"| variant | loss before | loss after {steps} steps | seeds below zero | return before | return after |",
             "|---|---|---|---|---|---|",
             *rows,
             "",
         ]
     if "loss_value_return_corr" in m:
+        c = m["variants"]["correct"]
         out.append(
-            "- Over real training, the correlation across updates between `correct`'s loss value and the mean return "
-            f"of the update's episodes is {fmt(m['loss_value_return_corr'])} (mean over seeds, 95 % CI "
-            f"{ci(m['loss_value_return_corr_ci_low'], m['loss_value_return_corr_ci_high'])}; per seed "
-            f"{seeds_list(m['variants']['correct']['loss_value_return_corr_per_seed'])}): "
-            + said(flags, "loss_value_return_corr_negative", "negative", "not negative")
-            + "; zero inside the CI: "
-            + said(flags, "loss_value_return_corr_ci_excludes_zero", "no", "yes")
-            + ". The loss of an update is not a score of the policy: with standardised returns it is a sum of "
-            "A*CE over a batch whose A sums to zero."
+            "- Over real training, across the updates of each trial, `correct`'s loss value and the mean return of "
+            "the update's episodes correlate at "
+            f"{interval(m, 'loss_value_return_corr')} raw (mean over seeds, 95 % block-bootstrap interval over "
+            f"updates; per seed {seeds_list(c['loss_value_return_corr_per_seed'])}). Both series trend with "
+            f"training time (corr with the update index: loss {fmt(m['loss_trend_corr'])}, return "
+            f"{fmt(m['return_trend_corr'])}); on first differences (update-to-update changes, the trend removed) "
+            f"the correlation is {interval(m, 'loss_value_return_corr_detrended')} (per seed "
+            f"{seeds_list(c['loss_value_return_corr_detrended_per_seed'])}; after a linear trend instead: "
+            f"{fmt(c['loss_value_return_corr_resid'])}). Verdicts: negative raw: "
+            + said(flags, "loss_value_return_corr_negative", "yes", "no, positive")
+            + "; negative detrended: "
+            + said(flags, "loss_value_return_corr_detrended_negative", "yes", "no, positive")
+            + f" (negative on {counted(m, 'loss_value_return_corr_detrended_negative')}; across seeds, "
+            + exact(c["loss_value_return_corr_detrended_p_seeds"], c["loss_value_return_corr_detrended_p_seeds_min"])
+            + "). "
+            "The loss of an update is not a score of the policy: with standardised returns it is a sum of A*CE over "
+            "a batch whose A sums to zero."
         )
         out.append("")
     return out
@@ -108,16 +127,17 @@ def moves_lines(m: dict, p) -> list[str]:
         "## What an update does to the actions with A < 0",
         "",
         "Of the samples with A < 0, the fraction whose log pi(a|s) went down, and of those with A > 0 the fraction "
-        "whose log pi went up: after the probe's small step on the first batch, and after each real update (mean "
-        "over updates, then over seeds; 95 % bootstrap CI inside [0, 1]). 0.5 = as many moved either way. "
+        "whose log pi went up: after the probe's small step on the first batch (one value per seed: mean over "
+        "seeds), and after each real update (mean over updates, then over seeds; 95 % block-bootstrap interval "
+        "over updates, inside [0, 1]). 0.5 = as many moved either way. "
         "'Weighted by abs(A)': the share of sum abs(A_t) on samples that moved the way their A says (a small step of "
         "`correct` raises sum A_t dlog pi_t, not each sample's). "
         "'Share on likely A < 0' is the share of the update's per-sample weights abs(dL/dlog pi(a_t|s_t)) carried by "
         "samples with A < 0 whose action had pi > 0.5; 'ΣA·CE < 0' the fraction of updates where the batch sum "
         "was negative (where `abs` reverses the whole step).",
         "",
-        "| variant | probe: A<0 down | probe: A>0 up | probe: weighted by abs(A) | updates: A<0 down (95 % CI) "
-        "| updates: A>0 up (95 % CI) | updates: weighted by abs(A) | share on likely A<0 | samples likely A<0 "
+        "| variant | probe: A<0 down | probe: A>0 up | probe: weighted by abs(A) | updates: A<0 down "
+        "| updates: A>0 up | updates: weighted by abs(A) | share on likely A<0 | samples likely A<0 "
         "| ΣA·CE < 0 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -125,47 +145,35 @@ def moves_lines(m: dict, p) -> list[str]:
         out.append(
             f"| `{name}` | {fmt(x['probe_adv_neg_logp_down_fraction'])} | {fmt(x['probe_adv_pos_logp_up_fraction'])} "
             f"| {fmt(x['probe_adv_weighted_right_fraction'])} "
-            f"| {with_ci(x, 'adv_neg_logp_down_fraction')} | {with_ci(x, 'adv_pos_logp_up_fraction')} "
+            f"| {interval(x, 'adv_neg_logp_down_fraction')} | {interval(x, 'adv_pos_logp_up_fraction')} "
             f"| {fmt(x['adv_weighted_right_fraction'])} "
             f"| {fmt(x['share_likely_adv_neg'])} | {fmt(x['likely_adv_neg_samples'])} "
             f"| {fmt(x['sum_negative_update_fraction'])} |"
         )
     out.append("")
-    if "correct" in v:
+    for name, key, side in (
+        ("correct", "correct_{}_fractions_above_half", "above"),
+        ("flipped", "flipped_{}_fractions_below_half", "below"),
+    ):
+        if name not in v:
+            continue
+        x = v[name]
         out.append(
-            "- `correct`: the two fractions of the real updates are "
-            + said(
-                flags,
-                "correct_update_fractions_above_half_every_seed",
-                "both above 0.5 on every seed",
-                "not both above 0.5 on every seed",
-            )
-            + "; of the probe's step they are "
-            + said(
-                flags,
-                "correct_probe_fractions_above_half_every_seed",
-                "both above 0.5 on every seed",
-                "not both above 0.5 on every seed",
-            )
-            + "."
+            f"- `{name}`: both fractions of the real updates {side} 0.5? "
+            + said(flags, key.format("update"), "yes", "no")
+            + " (by the intervals above; both "
+            + side
+            + f" 0.5 per seed on {counted(m, key.format('update'))}). Of the probe's step? "
+            + said(flags, key.format("probe"), "yes", "no")
+            + f" (exact sign-flip test of the per-seed fractions minus 0.5, smallest attainable p "
+            f"{fmt(2.0 / 2 ** x['seeds'])} with {x['seeds']} seeds; per seed "
+            f"{seeds_list(x['probe_adv_neg_logp_down_fraction_per_seed'])} (A<0 down) and "
+            f"{seeds_list(x['probe_adv_pos_logp_up_fraction_per_seed'])} (A>0 up); both {side} 0.5 on "
+            f"{counted(m, key.format('probe'))})."
         )
     if "flipped" in v:
         out.append(
-            "- `flipped`: the two fractions of the real updates are "
-            + said(
-                flags,
-                "flipped_update_fractions_below_half_every_seed",
-                "both below 0.5 on every seed",
-                "not both below 0.5 on every seed",
-            )
-            + "; of the probe's step they are "
-            + said(
-                flags,
-                "flipped_probe_fractions_below_half_every_seed",
-                "both below 0.5 on every seed",
-                "not both below 0.5 on every seed",
-            )
-            + ". To first order the probe's change of log pi for `flipped` is exactly minus that of `correct`, "
+            "- To first order the probe's change of log pi for `flipped` is exactly minus that of `correct`, "
             "so its fractions are the complements of `correct`'s on the same batch."
         )
     for name in ("correct", "flipped"):
@@ -178,38 +186,28 @@ def moves_lines(m: dict, p) -> list[str]:
                 f"{fmt(x['adv_weighted_right_fraction_early'])}."
             )
     if "pow" in v and "correct" in v:
+        x = v["pow"]
         out.append(
-            f"- `pow`: likely actions with A < 0 carry {fmt(v['pow']['share_likely_adv_neg'])} of its update "
+            f"- `pow`: likely actions with A < 0 carry {fmt(x['share_likely_adv_neg'])} of its update "
             f"against {fmt(v['correct']['share_likely_adv_neg'])} of `correct`'s (d CE^A / d CE = A CE^(A-1): large "
-            "where CE is small and A < 0); its share is "
-            + said(
-                flags,
-                "pow_share_likely_adv_neg_above_correct_every_seed",
-                "above `correct`'s on every seed",
-                "not above `correct`'s on every seed",
-            )
-            + "."
+            f"where CE is small and A < 0); more than `correct`'s on "
+            f"{counted(m, 'pow_share_likely_adv_neg_above_correct')}. More in general? "
+            + said(flags, "pow_share_likely_adv_neg_above_correct", "yes", "no, less")
+            + " (paired sign-flip test over seeds: "
+            + exact(x["share_likely_adv_neg_vs_correct_p"], x["share_likely_adv_neg_vs_correct_p_min"])
+            + ")."
         )
     if "abs" in v:
         a = v["abs"]
         out.append(
             f"- `abs`: the batch sum ΣA·CE was negative on {fmt(a['sum_negative_update_fraction'])} of its updates. On "
-            f"those, the fractions were {fmt(a['adv_neg_logp_down_fraction_sum_negative'])} (A<0 down) and "
-            f"{fmt(a['adv_pos_logp_up_fraction_sum_negative'])} (A>0 up): "
-            + said(
-                flags,
-                "abs_fractions_below_half_when_sum_negative",
-                "both below 0.5, the whole step reversed",
-                "not both below 0.5",
-            )
-            + f"; on the updates with a positive sum {fmt(a['adv_neg_logp_down_fraction_sum_positive'])} and "
-            f"{fmt(a['adv_pos_logp_up_fraction_sum_positive'])}: "
-            + said(
-                flags,
-                "abs_fractions_above_half_when_sum_positive",
-                "both above 0.5, as `correct`",
-                "not both above 0.5",
-            )
+            f"those, the fractions were {interval(a, 'adv_neg_logp_down_fraction_sum_negative')} (A<0 down) and "
+            f"{interval(a, 'adv_pos_logp_up_fraction_sum_negative')} (A>0 up): both below 0.5, the whole step "
+            "reversed? "
+            + said(flags, "abs_fractions_below_half_when_sum_negative", "yes", "no")
+            + f"; on the updates with a positive sum {interval(a, 'adv_neg_logp_down_fraction_sum_positive')} and "
+            f"{interval(a, 'adv_pos_logp_up_fraction_sum_positive')}: both above 0.5, as `correct`? "
+            + said(flags, "abs_fractions_above_half_when_sum_positive", "yes", "no")
             + "."
         )
     out.append("")
@@ -230,10 +228,10 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
         f"Setup: {p.seeds} seeds x {len(p.variants)} variants, {m['episodes_per_trial']} episodes per trial "
         f"({p.episodes_per_update} per update), {p.optimizer.name} lr {p.optimizer.lr:g} decay {p.optimizer.decay:g}, "
         f"gamma {p.gamma:g}, returns standardised per {p.standardize_per}. Final return = mean of the last "
-        f"{p.final_episodes} episodes, first return = mean of the first {p.final_episodes}; 95 % percentile-bootstrap "
-        "CI over seeds, inside the possible range of the return ('n/a' with one seed); against `correct`: Welch's "
-        "t-test and an exact permutation test over seeds, with the smallest p the permutation test can give at "
-        "these seed counts.",
+        f"{p.final_episodes} episodes, first return = mean of the first {p.final_episodes}. Seed k gives every "
+        "variant the same initial policy and first batch, so a comparison with `correct` is paired: the exact "
+        "sign-flip test of the per-seed differences, with the smallest p it can give at this seed count. Verdicts "
+        f"need p < {ALPHA:g} (or an interval that excludes the boundary); otherwise they are inconclusive.",
     ]
     if kind == "pong":
         e, ref = m["env"], m["reference"]
@@ -249,18 +247,20 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
         ]
     lines += [
         "",
-        "| variant | first return per seed | final return per seed | final return (95 % CI) | probe corr (95 % CI) "
-        "| real-update corr | p vs correct (Welch / exact, min) |"
+        "| variant | first return per seed | final return per seed | final return, mean | minus `correct`, per seed "
+        "| exact p vs correct (smallest attainable) | below `correct`? | probe corr per seed | real-update corr |"
         + (" episodes to solve (median) |" if kind == "cartpole" else ""),
-        "|---|---|---|---|---|---|---|" + ("---|" if kind == "cartpole" else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if kind == "cartpole" else ""),
     ]
     for name, x in v.items():
+        paired = "final_return_diff_vs_correct_per_seed" in x
         row = (
             f"| `{name}` | {seeds_list(x['first_return_per_seed'])} | {seeds_list(x['final_return_per_seed'])} "
-            f"| {fmt(x['final_return_mean'])} ({ci(x['final_return_ci_low'], x['final_return_ci_high'])}) "
-            f"| {fmt(x['probe_corr'])} ({ci(x['probe_corr_ci_low'], x['probe_corr_ci_high'])}) "
-            f"| {fmt(x['probe_corr_train_mean'])} | {fmt(x['p_vs_correct'])} / {fmt(x['p_exact_vs_correct'])}, "
-            f"{fmt(x['p_exact_min'])} |"
+            f"| {fmt(x['final_return_mean'])} "
+            f"| {seeds_list(x['final_return_diff_vs_correct_per_seed']) if paired else '–'} "
+            f"| {(fmt(x.get('p_exact_vs_correct')) + ' (' + fmt(x.get('p_exact_min')) + ')') if paired else '–'} "
+            f"| {said(m['flags'], f'{name}_below_correct', 'yes', 'no, above') if paired else '–'} "
+            f"| {seeds_list(x['probe_corr_per_seed'])} | {fmt(x['probe_corr_train_mean'])} |"
         )
         if kind == "cartpole":
             row += f" {fmt(x['episodes_to_solve_median'])} ({x['solved_seeds']}/{p.seeds} seeds solved) |"
@@ -271,11 +271,17 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
     if "correct" in v and "flipped" in v:
         c, f = v["correct"], v["flipped"]
         lines.append(
-            f"- `correct` vs `flipped`: final return {fmt(c['final_return_mean'])} vs {fmt(f['final_return_mean'])} "
-            f"(exact p = {fmt(f['p_exact_vs_correct'])}, the smallest possible with {p.seeds} vs {p.seeds} seeds being "
-            f"{fmt(f['p_exact_min'])}); the probe correlation is {fmt(c['probe_corr'])} vs {fmt(f['probe_corr'])}: "
-            "flipping the sign makes each update raise the probability of the actions that were followed by the "
-            "worst returns."
+            f"- `correct` vs `flipped`: final return {fmt(c['final_return_mean'])} vs {fmt(f['final_return_mean'])}; "
+            f"`flipped` ended below `correct` on {counted(m, 'flipped_below_correct')}. Below `correct` in general? "
+            + said(m["flags"], "flipped_below_correct", "yes", "no, above")
+            + f" ({exact(f['p_exact_vs_correct'], f['p_exact_min'])}"
+            + (
+                f": with {p.seeds} seeds the sign-flip test cannot reach {ALPHA:g})"
+                if f["p_exact_min"] >= ALPHA
+                else ")"
+            )
+            + f". The probe correlation is {fmt(c['probe_corr'])} vs {fmt(f['probe_corr'])}: flipping the sign makes "
+            "each update raise the probability of the actions that were followed by the worst returns."
         )
     if kind == "cartpole":
         ref = m["reference"]
@@ -284,29 +290,17 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
             f"(the shortest episodes), a uniform random policy {fmt(ref['random_return_mean'])}."
         )
     for name, x in v.items():
-        if "final_return_diff_vs_correct" in x:
-            lines.append(
-                f"- `{name}` minus `correct`, final return: {fmt(x['final_return_diff_vs_correct'])} "
-                f"(95 % bootstrap CI {with_ci(x, 'final_return_diff_vs_correct').split(' (', 1)[1][:-1]}); exact "
-                f"p = {fmt(x['p_exact_vs_correct'])} (smallest attainable {fmt(x['p_exact_min'])}), Welch p = "
-                f"{fmt(x['p_vs_correct'])}: "
-                + said(
-                    m["flags"],
-                    f"{name}_below_correct",
-                    f"below `correct` (exact p < {ALPHA:g})",
-                    f"not shown below `correct` (exact p >= {ALPHA:g} or a higher mean)",
-                )
-                + "."
-            )
-    for name in ("abs", "pow"):
-        if name in v:
-            x = v[name]
-            lines.append(
-                f"- `{name}`: final return {fmt(x['final_return_mean'])} (exact p = {fmt(x['p_exact_vs_correct'])} vs "
-                f"correct), probe {fmt(x['probe_corr'])}, real-update correlation {fmt(x['probe_corr_train_mean'])}"
-                + (f", {x['diverged_seeds']} seed(s) hit a non-finite loss" if x["diverged_seeds"] else "")
-                + "."
-            )
+        if name in ("flipped",) or "final_return_diff_vs_correct" not in x:
+            continue
+        lines.append(
+            f"- `{name}` minus `correct`, final return: {fmt(x['final_return_diff_vs_correct'])} (mean of the per-seed "
+            f"differences {seeds_list(x['final_return_diff_vs_correct_per_seed'])}); below on "
+            f"{counted(m, f'{name}_below_correct')}; {exact(x['p_exact_vs_correct'], x['p_exact_min'])}: below "
+            "`correct`? "
+            + said(m["flags"], f"{name}_below_correct", "yes", "no, above")
+            + "."
+            + (f" {x['diverged_seeds']} seed(s) hit a non-finite loss." if x["diverged_seeds"] else "")
+        )
     lines += ["", *loss_value_lines(m, p), *moves_lines(m, p)]
     lines += [
         "",
@@ -314,6 +308,11 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
         f"length {p.probe_step:g} in parameter space, then the Pearson correlation between the change of "
         "log pi(a_t|s_t) and A_t. 'Real-update corr' is the same correlation for the optimiser's actual updates "
         "during training (mean over updates).",
+        "",
+        "Intervals over updates are moving-block bootstraps within each seed (blocks of "
+        f"{fmt(v[next(iter(v))]['block_length'])} consecutive updates, {m['bootstrap_replicates']} replicates): "
+        "intervals for these trials' updates, not over seeds. No interval over seeds is given below 10 seeds; "
+        "the per-seed values are listed instead.",
         "",
         "Figures: `figures/learning_curves.png`, `figures/final_return_and_probe.png`, `figures/logp_moves.png`, "
         "`figures/loss_value.png`. Tables: `episodes.csv`, `trials.csv`, `plots/*.csv` (`plots/probe.csv`: every "
@@ -324,23 +323,25 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
 
 
 def pong_verdicts(m: dict, p) -> list[str]:
-    """Sentences from ``metrics['flags']`` (``analysis.pong_flags``)."""
+    """Sentences from ``metrics['flags']`` and ``seed_counts`` (``analysis.pong_flags``)."""
     flags, v = m["flags"], m["variants"]
     out = []
-    if "correct_improves_every_seed" in flags:
-        gains = seeds_list(v["correct"]["improvement_per_seed"])
-        verdict = "improves on every seed" if flags["correct_improves_every_seed"] else "does not improve on every seed"
+    for name in ("correct", "flipped"):
+        if f"{name}_improves" not in flags:
+            continue
+        x = v[name]
         out.append(
-            f"- `correct` {verdict} (criterion: the mean of its last {p.final_episodes} games at least "
-            f"{fmt(PONG_IMPROVEMENT)} points above its first {p.final_episodes}; gains per seed: {gains} points)."
+            f"- `{name}`: gains (mean of its last {p.final_episodes} games minus its first {p.final_episodes}) per "
+            f"seed {seeds_list(x['improvement_per_seed'])} points; at least {fmt(PONG_IMPROVEMENT)} points on "
+            f"{counted(m, f'{name}_improves')}. Improves in general? "
+            + said(flags, f"{name}_improves", "yes", "no, gets worse")
+            + f" (sign-flip test of the gains over seeds: {exact(x['improvement_p'], x['improvement_p_min'])})."
         )
-    if "flipped_improves_any_seed" in flags:
-        gains = seeds_list(v["flipped"]["improvement_per_seed"])
-        verdict = "improves on at least one seed" if flags["flipped_improves_any_seed"] else "improves on no seed"
-        out.append(f"- `flipped` {verdict} by that criterion (gains per seed: {gains} points).")
-    if "correct_above_flipped_every_seed" in flags:
-        verdict = "above" if flags["correct_above_flipped_every_seed"] else "not above"
-        out.append(f"- `correct`'s final return is {verdict} `flipped`'s on every seed (same seed, same first batch).")
+    if "correct_above_flipped" in m.get("seed_counts", {}):
+        out.append(
+            f"- `correct`'s final return is above `flipped`'s on {counted(m, 'correct_above_flipped')} (same seed, "
+            "same first batch)."
+        )
     return out
 
 
