@@ -35,7 +35,9 @@ pd.json_normalize(metrics).T.rename(columns={{0: "value"}})'''
 def runs_cell(stage: str) -> str:
     return f"""from gradlab.browse import latest_stage_run
 
-latest = latest_stage_run("{stage}", mlflow.get_tracking_uri())  # newest FINISHED stage run: not a sweep, not a failure
+latest = latest_stage_run("{stage}", mlflow.get_tracking_uri())  # newest FINISHED stage run: not a sweep, not --quick
+if latest is None:
+    raise LookupError(f"no finished {stage} run in {{mlflow.get_tracking_uri()}} (--quick runs do not count): dvc repro {stage}")
 print("stage run:", latest.info.run_name, latest.info.run_id)
 runs = mlflow.search_runs(experiment_names=["gradlab/{stage}"])
 children = runs[runs["tags.mlflow.parentRunId"] == latest.info.run_id]  # one per trial

@@ -1,7 +1,7 @@
 """Browsing results: the stage runs to read, links that open MLflow on the runs, a store that moves with the project.
 
 - :func:`latest_stage_run` is what notebooks and the report read: the newest FINISHED top-level run
-  of a stage (not a sweep's parent, not a failed or interrupted run).
+  of a stage (not a sweep's parent, not a failed or interrupted run, not a ``--quick`` run).
 - :func:`experiment_links` are the URLs ``gradlab ui`` prints: MLflow 3 opens an experiment in its
   GenAI view (traces) unless the URL asks for ``workflowType=machine_learning`` (the runs table).
 - :func:`relocate` rewrites the artifact locations of an embedded SQLite store after the project
@@ -16,19 +16,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from gradlab.tracking import _sqlite_path
+from gradlab.tracking import QUICK_TAG, _sqlite_path
 
 RUNS_VIEW = "?workflowType=machine_learning"
 
 
 def latest_stage_run(stage: str, uri: str | None = None) -> Any | None:
     """The newest FINISHED top-level run of experiment ``gradlab/<stage>`` that is not a sweep's parent
-    (an ``mlflow.entities.Run``), or None if the stage never finished."""
+    nor a ``gradlab run --quick`` run (tagged ``gradlab.quick``: small parameters, not the stage's answer),
+    as an ``mlflow.entities.Run``; None if the stage never finished."""
     from gradlab.tracking import Tracker
 
     tracker = Tracker(uri)
     runs = tracker.runs(f"gradlab/{stage}", "attributes.status = 'FINISHED'")
-    stage_runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and "gradlab.sweep_id" not in r.data.tags]
+    stage_runs = [
+        r
+        for r in runs
+        if "mlflow.parentRunId" not in r.data.tags
+        and "gradlab.sweep_id" not in r.data.tags
+        and r.data.tags.get(QUICK_TAG) != "true"
+    ]
     return max(stage_runs, key=lambda r: r.info.start_time, default=None)
 
 

@@ -65,8 +65,9 @@ class StageContext:
     ) -> Iterator[Run]:
         """One trial: a child run named ``<variant>__seed<k>`` under the stage's parent run.
 
-        The stage's resolved parameters are on the parent run (its params hash is tagged here);
-        the child logs what is particular to the trial: its ``params``, variant and seed. A trial
+        The child carries the stage's resolved parameters (copied from the parent run, see
+        :meth:`gradlab.tracking.Tracker.start_run`) with what is particular to the trial in their place:
+        its ``params``, variant and seed; and the parent's source and commit tags. A trial
         logged after it ran passes ``started``/``ended`` (``time.time()`` seconds) so that the run
         shows when the trial really ran.
         """

@@ -7,6 +7,7 @@
 | ``GRADLAB_CURVE_POINTS`` | 320 | most points of one curve sent to MLflow; 0 = every point |
 | ``GRADLAB_WORKERS`` | the cores this process may use | processes for a stage's trials when its ``workers`` is 0 |
 | ``GRADLAB_ACCELERATOR`` | ``cpu`` | the Lightning accelerator (``cpu``, ``gpu``, ``auto``...) |
+| ``GRADLAB_SYSTEM_METRICS`` | 5 | seconds between samples of CPU and memory on a stage's run; 0 = none |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///<repo root>/mlflow.db`` | the tracking store (:mod:`gradlab.tracking`) |
 
 An entry point (a stage run, the report, a sweep) reads them once with :meth:`Settings.from_env`
@@ -28,6 +29,7 @@ from pathlib import Path
 from gradlab.config import ConfigError
 
 DEFAULT_CURVE_POINTS = 320  # what the MLflow UI samples per run and metric for a chart
+DEFAULT_SYSTEM_METRICS = 5.0  # seconds between two samples of a stage run's CPU and memory (MLflow's own is 10)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Settings:
     workers: int | None  # None: the cores this process may use
     accelerator: str
     tracking_uri: str | None  # None: gradlab.tracking.tracking_uri() (DVC_ROOT or the git root)
+    system_metrics: float = DEFAULT_SYSTEM_METRICS  # seconds between samples of CPU and memory; 0: none
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +52,7 @@ class Settings:
             workers=_workers(env.get("GRADLAB_WORKERS", "")),
             accelerator=env.get("GRADLAB_ACCELERATOR", "").strip() or "cpu",
             tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            system_metrics=_system_metrics(env.get("GRADLAB_SYSTEM_METRICS", "")),
         )
 
     def replace(self, **changes) -> Settings:
@@ -82,6 +86,19 @@ def _workers(raw: str) -> int | None:
     if raw.isdigit():
         return int(raw)
     raise ConfigError("GRADLAB_WORKERS", f"must be a number of processes, 0 for every core (got {raw!r})")
+
+
+def _system_metrics(raw: str) -> float:
+    raw = raw.strip()
+    if not raw:
+        return DEFAULT_SYSTEM_METRICS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds == 0 or 1 <= seconds < float("inf"):
+        return seconds
+    raise ConfigError("GRADLAB_SYSTEM_METRICS", f"must be 0 (none) or a number of seconds >= 1 (got {raw!r})")
 
 
 _ACTIVE: list[Settings] = []

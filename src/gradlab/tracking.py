@@ -12,6 +12,12 @@ its charts; 0 sends every point): a regular stride that keeps the first and the
 last step. MLflow's SQL store spends ~0.1 ms on every point it stores, more than
 many of these studies' steps take to compute. The curves behind each figure are
 kept in full in ``results/<stage>/plots/``.
+
+Provenance: every run says where it came from (``mlflow.source.name``: the command, e.g.
+``gradlab run gd --quick``; ``mlflow.source.git.commit``). A child run copies these tags from its
+parent and carries its full resolved parameters: the parent's, with the trial's own (seed, variant,
+learning rate...) in place of the stage's. A stage's run also records the machine's CPU and
+memory (MLflow's system metrics, ``system/*``) every ``GRADLAB_SYSTEM_METRICS`` seconds.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ import functools
 import gc
 import hashlib
 import json
+import logging
 import os
+import shlex
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +45,17 @@ from gradlab.settings import DEFAULT_CURVE_POINTS  # noqa: F401  (what the MLflo
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 NOTE = "mlflow.note.content"  # the description MLflow's UI shows for an experiment or a run
+QUICK_TAG = "gradlab.quick"  # "true" on a `gradlab run --quick` run and its children: never a stage's result
+# what a child run copies from its parent (unless it sets them itself): where the run came from
+PROVENANCE_TAGS = (
+    "mlflow.source.name",
+    "mlflow.source.type",
+    "mlflow.source.git.commit",
+    "gradlab.git_sha",
+    "gradlab.modified",
+    "dvc.exp_name",
+    QUICK_TAG,
+)
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
@@ -97,6 +117,24 @@ def stage_run_name(stage: str) -> str:
     """``<stage> · <DVC experiment name or short git sha>``, with ``+modified`` when the workspace differs."""
     label = os.environ.get("DVC_EXP_NAME") or git_sha()[:7]
     return f"{stage} · {label}{' +modified' if workspace_changes() else ''}"
+
+
+def source_name(argv: Sequence[str] | None = None) -> str:
+    """``mlflow.source.name`` of a run: the command that started this process, with ``gradlab`` for the CLI
+    (``gradlab run gd --quick``) and scripts relative to the repo root (``pipelines/gd.py``)."""
+    argv = list(sys.argv if argv is None else argv) or [""]
+    entry = Path(argv[0])
+    if entry.name == "gradlab" or (entry.name in ("__main__.py", "cli.py") and entry.parent.name == "gradlab"):
+        head = ["gradlab"]
+    elif argv[0] in ("", "-c", "-m"):
+        head = ["python", argv[0]] if argv[0] else ["python"]
+    else:
+        try:
+            head = [entry.resolve().relative_to(repo_root()).as_posix()]
+        except ValueError:
+            head = [entry.name]
+    text = shlex.join([*head, *argv[1:]])
+    return text if len(text) <= 500 else text[:499] + "\u2026"
 
 
 def params_hash(params: Any) -> str:
@@ -258,9 +296,17 @@ class Run:
         self._params: list = []
         self._metrics: list = []
         self._sent = time.monotonic()
+        self._inherited: dict[str, str] | None = None  # the parent's params, not sent yet
+        self._inherited_sent: dict[str, str] = {}
+
+    def inherit(self, params: dict[str, str]) -> None:
+        """Send the parent's ``params`` with this run's first batch, except those the run sets itself by then
+        (a trial's seed or learning rate in place of the stage's): a child carries its full resolved params."""
+        self._inherited = dict(params)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self._params += _param_pairs(params)
+        pairs = _param_pairs(params)
+        self._params += [(k, v) for k, v in pairs if self._inherited_sent.get(k) != v]  # sent already
         self._maybe_flush()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -296,6 +342,11 @@ class Run:
 
         params, metrics = self._params, self._metrics
         self._params, self._metrics = [], []
+        if self._inherited is not None:
+            own = {k for k, _ in params}
+            self._inherited_sent = {k: v for k, v in self._inherited.items() if k not in own}
+            params = [*self._inherited_sent.items(), *params]
+            self._inherited = None
         self._sent = time.monotonic()
         while params or metrics:  # MLflow: <= 100 params and <= 1000 entities per call
             p, params = params[:100], params[100:]
@@ -333,6 +384,7 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=self.uri)
         self.curve_points = curve_point_limit()
         self._experiments: dict[str, str] = {}
+        self._parents: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
 
     # experiments and runs -------------------------------------------------
     @_retry_locked
@@ -367,11 +419,27 @@ class Tracker:
         tags: dict[str, Any] | None = None,
         start_ms: int | None = None,
     ) -> Run:
+        """A new run; a child (``parent`` given) gets the parent's provenance tags and, once it sends its first
+        batch, the parent's params (:meth:`Run.inherit`), unless the parent is a sweep's."""
         all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+        inherited: dict[str, str] = {}
         if parent:
-            all_tags["mlflow.parentRunId"] = parent
+            parent_tags, inherited = self._from_parent(parent)
+            all_tags = {**parent_tags, **all_tags, "mlflow.parentRunId": parent}
         run = self.client.create_run(self.experiment_id(experiment), run_name=name, tags=all_tags, start_time=start_ms)
-        return Run(self, run.info.run_id)
+        handle = Run(self, run.info.run_id)
+        if inherited:
+            handle.inherit(inherited)
+        return handle
+
+    def _from_parent(self, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The provenance tags and the params a child of ``run_id`` copies (read once per parent)."""
+        if run_id not in self._parents:
+            data = self.client.get_run(run_id).data
+            tags = {k: data.tags[k] for k in PROVENANCE_TAGS if k in data.tags}
+            sweep = data.tags.get("gradlab.sweep.role") == "parent"  # its trials are stage runs with their own
+            self._parents[run_id] = (tags, {} if sweep else dict(data.params))
+        return self._parents[run_id]
 
     @_retry_locked
     def end(self, run_id: str, status: str, end_ms: int | None = None) -> None:
@@ -422,6 +490,7 @@ class Tracker:
                 run = self.start_run(experiment, name, parent=parent, tags=tags, start_ms=start_ms)
         run.buffered = True
         status = FINISHED
+        monitor = self.system_metrics(run.id, resumed=bool(resume_id)) if parent is None else None
         try:
             if params:
                 run.log_params(params)
@@ -436,9 +505,34 @@ class Tracker:
             raise
         finally:
             try:
+                if monitor is not None:
+                    monitor.finish()
                 run.flush()
             finally:
                 self.end(run.id, status, end_ms if status == FINISHED else None)
+
+    def system_metrics(self, run_id: str, resumed: bool = False):
+        """MLflow's system-metrics monitor on ``run_id``, started (None when ``GRADLAB_SYSTEM_METRICS`` is 0).
+
+        A thread samples the machine's CPU use and memory (``system/cpu_utilization_percentage``,
+        ``system/system_memory_usage_megabytes`` and ``_percentage``: MLflow's CPU monitor; not its disk
+        and network ones) every ``GRADLAB_SYSTEM_METRICS`` seconds and logs each sample at the next
+        step; the MLflow UI draws them in the run's "System metrics" tab. A run shorter than one
+        interval gets none. ``finish()`` stops it.
+        """
+        from gradlab.settings import current
+
+        every = current().system_metrics
+        if not every:
+            return None
+        from mlflow.system_metrics.metrics.cpu_monitor import CPUMonitor
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines per run
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=every, resume_logging=resumed, tracking_uri=self.uri)
+        monitor.monitors = [CPUMonitor()]
+        monitor.start()
+        return monitor
 
     # logging ----------------------------------------------------------------
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -498,6 +592,8 @@ def standard_tags(stage: str, params: Any, extra: dict[str, Any] | None = None) 
         "gradlab.git_sha": sha,
         "gradlab.params_hash": params_hash(params),
         "mlflow.source.git.commit": sha,
+        "mlflow.source.name": source_name(),
+        "mlflow.source.type": "LOCAL",
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME"),
         "gradlab.modified": ",".join(workspace_changes()) or None,  # differs from the commit: params.yaml, code
         "gradlab.curve_points": curve_point_limit(),
