@@ -66,11 +66,16 @@ def test_ui_prints_a_runs_table_link_per_experiment(store, monkeypatch, capsys):
     tracker = Tracker()
     with tracker.run("gradlab/gd", "gd"):
         pass
-    monkeypatch.setattr(cli.subprocess, "call", lambda argv: 0)
-    assert cli.main(["ui", "--port", "5999"]) == 0
+    from test_ui import fake_server_command, free_port
+
+    from gradlab import ui
+
+    monkeypatch.setattr(ui, "server_command", fake_server_command())  # answers /health once, then exits
+    port = free_port()
+    assert cli.main(["ui", "--port", str(port)]) == 0
     out = capsys.readouterr().out
     exp_id = tracker.experiment_id("gradlab/gd")
-    assert f"http://127.0.0.1:5999/#/experiments/{exp_id}/runs?workflowType=machine_learning" in out
+    assert f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs?workflowType=machine_learning" in out
     assert experiment_links(store, "http://h:1") == [
         ("gradlab/gd", f"http://h:1/#/experiments/{exp_id}/runs?workflowType=machine_learning")
     ]

@@ -47,13 +47,15 @@ def test_unknown_stage_exits_2():
 def test_ui_binds_loopback_by_default(monkeypatch):
     """`gradlab ui` with no options: the real command's default host, not a value typed into the test."""
     import gradlab.cli as cli
+    import gradlab.ui
 
     calls = []
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////x/mlflow.db")
-    monkeypatch.setattr(cli.subprocess, "call", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(gradlab.ui, "serve", lambda host, port, uri, links, echo: calls.append((host, port, uri)) or 0)
     assert cli.main(["ui"]) == 0
-    (argv,) = calls
-    assert argv == ui_command("127.0.0.1", 5000, "sqlite:////x/mlflow.db")
+    (call,) = calls
+    argv = ui_command(*call)
+    assert call == ("127.0.0.1", 5000, "sqlite:////x/mlflow.db")
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert argv[argv.index("--backend-store-uri") + 1] == "sqlite:////x/mlflow.db"
 

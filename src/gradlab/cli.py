@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def run(
 
     from gradlab.settings import Settings
     from gradlab.stages import all_stages
-    from gradlab.tracking import stage_run_name
+    from gradlab.tracking import QUICK_TAG, stage_run_name
 
     if params != "params.yaml":
         raise typer.Exit(refuse("--quick: uses tests/tiny/STAGE.yaml; leave out --params", ExitCode.BAD_INPUT))
@@ -80,7 +79,7 @@ def run(
         resume,
         out_dir=settings.results / QUICK_RESULTS / stage,
         run_name=f"{stage_run_name(stage)} · quick",
-        tags={"gradlab.quick": "true", "gradlab.params_file": str(quick_file)},
+        tags={QUICK_TAG: "true", "gradlab.params_file": str(quick_file)},
         settings=settings,
     )
     raise typer.Exit(code)
@@ -124,7 +123,9 @@ def report(params: str = typer.Option("params.yaml", "--params", help="Parameter
 
 
 def ui_command(host: str, port: int, uri: str) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    from gradlab.ui import server_command
+
+    return server_command(host, port, uri)
 
 
 @app.command()
@@ -132,22 +133,17 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback unless you say otherwise)."),
     port: int = typer.Option(5000, help="Port to listen on."),
 ) -> None:
-    """Start the MLflow UI on the project's tracking store; print a link to each stage's runs table."""
+    """Start the MLflow UI on the project's tracking store; once it answers, print a link to each stage's runs
+    table. Ctrl-C or SIGTERM stops the whole server (exit 130 / 143)."""
     from gradlab.browse import experiment_links, relocate
     from gradlab.tracking import tracking_uri
+    from gradlab.ui import serve
 
     uri = tracking_uri()
     moved = relocate(uri)  # a copied or moved project: its artifacts are here, not where the store says
     if moved:
         typer.echo(f"artifact locations of {moved} experiments pointed at another folder; now at the store's")
-    base = f"http://{host}:{port}"
-    typer.echo(f"MLflow UI for {uri} at {base}  (Ctrl-C to stop). Runs of each stage:")
-    for name, url in experiment_links(uri, base):
-        typer.echo(f"  {name:24s} {url}")
-    try:
-        raise typer.Exit(subprocess.call(ui_command(host, port, uri)))
-    except KeyboardInterrupt as exc:
-        raise typer.Exit(interrupt_exit_code(exc)) from None
+    raise typer.Exit(serve(host, port, uri, lambda base: experiment_links(uri, base), typer.echo))
 
 
 @app.command(
