@@ -5,14 +5,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 
-.PHONY: install lock repro test test-fast bench lint clean
+.PHONY: install lock repro test test-fast bench lint clean venv-elsewhere
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# A .venv copied or moved here from another folder still runs that folder's code (its scripts' shebangs and
+# gradlab's editable install point there) and its .installed stamp looks up to date: recreate it.
+VENV_ELSEWHERE := $(shell test -e $(VENV) && { $(BIN)/python tools/venv_is_here.py $(CURDIR) >/dev/null 2>&1 || echo yes; })
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(if $(VENV_ELSEWHERE),venv-elsewhere)
+	$(if $(VENV_ELSEWHERE),@echo "$(VENV) was made in another folder (its scripts and gradlab point there): recreating it"; rm -rf $(VENV))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[pipeline,dev]'
 	touch $@
+
+venv-elsewhere: ;  # makes .installed out of date when .venv belongs to another folder
 
 lock:  # after a deliberate upgrade in .venv; torch is pinned without its local label (+cpu)
 	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > constraints.txt.new
