@@ -297,18 +297,22 @@ ax.legend();""",
         ),
         (
             "md",
-            "Per variant (stats.json, every number): final return, the exact and Welch p against `correct`, and "
-            "what the updates did: of the samples with A < 0 the fraction whose log pi went down, of A > 0 the "
-            "fraction whose log pi went up (real updates and the probe's small step), the share of the update "
-            "carried by likely actions with A < 0, and corr(loss value, batch return) across updates.",
+            "Per variant (stats.json, every number): final return, its paired difference from `correct` and the "
+            "exact sign-flip p with its smallest attainable p, and what the updates did: of the samples with A < 0 "
+            "the fraction whose log pi went down, of A > 0 the fraction whose log pi went up (real updates and the "
+            "probe's small step), the share of the update carried by likely actions with A < 0, and corr(loss "
+            "value, batch return) across updates, raw and on first differences. `flags` are verdicts (+1 / 0 / -1, "
+            "0 = inconclusive: gradlab.stats.VERDICT_ENCODING); `seed_counts` count seeds.",
         ),
         (
             "code",
             """m = json.loads((RESULTS / "pg_cartpole" / "stats.json").read_text())
-cols = ["final_return_mean", "p_exact_vs_correct", "p_exact_min", "p_vs_correct", "adv_neg_logp_down_fraction",
-        "adv_pos_logp_up_fraction", "probe_adv_neg_logp_down_fraction", "probe_adv_pos_logp_up_fraction",
-        "share_likely_adv_neg", "sum_negative_update_fraction", "loss_value_return_corr"]
-print("flags:", {k: v for k, v in m["flags"].items()})
+cols = ["final_return_mean", "final_return_diff_vs_correct", "p_exact_vs_correct", "p_exact_min",
+        "adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction", "probe_adv_neg_logp_down_fraction",
+        "probe_adv_pos_logp_up_fraction", "share_likely_adv_neg", "sum_negative_update_fraction",
+        "loss_value_return_corr", "loss_value_return_corr_detrended"]
+print("flags (+1 / 0 / -1):", m["flags"])
+print("seed counts (of", m["seeds"], "seeds):", m.get("seed_counts"))
 pd.DataFrame({v: {k: r.get(k) for k in cols} for v, r in m["variants"].items()}).T""",
         ),
         ("md", "Does the loss value matter? Each loss over optimiser steps on one fixed batch (symlog scale)."),
