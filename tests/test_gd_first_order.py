@@ -145,9 +145,18 @@ def test_edge_of_stability_and_catapult_criteria():
     bad = analysis.sharpness_seed(lr, [0, 1], [2 / lr * 2, 2 / lr * 3], [0.3, 5.0, math.inf], tail=2, band=band)
     assert bad["diverged"] and not bad["eos"] and not bad["catapult"]
     entry = analysis.sharpness_entry(lr, [s, c, low])
-    assert entry["eos_seeds"] == 2 and not entry["eos"] and entry["catapult_seeds"] == 1
+    assert entry["eos_seeds"] == 2 and entry["catapult_seeds"] == 1 and entry["rose_to_band_seeds"] == 1
+    assert entry["eos"] == 0 and entry["settled_ratio_ci_low"] is None  # 3 seeds: no interval, no verdict
     one = analysis.sharpness_entry(lr, [s])
-    assert one["eos"] and one["settled_ratio_ci_low"] is None
+    assert one["eos"] == 0 and one["settled_ratio_per_seed"] == [s["settled_ratio"]]
+    # ten seeds: the interval decides; inside the band +1, outside -1, straddling it 0
+    assert analysis.sharpness_entry(lr, [s] * 5 + [c] * 5, band)["eos"] == 1
+    assert analysis.sharpness_entry(lr, [low] * 10, band)["eos"] == -1
+    straddle = [dict(s, settled_ratio=v) for v in (0.8, 1.0, 0.85, 1.05, 0.95, 0.8, 1.0, 0.9, 0.85, 1.0)]
+    assert analysis.sharpness_entry(lr, straddle, band)["eos"] == 0
+    # a catapult in 10 of 10 seeds: Wilson interval above one half; 5 of 10: inconclusive
+    assert analysis.sharpness_entry(lr, [c] * 10, band)["catapult"] == 1
+    assert analysis.sharpness_entry(lr, [c] * 5 + [s] * 5, band)["catapult"] == 0
 
 
 def test_absolute_step_size_is_exclusive_with_the_relative_one():

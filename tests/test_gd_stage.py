@@ -43,9 +43,9 @@ def test_gd_stage_end_to_end(store, tmp_path):
     for row in m["mlp"]["grid"].values():
         assert isinstance(row["diverged"], bool) and 0 <= row["diverged_seeds"] <= row["seeds"] == 2
     sharp = m["sharpness"]["lr_0p2"]
-    assert sharp["seeds"] == 2 and len(sharp["per_seed"]) == 2 and isinstance(sharp["eos"], bool)
+    assert sharp["seeds"] == 2 and len(sharp["per_seed"]) == 2 and sharp["eos"] in (-1, 0, 1)
     assert sharp["eos_seeds"] == sum(s["eos"] for s in sharp["per_seed"])
-    assert sharp["settled_ratio_ci_low"] >= 0
+    assert sharp["settled_ratio_ci_low"] is None and sharp["eos"] == 0  # 2 seeds: no interval, inconclusive
 
     head = json.loads((out / "metrics.json").read_text())
     assert head["first_order"]["scalar"]["descent_fraction"] == pytest.approx(

@@ -8,27 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from gradlab.stats import cohens_d, mean_ci, welch, wilson
+from gradlab.stats import cohens_d, welch, wilson
 
 A = [1.0, 2.0, 3.0, 4.0, 5.0]
 B = [2.0, 4.5, 6.0, 7.5, 9.0, 11.0]
-
-
-def test_mean_ci_is_the_student_t_interval():
-    mean, low, high = mean_ci(A)
-    ref_low, ref_high = sp.t.interval(0.95, len(A) - 1, loc=np.mean(A), scale=sp.sem(A))
-    assert mean == 3.0
-    assert (low, high) == pytest.approx((ref_low, ref_high), rel=1e-12)
-    assert (low, high) == pytest.approx((1.0367568385224428, 4.963243161477557), rel=1e-12)  # by hand: 3 -+ t*s/sqrt5
-
-
-def test_mean_ci_other_confidence_and_edge_cases():
-    _, low, high = mean_ci(B, confidence=0.9)
-    assert (low, high) == pytest.approx(sp.t.interval(0.9, len(B) - 1, loc=np.mean(B), scale=sp.sem(B)), rel=1e-12)
-    assert mean_ci([2.0]) == (2.0, 2.0, 2.0)  # one value: no spread
-    assert mean_ci([4.0, 4.0, 4.0]) == (4.0, 4.0, 4.0)
-    assert mean_ci([1.0, float("nan"), 3.0, float("inf")])[0] == 2.0  # non-finite values are left out
-    assert all(math.isnan(v) for v in mean_ci([]))
 
 
 @pytest.mark.parametrize("k, n", [(8, 10), (0, 10), (10, 10), (1, 3), (37, 120)])
@@ -76,7 +59,7 @@ def test_cohens_d_is_the_pooled_sd_effect_size():
 # --- small-sample tools: exact tests with their floor, clipped intervals, "n/a" for one value ---------------
 
 import warnings  # noqa: E402
-from itertools import combinations  # noqa: E402
+from itertools import combinations, product  # noqa: E402
 
 from gradlab.stats import (  # noqa: E402
     bootstrap_diff_ci,
@@ -86,9 +69,14 @@ from gradlab.stats import (  # noqa: E402
     compare,
     fmt,
     fmt_ci,
+    fmt_spread,
     mann_whitney_exact,
     permutation_test,
+    sign_flip_test,
     t_mean_ci,
+    verdict,
+    verdict_p,
+    verdict_word,
 )
 
 
@@ -120,23 +108,50 @@ def test_permutation_floor_and_extreme_split():
     assert permutation_test([1.0] * 5, [9.0] * 5)["p_min"] == pytest.approx(2 / 252)
 
 
-def test_t_mean_ci_is_student_t_clipped_and_na_for_one_value():
-    mean, low, high = t_mean_ci(A)
-    assert (low, high) == pytest.approx(sp.t.interval(0.95, 4, loc=3.0, scale=sp.sem(A)), rel=1e-12)
-    mean, low, high = t_mean_ci([0.01, 0.02, 0.5], low=0.0)
+TEN = [1.0, 2.0, 3.0, 4.0, 5.0, 2.5, 3.5, 1.5, 4.5, 3.0]
+
+
+def test_t_mean_ci_is_student_t_clipped_and_na_below_ten_values():
+    mean, low, high = t_mean_ci(TEN)
+    assert (low, high) == pytest.approx(sp.t.interval(0.95, 9, loc=np.mean(TEN), scale=sp.sem(TEN)), rel=1e-12)
+    mean, low, high = t_mean_ci([0.01, 0.02, 0.5] + [0.01] * 7, low=0.0)
     assert low == 0.0 and high > mean  # the unclipped t interval goes below 0; a loss cannot
     assert t_mean_ci([0.3]) == (0.3, None, None)
-    assert t_mean_ci([2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert t_mean_ci(A) == (3.0, None, None)  # 5 values: no "95 % CI"
+    assert t_mean_ci([2.0] * 10) == (2.0, 2.0, 2.0)
     m, lo, hi = t_mean_ci([])
     assert math.isnan(m) and lo is None and hi is None
 
 
-def test_bootstrap_intervals_inside_the_range_and_na_for_one_value():
-    m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.97], -1.0, 1.0)
+def test_bootstrap_intervals_inside_the_range_and_na_below_ten_values():
+    m, lo, hi = bootstrap_mean_ci([0.99, 1.0, 0.97] * 4, -1.0, 1.0)
     assert -1 <= lo <= m <= hi <= 1
-    d, lo, hi = bootstrap_diff_ci([1.0, 2.0, 3.0], [0.0, 0.5, 1.0], -1.0, 1.0)
+    assert bootstrap_mean_ci([0.99, 1.0, 0.97], -1.0, 1.0)[1:] == (None, None)  # 3 seeds: min-max, not a CI
+    d, lo, hi = bootstrap_diff_ci([1.0, 2.0, 3.0] * 4, [0.0, 0.5, 1.0] * 4, -1.0, 1.0)
     assert d == pytest.approx(1.5) and hi == 1.0 and lo <= hi  # clipped to the range of a difference
     assert bootstrap_diff_ci([1.0], [0.0, 2.0]) == (0.0, None, None)
+
+
+def test_sign_flip_test_is_exact_with_its_floor():
+    r = sign_flip_test([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert r["p"] == pytest.approx(1 / 16) and r["p_min"] == pytest.approx(1 / 16) and r["exact"]
+    r = sign_flip_test([1.0, -2.0, 3.0])  # |mean| 2/3: patterns with |mean| >= 2/3 by enumeration
+    brute = [
+        abs(sum(sg * v for sg, v in zip(signs, [1.0, -2.0, 3.0], strict=True)) / 3)
+        for signs in product([-1, 1], repeat=3)
+    ]
+    assert r["p"] == pytest.approx(np.mean(np.array(brute) >= 2 / 3 - 1e-12))
+    assert sign_flip_test([0.0, 0.0])["p"] == 1.0
+
+
+def test_verdicts_need_the_interval_or_test_to_exclude_the_other_outcome():
+    assert verdict(0.1, 0.3) == 1 and verdict(-0.3, -0.1) == -1
+    assert verdict(-0.19, 0.02) == 0  # a point estimate below 0 decides nothing
+    assert verdict(None, 0.3) == 0 and verdict(0.95, 1.2, threshold=0.9) == 1
+    assert verdict_p(0.01, -2.0) == -1 and verdict_p(0.06, 5.0) == 0 and verdict_p(None, 1.0) == 0
+    assert verdict_word(1) == "yes" and verdict_word(0) == "inconclusive" and verdict_word(-1, no="lower") == "lower"
+    assert fmt_spread(None, None, [0.1, 0.25], ".2f") == "per seed: 0.10, 0.25"
+    assert fmt_spread(0.1, 0.2, [0.1], ".1f") == "95 % CI 0.1 to 0.2"
 
 
 def test_cohens_d_interval_inverts_the_noncentral_t():
@@ -153,9 +168,10 @@ def test_cohens_d_interval_inverts_the_noncentral_t():
 
 
 def test_cliffs_delta_range():
-    assert cliffs_delta([5.0, 6.0], [1.0, 2.0]) == (1.0, 1.0, 1.0)
+    assert cliffs_delta([5.0, 6.0] * 5, [1.0, 2.0] * 5) == (1.0, 1.0, 1.0)
     delta, lo, hi = cliffs_delta([1.0, 3.0, 5.0, 2.0], [2.0, 4.0, 0.0])
-    assert delta == pytest.approx(3 / 12)  # by hand: 1 -> -1, 3 -> +1, 5 -> +3, 2 -> 0 (one tie)
+    assert delta == pytest.approx(3 / 12) and lo is None  # by hand: 1 -> -1, 3 -> +1, 5 -> +3, 2 -> 0 (one tie)
+    delta, lo, hi = cliffs_delta([1.0, 3.0, 5.0, 2.0] * 3, [2.0, 4.0, 0.0] * 4)
     assert -1 <= lo <= delta <= hi <= 1
     assert cliffs_delta([1.0], [0.0]) == (1.0, None, None)
 
@@ -170,7 +186,7 @@ def test_one_seed_gives_na_and_no_numpy_warnings():
         c3 = compare([3.0, 3.1, 3.2], [1.0, 1.1, 1.2], low=0.0)
     assert c3["p_min"] == pytest.approx(0.1) and c3["permutation_p"] == pytest.approx(0.1)
     assert c3["welch_p"] < 0.01  # Welch claims far more than an exact test can at 3 vs 3
-    assert c3["cohens_d_ci_low"] > 0 and c3["cliffs_delta"] == 1.0
+    assert c3["cohens_d_ci_low"] is None and c3["cliffs_delta"] == 1.0  # no interval from 3 seeds
 
 
 def test_fmt_prints_na_for_missing_values():

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.config import ConfigError, flatten
+from gradlab.report.replication import FILE
 
 OFFSET = 1000
-FILE = "replication.json"
 
 
 def is_verdict(key: str, value: Any) -> bool:
@@ -85,17 +85,6 @@ def compare(original: dict, replication: dict, headline_keys: list[str]) -> dict
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def load(folder: Path) -> dict | None:
-    """``replication.json`` of a stage's results folder, with ``current`` = it compared today's stats.json."""
-    path = folder / FILE
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    stats = folder / "stats.json"
-    data["current"] = stats.exists() and data.get("original", {}).get("stats_sha256") == sha256(stats)
-    return data
 
 
 def run_replicate(stage: str, params_file: str | Path = "params.yaml", offset: int = OFFSET, settings=None) -> int:

@@ -14,8 +14,9 @@ Every comparison reports a spread over seeds. At small n:
 * :func:`compare` bundles all of these for two groups.
 
 Nothing here warns with n = 1 or constant data (no numpy ``RuntimeWarning``): undefined is NaN or None.
-:func:`mean_ci` keeps its historical behaviour (one value: the interval collapses to the mean) for the
-studies that use it; new code should use :func:`t_mean_ci` or :func:`bootstrap_mean_ci`.
+Below :data:`MIN_CI_N` values no interval is given at all (a percentile bootstrap of 3 seeds is their
+min-max): report the values and an exact test with its ``p_min`` (:func:`sign_flip_test`,
+:func:`permutation_test`). Verdicts are +1 / 0 / -1 (:func:`verdict`, :func:`verdict_p`).
 """
 
 from __future__ import annotations
@@ -39,18 +40,6 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 def _sd(x: np.ndarray) -> float:
     """Sample standard deviation (ddof 1); NaN below two values, without a warning."""
     return float(x.std(ddof=1)) if x.size >= 2 else math.nan
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval; the interval collapses for one value (see :func:`t_mean_ci`)."""
-    x = _finite(values)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size == 1 or float(x.std(ddof=1)) == 0.0:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, mean - half, mean + half
 
 
 def t_mean_ci(
@@ -399,3 +388,13 @@ def fmt_ci(low, high, spec: str = ".3g") -> str:
     """ "low to high", or "n/a" when either bound is missing or not finite."""
     a, b = fmt(low, spec), fmt(high, spec)
     return _NA if _NA in (a, b) else f"{a} to {b}"
+
+
+def fmt_spread(low, high, per_seed=None, spec: str = ".3g") -> str:
+    """ "95 % CI low to high" when there is an interval, else the values themselves ("per seed: a, b, c"),
+    else "n/a": below :data:`MIN_CI_N` seeds the reader gets the seeds, never a pretend interval."""
+    if low is not None and high is not None and _NA not in (fmt(low, spec), fmt(high, spec)):
+        return f"95 % CI {fmt_ci(low, high, spec)}"
+    if per_seed:
+        return "per seed: " + ", ".join(fmt(v, spec) for v in per_seed)
+    return _NA

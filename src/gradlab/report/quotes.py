@@ -76,3 +76,15 @@ class Quotes:
         prefix = prefix or key
         low, high = self(stage, prefix + "_ci_low", fmt), self(stage, prefix + "_ci_high", fmt)
         return f"{self(stage, key, fmt)} (95 % CI {low} to {high})"
+
+    def spread(self, stage: str, prefix: str, per_seed: str | None = None, fmt: str = ".3g") -> str:
+        """ "95 % CI low to high" from ``<prefix>_ci_low``/``_high``, or, where the stage had too few seeds for
+        an interval (None), the per-seed values of the list at ``per_seed`` ("per seed: a, b, c"), else "n/a"."""
+        low, high = self.raw(stage, f"{prefix}_ci_low"), self.raw(stage, f"{prefix}_ci_high")
+        if low is not None and high is not None:
+            return f"95 % CI {self(stage, f'{prefix}_ci_low', fmt)} to {self(stage, f'{prefix}_ci_high', fmt)}"
+        if per_seed is not None:
+            values = self.raw(stage, per_seed)
+            quoted = [self(stage, f"{per_seed}.{i}", fmt) for i in range(len(values))]
+            return "per seed: " + ", ".join(quoted)
+        return "n/a"

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
-from gradlab.replicate import load
+FILE = "replication.json"  # written by gradlab.replicate
+
+
+def load(folder: Path) -> dict | None:
+    """``replication.json`` of a stage's results folder, with ``current`` = it compared today's stats.json."""
+    path = folder / FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    stats = folder / "stats.json"
+    digest = hashlib.sha256(stats.read_bytes()).hexdigest() if stats.exists() else None
+    data["current"] = digest is not None and data.get("original", {}).get("stats_sha256") == digest
+    return data
 
 
 def _show(value) -> str:

@@ -35,8 +35,8 @@ def trial_rows(spec: SweepSpec, trials: Sequence[Trial], outcomes: dict[int, dic
 
 
 def summary_table(spec: SweepSpec, trials: Sequence[Trial], outcomes: dict[int, dict]) -> list[dict]:
-    """Per grid point: number of seeds finished, mean and 95 % CI (Student t) of the metric."""
-    from gradlab.stats import mean_ci
+    """Per grid point: number of seeds finished, mean and 95 % CI (Student t; None below 10 seeds) of the metric."""
+    from gradlab.stats import t_mean_ci
 
     points: dict[tuple, list[Trial]] = {}
     for t in trials:
@@ -46,7 +46,7 @@ def summary_table(spec: SweepSpec, trials: Sequence[Trial], outcomes: dict[int, 
         finished = [outcomes[t.index] for t in members if outcomes.get(t.index, {}).get("status") in (FINISHED,)]
         values = [o.get("value") for o in finished]
         finite = [v for v in values if v is not None and math.isfinite(v)]
-        mean, lo, hi = mean_ci(finite)
+        mean, lo, hi = t_mean_ci(finite)
         row = {k: fmt(v) if isinstance(v, list | dict) else v for k, v in point}
         row.update(
             {
@@ -55,8 +55,8 @@ def summary_table(spec: SweepSpec, trials: Sequence[Trial], outcomes: dict[int, 
                 "failed": sum(outcomes.get(t.index, {}).get("status") == FAILED for t in members),
                 "n": len(finite),
                 "mean": None if math.isnan(mean) else mean,
-                "ci95_low": None if math.isnan(lo) else lo,
-                "ci95_high": None if math.isnan(hi) else hi,
+                "ci95_low": lo,
+                "ci95_high": hi,
             }
         )
         rows.append(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
 from gradlab.report.sections.section import Section
+from gradlab.stats import verdict_word
 
 
 def _rules(m: dict) -> list[str]:
@@ -34,24 +35,19 @@ def _sharpness(q: Quotes, s: str) -> list[str]:
     lines = []
     for key, e in sorted(q.metrics(s).get("sharpness", {}).items(), key=lambda kv: kv[1]["lr"]):
         p = f"sharpness.{key}"
-        if e["eos"]:
-            verdict = "at the edge of stability in every seed"
-        elif e["below"]:
-            verdict = "below the edge of stability in every seed"
-        elif e["diverged"]:
-            verdict = "diverged in every seed"
-        else:
-            verdict = f"at the edge of stability in {q(s, f'{p}.eos_seeds', 'd')} of {q(s, f'{p}.seeds', 'd')} seeds"
-        catapult = (
-            "a catapult in every seed"
-            if e["catapult"]
-            else f"a catapult in {q(s, f'{p}.catapult_seeds', 'd')} of {q(s, f'{p}.seeds', 'd')} seeds"
-        )
+        eos = verdict_word(e["eos"], "at the edge of stability", "not at the edge of stability")
+        catapult = verdict_word(e["catapult"], "catapults in most seeds", "no catapult in most seeds")
+        rose = verdict_word(e["rose_to_band"], "most seeds rose to the band", "most seeds did not rise to the band")
+        n = q(s, f"{p}.seeds", "d")
         lines.append(
-            f"Sharpness at lr = {q(s, f'{p}.lr', 'g')} ({q(s, f'{p}.seeds', 'd')} seeds): started at "
+            f"Sharpness at lr = {q(s, f'{p}.lr', 'g')} ({n} seeds): started at "
             f"{q(s, f'{p}.initial_ratio_mean', '.3f')} x 2/lr and settled at "
-            f"{q(s, f'{p}.settled_ratio_mean', '.3f')} x 2/lr (95 % CI {q(s, f'{p}.settled_ratio_ci_low', '.3f')} to "
-            f"{q(s, f'{p}.settled_ratio_ci_high', '.3f')}): {verdict}; {catapult}."
+            f"{q(s, f'{p}.settled_ratio_mean', '.3f')} x 2/lr "
+            f"({q.spread(s, f'{p}.settled_ratio', f'{p}.settled_ratio_per_seed', '.3f')}): edge of stability "
+            f"{eos}. In the band: {q(s, f'{p}.eos_seeds', 'd')} of {n} seeds, "
+            f"{q(s, f'{p}.rose_to_band_seeds', 'd')} of them after starting below it ({rose}); tail probes inside "
+            f"the band: {q(s, f'{p}.tail_in_band_fraction_mean', '.0%')}. Catapult in "
+            f"{q(s, f'{p}.catapult_seeds', 'd')} of {n} seeds ({catapult})."
         )
     return lines
 
@@ -120,10 +116,16 @@ def gd(q: Quotes) -> Section:
     best = m.get("mlp_best_vs_next", {})
     line = (
         f"Best learning rate {q(s, 'mlp.best_lr', '.3g')}: final loss {q(s, 'mlp.best_final_loss_mean', '.3g')} "
-        f"(95 % CI {q(s, 'mlp.best_final_loss_ci_low', '.3g')} to {q(s, 'mlp.best_final_loss_ci_high', '.3g')})"
+        f"({q.spread(s, 'mlp.best_final_loss')})"
     )
     if best.get("next_lr") is not None:
-        verdict = "significantly lower than" if best["significant"] else "not distinguishable by an exact test from"
+        verdict = verdict_word(
+            best["best_lower"],
+            "lower by an exact test than",
+            "higher by an exact test than",
+        )
+        if best["best_lower"] == 0:
+            verdict = "not separated by an exact test from"
         line += (
             f", {verdict} the runner-up {q(s, 'mlp_best_vs_next.next_lr', '.3g')} (exact permutation p = "
             f"{q(s, 'mlp_best_vs_next.permutation_p', '.3g')}, the smallest attainable "
@@ -146,11 +148,13 @@ def gd(q: Quotes) -> Section:
         ],
         caveats=[
             "A run counts as diverged when its final loss is above its initial loss, or not finite.",
-            f"Edge of stability at a learning rate means: in every seed, the median of sharpness x lr/2 over the "
-            f"last {q(s, f'{c}.tail_probes', 'd')} probes (one every {q(s, f'{c}.every', 'd')} steps) lies in "
-            f"[{q(s, f'{c}.eos_low', 'g')}, {q(s, f'{c}.eos_high', 'g')}]. A catapult: the sharpness at the start is "
-            "above 2/lr, the loss rises above its starting value, and the run still ends below it, with the "
-            "sharpness back at or under the band's top.",
+            f"Edge of stability at a learning rate means: the 95 % CI over seeds of the settled ratio (the median "
+            f"of sharpness x lr/2 over the last {q(s, f'{c}.tail_probes', 'd')} probes, one every "
+            f"{q(s, f'{c}.every', 'd')} steps) lies inside [{q(s, f'{c}.eos_low', 'g')}, "
+            f"{q(s, f'{c}.eos_high', 'g')}]; outside it: not at the edge; otherwise inconclusive. A catapult: the "
+            "sharpness at the start is above 2/lr, the loss rises above its starting value, and the run still ends "
+            "below it, with the sharpness back at or under the band's top; a verdict needs the Wilson interval of "
+            "the share of seeds with a catapult to exclude one half.",
             "The threshold 2/lambda_max is exact for a quadratic; on the network it holds only locally, which is what "
             "the sharpness curves show.",
             f"The network results rest on {q(s, 'mlp.seeds', 'd')} seeds per learning rate: an exact two-sample test "

@@ -1,6 +1,11 @@
 """Numbers from the gd trials: the one-step answer, the rules' outcome, divergence over the step-size grid,
 the edge of stability and catapults over seeds, and the metrics. Every verdict is a flag computed here from a
 stated criterion; summary.py and the report only print them.
+
+Two kinds of flag. A fact about one deterministic run (the quadratic has no seeds: ``rules.*.diverged``,
+``fixed_point.*.stays``, ``sign_stall.*.stalled``) is a boolean. A claim about the network over its seeds
+is a verdict +1 / 0 / -1 (:func:`gradlab.stats.verdict`): it holds only when its interval or exact test
+excludes the other outcome, else 0 (inconclusive).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ import math
 
 import numpy as np
 
-from gradlab.stats import compare, t_mean_ci, wilson
+from gradlab.stats import compare, t_mean_ci, verdict, verdict_p, wilson
 
 
 def lr_key(lr: float) -> str:
@@ -163,19 +168,20 @@ def best_step_size(table: list[dict]) -> dict:
 
 
 def best_vs_next(rows: list[dict], table: list[dict]) -> dict:
-    """The best step size against the runner-up: Welch beside exact permutation and Mann-Whitney tests."""
+    """The best step size against the runner-up: Welch beside exact permutation and Mann-Whitney tests;
+    ``best_lower`` +1 when the exact permutation test (p < 0.05) puts the best one's final loss lower."""
     ok = sorted(
         (r for r in table if r["diverged_seeds"] == 0 and math.isfinite(r["final_loss_mean"])),
         key=lambda r: r["final_loss_mean"],
     )
     if len(ok) < 2:
-        return {"next_lr": None, "significant": False}
+        return {"next_lr": None, "best_lower": 0}
     best, nxt = ok[0]["lr"], ok[1]["lr"]
     a = [r["final_loss"] for r in rows if r["lr"] == best]
     b = [r["final_loss"] for r in rows if r["lr"] == nxt]
     c = compare(a, b, low=0.0)
-    exact_p = c["permutation_p"]
-    return {"next_lr": nxt, **c, "significant": bool(exact_p is not None and exact_p < 0.05)}
+    # +1: the best step size's final loss is lower than the runner-up's by the exact permutation test
+    return {"next_lr": nxt, **c, "best_lower": verdict_p(c["permutation_p"], -(c["diff"] or 0.0))}
 
 
 # --- 4. sharpness: edge of stability and catapults, per seed and per lr -------------------------------------------
@@ -192,6 +198,7 @@ def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: lis
     div = diverged(losses)
     initial_ratio = ratios[0] if ratios else math.nan
     eos = bool(last) and not div and low <= settled <= high
+    rose = bool(eos and initial_ratio < low)  # reached the band from below, not sat in it from the start
     in_band = float(np.mean([low <= r <= high for r in last])) if last else math.nan
     return {
         "initial_ratio": initial_ratio,
@@ -201,6 +208,7 @@ def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: lis
         "loss_spike": spike,
         "diverged": div,
         "eos": bool(eos),
+        "rose_to_band": rose,
         "below": bool(last) and not div and settled < low,
         "above": bool(last) and not div and settled > high,
         "catapult": bool(initial_ratio > 1.0 and spike and not div and settled <= high),
@@ -211,12 +219,26 @@ def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: lis
     }
 
 
-def sharpness_entry(lr: float, per_seed: list[dict]) -> dict:
-    """Per lr over seeds: the settled ratio (mean, t CI clipped at 0; n/a for one seed), and each flag as
-    ``<flag>`` (true in every seed) with ``<flag>_seeds`` (how many)."""
+def sharpness_entry(lr: float, per_seed: list[dict], band: tuple[float, float] = (0.9, 1.1)) -> dict:
+    """Per lr over seeds: the settled ratio (mean, t CI clipped at 0; n/a below 10 seeds) with every seed's
+    value, each per-seed criterion counted (``<flag>_seeds``) with its Wilson interval, and the verdicts:
+
+    * ``eos``: +1 when the settled ratio's interval lies inside the band, -1 when it lies outside it,
+      0 otherwise (or no interval);
+    * ``catapult``, ``rose_to_band``: +1 when the Wilson interval of the share of seeds with it lies above
+      one half, -1 below, 0 otherwise.
+    """
     n = len(per_seed)
     settled = [s["settled_ratio"] for s in per_seed]
     mean, lo, hi = t_mean_ci(settled, low=0.0)
+    if lo is None or hi is None:
+        eos = 0
+    elif band[0] <= lo and hi <= band[1]:
+        eos = 1
+    elif hi < band[0] or lo > band[1]:
+        eos = -1
+    else:
+        eos = 0
     out = {
         "lr": lr,
         "two_over_lr": 2 / lr,
@@ -229,11 +251,20 @@ def sharpness_entry(lr: float, per_seed: list[dict]) -> dict:
         "settled_ratio_min": float(np.min(settled)),
         "settled_ratio_max": float(np.max(settled)),
         "tail_in_band_fraction_mean": float(np.mean([s["tail_in_band_fraction"] for s in per_seed])),
+        "settled_ratio_per_seed": settled,
+        "initial_ratio_per_seed": [s["initial_ratio"] for s in per_seed],
+        "tail_in_band_fraction_per_seed": [s["tail_in_band_fraction"] for s in per_seed],
+        "eos": eos,
     }
-    for flag in ("eos", "below", "above", "catapult", "diverged", "loss_spike"):
-        k = sum(s[flag] for s in per_seed)
-        out[flag] = bool(n > 0 and k == n)
+    for flag in ("eos", "rose_to_band", "below", "above", "catapult", "diverged", "loss_spike"):
+        k = sum(bool(s[flag]) for s in per_seed)
         out[f"{flag}_seeds"] = k
+        if flag in ("catapult", "rose_to_band"):
+            _, wlo, whi = wilson(k, n)
+            out[f"{flag}_share_ci_low"], out[f"{flag}_share_ci_high"] = wlo, whi
+            out[flag] = verdict(wlo, whi, 0.5)
+        elif flag != "eos":
+            out[flag] = bool(n > 0 and k == n)  # a fact about these seeds: every one of them
     return out
 
 

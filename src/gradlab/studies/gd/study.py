@@ -131,7 +131,10 @@ def run(p: GDParams, ctx) -> dict:
                 for k, v in zip(steps, values, strict=True)
             ]
             per_seed.append(analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high)))
-        sharp_metrics[analysis.lr_key(lr)] = {**analysis.sharpness_entry(lr, per_seed), "per_seed": per_seed}
+        sharp_metrics[analysis.lr_key(lr)] = {
+            **analysis.sharpness_entry(lr, per_seed, (s.eos_low, s.eos_high)),
+            "per_seed": per_seed,
+        }
 
     # outputs: tables for DVC plots, figures, metrics, summary
     rules = analysis.rules_table(curves, lr_rules)

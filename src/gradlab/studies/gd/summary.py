@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradlab.stats import fmt, fmt_ci
+from gradlab.stats import fmt, fmt_ci, fmt_spread, verdict_word
 from gradlab.studies.gd.config import GDParams
 
 
@@ -93,12 +93,12 @@ def summary(m: dict, p: GDParams) -> str:
         lines.append(
             f"  - lr = {fmt(g['lr'], '.3g')}: {g['diverged_seeds']} of {g['seeds']} seeds diverged ({state}); "
             f"final loss of the seeds that did not diverge {fmt(g['final_loss_mean'], '.4g')} "
-            f"(95 % CI {fmt_ci(g['final_loss_ci_low'], g['final_loss_ci_high'], '.3g')}), initial "
+            f"({fmt_spread(g['final_loss_ci_low'], g['final_loss_ci_high'])}), initial "
             f"{fmt(g['initial_loss_mean'], '.3g')}."
         )
     b = m["mlp_best_vs_next"]
     if b.get("next_lr") is not None:
-        verdict = "significantly lower" if b["significant"] else "not distinguishable by an exact test"
+        verdict = verdict_word(b["best_lower"], "lower by an exact test", "higher by an exact test")
         lines.append(
             f"- Best lr {fmt(mlp['best_lr'], '.3g')} against the runner-up {fmt(b['next_lr'], '.3g')}: {verdict} "
             f"(exact permutation p = {fmt(b['permutation_p'], '.3g')}, exact Mann-Whitney p = "
@@ -117,23 +117,19 @@ def summary(m: dict, p: GDParams) -> str:
     ]
     for s in m["sharpness"].values():
         n = s["seeds"]
-        if s["eos"]:
-            verdict = "at the edge of stability in every seed"
-        elif s["below"]:
-            verdict = "below the edge of stability in every seed"
-        elif s["diverged"]:
-            verdict = "diverged in every seed"
-        else:
-            verdict = f"at the edge of stability in {s['eos_seeds']} of {n} seeds"
-        cat = "a catapult in every seed" if s["catapult"] else f"a catapult in {s['catapult_seeds']} of {n} seeds"
-        spread = (
-            f"; seeds {fmt(s['settled_ratio_min'], '.3f')} to {fmt(s['settled_ratio_max'], '.3f')}" if n > 1 else ""
+        eos = verdict_word(s["eos"], "at the edge of stability", "not at the edge of stability")
+        cat = verdict_word(s["catapult"], "a catapult in most seeds", "no catapult in most seeds")
+        rose = verdict_word(
+            s["rose_to_band"], "rose to the band in most seeds", "did not rise to the band in most seeds"
         )
+        spread = fmt_spread(s["settled_ratio_ci_low"], s["settled_ratio_ci_high"], s["settled_ratio_per_seed"], ".3f")
         lines.append(
             f"- lr = {fmt(s['lr'], 'g')} ({n} seed{'s' if n != 1 else ''}): sharpness settled at "
-            f"{fmt(s['settled_ratio_mean'], '.3f')} x 2/lr "
-            f"(95 % CI {fmt_ci(s['settled_ratio_ci_low'], s['settled_ratio_ci_high'], '.3f')}{spread}), started at "
-            f"{fmt(s['initial_ratio_mean'], '.3f')} x 2/lr: {verdict}; {cat}. Of the tail probes, "
+            f"{fmt(s['settled_ratio_mean'], '.3f')} x 2/lr ({spread}), started at "
+            f"{fmt(s['initial_ratio_mean'], '.3f')} x 2/lr. Edge of stability: {eos} (interval against the band); "
+            f"in the band {s['eos_seeds']} of {n} seeds, of which {s['rose_to_band_seeds']} rose to it from "
+            f"below ({rose}); catapult in {s['catapult_seeds']} of {n} seeds ({cat}, Wilson interval against one "
+            f"half); diverged in {s['diverged_seeds']}. Of the tail probes, "
             f"{_pct(s['tail_in_band_fraction_mean'])} lie inside the band on their own."
         )
     lines += [
