@@ -490,8 +490,10 @@ class Tracker:
                 run = self.start_run(experiment, name, parent=parent, tags=tags, start_ms=start_ms)
         run.buffered = True
         status = FINISHED
-        monitor = self.system_metrics(run.id, resumed=bool(resume_id)) if parent is None else None
+        monitor = None
         try:
+            if parent is None:  # a stage's run: the machine's CPU and memory while it runs
+                monitor = self.system_metrics(run.id, resumed=bool(resume_id))
             if params:
                 run.log_params(params)
                 if parent is None:  # a stage's run: its params are visible while it runs
