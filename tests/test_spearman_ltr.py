@@ -43,37 +43,58 @@ def test_gradient_training_improves_training_spearman(method):
     theta0 = ltr.init_params(4, 4, 0)
     before = spearmanr(ltr.forward(theta0, data.x_train, 4).detach(), data.y_train).statistic
     knob = {"soft_rank": 3.0, "neuralsort": 1.0}.get(method, 0.0)
-    theta, fwd, bwd = ltr.train_gradient(method, data, theta0, 4, 60, 0.03, knob)
+    theta, fwd, bwd, curve = ltr.train_gradient(method, data, theta0, 4, 60, 0.03, knob, record=[0, 30, 60])
     after = spearmanr(ltr.forward(theta, data.x_train, 4), data.y_train).statistic
     assert fwd == bwd == 60 and after > before
+    assert curve[0] == pytest.approx(before) and curve[60] == pytest.approx(after) and set(curve) == {0, 30, 60}
+    same, *_ = ltr.train_gradient(method, data, theta0, 4, 60, 0.03, knob)  # recording changes nothing
+    assert torch.equal(same, theta)
 
 
 @pytest.mark.parametrize("method", ["cma", "random_search", "nelder_mead"])
-def test_derivative_free_training_respects_the_cap(method):
+def test_derivative_free_training_spends_exactly_its_evaluations(method):
     pytest.importorskip("cma")
     data = ltr.make_data("heavy_tail", 0, 40, 20, 3)
-    theta, evals, bwd = ltr.train_derivative_free(method, data, ltr.init_params(3, 2, 0), 2, 60.0, 50, 0, 0.1)
-    assert evals == 50 and bwd == 0 and theta.shape == (ltr.n_params(3, 2),)
+    theta0 = ltr.init_params(3, 2, 0)
+    theta, evals, bwd, history = ltr.train_derivative_free(method, data, theta0, 2, 50, 0, 0.1)
+    assert evals == len(history) == 50 and bwd == 0 and theta.shape == (ltr.n_params(3, 2),)
+    start = spearmanr(ltr.forward(theta0, data.x_train, 2), data.y_train).statistic
+    assert history[0] == pytest.approx(start) and history == sorted(history)  # evaluation 1: the start
+    best = spearmanr(ltr.forward(theta, data.x_train, 2), data.y_train).statistic
+    assert best == pytest.approx(history[-1])
 
 
-def test_sign_flip_test_is_exact():
-    t = analysis.sign_flip_test([0.1] * 10)
-    assert t["p"] == pytest.approx(2 / 1024) and t["p_min"] == pytest.approx(2 / 1024) and t["exact"]
-    assert analysis.sign_flip_test([0.1, -0.1])["p"] == 1.0
-    assert analysis.sign_flip_test([])["p"] is None
-
-
-def test_correlation_cis_stay_in_range_and_one_seed_has_none():
-    c = analysis.corr_ci([0.999, 1.0, 1.0, 0.998, 1.0])
+def test_correlation_cis_stay_in_range_and_fewer_than_ten_seeds_have_none():
+    c = analysis.corr_ci([0.999, 1.0, 1.0, 0.998, 1.0] * 2)
     assert -1.0 <= c["ci_low"] <= c["mean"] <= c["ci_high"] <= 1.0
     assert analysis.corr_ci([0.5]) == {"mean": 0.5, "ci_low": None, "ci_high": None}
+    assert analysis.corr_ci([0.5] * 9)["ci_low"] is None  # 9 seeds: per-seed values, not a "95 % CI"
 
 
-def test_paired_flags_need_a_significant_exact_test():
+def test_paired_verdicts_need_a_significant_exact_test():
     a = list(np.linspace(0.6, 0.7, 10))
     b = [x - 0.05 for x in a]
     pr = analysis.paired("soft_rank", a, "pearson", b)
-    assert pr["soft_rank_better"] and not pr["pearson_better"] and pr["wins"] == 10
-    assert pr["p_exact"] == pytest.approx(2 / 1024)
+    assert pr["flags"] == {"soft_rank_better": 1} and pr["wins"] == 10
+    assert pr["p_exact"] == pytest.approx(2 / 1024) and pr["diffs"] == pytest.approx([0.05] * 10)
+    assert analysis.paired("soft_rank", b, "pearson", a)["flags"]["soft_rank_better"] == -1
     few = analysis.paired("soft_rank", a[:3], "pearson", b[:3])  # 3 pairs: p >= 0.25, never significant
-    assert not few["soft_rank_better"] and few["p_min"] == pytest.approx(0.25)
+    assert few["flags"]["soft_rank_better"] == 0 and few["p_min"] == pytest.approx(0.25) and few["diff_ci_low"] is None
+    mixed = analysis.paired("soft_rank", a, "pearson", [x + (0.05 if i % 2 else -0.05) for i, x in enumerate(a)])
+    assert mixed["flags"]["soft_rank_better"] == 0  # half the seeds each way: inconclusive
+
+
+def test_the_winner_is_a_verdict_only_when_the_exact_test_separates_it():
+    base = list(np.linspace(0.5, 0.6, 10))
+    clear = {"a": [x + 0.1 for x in base], "b": base, "c": [x - 0.1 for x in base]}
+    w = analysis.winner(["a", "b", "c"], clear)
+    assert w["flags"] == {"winner_is_a": 1, "winner_is_b": -1, "winner_is_c": -1}
+    assert w["highest_mean_is_a"] is True and w["runner_up_is_b"] is True
+    assert w["winner_vs_runner_up"]["verdict"] == 1 and w["winner_vs_runner_up"]["p_exact"] == pytest.approx(2 / 1024)
+    # a is ahead of b on average, but not on every seed: not separated; c is still excluded
+    close = {"a": [x + (0.02 if i % 3 else -0.01) for i, x in enumerate(base)], "b": base, "c": clear["c"]}
+    w = analysis.winner(["a", "b", "c"], close)
+    assert w["highest_mean_is_a"] is True and w["flags"] == {"winner_is_a": 0, "winner_is_b": 0, "winner_is_c": -1}
+    # fewer than 5 seeds can never separate anything
+    w = analysis.winner(["a", "b"], {"a": [0.9, 0.9, 0.9], "b": [0.1, 0.1, 0.1]})
+    assert w["flags"] == {"winner_is_a": 0, "winner_is_b": 0}

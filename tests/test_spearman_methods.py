@@ -1,4 +1,5 @@
-"""The matrix problem: derivations, the asker's loop, the stall analysis, the optimisers' budgets and counts."""
+"""The matrix problem: derivations, the asker's loop, the stall analysis, the optimisers' budgets (counts) and
+their anytime curves."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_stall_certificate_means_no_move_changes_spearmanr():
 
 def test_hill_climb_keeps_only_improvements_and_respects_the_cap():
     v, freq_m = init_matrices(10, seed=2)
-    ref = M.Referee(Derivation("linear"), max_evals=300)
+    ref = M.Referee(Derivation("linear"), budget=300)
     v2, f2, accepted = M.hill_climb(v, freq_m, ref, delta=0.5, seed=0)
     assert ref.evals == 300 or ref.best >= 1.0
     final = spearmanr(*Derivation("linear").numpy(v2.numpy(), f2.numpy())).statistic
@@ -72,36 +73,59 @@ def test_hill_climb_keeps_only_improvements_and_respects_the_cap():
 def test_derivative_free_methods_return_their_best_point_within_budget(method):
     pytest.importorskip("cma")
     v, freq_m = init_matrices(8, seed=3)
-    ref = M.Referee(Derivation("row_max"), max_evals=120)
+    ref = M.Referee(Derivation("row_max"), budget=120)
     run = {
         "random_search": lambda: M.random_search(v, freq_m, ref, 0.1, 0),
         "cma": lambda: M.cma_es(v, freq_m, ref, 0.5, 0),
         "nelder_mead": lambda: M.nelder_mead(v, freq_m, ref, 0.1),
     }[method]
     v2, f2, _ = run()
-    assert ref.evals <= 120 and ref.backward == 0
+    assert ref.evals == ref.units and ref.backward == 0 and (ref.evals == 120 or ref.best >= 1.0)
     final = spearmanr(*Derivation("row_max").numpy(v2.numpy(), f2.numpy())).statistic
     assert final == pytest.approx(max(ref.rhos))
+    assert ref.rhos[0] == spearmanr(*Derivation("row_max").numpy(v.numpy(), freq_m.numpy())).statistic  # the start
 
 
-def test_wall_clock_budget_stops_a_method():
+def test_the_budget_is_a_count_and_gives_the_same_run_twice():
     v, freq_m = init_matrices(20, seed=1)
-    ref = M.Referee(Derivation("linear"), seconds_budget=0.2)
-    M.hill_climb(v, freq_m, ref, delta=0.01, seed=0)
-    assert 0.2 <= ref.elapsed < 5.0 and ref.evals > 10
+    runs = []
+    for _ in range(2):
+        ref = M.Referee(Derivation("linear"), budget=200)
+        out = M.random_search(v, freq_m, ref, 0.1, seed=0)
+        assert ref.evals == ref.units == 200
+        runs.append((ref.rhos, out[0].numpy().tolist()))
+    assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("objective", ["pearson", "soft_rank"])
-def test_gradient_ascent_counts_one_evaluation_and_one_backward_per_step(objective):
+def test_gradient_ascent_pays_an_evaluation_and_a_backward_pass_per_step(objective):
     v, freq_m = init_matrices(20, seed=4)
-    ref = M.Referee(Derivation("linear"), max_evals=6)
+    ref = M.Referee(Derivation("linear"), budget=11)  # 1 + 5 steps x 2 units
     _, _, steps = M.gradient_ascent(v, freq_m, ref, objective, lr=0.001, strength=3.0)
-    assert ref.evals == 6 and ref.backward == steps == 5
+    assert ref.evals == 6 and ref.backward == steps == 5 and ref.units == 11
+    assert ref.units_at == [1, 3, 5, 7, 9, 11]
+    ref = M.Referee(Derivation("linear"), budget=12)  # a 6th step would need 13 units: not started
+    M.gradient_ascent(v, freq_m, ref, objective, lr=0.001, strength=3.0)
+    assert ref.backward == 5 and ref.units == 11
+    ref = M.Referee(Derivation("linear"), budget=16, backward_cost=2)  # 1 + 5 steps x 3 units
+    M.gradient_ascent(v, freq_m, ref, objective, lr=0.001, strength=3.0)
+    assert ref.evals == 6 and ref.backward == 5 and ref.units == 16
+
+
+def test_anytime_curve_is_the_best_so_far_on_a_log_grid():
+    grid = M.anytime_grid(720)
+    assert grid[0] == 1 and grid[-1] == 720 and grid == sorted(set(grid)) and 30 <= len(grid) <= 50
+    assert M.best_so_far([1, 3, 5], [0.1, -0.2, 0.5], [1, 2, 4, 5, 9]) == [0.1, 0.1, 0.1, 0.5, 0.5]
+    v, freq_m = init_matrices(20, seed=5)
+    ref = M.Referee(Derivation("logsumexp"), budget=100)
+    M.gradient_ascent(v, freq_m, ref, "soft_rank", lr=1.0, strength=3.0)
+    curve = ref.curve(M.anytime_grid(100))
+    assert curve[0] == ref.rhos[0] and curve[-1] == ref.best and curve == sorted(curve)
 
 
 def test_soft_rank_ascent_reaches_one_on_a_nonlinear_derivation():
     v, freq_m = init_matrices(20, seed=5)
-    ref = M.Referee(Derivation("logsumexp"), max_evals=200)
+    ref = M.Referee(Derivation("logsumexp"), budget=400)
     M.gradient_ascent(v, freq_m, ref, "soft_rank", lr=1.0, strength=3.0)
     assert ref.rhos[0] < 0.9 and ref.evals_to_target is not None
 
@@ -116,6 +140,8 @@ def test_parameter_checks():
     p = validate_section("spearman", SpearmanParams, {})
     assert p.matrix.n == 20 and p.ltr.seeds >= 10 and p.ltr.strength in p.ltr.strengths
     assert _check({"matrix": {"custom": "no_such_module_xyz:f"}}).startswith("spearman.matrix.custom: ")
+    assert "unknown key" in _check({"matrix": {"seconds": 0.4}})  # budgets are counts, never seconds
+    assert "spearman.ltr.dfo_evaluations" in _check({"ltr": {"dfo_evaluations": 1}})
     assert "module:function" in _check({"matrix": {"custom": "justaname"}})
     assert "spearman.matrix.methods.0" in _check({"matrix": {"methods": ["adam"]}})
     assert "strength" in _check({"ltr": {"strength": 2.0, "strengths": [1.0, 3.0]}})
@@ -149,4 +175,5 @@ def test_lightning_module_still_trains_on_the_new_derivations():
         v, freq_m, Derivation("logsumexp"), ref, "soft_rank", lr=0.01, regularization_strength=3.0
     )
     module.fit(3)
-    assert ref.evals == 3 + 1 and len(module.surrogate) == 3 and not torch.equal(module.v.detach(), v)
+    assert ref.evals == 3 + 1 and ref.backward == 3 and len(module.surrogate) == 3
+    assert not torch.equal(module.v.detach(), v)

@@ -25,7 +25,8 @@ class Asker(Params):
 
 
 class Matrix(Params):
-    """The question's matrices (v [n, 1], sm = v v^T, freq_m [12, n]), several list derivations, equal wall clock."""
+    """The question's matrices (v [n, 1], sm = v v^T, freq_m [12, n]), several list derivations, an equal budget
+    of evaluations (counts, not seconds: methods.py)."""
 
     n: int = Field(20, ge=3, le=2000)  # the question's 20
     seeds: int = Field(10, ge=1, le=100)
@@ -37,9 +38,9 @@ class Matrix(Params):
         default_factory=lambda: ["hill_climb", "random_search", "cma", "nelder_mead", "pearson", "soft_rank"],
         min_length=1,
     )
-    seconds: float = Field(0.4, gt=0.0, le=3600.0)  # time budget of every trial (its CPU clock, one thread)
-    max_evals: int = Field(1_000_000, ge=2, le=10**9)  # evaluation cap (binds first only on tiny runs)
-    target: float = Field(0.99, gt=-1.0, le=1.0)  # evaluations / seconds to first reach spearmanr >= target
+    budget: int = Field(720, ge=2, le=10**9)  # budget units of every trial: an evaluation costs 1 (methods.py)
+    backward_cost: int = Field(1, ge=0, le=1000)  # units of one backward pass (a gradient step: 1 + this)
+    target: float = Field(0.99, gt=-1.0, le=1.0)  # evaluations / budget units to first reach spearmanr >= target
     stop_at: float = Field(1.0, gt=-1.0, le=1.0)  # every method stops once spearmanr >= stop_at
     delta: float = Field(0.01, gt=0.0, le=100.0)  # the question's hill-climb step
     sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search: N(0, sigma^2) on every entry; NM simplex edge
@@ -94,8 +95,7 @@ class Ltr(Params):
     strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_rank's strength (rank positions): the headline one
     strengths: list[float] = Field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0], min_length=1)  # the sweep
     tau: float = Field(1.0, gt=0.0, le=1e9)  # neuralsort temperature (standard deviations of the scores)
-    dfo_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # time budget of each derivative-free trial (CPU clock)
-    dfo_max_evals: int = Field(1_000_000, ge=2, le=10**9)  # evaluation cap (binds first only on tiny runs)
+    dfo_evaluations: int = Field(1700, ge=2, le=10**9)  # evaluations (forward passes) of each derivative-free trial
     sigma: float = Field(0.1, gt=0.0, le=100.0)  # random search step, CMA-ES sigma0, NM simplex edge (parameters)
 
     @model_validator(mode="after")
@@ -147,17 +147,16 @@ STAGES = [
             "ltr.paired.soft_rank_vs_pearson.diff_ci_high",
             "ltr.paired.soft_rank_vs_pearson.p_exact",
             "ltr.paired.soft_rank_vs_pearson.p_min",
-            "ltr.paired.soft_rank_vs_pearson.soft_rank_better",
-            "ltr.paired.soft_rank_vs_pearson.pearson_better",
-            "ltr.winner_is_*",
+            "ltr.paired.soft_rank_vs_pearson.flags.soft_rank_better",
+            "ltr.flags.winner_is_*",
             "ltr_heavy_tail.*.heldout_spearman_mean",
             "ltr_heavy_tail.paired.soft_rank_vs_pearson.diff_mean",
             "ltr_heavy_tail.paired.soft_rank_vs_pearson.diff_ci_low",
             "ltr_heavy_tail.paired.soft_rank_vs_pearson.diff_ci_high",
             "ltr_heavy_tail.paired.soft_rank_vs_pearson.p_exact",
             "ltr_heavy_tail.paired.soft_rank_vs_pearson.p_min",
-            "ltr_heavy_tail.paired.soft_rank_vs_pearson.soft_rank_better",
-            "ltr_heavy_tail.paired.soft_rank_vs_pearson.pearson_better",
+            "ltr_heavy_tail.paired.soft_rank_vs_pearson.flags.soft_rank_better",
+            "ltr_heavy_tail.flags.winner_is_*",
             "heldout_reproduced",
         ),
     )

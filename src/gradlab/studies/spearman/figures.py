@@ -1,5 +1,6 @@
 """The spearman figures and DVC plot tables: held-out spearmanr per method, the strength sweep, the
-matrix problem at equal wall clock, what soft ranks look like."""
+matrix problem at an equal budget of evaluations, the anytime curves (best spearmanr against
+evaluations), what soft ranks look like."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import numpy as np
 import torch
 
 from gradlab import plotting
+from gradlab.stats import MIN_CI_N
 from gradlab.studies.spearman.config import SpearmanParams
+from gradlab.studies.spearman.ltr import GRADIENT
 from gradlab.studies.spearman.softrank import soft_rank
 
 
@@ -15,8 +18,9 @@ def _tasks(m: dict, p: SpearmanParams) -> list[tuple[str, dict]]:
     return [(t, m["ltr" if t == "nonlinear" else f"ltr_{t}"]) for t in p.ltr.tasks]
 
 
-def plot_tables(m: dict, p: SpearmanParams) -> dict[str, list[dict]]:
-    """DVC plots: held-out spearmanr per method and task, and against the soft-rank strength."""
+def plot_tables(m: dict, p: SpearmanParams, curves: dict) -> dict[str, list[dict]]:
+    """DVC plots: held-out spearmanr per method and task, against the soft-rank strength, and the anytime
+    curves (median over seeds) of both problems."""
     heldout, sweep = [], []
     for task, t in _tasks(m, p):
         for meth in p.ltr.methods:
@@ -27,7 +31,29 @@ def plot_tables(m: dict, p: SpearmanParams) -> dict[str, list[dict]]:
                 )
         for row in t["sweep"].values():
             sweep.append({"task": task, "strength": row["strength"], "heldout_spearman_mean": row["heldout_mean"]})
-    return {"ltr_heldout": heldout, "soft_rank_strength": sweep}
+    anytime_matrix = [
+        {"series": f"{d}: {meth}", "derivation": d, "method": meth, "units": x, "best_spearman_median": y}
+        for (d, meth), c in curves["matrix"].items()
+        for x, y in zip(c["x"], c["median"], strict=True)
+    ]
+    anytime_ltr = [
+        {
+            "series": f"{task}: {meth}",
+            "task": task,
+            "method": meth,
+            "kind": "gradient" if meth in GRADIENT else "derivative-free",
+            "x": x,
+            "train_spearman_median": y,
+        }
+        for (task, meth), c in curves["ltr"].items()
+        for x, y in zip(c["x"], c["median"], strict=True)
+    ]
+    return {
+        "ltr_heldout": heldout,
+        "soft_rank_strength": sweep,
+        "anytime_matrix": anytime_matrix,
+        "anytime_ltr": anytime_ltr,
+    }
 
 
 def _err(mean, lo, hi):
@@ -39,7 +65,8 @@ def _err(mean, lo, hi):
 def figure_ltr(m: dict, p: SpearmanParams):
     tasks = _tasks(m, p)
     fig, axes = plotting.figure(
-        f"Learning to rank: held-out spearmanr ({p.ltr.seeds} seeds, mean and 95 % bootstrap CI)",
+        f"Learning to rank: held-out spearmanr ({p.ltr.seeds} seeds, "
+        + ("mean and 95 % bootstrap CI)" if p.ltr.seeds >= MIN_CI_N else "mean; no CI below 10 seeds)"),
         ncols=len(tasks),
         width=6.0,
     )
@@ -90,7 +117,7 @@ def figure_sweep(m: dict, p: SpearmanParams):
 
 def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
     fig, ax = plotting.figure(
-        f"Matrix problem (n = {p.matrix.n}): final spearmanr after {p.matrix.seconds:g} CPU-s per trial "
+        f"Matrix problem (n = {p.matrix.n}): final spearmanr after {p.matrix.budget:,} budget units per trial "
         f"({p.matrix.seeds} seeds)",
         width=8.0,
     )
@@ -109,7 +136,77 @@ def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
         ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=2, label=meth, color=plotting.PALETTE[j % 8])
     ax.set_xticks(range(len(derivations)), derivations)
     ax.set_ylim(-1.05, 1.05)
-    plotting.label(ax, "equal time budget per trial", "list derivation (an assumption)", "final spearmanr")
+    ci = "mean and 95 % bootstrap CI" if p.matrix.seeds >= MIN_CI_N else "mean (no CI below 10 seeds)"
+    plotting.label(
+        ax,
+        f"equal budget: an evaluation = 1 unit, a gradient step = {1 + p.matrix.backward_cost}; {ci}",
+        "list derivation (an assumption)",
+        "final spearmanr",
+    )
+    return fig
+
+
+def _anytime_panel(ax, c: dict, colour: str, label: str, ls: str = "-") -> None:
+    """One method's curve: the median over seeds, every seed as a faint line."""
+    for row in c["seeds"]:
+        ax.plot(c["x"], row, color=colour, alpha=0.12, lw=0.7, ls=ls)
+    ax.plot(c["x"], c["median"], color=colour, lw=1.8, ls=ls, label=label)
+
+
+def figure_anytime_matrix(curves: dict, p: SpearmanParams, derivations: list[str]):
+    """Best spearmanr so far against budget units, one panel per derivation (log x)."""
+    fig, axes = plotting.figure(
+        f"Matrix problem: best spearmanr so far against budget units (median over {p.matrix.seeds} seeds; "
+        "faint: each seed)",
+        ncols=len(derivations),
+        width=4.6,
+    )
+    axes = axes if isinstance(axes, list) else [axes]
+    step = 1 + p.matrix.backward_cost
+    for ax, d in zip(axes, derivations, strict=True):
+        for j, meth in enumerate(p.matrix.methods):
+            c = curves.get((d, meth))
+            if c is not None:
+                _anytime_panel(ax, c, plotting.PALETTE[j % len(plotting.PALETTE)], meth)
+        ax.set_ylim(-1.05, 1.05)
+        plotting.label(
+            ax,
+            f"derivation: {d}",
+            f"budget units (evaluation 1, gradient step {step})",
+            "best spearmanr so far",
+            logx=True,
+            legend=d == derivations[0],
+        )
+    return fig
+
+
+def figure_anytime_ltr(curves: dict, p: SpearmanParams):
+    """Training spearmanr: the derivative-free methods' best so far against evaluations (solid) and, for
+    reference, the gradient methods' against Adam steps (dashed); one panel per task (log x)."""
+    tasks = list(p.ltr.tasks)
+    fig, axes = plotting.figure(
+        f"Learning to rank: training spearmanr against evaluations / steps (median over {p.ltr.seeds} seeds; "
+        "faint: each seed)",
+        ncols=len(tasks),
+        width=6.0,
+    )
+    axes = axes if isinstance(axes, list) else [axes]
+    for ax, task in zip(axes, tasks, strict=True):
+        for j, meth in enumerate(p.ltr.methods):
+            c = curves.get((task, meth))
+            if c is None:
+                continue
+            grad = meth in GRADIENT
+            label = f"{meth} (per Adam step)" if grad else f"{meth} (best so far)"
+            _anytime_panel(ax, c, plotting.PALETTE[j % len(plotting.PALETTE)], label, "--" if grad else "-")
+        plotting.label(
+            ax,
+            f"task: {task}",
+            "evaluations (derivative-free, solid) / Adam steps (gradient, dashed)",
+            "training spearmanr",
+            logx=True,
+            legend=task == tasks[0],
+        )
     return fig
 
 

@@ -21,14 +21,18 @@ one forward and one backward pass per step. Objectives (minimised):
 
 Derivative-free (on the training spearmanr itself, the quantity to maximise): ``cma``,
 ``random_search`` ((1+1), all parameters perturbed, step sigma), ``nelder_mead`` (initial simplex of
-edge sigma); each gets ``dfo_seconds`` of time on its own (single-threaded) CPU clock, which on an
-idle core is wall-clock time. The score of every method: scipy's spearmanr on the held-out set.
+edge sigma); each gets ``dfo_evaluations`` evaluations (a forward pass over the training set and a
+spearmanr each), a count, so that the result does not depend on the machine's speed. The score of
+every method: scipy's spearmanr on the held-out set.
+
+Anytime curves: the derivative-free methods record the best training spearmanr so far after each
+evaluation; the gradient methods, for reference, the training spearmanr after chosen step counts.
 """
 
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,31 +119,52 @@ def loss_fn(method: str, pred: torch.Tensor, y: torch.Tensor, y_std: torch.Tenso
     raise ValueError(f"unknown method {method!r}")
 
 
-def train_gradient(method: str, data: Data, theta0: torch.Tensor, hidden: int, steps: int, lr: float, knob: float):
-    """Adam for ``steps`` full-batch steps; returns (theta, forward passes, backward passes)."""
+def train_gradient(
+    method: str,
+    data: Data,
+    theta0: torch.Tensor,
+    hidden: int,
+    steps: int,
+    lr: float,
+    knob: float,
+    record: Sequence[int] = (),
+):
+    """Adam for ``steps`` full-batch steps; returns (theta, forward passes, backward passes, curve).
+
+    ``curve`` maps each step count in ``record`` (0..steps) to the training spearmanr of the parameters
+    after that many steps, read from the forward pass the training computes anyway (the last one needs
+    one more forward pass, not counted): recording does not change the training."""
     y = data.y_train
     y_std = (y - y.mean()) / y.std()
     y_rank = torch.from_numpy(rankdata(y.numpy())).to(y.dtype)
     theta = theta0.clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
-    for _ in range(steps):
+    wanted, curve = set(record), {}
+    for i in range(steps):
         opt.zero_grad()
-        loss = loss_fn(method, forward(theta, data.x_train, hidden), y, y_std, y_rank, knob)
+        pred = forward(theta, data.x_train, hidden)
+        if i in wanted:
+            curve[i] = spearman(pred.detach(), y)
+        loss = loss_fn(method, pred, y, y_std, y_rank, knob)
         loss.backward()
         opt.step()
-    return theta.detach(), steps, steps
+    if steps in wanted:
+        with torch.no_grad():
+            curve[steps] = spearman(forward(theta, data.x_train, hidden), y)
+    return theta.detach(), steps, steps, curve
 
 
 def train_derivative_free(
-    method: str, data: Data, theta0: torch.Tensor, hidden: int, seconds: float, max_evals: int, seed: int, sigma: float
+    method: str, data: Data, theta0: torch.Tensor, hidden: int, evaluations: int, seed: int, sigma: float
 ):
-    """Maximise the training spearmanr for ``seconds`` (or ``max_evals`` evaluations); the best point seen."""
+    """Maximise the training spearmanr with ``evaluations`` evaluations; returns (the best point seen,
+    evaluations, backward passes (0), the best training spearmanr so far after each evaluation)."""
     x0 = theta0.numpy().astype(np.float64)
     state = {"evals": 0, "best": -math.inf, "x": x0.copy()}
-    start = time.process_time()  # the trial's CPU clock (one thread): see methods.py
+    history: list[float] = []
 
     def objective(x) -> float:
-        if state["evals"] >= max_evals or time.process_time() - start >= seconds:
+        if state["evals"] >= evaluations:
             raise _Stop
         x = np.array(x, dtype=np.float64)
         with torch.no_grad():
@@ -147,6 +172,7 @@ def train_derivative_free(
         state["evals"] += 1
         if rho > state["best"]:
             state.update(best=rho, x=x)
+        history.append(state["best"])
         return -rho
 
     try:
@@ -154,6 +180,7 @@ def train_derivative_free(
             import cma
 
             x, restart = x0, 0
+            objective(x0)  # evaluation 1 is the initial point, as for the other methods
             while True:
                 opts = {"seed": seed * 1000 + restart + 1, "verbose": -9, "maxfevals": 10**9, "tolflatfitness": 10**9}
                 es = cma.CMAEvolutionStrategy(x, sigma, opts)
@@ -182,4 +209,4 @@ def train_derivative_free(
             raise ValueError(f"unknown method {method!r}")
     except _Stop:
         pass
-    return torch.from_numpy(state["x"]), state["evals"], 0
+    return torch.from_numpy(state["x"]), state["evals"], 0, history

@@ -3,20 +3,25 @@
 Accounting (the same for every method): one *evaluation* (a forward pass) is one call of the list
 derivation ``(v, freq_m) -> (list1, list2)``, judged once by ``scipy.stats.spearmanr`` (the
 referee); the initial matrices are evaluation 1. A *backward pass* is one ``.backward()`` through
-the derivation and the surrogate (gradient methods only). Every method stops at whichever comes
-first: ``seconds`` of time (the equal-time budget), ``max_evals`` evaluations, or spearmanr >=
-``stop_at``. The seconds include the referee's calls for every method.
+the derivation and the surrogate (gradient methods only).
 
-The budget is measured on the trial's own CPU clock (``time.process_time``): a trial runs on one
-thread (torch and BLAS limited to one), so on an idle core its CPU time is its wall-clock time,
-and on a machine shared with other jobs every method still gets the same amount of computing
-instead of whatever the other jobs leave it. Wall seconds are recorded beside it.
+The budget is a count, never seconds (a time budget buys more evaluations on a faster or idler
+machine, so the results would depend on the machine). The cost rule: an evaluation costs 1 budget
+unit, a backward pass ``backward_cost`` units (default 1, so a gradient step, one judged evaluation
+plus one backward pass through the smooth lists, costs 2). Why 2: in the reference run that was
+still timed (commit a661e80, 0.4 CPU-s per trial), gradient ascent on Pearson with the thresholded
+count made 375 steps (median over seeds) where hill climb, random search and Nelder-Mead made
+708-829 evaluations in the same CPU time (CMA-ES, whose own linear algebra takes time, 522).
+Every method stops at whichever comes first: the ``budget`` (it never starts an evaluation or a
+step it cannot pay for) or spearmanr >= ``stop_at``. The referee records, for every evaluation,
+the units spent so far: the anytime curve (best spearmanr so far against budget units).
 
 * ``hill_climb`` (the question's plan): perturb one entry of v or freq_m by +-delta, keep the change
   if spearmanr improved, else undo it. One proposal = one evaluation.
 * ``random_search``: perturb *every* entry by N(0, sigma^2), keep the point if spearmanr does not
   drop ((1+1) random search). One proposal = one evaluation.
-* ``cma``: CMA-ES (``cma`` package, Hansen) on -spearmanr over the 13 n entries, sigma0 = 0.5.
+* ``cma``: CMA-ES (``cma`` package, Hansen) on -spearmanr over the 13 n entries, sigma0 = 0.5 (the
+  initial matrices are judged first, then its samples).
 * ``nelder_mead``: ``scipy.optimize.minimize(method="Nelder-Mead", adaptive=True)`` on -spearmanr,
   initial simplex of edge sigma (the random-search step), restarted when it converges.
 * ``pearson`` / ``soft_rank``: gradient ascent on the Pearson correlation of the lists, or on
@@ -27,7 +32,6 @@ instead of whatever the other jobs leave it. Wall seconds are recorded beside it
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -55,55 +59,76 @@ class _Stop(Exception):
 
 @dataclass
 class Referee:
-    """Counts evaluations and backward passes, judges each evaluation with spearmanr, enforces the budget."""
+    """Counts evaluations and backward passes, judges each evaluation with spearmanr, enforces the budget.
+
+    ``budget`` is in units: an evaluation costs 1, a backward pass ``backward_cost`` (module docstring).
+    """
 
     derivation: Derivation
     target: float = 0.99
-    seconds_budget: float = math.inf
-    max_evals: int = 10**9
+    budget: int = 10**9
+    backward_cost: int = 1
     stop_at: float = 1.0
     evals: int = 0
     backward: int = 0
     rhos: list[float] = field(default_factory=list)
+    units_at: list[int] = field(default_factory=list)  # units spent when each evaluation was judged
     evals_to_target: int | None = None
-    seconds_to_target: float | None = None
+    units_to_target: int | None = None
     best: float = -math.inf
 
-    def __post_init__(self):
-        self.restart_clock()
-
-    def restart_clock(self) -> None:
-        self.start = time.process_time()
-        self.wall_start = time.perf_counter()
-
     @property
-    def elapsed(self) -> float:
-        """CPU seconds of this process since the clock started (the budget's clock)."""
-        return time.process_time() - self.start
+    def units(self) -> int:
+        """Budget units spent so far."""
+        return self.evals + self.backward_cost * self.backward
 
-    @property
-    def wall(self) -> float:
-        return time.perf_counter() - self.wall_start
+    def affords(self, units: int) -> bool:
+        """True when ``units`` more still fit in the budget."""
+        return self.units + units <= self.budget
 
     @property
     def spent(self) -> bool:
-        """True once the budget is used up or the target for stopping is reached."""
-        return self.evals >= self.max_evals or self.elapsed >= self.seconds_budget or self.best >= self.stop_at
+        """True once another evaluation does not fit in the budget or the target for stopping is reached."""
+        return not self.affords(1) or self.best >= self.stop_at
 
     def judge(self, list1, list2) -> float:
         """Record one evaluation whose lists the caller has just derived."""
         self.evals += 1
         rho = spearman(list1, list2)
         self.rhos.append(rho)
+        self.units_at.append(self.units)
         self.best = max(self.best, rho)
         if self.evals_to_target is None and rho >= self.target:
-            self.evals_to_target, self.seconds_to_target = self.evals, self.elapsed
+            self.evals_to_target, self.units_to_target = self.evals, self.units
         return rho
+
+    def count_backward(self) -> None:
+        """Record one backward pass."""
+        self.backward += 1
 
     @torch.no_grad()
     def evaluate(self, v: torch.Tensor, freq_m: torch.Tensor) -> float:
         """Derive the lists from (v, freq_m) and judge them: one evaluation."""
         return self.judge(*self.derivation(v, freq_m))
+
+    def curve(self, grid) -> list[float]:
+        """The anytime curve: the best spearmanr judged within each number of units in ``grid``
+        (ascending, >= 1); after a stop (budget or ``stop_at``) the best stays what it was."""
+        return best_so_far(self.units_at, self.rhos, grid)
+
+
+def anytime_grid(budget: int, points: int = 50) -> list[int]:
+    """About ``points`` log-spaced integers from 1 to ``budget`` (both included), ascending, no repeats."""
+    return [int(g) for g in np.unique(np.round(np.geomspace(1, max(1, budget), points)).astype(np.int64))]
+
+
+def best_so_far(at, values, grid) -> list[float]:
+    """max(values[i] for at[i] <= g) for each g in ``grid`` (``at`` ascending); NaN before the first."""
+    if not len(values):
+        return [math.nan] * len(grid)
+    best = np.maximum.accumulate(np.asarray(values, dtype=np.float64))
+    idx = np.searchsorted(np.asarray(at), np.asarray(grid), side="right") - 1
+    return [float(best[i]) if i >= 0 else math.nan for i in idx]
 
 
 def split(x: np.ndarray, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,6 +232,7 @@ def cma_es(v, freq_m, referee: Referee, sigma0: float, seed: int) -> tuple[torch
 
     def run(objective):
         x0, restart = flat(v, freq_m), 0
+        objective(x0)  # evaluation 1 is the initial matrices, as for every method (CMA-ES starts by sampling)
         while True:  # CMA-ES stops itself on flat fitness (a plateau of ranks): restart with a fresh seed
             opts = {"seed": seed * 1000 + restart + 1, "verbose": -9, "maxfevals": 10**9, "tolflatfitness": 10**9}
             es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
@@ -224,7 +250,8 @@ def gradient_ascent(
     v, freq_m, referee: Referee, objective: str, lr: float, strength: float
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Plain gradient ascent on ``pearson`` or ``soft_rank`` (soft_spearman) of the smooth lists; one
-    evaluation (judged on the referee's lists) and one backward pass per step."""
+    evaluation (judged on the referee's lists) and one backward pass per step. A step is taken only if
+    its backward pass and the evaluation that judges its result both fit in the budget."""
     smooth = Derivation(referee.derivation.name, smooth=True, custom=referee.derivation.custom)
     v = v.clone().requires_grad_(True)
     freq_m = freq_m.clone().requires_grad_(True)
@@ -233,12 +260,12 @@ def gradient_ascent(
     while True:
         with torch.no_grad():
             referee.evaluate(v, freq_m)
-        if referee.spent:
+        if referee.best >= referee.stop_at or not referee.affords(referee.backward_cost + 1):
             break
         list1, list2 = smooth(v, freq_m)
         corr = pearson(list1, list2) if objective == "pearson" else soft_spearman(list1, list2, strength)
         grads = torch.autograd.grad(corr, (v, freq_m), allow_unused=True)
-        referee.backward += 1
+        referee.count_backward()
         with torch.no_grad():
             for t, g in zip((v, freq_m), grads, strict=True):
                 if g is not None:

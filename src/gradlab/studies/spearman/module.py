@@ -74,6 +74,7 @@ class CorrelationAscent(pl.LightningModule):
         opt = self.optimizers()
         opt.zero_grad()
         self.manual_backward(-corr)
+        self.referee.count_backward()
         opt.step()
         return None
 
@@ -85,7 +86,6 @@ class CorrelationAscent(pl.LightningModule):
 
     def fit(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Train for at most ``steps`` steps; judge the final matrices; return them."""
-        self.referee.restart_clock()
         train(self, steps)
         if not self.stopped:  # the last step moved the matrices after its evaluation
             self.referee.evaluate(self.v.detach(), self.freq_m.detach())

@@ -7,11 +7,13 @@ The plan, top to bottom:
 2. The hill climb's stall, computed from the data (stall.py): the gaps between neighbouring values
    against the +-0.01 step, and every single move from the start counted.
 3. The matrix problem under several list derivations, each labelled an assumption (derivation.py),
-   every optimiser with the same wall-clock budget (methods.py): the question's hill climb, random
-   search, CMA-ES, Nelder-Mead, gradient ascent on Pearson and on soft_spearman.
+   every optimiser with the same budget of evaluations (methods.py: a count, a gradient step costs
+   an evaluation and a backward pass): the question's hill climb, random search, CMA-ES,
+   Nelder-Mead, gradient ascent on Pearson and on soft_spearman; anytime curves.
 4. A learning-to-rank task (ltr.py): MSE, Pearson, soft_rank (strength swept), NeuralSort,
-   RankNet and three derivative-free optimisers, scored by scipy's spearmanr on held-out data,
-   paired over seeds; per-seed held-out predictions saved and re-scored.
+   RankNet and three derivative-free optimisers (a fixed number of evaluations each), scored by
+   scipy's spearmanr on held-out data, paired over seeds (exact tests, verdicts +1 / 0 / -1);
+   per-seed held-out predictions saved and re-scored.
 5. Tables, figures, metrics (analysis.py) and summary.md (summary.py).
 """
 
@@ -23,7 +25,8 @@ from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
 from gradlab.studies.spearman.derivation import ASSUMPTION, Derivation, init_matrices
-from gradlab.studies.spearman.methods import spearman
+from gradlab.studies.spearman.ltr import GRADIENT
+from gradlab.studies.spearman.methods import anytime_grid, spearman
 from gradlab.studies.spearman.summary import summary
 from gradlab.studies.spearman.trial import LtrSpec, MatrixSpec, run_trial
 
@@ -43,11 +46,11 @@ def _specs(p: SpearmanParams) -> tuple[list[str], list, list]:
 
 
 def _cost(spec) -> float:
-    """Expected seconds, to start the longest trials first."""
+    """Rough expected seconds (from the parameters only), to start the longest trials first."""
     if isinstance(spec, MatrixSpec):
-        return spec.params.seconds if spec.method not in ("pearson", "soft_rank") else 0.05
+        return 5e-4 * spec.params.budget if spec.method not in ("pearson", "soft_rank") else 0.05
     if spec.method in ("cma", "random_search", "nelder_mead"):
-        return spec.params.dfo_seconds
+        return 6e-4 * spec.params.dfo_evaluations
     return 1e-3 * spec.params.steps * (3 if spec.method in ("soft_rank", "neuralsort", "ranknet") else 1)
 
 
@@ -101,6 +104,8 @@ def run(p: SpearmanParams, ctx) -> dict:
                 v=np.stack([r["v"] for r in rows]),
                 freq_m=np.stack([r["freq_m"] for r in rows]),
                 final_spearman=np.array([r["final_spearman"] for r in rows]),
+                anytime_units=np.array(anytime_grid(mp.budget)),
+                anytime_best_spearman=np.stack([r["curve"] for r in rows]),
             )
             saved = np.load(ctx.path(rel))
             for k, r in enumerate(rows):
@@ -121,6 +126,8 @@ def run(p: SpearmanParams, ctx) -> dict:
                 pred=np.stack([r["pred"] for r in rows]),
                 target=np.stack([r["target"] for r in rows]),
                 heldout_spearman=np.array([r["heldout_spearman"] for r in rows]),
+                anytime_x=np.array(anytime_grid(lp.steps if rows[0]["method"] in GRADIENT else lp.dfo_evaluations)),
+                anytime_train_spearman=np.stack([r["curve"] for r in rows]),
             )
             saved = np.load(ctx.path(rel))
             for k, r in enumerate(rows):
@@ -138,6 +145,7 @@ def run(p: SpearmanParams, ctx) -> dict:
                     "cost/evaluations": r["evaluations"],
                     "cost/forward": r["forward"],
                     "cost/backward": r["backward"],
+                    "cost/units": r["units"],
                     "time/seconds": r["seconds"],
                 }
             )
@@ -154,15 +162,15 @@ def run(p: SpearmanParams, ctx) -> dict:
                 }
             )
 
-    # tables (wall times live here and in stats.json, never in the headline)
-    drop = ("v", "freq_m", "pred", "target")
+    # tables: CPU and wall seconds live here only (recorded, never a budget, never in metrics/stats.json)
+    drop = ("v", "freq_m", "pred", "target", "curve")
     ctx.write_csv("matrix_runs.csv", [{k: v for k, v in r.items() if k not in drop} for r in matrix_res])
     ctx.write_csv("ltr_runs.csv", [{k: v for k, v in r.items() if k not in drop} for r in ltr_res])
 
     matrix = analysis.matrix_table(matrix_res, derivations, list(mp.methods), mp.target)
     tasks = {
         task: analysis.ltr_task(
-            [r for r in ltr_res if r["task"] == task], list(lp.methods), list(lp.strengths), lp.strength, lp.dfo_seconds
+            [r for r in ltr_res if r["task"] == task], list(lp.methods), list(lp.strengths), lp.strength
         )
         for task in lp.tasks
     }
@@ -206,7 +214,14 @@ def run(p: SpearmanParams, ctx) -> dict:
         "assumptions": {d: ASSUMPTION[d] for d in derivations},
         "stall": stall_summary,
         "matrix": matrix,
-        "matrix_seconds_budget": mp.seconds,
+        "verdict_alpha": analysis.ALPHA,  # +1 / -1 when the exact paired test's p is below this, else 0
+        "budgets": {
+            "matrix_units": mp.budget,
+            "matrix_backward_cost": mp.backward_cost,
+            "matrix_gradient_step_units": 1 + mp.backward_cost,
+            "ltr_dfo_evaluations": lp.dfo_evaluations,
+            "ltr_steps": lp.steps,
+        },
         "matrices_reproduced": matrices_reproduced,
         "matrices_saved": len(matrix_res),
         "heldout_reproduced": heldout_reproduced,
@@ -216,11 +231,32 @@ def run(p: SpearmanParams, ctx) -> dict:
     for task, numbers in tasks.items():
         metrics["ltr" if task == "nonlinear" else f"ltr_{task}"] = numbers
 
-    for name, rows in figures.plot_tables(metrics, p).items():
+    # anytime curves: per (derivation, method) and (task, method), the median over seeds and every seed
+    curves = {
+        "matrix": {
+            (d, m): analysis.anytime(
+                [r for r in matrix_res if r["derivation"] == d and r["method"] == m], anytime_grid(mp.budget)
+            )
+            for d in derivations
+            for m in mp.methods
+        },
+        "ltr": {
+            (task, m): analysis.anytime(
+                [r for r in ltr_res if r["task"] == task and r["label"] == m],
+                anytime_grid(lp.steps if m in GRADIENT else lp.dfo_evaluations),
+            )
+            for task in lp.tasks
+            for m in lp.methods
+        },
+    }
+
+    for name, rows in figures.plot_tables(metrics, p, curves).items():
         ctx.write_csv(f"plots/{name}.csv", rows)
     ctx.savefig(figures.figure_ltr(metrics, p), "ltr_heldout.png")
     ctx.savefig(figures.figure_sweep(metrics, p), "soft_rank_strength_sweep.png")
-    ctx.savefig(figures.figure_matrix(metrics, p, derivations), "matrix_equal_time.png")
+    ctx.savefig(figures.figure_matrix(metrics, p, derivations), "matrix_equal_budget.png")
+    ctx.savefig(figures.figure_anytime_matrix(curves["matrix"], p, derivations), "anytime_matrix.png")
+    ctx.savefig(figures.figure_anytime_ltr(curves["ltr"], p), "anytime_ltr.png")
     ctx.savefig(figures.figure_soft_rank(), "soft_rank_vs_strength.png")
     ctx.write_text("summary.md", summary(metrics, p, derivations))
     return metrics

@@ -1,10 +1,13 @@
 """summary.md of the spearman stage: the answer in a few sentences, every number read from the results,
-every verdict from a flag. Undefined quantities print as "n/a"."""
+every verdict from a flag (+1 / 0 / -1, ``gradlab.stats.VERDICT_ENCODING``). Undefined quantities print
+as "n/a"; below ``MIN_CI_N`` seeds there is no "95 % CI", the per-seed values are printed instead."""
 
 from __future__ import annotations
 
 import math
 
+from gradlab.stats import MIN_CI_N, VERDICT_ENCODING, verdict_word
+from gradlab.studies.spearman.analysis import ALPHA
 from gradlab.studies.spearman.config import SpearmanParams
 
 
@@ -14,18 +17,64 @@ def f(v, spec: str = ".3f") -> str:
     return format(v, spec)
 
 
-def ci(lo, hi, spec: str = ".3f") -> str:
-    return "n/a" if lo is None or hi is None else f"{f(lo, spec)} to {f(hi, spec)}"
+def spread(lo, hi, values, spec: str = ".3f") -> str:
+    """ "95 % CI lo to hi" when there is an interval, else the per-seed values (fewer than MIN_CI_N seeds)."""
+    if lo is not None and hi is not None:
+        return f"95 % CI {f(lo, spec)} to {f(hi, spec)}"
+    if values:
+        return "per seed " + ", ".join(f(v, spec) for v in values)
+    return "n/a"
+
+
+def test_text(pr: dict) -> str:
+    """The exact paired test of a comparison: p, its smallest attainable value and the pairs."""
+    return (
+        f"exact sign-flip p {f(pr['p_exact'], '.3g')} over {pr['pairs']} paired seeds (smallest attainable "
+        f"{f(pr['p_min'], '.3g')})"
+    )
+
+
+def winner_text(t: dict, methods: list[str]) -> str:
+    """The winner verdict of a task, from the flags ``flags.winner_is_<m>``."""
+    leader = next((m for m in methods if t.get(f"highest_mean_is_{m}")), None)
+    if leader is None:
+        return "no method ran"
+    w = t.get("winner_vs_runner_up")
+    if w is None:
+        return f"`{leader}` is the only method"
+    runner = next(m for m in methods if t.get(f"runner_up_is_{m}"))
+    vs_runner = (
+        f"vs the runner-up `{runner}`: difference {f(w['diff_mean'])} "
+        f"({spread(w['diff_ci_low'], w['diff_ci_high'], w['diffs'])}), {test_text(w)}"
+    )
+    flags = t["flags"]
+    if flags[f"winner_is_{leader}"] == 1:
+        return f"winner: `{leader}` (highest mean, ahead of every other method by the exact paired test; {vs_runner})"
+    level = [m for m in methods if m != leader and flags.get(f"winner_is_{m}") == 0]
+    excluded = [m for m in methods if flags.get(f"winner_is_{m}") == -1]
+    out = (
+        f"winner: {verdict_word(flags[f'winner_is_{leader}'])}, the top methods are not separated: `{leader}` has "
+        f"the highest mean but the exact paired test does not put it ahead of "
+        + ", ".join(f"`{m}`" for m in level)
+        + f" ({vs_runner})"
+    )
+    if excluded:
+        out += "; it is ahead of " + ", ".join(f"`{m}`" for m in excluded)
+    return out
+
+
+def pair_word(pr: dict, other: str) -> str:
+    return verdict_word(pr["flags"]["soft_rank_better"], "soft_rank better", f"{other} better")
 
 
 def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> list[str]:
+    ci_head = "95 % CI" if p.ltr.seeds >= MIN_CI_N else "per-seed values"
     lines = [
         f"### Learning to rank, task `{name}` (held-out scipy spearmanr, {p.ltr.seeds} seeds, "
         f"n_train {p.ltr.n_train}, n_test {p.ltr.n_test})",
         "",
-        "| method | held-out spearmanr (mean) | 95 % CI | train spearmanr | forward passes | backward passes "
-        "| CPU seconds (median) |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | held-out spearmanr (mean) | {ci_head} | train spearmanr | forward passes | backward passes |",
+        "|---|---|---|---|---|---|",
     ]
     for m in methods:
         if m not in t:
@@ -33,56 +82,32 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
         r = t[m]
         lines.append(
             f"| {m} | {f(r['heldout_spearman_mean'])} | "
-            f"{ci(r['heldout_spearman_ci_low'], r['heldout_spearman_ci_high'])}"
-            f" | {f(r['train_spearman_mean'])} | {f(r['forward_median'], '.0f')} | {f(r['backward_median'], '.0f')} | "
-            f"{f(r['seconds_median'], '.2f')} |"
+            f"{spread(r['heldout_spearman_ci_low'], r['heldout_spearman_ci_high'], r['heldout_spearman_values'])}"
+            f" | {f(r['train_spearman_mean'])} | {f(r['forward_median'], '.0f')} | {f(r['backward_median'], '.0f')} |"
         )
     lines.append("")
     if "oracle_heldout_mean" in t:
         lines.append(f"Oracle (ranking by the noiseless latent score): {f(t['oracle_heldout_mean'])}.")
-    winner = next((m for m in methods if t.get(f"winner_is_{m}")), None)
-    if winner:
-        w = t.get("winner_vs_runner_up")
-        runner = next((k.removeprefix("runner_up_is_") for k in t if k.startswith("runner_up_is_")), None)
-        verdict = ""
-        if w is not None and runner:
-            sig = "ahead of" if w["winner_better"] else "not separated by an exact paired test from"
-            verdict = (
-                f"; {sig} the runner-up `{runner}` (difference {f(w['diff_mean'])}, 95 % CI "
-                f"{ci(w['diff_ci_low'], w['diff_ci_high'])}, sign-flip p {f(w['p_exact'], '.3g')})"
-            )
-        lines.append(f"- Highest mean held-out spearmanr: `{winner}`{verdict}.")
+    text = winner_text(t, methods)
+    lines.append(f"- {text[0].upper()}{text[1:]}.")
     for key, pr in t.get("paired", {}).items():
         other = key.removeprefix("soft_rank_vs_")
-        if pr["soft_rank_better"]:
-            word = "soft_rank better"
-        elif pr[f"{other}_better"]:
-            word = f"{other} better"
-        else:
-            word = "no significant difference"
+        interval = spread(pr["diff_ci_low"], pr["diff_ci_high"], pr["diffs"])
         lines.append(
-            f"- soft_rank - {other}: {f(pr['diff_mean'])} (95 % CI {ci(pr['diff_ci_low'], pr['diff_ci_high'])}), "
-            f"{pr['wins']} wins / {pr['losses']} losses / {pr['ties']} ties; exact sign-flip p "
-            f"{f(pr['p_exact'], '.3g')} (smallest attainable {f(pr['p_min'], '.3g')}), Wilcoxon exact p "
-            f"{f(pr['p_wilcoxon'], '.3g')}: {word}."
+            f"- soft_rank - {other}: {f(pr['diff_mean'])} ({interval}), "
+            f"{pr['wins']} wins / {pr['losses']} losses / {pr['ties']} ties; {test_text(pr)}, Wilcoxon exact p "
+            f"{f(pr['p_wilcoxon'], '.3g')}: {pair_word(pr, other)}."
         )
     sweep = sorted(t.get("sweep", {}).values(), key=lambda r: r["strength"])
     if sweep:
         parts = ", ".join(f"{r['strength']:g}: {f(r['heldout_mean'])}" for r in sweep)
         lines.append(f"- soft_rank strength sweep (strength: held-out mean): {parts}.")
-    if "dfo_budget_at_least_soft_rank_median_time" in t:
-        yes = t["dfo_budget_at_least_soft_rank_median_time"]
-        lines.append(
-            f"- Derivative-free optimisers had {p.ltr.dfo_seconds:g} CPU-s each, "
-            + ("at least" if yes else "less than")
-            + " the median CPU time of a soft_rank training run."
-        )
     lines.append("")
     return lines
 
 
 def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
-    a, s = m["asker"], m["stall"]
+    a, s, b = m["asker"], m["stall"], m["budgets"]
     lines = [
         "# spearman: can PyTorch push a rank correlation to 1?",
         "",
@@ -136,26 +161,34 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
             f"| {d}: {m['assumptions'][d]} | {f(r['moves_changing_median'], '.0f')} | "
             f"{f(r['moves_improving_median'], '.0f')} | {r['seeds_without_improving_move']} |"
         )
+    ci_head = "95 % CI" if p.matrix.seeds >= MIN_CI_N else "per-seed values"
     lines += [
         "",
-        f"## The matrix problem at equal time ({p.matrix.seconds:g} CPU-seconds per single-threaded trial, "
-        f"n = {p.matrix.n}, {p.matrix.seeds} seeds)",
+        f"## The matrix problem at an equal budget ({b['matrix_units']} units per trial: an evaluation costs 1, "
+        f"a gradient step {b['matrix_gradient_step_units']}; n = {p.matrix.n}, {p.matrix.seeds} seeds)",
         "",
-        "| derivation | method | final spearmanr (mean) | 95 % CI | reached " + f"{p.matrix.target:g}"
-        " | evaluations (median) | backward passes (median) | CPU seconds (median) |",
+        f"| derivation | method | final spearmanr (mean) | {ci_head} | reached {p.matrix.target:g} "
+        "| evaluations (median) | backward passes (median) | units (median) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in derivations:
         for meth, r in m["matrix"][d].items():
             lines.append(
                 f"| {d} | {meth} | {f(r['final_spearman_mean'])} | "
-                f"{ci(r['final_spearman_ci_low'], r['final_spearman_ci_high'])} | {r['reached_target']}/{r['seeds']} | "
-                f"{f(r['evaluations_median'], '.0f')} | {f(r['backward_median'], '.0f')} | "
-                f"{f(r['seconds_median'], '.2f')} |"
+                f"{spread(r['final_spearman_ci_low'], r['final_spearman_ci_high'], r['final_spearman_values'])} | "
+                f"{r['reached_target']}/{r['seeds']} | {f(r['evaluations_median'], '.0f')} | "
+                f"{f(r['backward_median'], '.0f')} | {f(r['units_median'], '.0f')} |"
             )
     lines += [
         "",
-        "Gradient methods stop as soon as spearmanr reaches 1, so their seconds are below the budget.",
+        "Gradient methods stop as soon as spearmanr reaches 1, so they may use fewer units than the budget. "
+        "Best spearmanr so far against units: `figures/anytime_matrix.png`.",
+        "",
+        f"Learning to rank: every derivative-free optimiser gets {b['ltr_dfo_evaluations']} evaluations (a forward "
+        f"pass over the training set and a spearmanr each); every gradient method {b['ltr_steps']} Adam steps "
+        "(a forward and a backward pass each). Training spearmanr against evaluations / steps: "
+        f"`figures/anytime_ltr.png`. Verdicts: +1 / -1 when the exact paired test rejects at {ALPHA:g}, else "
+        "inconclusive (0).",
         "",
     ]
     for task in p.ltr.tasks:
@@ -165,10 +198,10 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
         f"Held-out predictions re-scored from `heldout/*.npz`: {m['heldout_reproduced']}/{m['heldout_predictions']} "
         f"reproduce the reported spearmanr exactly; saved matrices: {m['matrices_reproduced']}/{m['matrices_saved']}.",
         "",
-        "Time budgets and the seconds above are CPU seconds of single-threaded trials (wall-clock time on an idle "
-        "core); wall seconds are in matrix_runs.csv and ltr_runs.csv, measured on a machine shared with other jobs. "
-        "Figures: `figures/ltr_heldout.png`, "
-        "`figures/soft_rank_strength_sweep.png`, `figures/matrix_equal_time.png`, `figures/soft_rank_vs_strength.png`.",
+        f"Verdict encoding: {VERDICT_ENCODING}. Budgets are counts; CPU and wall seconds of each trial are "
+        "recorded in matrix_runs.csv and ltr_runs.csv only. Figures: `figures/ltr_heldout.png`, "
+        "`figures/soft_rank_strength_sweep.png`, `figures/matrix_equal_budget.png`, `figures/anytime_matrix.png`, "
+        "`figures/anytime_ltr.png`, `figures/soft_rank_vs_strength.png`.",
         "",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """One trial of the spearman study: plain data in (a frozen spec), plain data out (run on worker processes).
 
 * :class:`MatrixSpec`: one optimiser on the question's matrices, one list derivation, one seed, under
-  the equal wall-clock budget (methods.py).
+  the equal budget of evaluations (methods.py).
 * :class:`LtrSpec`: one training objective (or derivative-free optimiser) on one learning-to-rank
   task and seed, scored by scipy's spearmanr on held-out data (ltr.py).
 """
@@ -51,7 +51,7 @@ def _one_blas_thread():
 def run_trial(spec: MatrixSpec | LtrSpec) -> dict:
     torch.set_num_threads(1)
     if spec.method == "cma":
-        import cma  # noqa: F401 - imported before the clock starts (seconds on a cold disk)
+        import cma  # noqa: F401 - imported before the trial's CPU clock starts (seconds on a cold disk)
     with _one_blas_thread():
         return run_matrix(spec) if isinstance(spec, MatrixSpec) else run_ltr(spec)
 
@@ -61,8 +61,9 @@ def run_matrix(spec: MatrixSpec) -> dict:
     derivation = Derivation(spec.derivation, custom=p.custom if spec.derivation == "custom" else "")
     v, freq_m = init_matrices(p.n, spec.seed)
     referee = methods.Referee(
-        derivation, target=p.target, seconds_budget=p.seconds, max_evals=p.max_evals, stop_at=p.stop_at
+        derivation, target=p.target, budget=p.budget, backward_cost=p.backward_cost, stop_at=p.stop_at
     )
+    start, wall_start = time.process_time(), time.perf_counter()  # recorded only, never a budget
     m = spec.method
     if m == "hill_climb":
         out = methods.hill_climb(v, freq_m, referee, p.delta, spec.seed)
@@ -74,7 +75,7 @@ def run_matrix(spec: MatrixSpec) -> dict:
         out = methods.nelder_mead(v, freq_m, referee, p.sigma)
     else:
         out = methods.gradient_ascent(v, freq_m, referee, m, p.lr, p.strength)
-    seconds, wall = referee.elapsed, referee.wall
+    seconds, wall = time.process_time() - start, time.perf_counter() - wall_start
     v2, f2, accepted = out
     final = methods.spearman(*derivation(v2, f2))
     return {
@@ -87,11 +88,13 @@ def run_matrix(spec: MatrixSpec) -> dict:
         # a gradient step derives the lists twice (once judged, once through the surrogate for backward)
         "forward": referee.evals + referee.backward,
         "backward": referee.backward,
-        "seconds": seconds,
+        "units": referee.units,
+        "seconds": seconds,  # CPU seconds of the trial (one thread): matrix_runs.csv only
         "wall_seconds": wall,
         "evals_to_target": referee.evals_to_target,
-        "seconds_to_target": referee.seconds_to_target,
+        "units_to_target": referee.units_to_target,
         "accepted": accepted if m in ("hill_climb", "random_search") else None,
+        "curve": np.asarray(referee.curve(methods.anytime_grid(p.budget)), dtype=np.float64),
         "v": v2.numpy(),
         "freq_m": f2.numpy(),
     }
@@ -103,11 +106,17 @@ def run_ltr(spec: LtrSpec) -> dict:
     theta0 = ltr.init_params(p.features, p.hidden, spec.seed)
     start, wall_start = time.process_time(), time.perf_counter()
     if spec.method in ltr.GRADIENT:
-        theta, fwd, bwd = ltr.train_gradient(spec.method, data, theta0, p.hidden, p.steps, p.lr, spec.knob)
-    else:
-        theta, fwd, bwd = ltr.train_derivative_free(
-            spec.method, data, theta0, p.hidden, p.dfo_seconds, p.dfo_max_evals, spec.seed, p.sigma
+        grid = methods.anytime_grid(p.steps)
+        theta, fwd, bwd, by_step = ltr.train_gradient(
+            spec.method, data, theta0, p.hidden, p.steps, p.lr, spec.knob, record=grid
         )
+        curve = [by_step[g] for g in grid]  # training spearmanr after g Adam steps
+    else:
+        grid = methods.anytime_grid(p.dfo_evaluations)
+        theta, fwd, bwd, history = ltr.train_derivative_free(
+            spec.method, data, theta0, p.hidden, p.dfo_evaluations, spec.seed, p.sigma
+        )
+        curve = methods.best_so_far(range(1, len(history) + 1), history, grid)  # best training spearmanr
     seconds, wall = time.process_time() - start, time.perf_counter() - wall_start
     with torch.no_grad():
         pred = ltr.forward(theta, data.x_test, p.hidden).numpy()
@@ -123,8 +132,9 @@ def run_ltr(spec: LtrSpec) -> dict:
         "oracle_spearman": methods.spearman(data.z_test, data.y_test),
         "forward": fwd,
         "backward": bwd,
-        "seconds": seconds,  # CPU seconds (one thread): the budget's clock
+        "seconds": seconds,  # CPU seconds of the trial (one thread): ltr_runs.csv only, never a budget
         "wall_seconds": wall,
+        "curve": np.asarray(curve, dtype=np.float64),
         "pred": pred.astype(np.float64),
         "target": data.y_test.numpy().astype(np.float64),
     }
