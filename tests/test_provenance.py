@@ -48,15 +48,20 @@ def test_a_child_carries_the_parents_params_source_and_commit_with_its_own_in_pl
     assert runs["b__seed4"].data.tags["gradlab.variant"] == "b"
 
 
-def test_a_sweeps_parent_passes_on_its_tags_but_not_its_params(store):
+def test_a_sweeps_parent_passes_on_its_source_but_not_its_params(store):
     tracker = Tracker()
-    parent = tracker.start_run("gradlab/s", "sweep__1", tags=standard_tags("s", {}, {"gradlab.sweep.role": "parent"}))
+    tags = standard_tags("s", {}, {"gradlab.sweep.role": "parent", "mlflow.source.name": "gradlab sweep s --seeds 2"})
+    parent = tracker.start_run("gradlab/s", "sweep__1", tags=tags)
     tracker.log_params(parent.id, {"sweep.seeds": 2})
-    with tracker.run("gradlab/s", "trial", parent=parent.id, params={"seed": 1}):
+    # a trial on a Ray node: its own argv and checkout
+    own = {"mlflow.source.name": "default_worker.py --node-ip-address=10.0.0.2", "mlflow.source.git.commit": "abc"}
+    with tracker.run("gradlab/s", "trial", parent=parent.id, params={"seed": 1}, tags=own):
         pass
     tracker.end(parent.id, "FINISHED")
     (trial,) = [r for r in tracker.runs("gradlab/s") if r.info.run_name == "trial"]
-    assert trial.data.params == {"seed": "1"} and "mlflow.source.name" in trial.data.tags
+    assert trial.data.params == {"seed": "1"}
+    assert trial.data.tags["mlflow.source.name"] == "gradlab sweep s --seeds 2"  # the command that started it all
+    assert trial.data.tags["mlflow.source.git.commit"] == "abc"  # the code the trial ran
 
 
 @pytest.mark.parametrize(

@@ -419,13 +419,16 @@ class Tracker:
         tags: dict[str, Any] | None = None,
         start_ms: int | None = None,
     ) -> Run:
-        """A new run; a child (``parent`` given) gets the parent's provenance tags and, once it sends its first
-        batch, the parent's params (:meth:`Run.inherit`), unless the parent is a sweep's."""
+        """A new run; a child (``parent`` given) gets the parent's provenance tags (its own win, except the
+        source: the parent's) and, once it sends its first batch, the parent's params (:meth:`Run.inherit`),
+        unless the parent is a sweep's."""
         all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
         inherited: dict[str, str] = {}
         if parent:
             parent_tags, inherited = self._from_parent(parent)
-            all_tags = {**parent_tags, **all_tags, "mlflow.parentRunId": parent}
+            # the command that started the invocation, not a worker's own (a Ray worker's argv says nothing)
+            source = {k: v for k, v in parent_tags.items() if k.startswith("mlflow.source.") and "git" not in k}
+            all_tags = {**parent_tags, **all_tags, **source, "mlflow.parentRunId": parent}
         run = self.client.create_run(self.experiment_id(experiment), run_name=name, tags=all_tags, start_time=start_ms)
         handle = Run(self, run.info.run_id)
         if inherited:
