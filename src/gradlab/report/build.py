@@ -40,9 +40,29 @@ def conditions(stage: str, params: dict) -> str:
     return f"params `{stage}` (hash {params_hash(section)}), seed: {section.get('seed', 'n/a')}"
 
 
-def provenance() -> str:
-    """Which commit the report was built at, whether the workspace differed from it, which DVC experiment."""
+def results_changed(results: Path) -> bool:
+    """Whether ``results`` differ from the commit the report names (new, deleted or changed files)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", str(results)],
+            cwd=results.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def provenance(results: Path | None = None) -> str:
+    """Which commit the report was built at, whether the workspace (code, params, results) differed from it,
+    which DVC experiment."""
     changed = workspace_changes()
+    if results is not None and results_changed(results):
+        changed.append("results/")
     state = f" ({' and '.join(changed)} modified since that commit)" if changed else " (workspace as committed)"
     exp = os.environ.get("DVC_EXP_NAME")
     return f"Built from `results/` at git {git_sha()}{state}" + (f", DVC experiment `{exp}`" if exp else "")
@@ -62,7 +82,7 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
     lines = [
         "# gradlab findings",
         "",
-        f"{provenance()}. {versions()}.",
+        f"{provenance(results)}. {versions()}.",
         "Every number below is read from `results/<stage>/stats.json` (see `quotes.json`).",
         "",
     ]

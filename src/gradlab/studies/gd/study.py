@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.gd import analysis, figures
 from gradlab.studies.gd import first_order as fo
 from gradlab.studies.gd.config import GDParams
@@ -102,35 +103,38 @@ def run(p: GDParams, ctx) -> dict:
             curves[rule] = run_trial(TrialSpec(rule, lr_rules, p.rules.steps, p.seed, q, p.seed))["losses"]
             run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in curves[rule]])
 
-    # 4. final loss vs step size: the quadratic around the threshold, the network over seeds
+    # 4-5. the network over seeds: final loss vs step size, and sharpness against 2/lr. Independent trials,
+    # run on the worker pool (one torch thread each), the long sharpness runs first; logged as they ran.
     quad_sweep = quadratic_lr_sweep(problem, lr_theory, p.rules.steps)
     lrs = np.logspace(math.log10(p.lr_grid.min), math.log10(p.lr_grid.max), p.lr_grid.num).tolist()
     seeds = [p.seed + k for k in range(p.seeds)]
+    s = p.sharpness
+    sharp_specs = [TrialSpec("gradient", lr, s.steps, seed, p.mlp, p.seed, s) for lr in s.lrs for seed in seeds]
+    grid_specs = [TrialSpec("gradient", lr, p.mlp.steps, seed, p.mlp, p.seed) for lr in lrs for seed in seeds]
+    done = map_trials_timed(run_trial, sharp_specs + grid_specs, default_workers())
+    sharp_out, grid_out = done[: len(sharp_specs)], done[len(sharp_specs) :]
+
     mlp_rows = []
-    for lr in ctx.track(lrs, "network lr grid"):
-        for seed in seeds:
-            with ctx.child(f"mlp_lr{lr:.3g}", seed, params={"lr": lr}) as run:
-                losses = run_trial(TrialSpec("gradient", lr, p.mlp.steps, seed, p.mlp, p.seed))["losses"]
-                run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
-            mlp_rows.append(analysis.mlp_row(lr, seed, losses, p.mlp.target_loss))
+    for spec, (out, started, ended) in zip(grid_specs, grid_out, strict=True):
+        losses = out["losses"]
+        with ctx.child(f"mlp_lr{spec.lr:.3g}", spec.seed, params={"lr": spec.lr}, started=started, ended=ended) as run:
+            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
+        mlp_rows.append(analysis.mlp_row(spec.lr, spec.seed, losses, p.mlp.target_loss))
     mlp_table = analysis.summarise_grid(mlp_rows, lrs)
 
-    # 5. sharpness against 2/lr, every seed
-    s = p.sharpness
-    sharp_rows, sharp_metrics = [], {}
-    for lr in ctx.track(s.lrs, "sharpness"):
-        per_seed = []
-        for seed in seeds:
-            with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}) as run:
-                out = run_trial(TrialSpec("gradient", lr, s.steps, seed, p.mlp, p.seed, s))
-                run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
-                run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in out["losses"]])
-            steps, values, losses = out["sharpness_steps"], out["sharpness"], out["losses"]
-            sharp_rows += [
-                {"lr": lr, "seed": seed, "step": k, "sharpness": v, "two_over_lr": 2 / lr, "loss": losses[k]}
-                for k, v in zip(steps, values, strict=True)
-            ]
-            per_seed.append(analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high)))
+    sharp_rows, sharp_metrics, per_lr = [], {}, {lr: [] for lr in s.lrs}
+    for spec, (out, started, ended) in zip(sharp_specs, sharp_out, strict=True):
+        lr, seed = spec.lr, spec.seed
+        with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}, started=started, ended=ended) as run:
+            run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
+            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in out["losses"]])
+        steps, values, losses = out["sharpness_steps"], out["sharpness"], out["losses"]
+        sharp_rows += [
+            {"lr": lr, "seed": seed, "step": k, "sharpness": v, "two_over_lr": 2 / lr, "loss": losses[k]}
+            for k, v in zip(steps, values, strict=True)
+        ]
+        per_lr[lr].append(analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high)))
+    for lr, per_seed in per_lr.items():
         sharp_metrics[analysis.lr_key(lr)] = {
             **analysis.sharpness_entry(lr, per_seed, (s.eos_low, s.eos_high)),
             "per_seed": per_seed,
