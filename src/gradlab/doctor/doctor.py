@@ -2,9 +2,10 @@
 
 ``NanDoctor(model, optimizer)`` watches a training loop in one of three modes:
 
-* ``"cheap"`` (default): no per-op hooks. The loss is checked when ``backward`` is called, the gradients and
-  buffers (BatchNorm running statistics) just before ``optimizer.step()``, the parameters and the optimizer state
-  just after -- one fused reduction each. On the first non-finite value of a step decorated with
+* ``"cheap"`` (default): no per-op hooks. The loss (kept at ``backward``), the gradients and the buffers
+  (BatchNorm running statistics) are checked just before ``optimizer.step()``, the parameters just after it, the
+  optimizer state before every ``check_state_every``-th step -- one reduction and one sync each. On the first
+  non-finite value of a step decorated with
   :meth:`NanDoctor.step`, the doctor restores what the step changed (buffers, RNG states, gradients; parameters
   and optimizer state are still the pre-step ones when the check before ``optimizer.step()`` fails) and replays
   the step under op-level tracing (:class:`~gradlab.doctor.trace.OpTracer`) to name the op, the module, the user's
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import random
 import sys
 from collections.abc import Callable, Iterable
@@ -41,6 +43,7 @@ class Found(BaseException):
     def __init__(self, phase: str, tensor: str, where: SourceLine | None, optimizer=None, value=None):
         super().__init__(f"non-finite {tensor} ({phase})")
         self.phase, self.tensor, self.where, self.optimizer, self.value = phase, tensor, where, optimizer, value
+        self.step: int | None = None  # the step that wrote it, when not the current one
 
 
 class StopReplay(BaseException):
@@ -48,14 +51,29 @@ class StopReplay(BaseException):
 
 
 def _finite_all(tensors: list[torch.Tensor]) -> bool:
+    """True when every entry of every tensor is finite.
+
+    Fast path: on the CPU, the sum of each tensor (NaN and inf propagate into it), added up in double precision;
+    elsewhere one fused 2-norm per dtype and one sync. Both can overflow on large finite values, so a non-finite
+    result is confirmed entry by entry before it counts.
+    """
     tensors = [t.detach() for t in tensors if t is not None and is_float(t) and t.numel()]
     if not tensors:
         return True
-    by_dtype: dict = {}
-    for t in tensors:
-        by_dtype.setdefault((t.dtype, t.device), []).append(t)
-    flags = [torch.isfinite(torch.stack(torch._foreach_norm(ts, float("inf")))).all() for ts in by_dtype.values()]
-    return bool(flags[0]) if len(flags) == 1 else bool(torch.stack(flags).all())
+    if all(t.device.type == "cpu" for t in tensors):
+        total = 0.0
+        for t in tensors:
+            total += t.sum().item()
+        if math.isfinite(total):
+            return True
+    else:
+        by_dtype: dict = {}
+        for t in tensors:
+            by_dtype.setdefault((t.dtype, t.device), []).append(t)
+        norms = [torch.stack(torch._foreach_norm(ts, 2)).sum().double() for ts in by_dtype.values()]
+        if math.isfinite(float(torch.stack(norms).sum())):
+            return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def _first_bad(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor] | None:
@@ -71,8 +89,13 @@ class NanDoctor:
     ``model``: the module(s) trained (for parameter and buffer names; optional), ``optimizer``: optional (every
     optimizer is watched through torch's global optimizer hooks). ``mode``: ``"cheap"``, ``"trace"`` or ``"off"``.
     ``on_find``: ``"raise"`` (a :class:`NonFiniteError` carrying the report) or ``"record"`` (keep it in
-    :attr:`report` and return ``None`` from the step). ``skip_gradlab``: count frames inside gradlab as library
-    frames (``True``) or as the user's (``False``, for gradlab's own studies).
+    :attr:`report` and return ``None`` from the step). ``snapshot``: copy parameters and optimizer state every
+    step, so that a value made non-finite by ``optimizer.step()`` is replayed op by op too (costs a copy per
+    step). ``rng``: the random states saved for the replay: ``"torch"`` (dropout, ``torch.rand``; the default) or
+    ``"all"`` (also Python's ``random`` and NumPy's global generator; ~0.2 ms more per step).
+    ``check_state_every``: check the optimizer state (Adam's moments) every this many steps (1: every step).
+    ``skip_gradlab``: count frames inside gradlab as library frames (``True``) or as the user's (``False``, for
+    gradlab's own studies).
 
         doctor = gradlab.nan_doctor(model, opt)
 
@@ -93,13 +116,17 @@ class NanDoctor:
         mode: str = "cheap",
         on_find: str = "raise",
         snapshot: bool = False,
+        rng: str = "torch",
+        check_state_every: int = 10,
         skip_gradlab: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         if on_find not in ("raise", "record"):
             raise ValueError(f"on_find must be 'raise' or 'record'; got {on_find!r}")
-        self.mode, self.on_find, self.snapshot = mode, on_find, snapshot
+        if rng not in ("torch", "all"):
+            raise ValueError(f"rng must be 'torch' or 'all'; got {rng!r}")
+        self.mode, self.on_find, self.snapshot, self.rng = mode, on_find, snapshot, rng
         self.frames = FrameFilter(skip_gradlab=skip_gradlab)
         self.models: list[torch.nn.Module] = []
         if isinstance(model, torch.nn.Module):
@@ -113,9 +140,19 @@ class NanDoctor:
         self._saved_backward = None
         self._discover = None
         self._tracer: OpTracer | None = None
+        self._names_cache: tuple | None = None
+        self._params_cache: dict = {}
+        self._state_cache: dict = {}
+        self._loss: tuple | None = None
+        self._pre_calls = 0
+        self.check_state_every = check_state_every
+        self._last_step_where: SourceLine | None = None
 
     # names --------------------------------------------------------------------------------------------------
     def _names(self) -> tuple[dict, dict, dict]:
+        key = tuple(id(m) for m in self.models)
+        if self._names_cache is not None and self._names_cache[0] == key:
+            return self._names_cache[1]
         modules, params, buffers = {}, {}, {}
         for m in self.models:
             for name, sub in m.named_modules():
@@ -124,9 +161,16 @@ class NanDoctor:
                 params.setdefault(id(p), name)
             for name, b in m.named_buffers():
                 buffers.setdefault(id(b), name)
+        float_buffers = [b for m in self.models for b in m.buffers() if is_float(b)]
+        all_buffers = [b for m in self.models for b in m.buffers()]
+        self._names_cache = (key, (modules, params, buffers), float_buffers, all_buffers)
         return modules, params, buffers
 
     def _named_params(self, optimizer=None) -> list[tuple[str, torch.Tensor]]:
+        key = (id(optimizer), len(self.optimizers), len(self.models))
+        cached = self._params_cache.get(key)
+        if cached is not None and all(len(g["params"]) == n for g, n in zip(cached[0], cached[1], strict=False)):
+            return cached[2]
         _, names, _ = self._names()
         out = []
         for opt in [optimizer] if optimizer is not None else self.optimizers:
@@ -136,10 +180,14 @@ class NanDoctor:
         if not out:
             for m in self.models:
                 out.extend(m.named_parameters())
+        opts = [optimizer] if optimizer is not None else self.optimizers
+        groups = [g for opt in opts for g in opt.param_groups]
+        self._params_cache[key] = (groups, [len(g["params"]) for g in groups], out)
         return out
 
     def _named_buffers(self) -> list[tuple[str, torch.Tensor]]:
-        return [(n, b) for m in self.models for n, b in m.named_buffers() if is_float(b)]
+        _, _, names = self._names()
+        return [(names.get(id(b), "buffer"), b) for b in self._names_cache[2]]
 
     # cheap checks -------------------------------------------------------------------------------------------
     def _install(self) -> None:
@@ -151,8 +199,11 @@ class NanDoctor:
 
         @functools.wraps(original)
         def backward(tensor, *args, **kwargs):
-            if is_float(tensor) and not _finite_all([tensor]):
-                raise Found("loss", "loss", doctor.frames.here(), value=tensor)
+            if is_float(tensor):
+                if tensor.numel() == 1:  # the usual scalar loss: no sync here, checked with the gradients
+                    doctor._loss = (tensor.detach(), doctor.frames.here())
+                elif not _finite_all([tensor]):
+                    raise Found("loss", "loss", doctor.frames.here(), value=tensor)
             return original(tensor, *args, **kwargs)
 
         torch.Tensor.backward = backward
@@ -181,6 +232,7 @@ class NanDoctor:
             self.models.append(module)
 
     def _pre_step(self, optimizer, args, kwargs):
+        """Before ``optimizer.step()``: the loss, the gradients, the buffers and the optimizer state (one sync)."""
         if self._discover is not None:
             self._discover.remove()
             self._discover = None
@@ -189,43 +241,91 @@ class NanDoctor:
         named = self._named_params(optimizer)
         grads = [(n, p.grad) for n, p in named]
         buffers = self._named_buffers()
-        if not _finite_all([g for _, g in grads] + [b for _, b in buffers]):
-            where = self.frames.here()
-            bad = _first_bad(grads)
-            if bad is not None:
-                raise Found("backward", f"grad of {bad[0]}", where, optimizer, bad[1])
-            bad = _first_bad(buffers)
-            raise Found("buffers", bad[0] if bad else "a buffer", where, optimizer, bad[1] if bad else None)
+        self._pre_calls += 1
+        every = self.check_state_every
+        state = self._state_tensors(optimizer, named) if every and self._pre_calls % every == 0 else []
+        loss, self._loss = self._loss, None
+        tensors = [g for _, g in grads] + [b for _, b in buffers] + [v for _, v in state]
+        if loss is not None:
+            tensors.append(loss[0].reshape(1))
+        if _finite_all(tensors):
+            return
+        if loss is not None and not bool(torch.isfinite(loss[0]).all()):
+            raise Found("loss", "loss", loss[1], value=loss[0])
+        where = self.frames.here()
+        bad = _first_bad(grads)
+        if bad is not None:
+            raise Found("backward", f"grad of {bad[0]}", where, optimizer, bad[1])
+        bad = _first_bad(buffers)
+        if bad is not None:
+            raise Found("buffers", bad[0], where, optimizer, bad[1])
+        # the state was written by the previous step (its parameters were finite): that step's optimizer phase
+        bad = _first_bad(state)
+        found = Found(
+            "optimizer state", bad[0] if bad else "?", self._last_step_where, optimizer, bad[1] if bad else None
+        )
+        found.step = max(0, self.steps - 1)
+        raise found
 
     def _post_step(self, optimizer, args, kwargs):
+        """After ``optimizer.step()``: the parameters (the state is checked before the next step, with the grads)."""
         named = self._named_params(optimizer)
+        self._last_step_where = self.frames.here()
+        if not _finite_all([p for _, p in named]):
+            bad = _first_bad(named)
+            where = self._last_step_where
+            raise Found("optimizer step", bad[0] if bad else "?", where, optimizer, bad[1] if bad else None)
+        if self.snapshot:  # the replay restores this step's state: check the state now, not before the next step
+            state = self._state_tensors(optimizer, named)
+            if not _finite_all([v for _, v in state]):
+                bad = _first_bad(state)
+                raise Found("optimizer state", bad[0] if bad else "?", self._last_step_where, optimizer, bad[1])
+        if self._step_depth == 0:
+            self.steps += 1
+
+    def final_check(self) -> None:
+        """The loss of a last ``backward`` and the optimizer state of the last step (otherwise checked before the
+        next ``optimizer.step()``)."""
+        loss, self._loss = self._loss, None
+        if loss is not None and not bool(torch.isfinite(loss[0]).all()):
+            raise Found("loss", "loss", loss[1], value=loss[0])
+        for optimizer in self.optimizers:
+            state = self._state_tensors(optimizer, self._named_params(optimizer))
+            if not _finite_all([v for _, v in state]):
+                bad = _first_bad(state)
+                found = Found("optimizer state", bad[0] if bad else "?", self._last_step_where, optimizer, bad[1])
+                found.step = max(0, self.steps - 1)
+                raise found
+
+    _step_depth = 0
+
+    def _state_tensors(self, optimizer, named) -> list[tuple[str, torch.Tensor]]:
+        """The optimizer's floating-point state tensors (not its step counters), listed once per state size."""
+        key = id(optimizer)
+        size = sum(len(s) for s in optimizer.state.values())
+        cached = self._state_cache.get(key)
+        if cached is not None and cached[0] == size and cached[1] is optimizer:
+            return cached[2]
         state = [
             (f"{type(optimizer).__name__}.state[{n}][{k!r}]", v)
             for n, p in named
             for k, v in optimizer.state.get(p, {}).items()
-            if isinstance(v, torch.Tensor)
+            if isinstance(v, torch.Tensor) and is_float(v) and k != "step"
         ]
-        if not _finite_all([p for _, p in named] + [v for _, v in state]):
-            where = self.frames.here()
-            bad = _first_bad(named)
-            phase = "optimizer step" if bad is not None else "optimizer state"
-            bad = bad or _first_bad(state)
-            raise Found(phase, bad[0] if bad else "?", where, optimizer, bad[1] if bad else None)
-        if self.mode == "cheap" and self._step_depth == 0:
-            self.steps += 1
-
-    _step_depth = 0
+        self._state_cache[key] = (size, optimizer, state)
+        return state
 
     # snapshot and restore -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
         snap: dict[str, Any] = {
-            "buffers": [(b, b.detach().clone()) for m in self.models for b in m.buffers()],
+            "buffers": [(b, b.detach().clone()) for b in (self._names(), self._names_cache[3])[1]],
             "torch_rng": torch.get_rng_state(),
-            "random": random.getstate(),
         }
-        np = sys.modules.get("numpy")
-        if np is not None:
-            snap["numpy"] = np.random.get_state()
+        if self.rng == "all":
+            snap["random"] = random.getstate()
+            np = sys.modules.get("numpy")
+            if np is not None:
+                snap["numpy"] = np.random.get_state()
         if self.snapshot:
             snap["params"] = [(p, p.detach().clone()) for _, p in self._named_params()]
             snap["state"] = [
@@ -251,7 +351,8 @@ class NanDoctor:
             for p, s in state.items():
                 opt.state[p] = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
         torch.set_rng_state(snap["torch_rng"])
-        random.setstate(snap["random"])
+        if "random" in snap:
+            random.setstate(snap["random"])
         if "numpy" in snap:
             sys.modules["numpy"].random.set_state(snap["numpy"])
         for _, p in self._named_params():
@@ -277,10 +378,12 @@ class NanDoctor:
         self._step_depth = 1
         found: Found | None = None
         error: BaseException | None = None
+        self._loss = None
         try:
             out = fn(*args, **kwargs)
-            if is_float(out) and out.dim() == 0 and not _finite_all([out]):
-                found = Found("loss", "returned loss", None, value=out)
+            loss, self._loss = self._loss, None
+            if loss is not None and not bool(torch.isfinite(loss[0]).all()):
+                found = Found("loss", "loss", loss[1], value=loss[0])
         except Found as f:
             found = f
         except Exception as exc:  # noqa: BLE001 -- diagnosed below, re-raised when it has nothing non-finite
@@ -444,7 +547,8 @@ class NanDoctor:
         if group.get("lr") == 0:
             notes.append("learning rate 0 does not protect the weights: 0 * NaN = NaN")
         notes.append("snapshot=True (or `gradlab doctor script.py`) replays the update op by op")
-        return make_report(self.steps, ev, "", found.where, tensor=bad_name, notes=notes)
+        step = found.step if found.step is not None else self.steps
+        return make_report(step, ev, "", found.where, tensor=bad_name, notes=notes)
 
     # the context manager ------------------------------------------------------------------------------------
     def __enter__(self) -> NanDoctor:
@@ -468,6 +572,11 @@ class NanDoctor:
     def __exit__(self, exc_type, exc, tb) -> bool:
         report = None
         if self.mode == "cheap":
+            if exc is None:
+                try:
+                    self.final_check()
+                except Found as found:
+                    exc = found
             self._uninstall()
             if isinstance(exc, Found):
                 report = (

@@ -20,12 +20,15 @@ _FRAMEWORKS = ("pytorch_lightning", "lightning", "lightning_fabric", "torchvisio
 
 @dataclass(frozen=True)
 class SourceLine:
-    """``file:line`` of a frame, its function and the text of the line."""
+    """``file:line`` of a frame, its function and the text of the line (read when first asked for)."""
 
     file: str
     line: int
     function: str
-    code: str
+
+    @property
+    def code(self) -> str:
+        return linecache.getline(self.file, self.line).strip()
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line} in {self.function}: {self.code}"
@@ -83,4 +86,4 @@ class FrameFilter:
 
 
 def _line(filename: str, lineno: int, function: str) -> SourceLine:
-    return SourceLine(filename, lineno, function, linecache.getline(filename, lineno).strip())
+    return SourceLine(filename, lineno, function)

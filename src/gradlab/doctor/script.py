@@ -60,13 +60,14 @@ def _run(path: Path, argv: list[str]) -> None:
 
 def cheap_pass(path: Path, argv: list[str], seed: int, skip_gradlab: bool = True) -> FirstPass:
     """Run the script with the cheap checks; stop at the first non-finite value or error."""
-    doctor = NanDoctor(mode="cheap", on_find="record", skip_gradlab=skip_gradlab)
+    doctor = NanDoctor(mode="cheap", on_find="record", check_state_every=1, skip_gradlab=skip_gradlab)
     _seed(seed)
     doctor._install()
     try:
         _run(path, argv)
+        doctor.final_check()
     except Found as found:
-        return FirstPass(doctor.steps, found, None, doctor)
+        return FirstPass(found.step if found.step is not None else doctor.steps, found, None, doctor)
     except Exception as error:  # noqa: BLE001 -- the second pass diagnoses it
         return FirstPass(doctor.steps, None, error, doctor)
     finally:

@@ -1,0 +1,127 @@
+"""doctor: what the NaN doctor costs on a clean training loop, as ratios to the same loop without it.
+
+Every side trains the same model on the same batches (Adam, one thread) and must produce identical losses:
+
+* ``off``: the step decorated by ``gradlab.nan_doctor(mode="off")`` -- must cost nothing;
+* ``cheap``: the default mode -- the loss checked at ``backward``, the gradients and buffers before
+  ``optimizer.step()``, the parameters and Adam's state after it (one fused reduction each); target <= 1.15
+  on the MLP (width 256, batch 64; the configuration the project's non-finite check was measured on) and on
+  a small CNN;
+* ``trace``: every op of every step traced (the replay of a bad step runs this way, once), on the mdn study's
+  model (its default trial: MLP of width 64, 5 components, batch 128, the asker's ``probs_log`` loss) and on
+  the small CNN: a ratio, for the record.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from harness import compare
+from torch import nn
+
+import gradlab
+from gradlab.studies.mdn.losses import mixture_loss, sigma_from
+
+STEPS = 40
+
+
+class MdnNet(nn.Module):
+    """The mdn study's network (gradlab.studies.mdn.module.MDN, without importing Lightning): tanh MLP + 3K head."""
+
+    def __init__(self, hidden: int = 64, layers: int = 2, components: int = 5):
+        super().__init__()
+        blocks, width = [], 1
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden), nn.Tanh()]
+            width = hidden
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, 3 * components)
+        self.k = components
+
+    def forward(self, x):
+        logits, mu, raw = self.head(self.body(x.reshape(-1, 1))).split(self.k, dim=-1)
+        return logits, mu, sigma_from(raw, "softplus")
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1))
+
+
+def _cnn():
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(256, 10),
+    )
+
+
+def _task(kind: str):
+    """(make_model, batches, loss(model, batch)) for ``mlp``, ``cnn`` or ``mdn``."""
+    g = torch.Generator().manual_seed(0)
+    if kind == "mlp":
+        batches = [(torch.randn(64, 32, generator=g), torch.randn(64, 1, generator=g)) for _ in range(STEPS)]
+        return _mlp, batches, lambda m, b: F.mse_loss(m(b[0]), b[1])
+    if kind == "cnn":
+        batches = [
+            (torch.randn(32, 1, 16, 16, generator=g), torch.randint(0, 10, (32,), generator=g)) for _ in range(STEPS)
+        ]
+        return _cnn, batches, lambda m, b: F.cross_entropy(m(b[0]), b[1])
+    batches = [(torch.rand(128, generator=g), torch.rand(128, generator=g)) for _ in range(STEPS)]
+
+    def mdn_loss(m, b):
+        logits, mu, sigma = m(b[0])
+        return mixture_loss(logits, mu, sigma, b[1], "probs_log")
+
+    return MdnNet, batches, mdn_loss
+
+
+def train(kind: str, mode: str | None) -> list[float]:
+    """Train ``kind`` for STEPS steps, plain (``mode=None``) or with the doctor in ``mode``; the losses."""
+    make, batches, loss_fn = _task(kind)
+    torch.manual_seed(0)
+    model = make()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(batch):
+        opt.zero_grad()
+        loss = loss_fn(model, batch)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    if mode is not None:
+        step = gradlab.nan_doctor(model, opt, mode=mode).step(step)
+    return [float(step(b)) for b in batches]
+
+
+def run() -> dict:
+    torch.set_num_threads(1)
+    out = {}
+    cases = [
+        ("off_vs_plain_mlp", "mlp", "off", "~1.00 (nothing runs)"),
+        ("cheap_vs_plain_mlp", "mlp", "cheap", "<= 1.15"),
+        ("cheap_vs_plain_cnn", "cnn", "cheap", "<= 1.15"),
+        ("cheap_vs_plain_mdn", "mdn", "cheap", "(tiny steps: the fixed cost per step shows)"),
+        ("trace_vs_plain_mdn", "mdn", "trace", "(full op tracing, for the record)"),
+        ("trace_vs_plain_cnn", "cnn", "trace", "(full op tracing, for the record)"),
+    ]
+    for name, kind, mode, target in cases:
+        same = train(kind, mode) == train(kind, None)
+        r = compare(lambda kind=kind, mode=mode: train(kind, mode), lambda kind=kind: train(kind, None), rounds=11)
+        r["ms_per_step_plain"] = 1000 * r["reference_s"] / STEPS
+        r["identical_losses"] = same
+        r["target"] = target
+        out[name] = r
+    return out
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
