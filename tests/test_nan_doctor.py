@@ -7,16 +7,20 @@ must agree with it, the cheap mode must not change a clean run, and ``mode="off"
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 import warnings
 
+import nan_compare
 import pytest
 import torch
 import torch.nn.functional as F
-from nan_planted import PLANTED, planted
+from nan_planted import PLANTED, Planted, planted
 from torch import nn
 
 import gradlab
@@ -36,11 +40,16 @@ def test_at_least_twelve_cause_classes_are_planted_and_documented():
     assert gradlab.nan_causes() == CAUSES
 
 
-@pytest.mark.parametrize("bug", PLANTED_BUGS, ids=[p.name for p in PLANTED_BUGS])
-def test_gradlab_doctor_names_cause_op_and_user_line(bug):
+@functools.cache
+def _report(bug: Planted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = diagnose_script(bug.path)
+        return diagnose_script(bug.path)
+
+
+@pytest.mark.parametrize("bug", PLANTED_BUGS, ids=[p.name for p in PLANTED_BUGS])
+def test_gradlab_doctor_names_cause_op_and_user_line(bug):
+    report = _report(bug)
     assert report is not None, f"{bug.name}: nothing found"
     assert report.cause == bug.cause, f"{bug.name}:\n{report}"
     assert bug.op in report.op, f"{bug.name}:\n{report}"
@@ -50,10 +59,34 @@ def test_gradlab_doctor_names_cause_op_and_user_line(bug):
     assert f"{bug.path}:{bug.line}" in text and report.cause in text and CAUSES[bug.cause].fix in text
 
 
+def test_docs_page_tables_are_generated_from_the_planted_bugs_and_the_cause_table():
+    """docs/nan_doctor.md's cause table and its comparison with detect_anomaly are what this test renders
+    (GRADLAB_WRITE_DOCS=1 rewrites them)."""
+    rows = [nan_compare.Row(bug, _report(bug), *nan_compare.run_anomaly(bug)) for bug in PLANTED_BUGS]
+    assert all(r.doctor_op and r.doctor_line and r.doctor_cause for r in rows)
+    path = nan_compare.docs_path()
+    text = path.read_text()
+    new = text
+    for name, block in (("causes", nan_compare.causes_table()), ("comparison", nan_compare.table(rows))):
+        begin = next(line for line in text.splitlines() if line.startswith(f"<!-- doctor-{name}:"))
+        new = nan_compare.splice(new, begin, f"<!-- /doctor-{name} -->", block, str(path))
+    if os.environ.get("GRADLAB_WRITE_DOCS") == "1":
+        path.write_text(new)
+    assert new == text, "docs/nan_doctor.md: a generated table is out of date (GRADLAB_WRITE_DOCS=1 rewrites it)"
+
+
+@pytest.mark.slow  # a fresh interpreter (torch import); the same loss is checked in-process below
+def test_docs_page_python_block_runs(tmp_path):
+    blocks = re.findall(r"^```python\n(.*?)^```$", nan_compare.docs_path().read_text(), re.S | re.M)
+    assert blocks
+    for code in blocks:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "log_of_underflowed_weight" in done.stdout
+
+
 def _library_only_env(tmp_path) -> dict:
     """An environment in which the pipeline extra cannot be imported (as after ``pip install gradlab``)."""
-    import os
-
     block = tmp_path / "block"
     for name in ("typer", "mlflow", "pytorch_lightning", "lightning", "dvc", "pandas"):
         (block / name).mkdir(parents=True)
