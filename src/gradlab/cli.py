@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 
+from gradlab.numerics import pin_environment
 from gradlab.process import ExitCode, entry_point_signals, interrupt_exit_code
+
+pin_environment()  # before anything imports NumPy or computes with torch (gradlab.numerics)
 
 app = typer.Typer(
     add_completion=False,
@@ -102,6 +105,19 @@ def sweep(
     from gradlab.sweep import sweep as run_sweep
 
     raise typer.Exit(run_sweep(stage, grid, set_, seeds, workers, backend, address, metric, params, resume))
+
+
+@app.command()
+def replicate(
+    stage: str = typer.Argument(..., help="Stage to replicate (see `gradlab stages`)."),
+    offset: int = typer.Option(1000, "--offset", help="The independent seed block starts at the stage's seed + this."),
+    params: str = typer.Option("params.yaml", "--params", help="Parameter file."),
+) -> None:
+    """Rerun a stage on an independent block of seeds; results/STAGE/replication.json says which verdicts held."""
+    from gradlab.process import guarded
+    from gradlab.replicate import run_replicate
+
+    raise typer.Exit(guarded(run_replicate, stage, params, offset))
 
 
 @app.command()
