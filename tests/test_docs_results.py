@@ -33,7 +33,8 @@ def test_docs_results_block_is_what_the_results_say(page, fresh_blocks):
 
 
 def test_a_changed_number_is_caught(tmp_path):
-    """The check above can fail: change one number of a copy of the results and the block changes."""
+    """The check above can fail: change one number of a copy of the results and the block changes, whether or
+    not the number is quoted (the block names the SHA-256 of the stats.json it was generated from)."""
     import json
     import shutil
 
@@ -46,6 +47,14 @@ def test_a_changed_number_is_caught(tmp_path):
     assert "0.12" in changed
     text = (DOCS / "input_grad.md").read_text()
     assert docs_blocks.splice(text, changed) != text
+    stats["fd"]["max_abs_diff"] = json.loads((ROOT / "results" / "input_grad" / "stats.json").read_text())["fd"][
+        "max_abs_diff"
+    ]
+    stats["an_unquoted_number"] = 1.5
+    (tmp_path / "input_grad" / "stats.json").write_text(json.dumps(stats))
+    sections, missing, _ = collect(tmp_path)
+    unquoted = docs_blocks.blocks({sec.stage: sec for sec in sections}, dict(missing), tmp_path)["input_grad"]
+    assert docs_blocks.splice(text, unquoted) != text
 
 
 def test_report_matches_the_results():

@@ -102,7 +102,12 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
             if path.exists():
                 rel = Path("..") / path.relative_to(results.parent) if results.parent in path.parents else path
                 lines.append(f"![{sec.stage}: {Path(fig).stem}]({rel.as_posix()})")
-        lines += ["", f"**Conditions.** {conditions(sec.stage, params)}.", ""]
+        lines += [
+            "",
+            f"**Conditions.** {conditions(sec.stage, params)}; read from `results/{sec.stage}/stats.json` "
+            f"(SHA-256 {replication.stats_digest(results, sec.stage)}).",
+            "",
+        ]
         lines += ["**Caveats.**", ""] + [f"- {c}" for c in sec.caveats] + [""]
         lines += replication.lines(results, sec.stage) + [""]
     for stage, why in missing:

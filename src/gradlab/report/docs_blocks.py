@@ -31,6 +31,10 @@ def render(sections: list[Section], missing: dict[str, str], results: Path) -> s
     for sec in sections:
         if len(sections) > 1 or sec.stage in missing:
             lines += [f"### `{sec.stage}`", ""]
+        lines += [
+            f"Read from `results/{sec.stage}/stats.json` (SHA-256 {replication.stats_digest(results, sec.stage)}).",
+            "",
+        ]
         lines += [f"**Answer.** {sec.answer}", "", "**Evidence.**", ""] + [f"- {e}" for e in sec.evidence] + [""]
         for fig in sec.figures:
             lines.append(f"![{sec.stage}: {Path(fig).stem}](../../results/{sec.stage}/{fig})")

@@ -9,6 +9,12 @@ from pathlib import Path
 FILE = "replication.json"  # written by gradlab.replicate
 
 
+def stats_digest(results: Path, stage: str) -> str:
+    """The first 12 hex digits of the SHA-256 of ``results/<stage>/stats.json`` (what a report was built from)."""
+    path = results / stage / "stats.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else "missing"
+
+
 def load(folder: Path) -> dict | None:
     """``replication.json`` of a stage's results folder, with ``current`` = it compared today's stats.json."""
     path = folder / FILE

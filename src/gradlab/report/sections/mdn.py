@@ -4,11 +4,49 @@ from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
 from gradlab.report.sections.section import Section
+from gradlab.stats import MIN_CI_N, verdict_word
+
+# observations (booleans, the same on every run of the code) and verdicts (+1 / 0 / -1 from an exact test)
+VERDICTS = ("stable_beats_single_gaussian", "stable_beats_marginal", "stable_below_zero", "stable_learns")
+
+
+def _signed(v: int) -> str:
+    return f"{v:+d}" if v else "0"
+
+
+def _per_seed(q: Quotes, s: str, key: str) -> str:
+    """The per-seed values of a list in stats.json, each quoted."""
+    return ", ".join(q(s, f"{key}.{i}", ".3f") for i in range(len(q.raw(s, key))))
+
+
+def _mean(q: Quotes, s: str, key: str, prefix: str, per_seed: str) -> str:
+    """``mean (95 % CI low to high)`` from 10 seeds up, else ``mean (per seed: ...)``."""
+    if q.raw(s, prefix + "_ci_low") is None:
+        return f"{q(s, key, '.3f')} (per seed: {_per_seed(q, s, per_seed)})"
+    return q.ci(s, key, ".3f", prefix=prefix)
+
+
+def _formulations(q: Quotes, s: str, flag: dict) -> str:
+    """Each formulation against probs_log on the shared seeds: exact paired test, its p_min, the verdict."""
+    parts = []
+    for m, g in q.metrics(s)["compare"].items():
+        if not isinstance(g, dict) or "fewer_nan_than_probs_log" not in g:
+            continue
+        word = verdict_word(flag[f"{m}_fewer_nan"], "fewer NaN", "more NaN")
+        parts.append(
+            f"`{m}` against `probs_log` on {q(s, f'compare.{m}.pairs', 'd')} shared seeds: exact paired sign-flip "
+            f"(McNemar) p = {q(s, f'compare.{m}.paired_p_vs_probs_log', '.2g')} (smallest attainable "
+            f"{q(s, f'compare.{m}.paired_p_min_vs_probs_log', '.2g')}): {word} "
+            f"(`flags.{m}_fewer_nan` = {_signed(flag[f'{m}_fewer_nan'])})"
+        )
+    return "; ".join(parts)
 
 
 def mdn(q: Quotes) -> Section:
     s = "mdn"
-    flag = {k: bool(v) for k, v in q.raw(s, "flags").items()}
+    flag = {k: (int(v) if k in VERDICTS or k.endswith("_fewer_nan") else bool(v)) for k, v in q.raw(s, "flags").items()}
+    st = "stable"
+    single = (f"{st}.single_gaussian_val_nll", f"{st}.single_gaussian_val_nll_per_seed")
     a = "asker"
     evidence = [
         f"The asker's path (`probs_log`: TFP's `Categorical(probs=)` takes the log of the softmax weights, no clamp) "
@@ -31,7 +69,9 @@ def mdn(q: Quotes) -> Section:
         f"{q(s, 'compare.probs_log.trials', 'd')}, torch's `Categorical(probs=)` "
         f"{q(s, 'compare.probs_torch.nan_trials', 'd')} of {q(s, 'compare.probs_torch.trials', 'd')}, `logits` "
         f"{q(s, 'compare.logits.nan_trials', 'd')} of {q(s, 'compare.logits.trials', 'd')} NaN trials"
-        + (": tied, not ranked." if flag["formulations_tied"] else "."),
+        + (" (the rates are tied: not ranked). " if q.raw(s, "compare.tied") else ". ")
+        + _formulations(q, s, flag)
+        + ".",
         f"Learning rate 0 (asker's path): {q(s, f'{a}.lr0.nan_trials', 'd')} of {q(s, f'{a}.lr0.trials', 'd')} "
         f"trials had a NaN. By cause: a non-finite input row in {q(s, f'{a}.lr0.causes.nonfinite_input', 'd')} (of "
         f"the {q(s, f'{a}.lr0.nonfinite_input_positive_scale_trials', 'd')} trials with such a row and a positive "
@@ -54,12 +94,12 @@ def mdn(q: Quotes) -> Section:
         + f" with the asker's literal TFP code (tensorflow {q(s, 'referee.tensorflow')}, tensorflow-probability "
         f"{q(s, 'referee.tensorflow_probability')}) on loss and gradient, NaN included; torch's own "
         f"`Categorical(probs=)` gives a finite gradient where TFP's is NaN.",
-        f"The stable loss (logits, softplus scale) over {q(s, 'stable.seeds', 'd')} seeds: validation NLL "
-        f"{q.ci(s, 'stable.val_nll_mean', '.3f', prefix='stable.val_nll')} nats vs a single Gaussian "
-        f"{q.ci(s, 'stable.single_gaussian_val_nll_mean', '.3f', prefix='stable.single_gaussian_val_nll')} and the "
-        f"marginal {q(s, 'stable.marginal_val_nll', '.3f')}; exact permutation p = "
-        f"{q(s, 'stable.vs_single_gaussian.permutation_p', '.2g')} (smallest attainable "
-        f"{q(s, 'stable.vs_single_gaussian.p_min', '.2g')}); {q(s, 'stable.nonfinite_events', 'd')} non-finite events.",
+        f"The stable loss (logits, softplus scale) over {q(s, f'{st}.seeds', 'd')} seeds: validation NLL "
+        f"{_mean(q, s, f'{st}.val_nll_mean', f'{st}.val_nll', f'{st}.val_nll_per_seed')} nats vs a single Gaussian "
+        f"on the same seeds {_mean(q, s, f'{st}.single_gaussian_val_nll_mean', *single)}, the marginal "
+        f"{q(s, f'{st}.marginal_val_nll', '.3f')} and the uniform 0; "
+        f"{q(s, f'{st}.nonfinite_events', 'd')} non-finite events.",
+        _stable_tests(q, s, flag),
     ]
     clean_verdict = (
         "On clean data the asker's own path did produce NaN in some trials."
@@ -93,11 +133,11 @@ def mdn(q: Quotes) -> Section:
             )
         )
         + "Pass logits (or the safe `nll(probs=...)`), check inputs, and use a softplus scale. "
-        + (
-            "The stable loss learns the multimodal density, clearly better than a single Gaussian and the marginal."
-            if flag["stable_learns"]
-            else "The stable loss was not shown to beat the baselines on this run."
-        )
+        + {
+            1: "The stable loss learns the multimodal density: below a single Gaussian, the marginal and the uniform "
+            "density, each by an exact test over the seeds.",
+            -1: "The stable loss did not learn the density on this run (above a baseline, or a non-finite event).",
+        }.get(flag["stable_learns"], "Whether the stable loss beats every baseline is inconclusive on this run.")
     )
     return Section(
         stage=s,
@@ -116,9 +156,45 @@ def mdn(q: Quotes) -> Section:
         caveats=[
             "The asker's scale activation, network and data are unknown: softplus, a tanh MLP and Bishop's inverse "
             "problem are assumptions; a ReLU scale is tested at learning rate 0 only.",
-            "Training length is bounded by the stage's time budget; the long trial shows how the largest logit gap "
-            "grows with steps, not where it ends.",
+            "Training length is a parameter (a count of steps, `asker.steps` and `asker.long_steps`); the long trial "
+            "shows how the largest logit gap grows with steps, not where it ends.",
             "The TFP referee ran once by hand in a throwaway environment "
             "(`src/gradlab/studies/mdn/tfp_referee/asker_tfp.py`); the stage compares against its recorded output.",
         ],
+    )
+
+
+def _stable_tests(q: Quotes, s: str, flag: dict) -> str:
+    """The stable loss's three comparisons, each an exact sign-flip test with its p_min and verdict flag."""
+    st = "stable"
+    n = len(q.raw(s, f"{st}.val_nll_per_seed"))
+    pairs = q.raw(s, f"{st}.vs_single_gaussian.pairs")
+    if q.raw(s, f"{st}.vs_single_gaussian.diff_ci_low") is None:
+        diff = f"per seed {_per_seed(q, s, f'{st}.vs_single_gaussian.diff_per_seed')}"
+    else:
+        diff = (
+            f"95 % CI {q(s, f'{st}.vs_single_gaussian.diff_ci_low', '.3f')} to "
+            f"{q(s, f'{st}.vs_single_gaussian.diff_ci_high', '.3f')}"
+        )
+
+    def test(key: str) -> str:
+        return (
+            f"exact sign-flip p = {q(s, f'{st}.{key}.sign_flip_p', '.2g')}, smallest attainable "
+            f"{q(s, f'{st}.{key}.sign_flip_p_min', '.2g')}"
+        )
+
+    few = " (too few seeds for a 95 % CI: the per-seed values instead)" if n < MIN_CI_N else ""
+    return (
+        f"Paired by seed (same data and batch order), the stable loss minus the single Gaussian: "
+        f"{q(s, f'{st}.vs_single_gaussian.diff_mean', '.3f')} nats ({diff}), lower on "
+        f"{q(s, f'{st}.vs_single_gaussian.seeds_better', 'd')} of {pairs} seeds, {test('vs_single_gaussian')}: "
+        f"{verdict_word(flag['stable_beats_single_gaussian'], 'below it', 'above it')} "
+        f"(`flags.stable_beats_single_gaussian` = {_signed(flag['stable_beats_single_gaussian'])}). Against the "
+        f"marginal, below on {q(s, f'{st}.vs_marginal.seeds_below', 'd')} of {n} seeds, {test('vs_marginal')}: "
+        f"{verdict_word(flag['stable_beats_marginal'], 'below it', 'above it')} "
+        f"(`flags.stable_beats_marginal` = {_signed(flag['stable_beats_marginal'])}). Against the uniform "
+        f"density (0 nats), below on {q(s, f'{st}.vs_uniform.seeds_below', 'd')} of {n} seeds, "
+        f"{test('vs_uniform')}: {verdict_word(flag['stable_below_zero'], 'below it', 'above it')} "
+        f"(`flags.stable_below_zero` = {_signed(flag['stable_below_zero'])}). `flags.stable_learns` = "
+        f"{_signed(flag['stable_learns'])}{few}."
     )
