@@ -99,7 +99,8 @@ _PG_QUESTION = (
 def _loss_corr(q: Quotes, s: str) -> str:
     """corr(loss value, return) across updates: raw, the trends, detrended, with their verdicts."""
     return (
-        " Over real training the loss value of an update and the return of its episodes correlate at "
+        " Over real training the loss value of an update and the return of its episodes have a Spearman rank "
+        "correlation of "
         f"{_iv(q, s, 'loss_value_return_corr', '+.2f')} (negative: "
         + _flag(q, s, "loss_value_return_corr_negative", "yes", "no, positive")
         + f"), but both trend with training time (correlation with the update index: loss "

@@ -11,10 +11,13 @@ Two kinds of sample, two kinds of statistics:
   whose log pi moved the way their A says, the loss-value / return correlation) is a series over updates
   per seed. Its interval is a moving-block bootstrap over updates within each seed (blocks of
   ceil(n^(1/3)) consecutive updates, so neighbouring updates stay together), the statistic being the mean
-  over seeds of the per-seed statistic. It is an interval for *these* trials' updates, not over seeds.
-  Correlations across updates are computed on first differences (update-to-update changes: the common
-  trend of the loss and the return with training time removed), beside the raw correlation and each
-  series' correlation with the update index (the trend).
+  over seeds of the per-seed statistic (percentile interval). It is an interval for *these* trials' updates,
+  not over seeds.
+  Correlations across updates are Spearman rank correlations (a Pearson correlation of these series is
+  carried by a few extreme updates: its block-bootstrap distribution is skewed and off-centre, e.g. on
+  CartPole's ``flipped``), computed on first differences (update-to-update changes: the common trend of
+  the loss and the return with training time removed), beside the raw correlation and each series'
+  correlation with the update index (the trend); the raw Pearson correlation is kept per seed.
 
 Every flag under ``flags`` is a verdict (``gradlab.stats.VERDICT_ENCODING``): +1 the claim its name
 states holds, -1 the opposite holds, 0 inconclusive. Facts about the sample ("k of n seeds") are counts
@@ -103,11 +106,23 @@ def row_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where((count >= 3) & (den > 0), (dx * dy).sum(-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
+def row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation over the last axis (average ranks for ties), over the pairs where both are
+    finite; NaN as :func:`row_corr`."""
+    from scipy.stats import rankdata
+
+    ok = np.isfinite(x) & np.isfinite(y)
+    rx = rankdata(np.where(ok, x, np.nan), axis=-1, nan_policy="omit")
+    ry = rankdata(np.where(ok, y, np.nan), axis=-1, nan_policy="omit")
+    return row_corr(rx, ry)
+
+
 def block_bootstrap(
     series: list[tuple], stat, low: float = -math.inf, high: float = math.inf, seed: int = 0
 ) -> tuple[float, float | None, float | None, list[float]]:
     """The mean over seeds of ``stat`` on each seed's series, its 95 % moving-block bootstrap interval over
-    updates (every seed resampled on its own, blocks of :func:`block_length` updates), and the per-seed values.
+    updates (every seed resampled on its own, blocks of :func:`block_length` updates; percentile interval), and
+    the per-seed values.
 
     ``series``: per seed, a tuple of equal-length arrays over updates; ``stat(*arrays)`` maps arrays of shape
     [..., n] to [...]. No interval (None) when the seeds hold fewer than :data:`MIN_CI_N` updates in all.
@@ -148,28 +163,34 @@ def linear_residuals(x) -> np.ndarray:
 
 
 def loss_return_corr(updates: list[dict]) -> dict:
-    """corr(loss value, mean return of the update's episodes) across a variant's updates: raw, detrended (first
-    differences: the verdict's series; and residuals after a linear trend in the update index), and the trend
-    of each series (corr with the update index). Means over seeds, per-seed lists, block-bootstrap intervals
-    over updates, and the exact sign-flip test of the per-seed detrended correlations across seeds."""
+    """corr(loss value, mean return of the update's episodes) across a variant's updates, as Spearman rank
+    correlations: raw, detrended (first differences: the verdict's series; and residuals after a linear trend
+    in the update index), and the trend of each series (corr with the update index). Means over seeds, per-seed
+    lists, block-bootstrap intervals over updates, the exact sign-flip test of the per-seed detrended
+    correlations across seeds, and the raw Pearson correlation per seed."""
     raw = [(u["loss"], u["batch_return"]) for u in updates]
     diffs = [(first_differences(a), first_differences(b)) for a, b in raw]
     out = {}
     for name, series in (("loss_value_return_corr", raw), ("loss_value_return_corr_detrended", diffs)):
-        est, lo, hi, per_seed = block_bootstrap(series, row_corr, -1.0, 1.0)
+        est, lo, hi, per_seed = block_bootstrap(series, row_spearman, -1.0, 1.0)
         out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = est, lo, hi
         out[f"{name}_per_seed"] = per_seed
     test = sign_flip_test(out["loss_value_return_corr_detrended_per_seed"])
     out["loss_value_return_corr_detrended_p_seeds"] = test["p"]
     out["loss_value_return_corr_detrended_p_seeds_min"] = test["p_min"]
     resid = [  # residuals of a line fitted to n points have n - 2 degrees of freedom: none below 5 updates
-        float(row_corr(linear_residuals(a)[None], linear_residuals(b)[None])[0]) if len(a) >= 5 else math.nan
+        float(row_spearman(linear_residuals(a)[None], linear_residuals(b)[None])[0]) if len(a) >= 5 else math.nan
         for a, b in raw
     ]
     out["loss_value_return_corr_resid"], out["loss_value_return_corr_resid_per_seed"] = finite_mean(resid), resid
+    pearson = [float(row_corr(np.asarray(a, float)[None], np.asarray(b, float)[None])[0]) for a, b in raw]
+    out["loss_value_return_corr_pearson"], out["loss_value_return_corr_pearson_per_seed"] = (
+        finite_mean(pearson),
+        pearson,
+    )
     for key, name in (("loss", "loss_trend_corr"), ("batch_return", "return_trend_corr")):
         per_seed = [
-            float(row_corr(np.asarray(u[key], float)[None], np.arange(len(u[key]), dtype=float)[None])[0])
+            float(row_spearman(np.asarray(u[key], float)[None], np.arange(len(u[key]), dtype=float)[None])[0])
             for u in updates
         ]
         out[name], out[f"{name}_per_seed"] = finite_mean(per_seed), per_seed

@@ -99,7 +99,7 @@ def loss_value_lines(m: dict, p) -> list[str]:
         c = m["variants"]["correct"]
         out.append(
             "- Over real training, across the updates of each trial, `correct`'s loss value and the mean return of "
-            "the update's episodes correlate at "
+            "the update's episodes have a Spearman rank correlation of "
             f"{interval(m, 'loss_value_return_corr')} raw (mean over seeds, 95 % block-bootstrap interval over "
             f"updates; per seed {seeds_list(c['loss_value_return_corr_per_seed'])}). Both series trend with "
             f"training time (corr with the update index: loss {fmt(m['loss_trend_corr'])}, return "
