@@ -37,6 +37,9 @@ PUBLIC = [
     "policy_loss",
     "probe_step",
     "dlogp_adv_corr",
+    "probe_update",
+    "logp_moves",
+    "fixed_batch_descent",
 ]
 HEAVY = ["mlflow", "dvc", "pytorch_lightning", "lightning", "gymnasium", "ray", "pandas", "matplotlib", "typer"]
 

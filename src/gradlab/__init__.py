@@ -18,13 +18,15 @@ Gradient descent (``gd``)
 Per-sample input gradients (``input_grad``)
     ``per_sample_input_grad(model, X, method="auto")``
         ``G[i] = d model(X)[i] / d X[i]`` for inputs of any shape ``[N, *]``; exact also when the
-        model couples samples (BatchNorm in training mode), where the ``pred.sum()`` trick is wrong.
+        model couples samples (BatchNorm in training mode, or its own code: found by a run-time
+        probe), where the ``pred.sum()`` trick is wrong.
     ``couples_samples(model)``
         does some layer mix the samples of a batch right now?
 
 Mixture-density networks (``mdn``)
-    ``nll(logits, mu, sigma, y)``
-        per-sample negative log-likelihood of a 1-D Gaussian mixture, computed in log space.
+    ``nll(logits, mu, sigma, y)`` or ``nll(probs=alpha, mu=mu, sigma=sigma, y=y)``
+        per-sample negative log-likelihood of a 1-D Gaussian mixture, computed in log space; refuses
+        the asker's argument order ``nll(mu, sigma, alpha, y)``, non-finite means/targets, zero scales.
     ``sigma_from(raw, kind)``
         a positive scale from an unconstrained output (``"softplus"``, ``"exp"``, ...).
 
@@ -57,6 +59,10 @@ Policy gradients (``pg``)
         the REINFORCE loss ``sum(advantage * cross_entropy)`` and its sign/shape variants.
     ``probe_step(policy, loss_fn, batch, step_length)``, ``dlogp_adv_corr(logp_before, logp_after, adv)``
         take one small step and measure whether each action's log-probability moved with its advantage.
+    ``probe_update(...)``, ``logp_moves(logp_before, logp_after, adv)``
+        the same step with the fractions of actions whose log-probability moved the right way.
+    ``fixed_batch_descent(policy, loss, batch, steps)``
+        many optimiser steps on one fixed batch: the loss has no floor.
 
 Each function documents its arguments and shapes in its own docstring (``help(gradlab.nll)``).
 
@@ -82,7 +88,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "top_hessian_eigenvalue": ("gradlab.studies.gd.sharpness",),
     "per_sample_input_grad": ("gradlab.studies.input_grad.methods",),
     "couples_samples": ("gradlab.studies.input_grad.batchnorm",),
-    "nll": ("gradlab.studies.mdn.losses",),
+    "nll": ("gradlab.mixture_nll",),
     "sigma_from": ("gradlab.studies.mdn.losses",),
     "NonFiniteWatch": ("gradlab.forensics",),
     "nan_doctor": ("gradlab.doctor.doctor",),
@@ -100,6 +106,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "policy_loss": ("gradlab.studies.pg.losses",),
     "probe_step": ("gradlab.studies.pg.probe",),
     "dlogp_adv_corr": ("gradlab.studies.pg.probe",),
+    "probe_update": ("gradlab.studies.pg.probe",),
+    "logp_moves": ("gradlab.studies.pg.probe",),
+    "fixed_batch_descent": ("gradlab.studies.pg.probe",),
 }
 
 __all__ = [
@@ -126,6 +135,9 @@ __all__ = [
     "policy_loss",
     "probe_step",
     "dlogp_adv_corr",
+    "probe_update",
+    "logp_moves",
+    "fixed_batch_descent",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
@@ -134,14 +146,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from gradlab.doctor.report import NonFiniteError, NonFiniteReport
     from gradlab.doctor.script import diagnose_script
     from gradlab.forensics import NonFiniteWatch
+    from gradlab.mixture_nll import nll
     from gradlab.studies.gd.rules import make_rule
     from gradlab.studies.gd.sharpness import top_hessian_eigenvalue
     from gradlab.studies.gd.threshold import find_lr_threshold
     from gradlab.studies.input_grad.batchnorm import couples_samples
     from gradlab.studies.input_grad.methods import per_sample_input_grad
-    from gradlab.studies.mdn.losses import nll, sigma_from
+    from gradlab.studies.mdn.losses import sigma_from
     from gradlab.studies.pg.losses import policy_loss
-    from gradlab.studies.pg.probe import dlogp_adv_corr, probe_step
+    from gradlab.studies.pg.probe import dlogp_adv_corr, fixed_batch_descent, logp_moves, probe_step, probe_update
     from gradlab.studies.pg.returns import discounted_returns, standardize
     from gradlab.studies.spearman.softrank import rank_scale, soft_rank, soft_spearman
 

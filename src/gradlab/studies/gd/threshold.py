@@ -18,8 +18,18 @@ def find_lr_threshold(
 
     ``diverges(lr)`` must be monotone: False below the threshold, True above.
     The bracket [lo, hi] is grown from ``start`` by factors of two, then halved
-    until (hi - lo) / hi < rel_tol; the midpoint is returned.
+    until (hi - lo) / hi < rel_tol; the midpoint is returned. ``start`` must be a positive finite
+    learning rate (a guess; the bracket doubles or halves from it) and ``0 < rel_tol < 1``.
     """
+    if not callable(diverges):
+        raise TypeError(f"find_lr_threshold: diverges must be a function lr -> bool, got {type(diverges).__name__}")
+    if isinstance(start, bool) or not isinstance(start, int | float) or not (math.isfinite(start) and start > 0):
+        raise ValueError(
+            f"find_lr_threshold: start must be a positive learning rate (a first guess such as 1e-3; the bracket "
+            f"doubles or halves from it), got {start!r}"
+        )
+    if not 0 < rel_tol < 1:
+        raise ValueError(f"find_lr_threshold: rel_tol must be in (0, 1), got {rel_tol!r}")
     probes = 0
     lo, hi = 0.0, start
     while True:

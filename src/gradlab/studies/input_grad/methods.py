@@ -27,8 +27,12 @@ statistics, still for output ``i`` only.
                   Exact whatever the model; O(N^2) memory.
 ``loop``          one forward, then one backward per sample. Exact whatever the model; O(N) backward passes.
 
-Only BatchNorm is recognised as coupling (see :mod:`.batchnorm`): a model that mixes samples in its own
-code (``x - x.mean(0)``, attention across the batch) must use ``vmap``, ``jacrev`` or ``loop`` explicitly.
+BatchNorm is recognised as coupling by its type (see :mod:`.batchnorm`). A model that mixes samples in its own
+code (``x - x.mean(0)``, attention across the batch) is found at run time: before ``auto``, ``sum``,
+``grad_outputs`` and ``vmap`` run, a probe perturbs one sample of (a few rows of) the batch and checks whether
+the other samples' outputs move (two small forwards, same random masks, running statistics untouched). Then
+``auto`` uses ``loop`` (exact whatever the model), ``sum``/``grad_outputs``/``vmap`` are refused
+(``allow_coupling=True`` runs ``sum``/``grad_outputs`` anyway); ``detect_coupling=False`` skips the probe.
 
 ``create_graph=True`` keeps the graph, so a loss on ``G`` back-propagates to the parameters (Sobolev
 training, gradient penalties). ``return_outputs=True`` also returns ``out`` from the same computation,
@@ -79,6 +83,7 @@ def per_sample_input_grad(
     randomness: str = "error",
     allow_coupling: bool = False,
     update_running_stats: bool | None = None,
+    detect_coupling: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Gradient of each sample's output with respect to that sample's input, for a whole batch.
 
@@ -97,6 +102,8 @@ def per_sample_input_grad(
             result is then the Jacobian's column sums, not ``G``.
         update_running_stats: update BatchNorm running statistics once, as a training forward would.
             Default: only when ``return_outputs`` (the call then replaces the forward).
+        detect_coupling: probe at run time whether the model's own code mixes samples (see the module
+            docstring); ``auto`` then uses ``loop``, and ``sum``/``grad_outputs``/``vmap`` are refused.
 
     Returns:
         ``G`` with the shape of ``X``: ``G[i] = d out[i] / d X[i]`` = ``autograd.grad(out[i], X)[0][i]``;
@@ -112,6 +119,8 @@ def per_sample_input_grad(
             drawn in the model's own code under ``vmap`` without a ``randomness``.
     """
     resolved = _check_arguments(model, X, method, chunk_size, randomness, allow_coupling)
+    if detect_coupling and resolved in ("sum", "grad_outputs", "vmap") and not couples_samples(model):
+        resolved = _check_run_time_coupling(model, X, method, resolved, allow_coupling)
     if method == AUTO and resolved == "vmap" and chunk_size is None:
         per_vector = X.shape[0] * X[0].numel()
         if X.shape[0] * per_vector > AUTO_CHUNK_ELEMENTS:
@@ -181,6 +190,56 @@ def _check_arguments(model, X, method: str, chunk_size, randomness: str, allow_c
             "'loop', or model.eval()"
         )
     return resolved
+
+
+def mixes_samples(model: torch.nn.Module, X: torch.Tensor, rows: int = 4) -> bool:
+    """Does ``model``'s output for one sample change when another sample of the batch changes?
+
+    Two forwards without gradients on the first ``rows`` rows of ``X`` (the whole batch if the model refuses
+    a smaller one), the second with row 0 perturbed, the same random masks and no running-statistics update;
+    True when another row's output moved. Catches coupling in the model's own code (``x - x.mean(0)``,
+    attention across the batch), not only BatchNorm.
+    """
+    if X.shape[0] < 2:
+        return False
+    for sub in (X[: min(rows, X.shape[0])], X):
+        try:
+            return _moved(model, sub)
+        except Exception:  # noqa: BLE001 -- a model that needs the full batch: probe on it instead
+            if sub.shape[0] == X.shape[0]:
+                raise
+    return False
+
+
+def _moved(model: torch.nn.Module, X: torch.Tensor) -> bool:
+    g = torch.Generator(device=X.device).manual_seed(0)
+    bump = torch.randn(X[0].shape, generator=g, dtype=X.dtype, device=X.device)
+    X2 = X.detach().clone()
+    X2[0] += bump * (X.detach().abs().mean() + 1.0)
+    seed = int(torch.randint(0, 2**31 - 1, (1,)))
+    outs = []
+    with torch.no_grad(), no_running_stat_updates(model):
+        for batch in (X.detach(), X2):
+            with torch.random.fork_rng(devices=[X.device.index or 0] if X.is_cuda else []):
+                torch.manual_seed(seed)
+                outs.append(model(batch).reshape(X.shape[0], -1)[1:])
+    scale = float(outs[0].abs().max()) + 1.0
+    return bool(((outs[1] - outs[0]).abs() > 1e-5 * scale).any())
+
+
+def _check_run_time_coupling(model, X, method: str, resolved: str, allow_coupling: bool) -> str:
+    if not mixes_samples(model, X):
+        return resolved
+    if method == AUTO:
+        return "loop"  # exact whatever the model; vmap's per-sample branch would be wrong here
+    if resolved in ("sum", "grad_outputs") and allow_coupling:
+        return resolved
+    raise ValueError(
+        f"per_sample_input_grad: method={resolved!r} is wrong for this model: changing one sample changes the "
+        "other samples' outputs (the model's own code mixes the batch, e.g. x - x.mean(0)), so it would not return "
+        "d out[i]/d X[i]. Use method='auto' (falls back to 'loop'), 'loop' or 'jacrev'"
+        + (", or allow_coupling=True for the Jacobian's column sums" if resolved != "vmap" else "")
+    )
 
 
 def _tracks_running_stats(model: torch.nn.Module) -> bool:

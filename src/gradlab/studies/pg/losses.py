@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from gradlab.arguments import require_float_tensor
+
 VARIANTS = ["correct", "flipped", "abs", "pow", "no_standardize", "baseline"]
 NEEDS = {  # the inputs each variant reads besides logp
     "correct": ("adv",),
@@ -54,9 +56,15 @@ def policy_loss(
     """
     if variant not in NEEDS:
         raise ValueError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
-    if not isinstance(logp, torch.Tensor) or logp.dim() != 1:
-        shape = tuple(logp.shape) if isinstance(logp, torch.Tensor) else type(logp).__name__
-        raise ValueError(f"policy_loss: logp must be a 1-D tensor [T] of log pi(a_t|s_t); got {shape}")
+    logp = require_float_tensor(logp, "logp", "policy_loss")
+    if logp.dim() != 1:
+        raise ValueError(f"policy_loss: logp must be a 1-D tensor [T] of log pi(a_t|s_t); got {tuple(logp.shape)}")
+    d = logp.detach()
+    if d.numel() and bool((d > 0).any()) and bool(((d >= 0) & (d <= 1)).all()):
+        raise ValueError(
+            "policy_loss: logp must be log-probabilities (<= 0), got values in [0, 1] -- probabilities? pass "
+            "torch.log_softmax(logits, -1) of the actions taken (or torch.log(probs))"
+        )
     given = {"adv": adv, "returns": returns, "values": values}
     x = {name: _per_step(name, given[name], logp, variant) for name in NEEDS[variant]}
     ce = -logp

@@ -33,6 +33,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from gradlab.arguments import require_scalar_loss, require_tensor, rows_look_like_probabilities
+
 LogProbFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 ArrayLike = np.ndarray | torch.Tensor | list[float]
 # a variant name of policy_loss ("correct", "flipped", ...) or a callable log pi [T] -> scalar loss
@@ -48,6 +50,12 @@ def _array(x) -> np.ndarray:
 def logits_log_prob(policy: torch.nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """log pi(a_t|s_t) = log_softmax(policy(obs))[t, a_t] for a policy that returns logits ``[T, n_actions]``."""
     logits = policy(obs)
+    if rows_look_like_probabilities(logits):
+        raise ValueError(
+            "policy(obs) must return logits [T, n_actions], but its rows are probabilities (in [0, 1], summing "
+            "to 1): the policy ends in a softmax. Drop the nn.Softmax (the probe takes log_softmax itself) or "
+            "pass log_prob_fn=lambda policy, obs, actions: torch.log(policy(obs)).gather(1, actions[:, None])[:, 0]"
+        )
     actions = torch.as_tensor(actions)
     if logits.dim() != 2 or logits.shape[0] != actions.shape[0]:
         raise ValueError(
@@ -62,6 +70,10 @@ def logits_log_prob(policy: torch.nn.Module, obs: torch.Tensor, actions: torch.T
 
 def check_batch(batch: dict, needs: tuple[str, ...] = ("obs", "actions", "adv")) -> int:
     """The number of time steps T of ``batch``; ValueError naming the key whose shape is wrong."""
+    if not isinstance(batch, dict):
+        raise TypeError(f"batch must be a dict with obs [T, ...], actions [T], adv [T]; got {type(batch).__name__}")
+    if "obs" in batch:
+        require_tensor(batch["obs"], "batch['obs']", "the policy probe")
     for key in needs:
         if key not in batch:
             raise ValueError(
@@ -98,7 +110,7 @@ def dlogp_adv_corr(logp_before: ArrayLike, logp_after: ArrayLike, adv: ArrayLike
     return float((d * a).sum() / denom) if denom > 0 else math.nan
 
 
-def logp_moves(logp_before, logp_after, adv) -> dict:
+def logp_moves(logp_before: ArrayLike, logp_after: ArrayLike, adv: ArrayLike) -> dict:
     """Which way log pi(a_t|s_t) moved, by the sign of A_t (arrays or tensors, shape ``[T]``).
 
     ``adv_neg_logp_down_fraction``: of the samples with A < 0, the fraction whose log pi decreased;
@@ -125,7 +137,7 @@ def logp_moves(logp_before, logp_after, adv) -> dict:
 def as_loss_fn(loss: LossSpec, batch: dict) -> Callable[[torch.Tensor], torch.Tensor]:
     """``loss``: a variant name of :func:`~gradlab.studies.pg.losses.policy_loss` or a callable logp -> scalar."""
     if callable(loss):
-        return loss
+        return lambda logp: require_scalar_loss(loss(logp), "loss(logp)")
     from gradlab.studies.pg.losses import NEEDS, policy_loss
 
     if loss not in NEEDS:
@@ -192,7 +204,7 @@ def probe_step(
 
 def fixed_batch_descent(
     policy: torch.nn.Module,
-    loss,
+    loss: LossSpec,
     batch: dict,
     steps: int,
     optimizer: Callable[[list], torch.optim.Optimizer] | None = None,

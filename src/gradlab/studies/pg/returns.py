@@ -10,9 +10,19 @@ def discounted_returns(rewards: np.ndarray, gamma: float, reset_at_reward: bool 
 
     With ``reset_at_reward`` (Pong) the running sum restarts wherever a reward is non-zero,
     i.e. at the end of each point: an action is credited only with the point it belongs to,
-    exactly as ``discount_rewards`` of Karpathy's pg-pong.py.
+    exactly as ``discount_rewards`` of Karpathy's pg-pong.py. ``rewards``: one episode, shape ``[T]``
+    (an array, a list or a CPU tensor); ``gamma`` in [0, 1].
     """
+    if hasattr(rewards, "detach"):  # a torch tensor
+        rewards = rewards.detach().cpu().numpy()
     r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 1:
+        raise ValueError(
+            f"discounted_returns: rewards must be one episode of shape [T], got shape {r.shape}; for a batch of "
+            "episodes call it per episode: [discounted_returns(r, gamma) for r in episodes]"
+        )
+    if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"discounted_returns: gamma must be a discount factor in [0, 1] (e.g. 0.99), got {gamma!r}")
     out = np.empty_like(r)
     running = 0.0
     for t in range(r.size - 1, -1, -1):

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from scipy.optimize import isotonic_regression
 
+from gradlab.arguments import require_float_tensor, require_tensor
+
 
 def _blocks(s: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Block boundaries [0, b1, ..., n] of the decreasing isotonic regression of s - w (one row)."""
@@ -94,6 +96,7 @@ def soft_rank(x: torch.Tensor, regularization_strength: float = 1.0) -> torch.Te
     eps grows the ranks shrink towards an affine function of x around (n+1)/2. Differentiable
     with an analytical backward (see the module docstring).
     """
+    require_tensor(x, "x", "soft_rank")
     if not regularization_strength > 0:
         raise ValueError(f"regularization_strength must be > 0, got {regularization_strength}")
     if x.dim() not in (1, 2):
@@ -122,6 +125,7 @@ def rank_scale(x: torch.Tensor) -> torch.Tensor:
     outliers move the standard deviation a lot, the quartiles hardly at all). When the IQR is 0
     (more than half the values tied) the standard deviation stands in for it.
     """
+    require_float_tensor(x, "x", "rank_scale")
     if x.dim() != 1:
         raise ValueError(f"x must have shape [n], got {tuple(x.shape)}")
     n = x.shape[0]
@@ -141,6 +145,10 @@ def soft_spearman(a: torch.Tensor, b: torch.Tensor, strength: float = 1.0) -> to
     the strength, in rank_scale units) but its gradient vanishes; as strength grows it tends to the
     Pearson correlation of ``a`` and ``b``. Gradients flow to whichever of ``a``, ``b`` require them.
     """
+    require_float_tensor(a, "a", "soft_spearman")
+    require_float_tensor(b, "b", "soft_spearman")
+    if not strength > 0:
+        raise ValueError(f"soft_spearman: strength must be > 0 (in rank positions, e.g. 1.0), got {strength!r}")
     if a.dim() != 1 or b.dim() != 1 or a.shape != b.shape:
         raise ValueError(f"a and b must be 1-D tensors of the same length, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] < 2:
