@@ -344,3 +344,24 @@ def test_lightning_callback_replays_the_training_step():
         trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=8))
     report = err.value.report
     assert (report.cause, report.op) == ("zero_scale", "div") and report.code.startswith("return (0.5 * ((y - mu)")
+
+
+def test_diagnose_a_known_bad_step_of_the_mdn_study_leaves_the_run_unchanged():
+    """What the mdn study calls per trial: its cause names come from the doctor's table."""
+    from gradlab.studies.mdn.losses import mixture_loss
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 9))
+    with torch.no_grad():
+        net[3].bias[0] = -150.0  # the study's saturated head: one mixing weight underflows to exactly 0
+    x, y = torch.rand(32, 1), torch.rand(32)
+    running = net[1].running_mean.clone()
+
+    def replay():
+        logits, mu, raw = net(x).split(3, dim=-1)
+        mixture_loss(logits, mu, torch.nn.functional.softplus(raw) + 1e-6, y, "probs_log").backward()
+
+    report = gradlab.diagnose(replay, step=7, skip_gradlab=False, keep_state=net)
+    assert (report.cause, report.op, report.step) == ("log_of_underflowed_weight", "log", 7)
+    assert report.file.endswith("studies/mdn/losses.py") and "torch.log(alpha)" in report.code
+    assert torch.equal(net[1].running_mean, running) and all(p.grad is None for p in net.parameters())

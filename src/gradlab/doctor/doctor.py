@@ -637,15 +637,34 @@ def nan_doctor(
 
 
 def diagnose(
-    fn: Callable[..., Any], *args: Any, step: int = 0, skip_gradlab: bool = True, **kwargs: Any
+    fn: Callable[..., Any],
+    *args: Any,
+    step: int = 0,
+    skip_gradlab: bool = True,
+    keep_state: torch.nn.Module | Iterable[torch.nn.Module] | None = None,
+    **kwargs: Any,
 ) -> NonFiniteReport | None:
     """Run ``fn(*args, **kwargs)`` once under op-level tracing; the report of its first non-finite value, or None.
 
     For a study or a test that already knows which step went wrong: replay that step (forward, backward and,
     if ``fn`` calls it, ``optimizer.step()``) inside ``fn``. An exception ``fn`` raises is diagnosed when it comes
-    from a non-finite value or a torch.distributions argument check, and re-raised otherwise.
+    from a non-finite value or a torch.distributions argument check, and re-raised otherwise. ``keep_state``:
+    module(s) whose buffers (BatchNorm running statistics), parameters' gradients and torch RNG state are put
+    back as they were after the replay, so that diagnosing a step leaves a training run unchanged.
+    ``skip_gradlab=False`` reports lines inside gradlab (for gradlab's own studies).
     """
-    doctor = NanDoctor(mode="trace", on_find="record", skip_gradlab=skip_gradlab)
+    doctor = NanDoctor(keep_state, mode="trace", on_find="record", skip_gradlab=skip_gradlab)
     doctor.steps = step
-    report = doctor._replay(fn, args, kwargs, None, None, stop_early=False, run=True)
-    return report
+    saved = None
+    if keep_state is not None:
+        saved = doctor._snapshot()
+        saved["grads"] = [
+            (p, None if p.grad is None else p.grad.clone()) for m in doctor.models for p in m.parameters()
+        ]
+    try:
+        return doctor._replay(fn, args, kwargs, None, None, stop_early=False, run=True)
+    finally:
+        if saved is not None:
+            doctor._restore(saved)
+            for p, g in saved["grads"]:
+                p.grad = g
