@@ -130,7 +130,7 @@ def spearman(q: Quotes) -> Section:
         )
         sweep = ", ".join(
             f"{q(s, f'{task}.sweep.{k}.strength', 'g')}: {q(s, f'{task}.sweep.{k}.heldout_mean', '.3f')}"
-            for k in m[task]["sweep"]
+            for k in sorted(m[task]["sweep"], key=lambda k: m[task]["sweep"][k]["strength"])
         )
         evidence.append(
             f"Learning to rank (`{task}`), held-out spearmanr, mean over seeds: {rows}; oracle "
