@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradlab import plotting
-from gradlab.stats import t_mean_ci
+from gradlab.stats import MIN_CI_N, t_mean_ci
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.trial import VARIANTS
 
@@ -93,8 +93,11 @@ def figure_sobolev(trials: list[dict], results: list[dict], s: dict):
         ci = [t_mean_ci(curves[:, j], low=0.0) for j in range(curves.shape[1])]  # one seed: no band
         colour = plotting.PALETTE[i]
         axes[0].plot(steps, [c[0] for c in ci], color=colour, label=f"{labels[variant]} (mean)")
-        if len(mine) > 1:
+        if all(c[1] is not None for c in ci):
             axes[0].fill_between(steps, [c[1] for c in ci], [c[2] for c in ci], color=colour, alpha=0.25)
+        else:  # fewer than MIN_CI_N seeds: no 95 % band, the seeds themselves
+            for curve in curves:
+                axes[0].plot(steps, curve, color=colour, alpha=0.3, lw=0.8)
         for j, key in enumerate(["value_rmse", "grad_rmse"]):
             x = j * 3 + i
             per_seed = s[variant][f"{key}_per_seed"]
@@ -109,9 +112,9 @@ def figure_sobolev(trials: list[dict], results: list[dict], s: dict):
                 capsize=4,
                 label=labels[variant] if j == 0 else None,
             )
-    plotting.label(axes[0], "(a) held-out gradient RMSE during training (95 % CI)", "step", "gradient RMSE", logy=True)
+    band = "95 % CI" if s["seeds"] >= MIN_CI_N else "thin lines: seeds"
+    plotting.label(axes[0], f"(a) held-out gradient RMSE during training ({band})", "step", "gradient RMSE", logy=True)
     axes[1].set_xticks([0.5, 3.5], ["value RMSE", "gradient RMSE"])
-    plotting.label(
-        axes[1], f"(b) held-out, after training: mean, 95 % CI, {s['seeds']} seeds", "metric", "RMSE", logy=True
-    )
+    bars = "mean, 95 % CI" if s["seeds"] >= MIN_CI_N else "mean and seeds (no CI below 10 seeds)"
+    plotting.label(axes[1], f"(b) held-out, after training: {bars}, {s['seeds']} seeds", "metric", "RMSE", logy=True)
     return fig
