@@ -25,8 +25,8 @@ def _paired(q: Quotes, s: str, key: str, flag: str) -> str:
     v = int(q.raw(s, f"flags.{flag}"))
     return (
         f"lower with gradients in {q(s, f'{r}.seeds_lowered', 'd')} of {q(s, 'sobolev.seeds', 'd')} seeds, exact "
-        f"sign-flip test over the paired seeds p = {q(s, f'{r}.sign_flip_p', '.2g')} (the smallest p these seeds "
-        f"allow: {q(s, f'{r}.sign_flip_p_min', '.2g')}): "
+        f"sign-flip test over the paired seeds p = {q(s, f'{r}.sign_flip_p', '.3g')} (the smallest p these seeds "
+        f"allow: {q(s, f'{r}.sign_flip_p_min', '.3g')}): "
         f"lowered by the gradient term: {verdict_word(v, 'yes', 'no, raised')} (`flags.{flag}` = {_signed(v)})"
     )
 
@@ -81,7 +81,7 @@ def input_grad(q: Quotes) -> Section:
         f"too (Sobolev) {sobolev[int(q.raw(s, 'flags.sobolev_lowers_grad_rmse'))]}: "
         f"{q(s, 'sobolev.value_only.grad_rmse', '.3g')} -> {q(s, 'sobolev.with_grad.grad_rmse', '.3g')} (mean over "
         f"{q(s, 'sobolev.seeds', 'd')} paired seeds, exact sign-flip p = "
-        f"{q(s, 'sobolev.grad_rmse_ratio.sign_flip_p', '.2g')})."
+        f"{q(s, 'sobolev.grad_rmse_ratio.sign_flip_p', '.3g')})."
     )
     return Section(
         stage=s,

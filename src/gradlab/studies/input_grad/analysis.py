@@ -1,14 +1,21 @@
-"""Numbers from the input_grad checks and trials: agreement, the BatchNorm gap, Sobolev CIs and tests, metrics."""
+"""Numbers from the input_grad checks and trials: agreement, the BatchNorm gap, Sobolev tests, metrics.
+
+The checks (agreement, finite differences, BatchNorm, images) are deterministic: their flags are booleans
+(``passed``, ``train_sum_refused``...). The Sobolev comparison is statistical: the same seeds (data and
+initialisation) train both variants, so each seed gives a paired difference; the verdicts
+(``flags.sobolev_lowers_grad_rmse``, ``flags.sobolev_lowers_value_rmse``: +1 / 0 / -1,
+:data:`gradlab.stats.VERDICT_ENCODING`) come from the exact sign-flip test over those differences
+(p < 0.05, else 0: inconclusive), with its smallest attainable p = 2 / 2^seeds beside it. Intervals
+(Student t, inside [0, inf)) only from :data:`gradlab.stats.MIN_CI_N` seeds up; fewer: the per-seed values.
+"""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import torch
 from scipy import stats as sps
 
-from gradlab.stats import t_mean_ci
+from gradlab.stats import sign_flip_test, t_mean_ci, verdict_p
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.methods import METHODS, auto_method, batch_jacobian, per_sample_input_grad
 from gradlab.studies.input_grad.problems import IMAGE_SHAPE, make_cnn, make_images
@@ -118,28 +125,6 @@ def image_case(n: int, seed: int, rel_tol: float) -> dict:
     return out
 
 
-def sign_flip_test(differences, max_exact: int = 20, draws: int = 100_000, seed: int = 0) -> dict:
-    """Two-sided exact paired permutation test: every sign pattern of the paired differences.
-
-    ``p`` = share of the 2^n sign patterns whose |mean| reaches the observed one; ``p_min`` = 2 / 2^n,
-    the smallest p any data could give with n pairs (1 for one pair). Random patterns above ``max_exact``.
-    """
-    d = np.asarray(differences, dtype=float)
-    n = d.size
-    if n == 0:
-        return {"p": None, "p_min": None, "n": 0, "exact": True}
-    observed = abs(d.mean())
-    if n <= max_exact:
-        signs = np.array(list(itertools.product([1.0, -1.0], repeat=n)))
-        exact = True
-    else:
-        signs = np.random.default_rng(seed).choice([1.0, -1.0], size=(draws, n))
-        exact = False
-    means = np.abs(signs @ d) / n
-    p = float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
-    return {"p": p, "p_min": min(1.0, 2.0 / 2**n), "n": n, "exact": exact}
-
-
 def paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float | None, float | None]:
     """Paired t statistic and two-sided p; None when undefined (one pair, or no spread in the differences)."""
     d = a - b
@@ -176,18 +161,17 @@ def summarise_sobolev(trials: list[dict], results: list[dict]) -> dict:
             "with_grad_over_value_only": ratio_mean,
             "ci_low": ratio_lo,
             "ci_high": ratio_hi,
+            "per_seed": (a / b).tolist(),
+            "diff_per_seed": (a - b).tolist(),
             "seeds_lowered": int((a < b).sum()),
             "paired_t": t_stat,
             "paired_t_p": p_value,
-            "sign_flip_p": flip["p"],
-            "sign_flip_p_min": flip["p_min"],
+            "sign_flip_p": flip["p"] if seeds else None,
+            "sign_flip_p_min": flip["p_min"] if seeds else None,
+            # +1: training on the gradients lowers this held-out RMSE (exact test, p < 0.05); -1 raises; 0 inconclusive
+            "lowered": verdict_p(flip["p"] if seeds else None, float((b - a).mean()) if seeds else None),
         }
     out["seeds"] = len(seeds)
-    wg, wo, ratio = out["with_grad"], out["value_only"], out["grad_rmse_ratio"]
-    out["sobolev_lowers_grad_rmse"] = bool(
-        (wg["grad_rmse_ci_high"] is not None and wg["grad_rmse_ci_high"] < wo["grad_rmse_ci_low"])
-        or (ratio["ci_high"] is not None and ratio["ci_high"] < 1.0)
-    )
     return out
 
 
@@ -217,6 +201,10 @@ def metrics(
         "fd": fd,
         "batchnorm": batchnorm,
         "image": image,
+        "flags": {  # the statistical verdicts, +1 / 0 / -1 (the deterministic checks stay booleans where they are)
+            "sobolev_lowers_grad_rmse": sobolev["grad_rmse_ratio"]["lowered"],
+            "sobolev_lowers_value_rmse": sobolev["value_rmse_ratio"]["lowered"],
+        },
         "timing": {
             "ns": list(p.timing.ns),
             "methods": list(p.timing.methods),

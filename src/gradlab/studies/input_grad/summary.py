@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradlab.stats import fmt, fmt_ci
+from gradlab.stats import fmt, fmt_ci, verdict_word
 from gradlab.studies.input_grad.config import InputGradParams
 
 
@@ -66,20 +66,8 @@ def summary(m: dict, rows: list[dict], p: InputGradParams) -> str:
         + ". "
         + ("Not run (O(N^2) caps): " + ", ".join(capped) + "." if capped else "")
     )
-    wo, wg = s["value_only"], s["with_grad"]
-    r = s["grad_rmse_ratio"]
-    verdict = "lowers" if s["sobolev_lowers_grad_rmse"] else "does not demonstrably lower"
+    lines += [sobolev_line(s, m["flags"], p)]
     lines += [
-        f"- Sobolev training ({s['seeds']} seed{'s' if s['seeds'] != 1 else ''}, {p.sobolev.n_train} training "
-        f"points, {p.sobolev.steps} Adam steps, input gradients by `{p.sobolev.method}` with create_graph=True): "
-        f"held-out gradient RMSE {fmt(wo['grad_rmse'])} (95 % CI {_ci(wo, 'grad_rmse')}) from values only vs "
-        f"{fmt(wg['grad_rmse'])} ({_ci(wg, 'grad_rmse')}) with gradients; ratio "
-        f"{fmt(r['with_grad_over_value_only'], '.2f')} (CI {fmt_ci(r['ci_low'], r['ci_high'], '.2f')}), lower in "
-        f"{r['seeds_lowered']}/{s['seeds']} seeds; exact sign-flip test p = {fmt(r['sign_flip_p'], '.2g')} (the "
-        f"smallest p {s['seeds']} paired seeds can give: {fmt(r['sign_flip_p_min'], '.2g')}), paired t-test p = "
-        f"{fmt(r['paired_t_p'], '.2g')}. Training on the gradients {verdict} the gradient error. Held-out value "
-        f"RMSE {fmt(wo['value_rmse'])} ({_ci(wo, 'value_rmse')}) vs {fmt(wg['value_rmse'])} "
-        f"({_ci(wg, 'value_rmse')}).",
         "",
         "Answer: for a network whose samples do not interact, `grad(pred.sum(), X)` (or `grad_outputs=ones`) is exact "
         "and costs one backward pass; it composes with `create_graph=True` for training. With BatchNorm in training "
@@ -90,3 +78,48 @@ def summary(m: dict, rows: list[dict], p: InputGradParams) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def signed(v: int) -> str:
+    """A verdict as printed: +1, 0, -1."""
+    return f"{v:+d}" if v else "0"
+
+
+def _spread(entry: dict, key: str) -> str:
+    """``mean (95 % CI low to high)`` from 10 seeds up; fewer: ``mean (per seed a, b, ...)``."""
+    if entry[f"{key}_ci_low"] is None:
+        return f"{fmt(entry[key])} (per seed: {', '.join(fmt(v) for v in entry[f'{key}_per_seed'])})"
+    return f"{fmt(entry[key])} (95 % CI {_ci(entry, key)})"
+
+
+def sobolev_line(s: dict, flags: dict, p: InputGradParams) -> str:
+    """Values only vs values + input gradients on the same seeds: per-seed values or CIs, the exact paired test
+    with its smallest attainable p, and each verdict from its flag."""
+    wo, wg = s["value_only"], s["with_grad"]
+    n = s["seeds"]
+
+    def paired(key: str, flag: str) -> str:
+        r = s[f"{key}_ratio"]
+        ratio = (
+            f"ratio {fmt(r['with_grad_over_value_only'], '.2f')} (95 % CI {fmt_ci(r['ci_low'], r['ci_high'], '.2f')})"
+            if r["ci_low"] is not None
+            else f"ratio {fmt(r['with_grad_over_value_only'], '.2f')} (per seed: "
+            + ", ".join(fmt(v, ".2f") for v in r["per_seed"])
+            + ")"
+        )
+        return (
+            f"{ratio}, lower in {r['seeds_lowered']}/{n} seeds; exact sign-flip test over the paired seeds p = "
+            f"{fmt(r['sign_flip_p'], '.2g')} (the smallest p {n} paired seeds can give: "
+            f"{fmt(r['sign_flip_p_min'], '.2g')}), paired t-test p = {fmt(r['paired_t_p'], '.2g')}; lowered by "
+            f"training on the gradients: **{verdict_word(flags[flag], 'yes', 'no, raised')}** (`flags.{flag}` = "
+            f"{signed(flags[flag])})"
+        )
+
+    return (
+        f"- Sobolev training ({n} seed{'s' if n != 1 else ''}, each seed's data and initialisation shared by both "
+        f"variants; {p.sobolev.n_train} training points, {p.sobolev.steps} Adam steps, input gradients by "
+        f"`{p.sobolev.method}` with create_graph=True): held-out gradient RMSE {_spread(wo, 'grad_rmse')} from values "
+        f"only vs {_spread(wg, 'grad_rmse')} with gradients; {paired('grad_rmse', 'sobolev_lowers_grad_rmse')}. "
+        f"Held-out value RMSE {_spread(wo, 'value_rmse')} vs {_spread(wg, 'value_rmse')}; "
+        f"{paired('value_rmse', 'sobolev_lowers_value_rmse')}."
+    )
