@@ -68,6 +68,15 @@ def test_mdn_stage_end_to_end(store, tmp_path):
     )
     assert stats["flags"]["saturated_head_probs_log_all_nan"] and stats["flags"]["saturated_head_others_finite"]
     assert stats["stable"]["nonfinite_events"] == 0
+    verdicts = [k for k in stats["flags"] if k.startswith("stable_") or k.endswith("_fewer_nan")]
+    assert {"stable_beats_single_gaussian", "stable_learns", "logits_fewer_nan", "probs_torch_fewer_nan"} <= set(
+        verdicts
+    )
+    for k, v in stats["flags"].items():  # verdicts +1 / 0 / -1, observations booleans
+        assert (type(v) is int and v in (-1, 0, 1)) if k in verdicts else type(v) is bool, (k, v)
+    assert all(stats["flags"][k] == 0 for k in verdicts)  # 2 seeds: the exact tests' smallest p is 0.5
+    assert stats["stable"]["vs_single_gaussian"]["sign_flip_p_min"] == 0.5
+    assert stats["stable"]["val_nll_ci_low"] is None  # 2 seeds: no 95 % CI, the per-seed values
     assert {row["cause"] for row in stats["symptoms"]} >= {"zero_scale", "nonfinite_input"}
     summary = (out / "summary.md").read_text()
     assert not re.search(r"\b(nan|None|inf)\b", summary)  # "n/a" where undefined; "NaN" is the subject

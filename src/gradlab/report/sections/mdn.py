@@ -35,8 +35,8 @@ def _formulations(q: Quotes, s: str, flag: dict) -> str:
         word = verdict_word(flag[f"{m}_fewer_nan"], "fewer NaN", "more NaN")
         parts.append(
             f"`{m}` against `probs_log` on {q(s, f'compare.{m}.pairs', 'd')} shared seeds: exact paired sign-flip "
-            f"(McNemar) p = {q(s, f'compare.{m}.paired_p_vs_probs_log', '.2g')} (smallest attainable "
-            f"{q(s, f'compare.{m}.paired_p_min_vs_probs_log', '.2g')}): {word} "
+            f"(McNemar) p = {q(s, f'compare.{m}.paired_p_vs_probs_log', '.3g')} (smallest attainable "
+            f"{q(s, f'compare.{m}.paired_p_min_vs_probs_log', '.3g')}): {word} "
             f"(`flags.{m}_fewer_nan` = {_signed(flag[f'{m}_fewer_nan'])})"
         )
     return "; ".join(parts)
@@ -179,8 +179,8 @@ def _stable_tests(q: Quotes, s: str, flag: dict) -> str:
 
     def test(key: str) -> str:
         return (
-            f"exact sign-flip p = {q(s, f'{st}.{key}.sign_flip_p', '.2g')}, smallest attainable "
-            f"{q(s, f'{st}.{key}.sign_flip_p_min', '.2g')}"
+            f"exact sign-flip p = {q(s, f'{st}.{key}.sign_flip_p', '.3g')}, smallest attainable "
+            f"{q(s, f'{st}.{key}.sign_flip_p_min', '.3g')}"
         )
 
     few = " (too few seeds for a 95 % CI: the per-seed values instead)" if n < MIN_CI_N else ""

@@ -1,4 +1,17 @@
-"""Numbers from the mdn trials: the asker's path, lr 0, the formulations side by side, causes, the stable loss."""
+"""Numbers from the mdn trials: the asker's path, lr 0, the formulations side by side, causes, the stable loss.
+
+Two kinds of flag (``flags.*``):
+
+* **observations** (booleans): what the trials or a constructed check show by themselves, the same on every
+  run of the same code (a trial had a NaN, every NaN trial has a cause, the port agrees with TFP, a head built
+  with a weight of exactly 0 fails at step 0);
+* **verdicts** (+1 / 0 / -1, :data:`gradlab.stats.VERDICT_ENCODING`): a claim about a difference, decided
+  only by an exact test that excludes the other outcome (p < 0.05), else 0 (inconclusive). The formulations'
+  NaN rates: Fisher's exact test per pair against ``probs_log`` (``<mixture>_fewer_nan``: +1 fewer NaN
+  trials than ``probs_log``, -1 more). The stable loss: seed by seed, paired with the single Gaussian (same
+  seed, same data, same batch order), and against the marginal and the uniform density (fixed numbers),
+  each by the exact sign-flip test (``p_min`` = 2 / 2^seeds), with the mean's interval beside it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +21,7 @@ from collections import Counter
 import numpy as np
 from scipy import stats as sps
 
-from gradlab.stats import bootstrap_mean_ci, compare, wilson
+from gradlab.stats import bootstrap_mean_ci, compare, sign_flip_test, t_mean_ci, verdict_p, wilson
 
 # symptom -> cause -> fix, for the causes a trial or the independent check can show
 FIXES = {
@@ -137,21 +150,17 @@ def lr_zero(rows: list[dict]) -> dict:
 
 
 def formulations(rows: list[dict]) -> dict:
-    """probs_log vs torch's probs and logits on the same seeds (baseline, lr > 0): counts and Fisher tests; a tie
-    is reported as a tie."""
+    """probs_log vs torch's probs and logits on the same seeds (baseline, lr > 0): counts, and each formulation
+    against ``probs_log`` seed by seed (exact paired test, :func:`paired_nan`); equal rates are a tie."""
     base = [
         r for r in rows if r["block"] == "asker" and r["condition"] == "baseline" and r["mixture"] in _mixtures(rows)
     ]
     groups = {m: [r for r in base if r["mixture"] == m] for m in dict.fromkeys(r["mixture"] for r in base)}
     out = {m: group(g) for m, g in groups.items()}
-    counts = {m: g["nan_trials"] for m, g in out.items()}
-    for m in out:
-        if m == "probs_log" or "probs_log" not in out:
-            continue
-        a, b = out["probs_log"], out[m]
-        table = [[a["nan_trials"], a["trials"] - a["nan_trials"]], [b["nan_trials"], b["trials"] - b["nan_trials"]]]
-        out[m]["fisher_p_vs_probs_log"] = float(sps.fisher_exact(table)[1])
-    out["tied"] = len(set(counts.values())) <= 1
+    for m, mine in groups.items():
+        if m != "probs_log" and "probs_log" in groups:
+            out[m] |= paired_nan(groups["probs_log"], mine)
+    out["tied"] = len({g["rate"] for g in out.values()}) <= 1
     sat = [r for r in rows if r["block"] == "asker" and r["condition"] == "saturated"]
     out["saturated"] = {
         m: group([r for r in sat if r["mixture"] == m]) for m in dict.fromkeys(r["mixture"] for r in sat)
@@ -160,6 +169,26 @@ def formulations(rows: list[dict]) -> dict:
     out["lr0"] = {m: group([r for r in lr0 if r["mixture"] == m]) for m in dict.fromkeys(r["mixture"] for r in lr0)}
     out["lr0_tied"] = len({g["nan_trials"] for g in out["lr0"].values()}) <= 1
     return out
+
+
+def paired_nan(reference: list[dict], other: list[dict]) -> dict:
+    """``other`` against ``reference`` on the seeds and learning rates both ran (same initialisation, same batch
+    order): per pair d = NaN(reference) - NaN(other) in {-1, 0, 1}; the exact sign-flip test of mean d = 0 (exact
+    McNemar: only discordant pairs count) with ``p_min`` = 2 / 2^pairs; ``fewer_nan_than_probs_log`` +1 when
+    ``other`` had NaN on fewer seeds (p < 0.05), -1 on more, 0 inconclusive."""
+    ref = {(r["seed"], r["lr"]): r["diverged"] for r in reference}
+    pairs = [(ref[(r["seed"], r["lr"])], r["diverged"]) for r in other if (r["seed"], r["lr"]) in ref]
+    d = [float(a - b) for a, b in pairs]
+    test = sign_flip_test(d)
+    effect = float(np.mean(d)) if d else None
+    return {
+        "pairs": len(d),
+        "pairs_only_probs_log_nan": sum(a > b for a, b in pairs),
+        "pairs_only_this_nan": sum(b > a for a, b in pairs),
+        "paired_p_vs_probs_log": test["p"] if d else None,
+        "paired_p_min_vs_probs_log": test["p_min"] if d else None,
+        "fewer_nan_than_probs_log": verdict_p(test["p"] if d else None, effect),
+    }
 
 
 def _mixtures(rows: list[dict]) -> set:
@@ -230,19 +259,60 @@ def marginal_nll(y_train: np.ndarray, y_val: np.ndarray) -> float:
     return float(-np.mean(np.log(np.maximum(kde(y_val), np.finfo(float).tiny))))
 
 
+def against(values: list[float], reference: float) -> dict:
+    """``values`` (one per seed) against a fixed ``reference``: the exact one-sample sign-flip test of
+    mean(value - reference) = 0, its smallest attainable p, seeds below, and the verdict ``below`` (+1: the
+    mean lies below the reference, p < 0.05; -1: above; 0: inconclusive)."""
+    d = [v - reference for v in values]
+    test = sign_flip_test(d)
+    return {
+        "reference": reference,
+        "seeds_below": sum(x < 0 for x in d),
+        "sign_flip_p": test["p"] if d else None,
+        "sign_flip_p_min": test["p_min"] if d else None,
+        "below": verdict_p(test["p"] if d else None, -float(np.mean(d)) if d else None),
+    }
+
+
 def stable(rows: list[dict], marginal: float, components: int) -> dict:
-    """The stable loss (logits, softplus, K components) vs a single Gaussian (K = 1) and the marginal, per seed."""
-    mdn = sorted((r for r in rows if r["block"] == "stable" and r["components"] == components), key=lambda r: r["seed"])
-    one = sorted((r for r in rows if r["block"] == "stable" and r["components"] == 1), key=lambda r: r["seed"])
-    a = [r["val_nll"] for r in mdn if r["val_nll"] is not None]
-    b = [r["val_nll"] for r in one if r["val_nll"] is not None]
-    events = sum(r["diverged"] + r["val_nonfinite"] for r in mdn + one)
+    """The stable loss (logits, softplus, K components) vs a single Gaussian (K = 1, the same seeds: same data
+    and batch order, paired) and vs the marginal and the uniform density (fixed numbers), per seed.
+
+    Each comparison is an exact sign-flip test over the seeds (paired differences for the single Gaussian);
+    the means get a bootstrap interval, the paired difference a Student-t one (None below
+    :data:`gradlab.stats.MIN_CI_N` seeds: the per-seed values are reported instead). ``learns`` is +1 when the
+    stable loss is below all three (each +1) with no non-finite event, -1 when it is shown above one of them
+    or a non-finite event occurred, else 0.
+    """
+    mdn = {r["seed"]: r for r in rows if r["block"] == "stable" and r["components"] == components}
+    one = {r["seed"]: r for r in rows if r["block"] == "stable" and r["components"] == 1}
+    seeds = sorted(mdn)
+    a = [mdn[k]["val_nll"] for k in seeds if mdn[k]["val_nll"] is not None]
+    b = [one[k]["val_nll"] for k in sorted(one) if one[k]["val_nll"] is not None]
+    both = [k for k in seeds if k in one and mdn[k]["val_nll"] is not None and one[k]["val_nll"] is not None]
+    diff = [mdn[k]["val_nll"] - one[k]["val_nll"] for k in both]
+    events = sum(r["diverged"] + r["val_nonfinite"] for r in [*mdn.values(), *one.values()])
     m, lo, hi = bootstrap_mean_ci(a)
     m1, lo1, hi1 = bootstrap_mean_ci(b)
-    cmp = compare(a, b)
-    beats_single = bool(
-        a and b and cmp["diff_ci_high"] is not None and cmp["diff_ci_high"] < 0 and (cmp["permutation_p"] or 1.0) < 0.05
-    )
+    dm, dlo, dhi = t_mean_ci(diff)
+    paired = sign_flip_test(diff)
+    vs_single = {
+        "pairs": len(diff),
+        "diff_per_seed": diff,
+        "diff_mean": dm if diff else None,
+        "diff_ci_low": dlo,
+        "diff_ci_high": dhi,
+        "sign_flip_p": paired["p"] if diff else None,
+        "sign_flip_p_min": paired["p_min"] if diff else None,
+        "seeds_better": sum(x < 0 for x in diff),
+        "below": verdict_p(paired["p"] if diff else None, -dm if diff else None),
+    }
+    vs_marginal, vs_uniform = against(a, marginal), against(a, 0.0)
+    parts = (vs_single["below"], vs_marginal["below"], vs_uniform["below"])
+    if events or -1 in parts:
+        learns = -1
+    else:
+        learns = 1 if all(v == 1 for v in parts) else 0
     return {
         "components": components,
         "seeds": len(mdn),
@@ -256,15 +326,12 @@ def stable(rows: list[dict], marginal: float, components: int) -> dict:
         "single_gaussian_val_nll_per_seed": b,
         "marginal_val_nll": marginal,
         "uniform_val_nll": 0.0,  # U(0, 1) has density 1 on the scaled range
-        "vs_single_gaussian": cmp,
-        "seeds_better_than_single_gaussian": sum(x < y for x, y in zip(a, b, strict=False)),
+        "vs_single_gaussian": vs_single,
+        "vs_marginal": vs_marginal,
+        "vs_uniform": vs_uniform,
+        "unpaired_vs_single_gaussian": compare(a, b),  # beside the paired test, for reference only
         "nonfinite_events": events,
-        "beats_single_gaussian": beats_single,
-        "beats_marginal": bool(a and hi is not None and hi < marginal),
-        "below_zero": bool(a and hi is not None and hi < 0),
-        "learns": bool(
-            beats_single and a and hi is not None and hi < min(marginal, 0.0) and events == 0 and len(a) >= 10
-        ),
+        "learns": learns,
     }
 
 
@@ -300,10 +367,17 @@ def metrics(rows: list[dict], referee: dict, independent: dict, marginal: float,
             "saturated_head_others_finite": bool(
                 f["saturated"] and all(g["nan_trials"] == 0 for m, g in f["saturated"].items() if m != "probs_log")
             ),
-            "formulations_tied": f["tied"],
+            **{
+                f"{m}_fewer_nan": g["fewer_nan_than_probs_log"]
+                for m, g in f.items()
+                if isinstance(g, dict) and "fewer_nan_than_probs_log" in g
+            },
             "referee_available": bool(referee.get("available")),
             "referee_agrees": bool(referee.get("port_agrees")),
             "independent_check_passes": bool(independent["passes"]),
+            "stable_beats_single_gaussian": st["vs_single_gaussian"]["below"],
+            "stable_beats_marginal": st["vs_marginal"]["below"],
+            "stable_below_zero": st["vs_uniform"]["below"],
             "stable_learns": st["learns"],
         },
     }

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from gradlab.stats import fmt, fmt_ci
+from gradlab.stats import fmt, fmt_ci, verdict_word
 from gradlab.studies.mdn.config import MdnParams
+
+
+def signed(v: int) -> str:
+    """A verdict as printed: +1, 0, -1."""
+    return f"{v:+d}" if v else "0"
 
 
 def _n(g: dict) -> str:
@@ -92,21 +97,7 @@ def summary(m: dict, p: MdnParams) -> str:
             f"| {c} | {_n(g)} | {g['finite_loss_nan_grad_trials']} | {g['zero_weight_trials']} | "
             f"{fmt(g['max_logit_gap'], '.1f')} | {fmt(g['val_nll_median'], '.3f')} |"
         )
-    lines += [
-        "",
-        "Formulations on the same seeds (baseline, lr > 0): "
-        + "; ".join(
-            f"`{k}` {_n(g)}"
-            + (
-                f" (Fisher p vs probs_log {fmt(g['fisher_p_vs_probs_log'], '.2g')})"
-                if "fisher_p_vs_probs_log" in g
-                else ""
-            )
-            for k, g in f.items()
-            if isinstance(g, dict) and "trials" in g
-        )
-        + (". They are **tied**: no ranking." if fl["formulations_tied"] else "."),
-    ]
+    lines += ["", formulations_line(f, p)]
     sat = f.get("saturated", {})
     if sat:
         lines += [
@@ -170,10 +161,6 @@ def summary(m: dict, p: MdnParams) -> str:
             f"| {t['symptom']} | {t['explanation']}{src} | {t['trials']} ({t['trials_lr0']} / "
             f"{t['trials_lr_positive']}) | {t['fix']} |"
         )
-    cmp = st["vs_single_gaussian"]
-    lo_a, hi_a = min(st["val_nll_per_seed"], default=None), max(st["val_nll_per_seed"], default=None)
-    lo_b = min(st["single_gaussian_val_nll_per_seed"], default=None)
-    hi_b = max(st["single_gaussian_val_nll_per_seed"], default=None)
     lines += [
         "",
         "Every NaN trial has a recorded first non-finite tensor and cause: "
@@ -181,27 +168,84 @@ def summary(m: dict, p: MdnParams) -> str:
         "",
         "## The stable loss learns",
         "",
-        f"Logits + softplus, K = {st['components']}, {st['seeds']} seeds, {p.stable.steps} Adam steps: validation NLL "
-        f"{fmt(st['val_nll_mean'], '.3f')} (95 % CI {fmt_ci(st['val_nll_ci_low'], st['val_nll_ci_high'], '.3f')}) vs "
-        f"a single Gaussian {fmt(st['single_gaussian_val_nll_mean'], '.3f')} (95 % CI "
-        f"{fmt_ci(st['single_gaussian_val_nll_ci_low'], st['single_gaussian_val_nll_ci_high'], '.3f')}; per seed "
-        f"{fmt_ci(lo_a, hi_a, '.3f')} vs {fmt_ci(lo_b, hi_b, '.3f')}"
-        f"), the marginal "
-        f"(KDE) {fmt(st['marginal_val_nll'], '.3f')} and the uniform 0; better than the single Gaussian on "
-        f"{st['seeds_better_than_single_gaussian']} of {st['seeds']} seeds, exact permutation p = "
-        f"{fmt(cmp['permutation_p'], '.2g')} (smallest attainable {fmt(cmp['p_min'], '.2g')}); "
-        f"{st['nonfinite_events']} non-finite events. Verdict: "
-        + ("**it learns the multimodal density**" if fl["stable_learns"] else "**not shown to learn**")
-        + " (below the single Gaussian: "
-        + ("yes" if st["beats_single_gaussian"] else "no")
-        + ", below the marginal: "
-        + ("yes" if st["beats_marginal"] else "no")
-        + ", below 0: "
-        + ("yes" if st["below_zero"] else "no")
-        + ").",
+        stable_paragraph(st, fl, p),
         "",
         "Figures: `figures/conditional_densities.png`, `figures/stable_val_nll.png`, `figures/logit_gap.png`, "
         "`figures/lr0_first_nonfinite.png`; every trial in `trials.csv`, the table in `symptoms.csv`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def formulations_line(f: dict, p: MdnParams) -> str:
+    """The formulations on the same seeds: counts, each against probs_log by the exact paired test, its verdict."""
+    counts = "; ".join(
+        f"`{k}` {_n(g)}"
+        for k, g in f.items()
+        if isinstance(g, dict) and "trials" in g and k not in ("saturated", "lr0")
+    )
+    tests = [
+        f"`{k}` against `probs_log` on the {g['pairs']} shared seeds: NaN only with `probs_log` on "
+        f"{g['pairs_only_probs_log_nan']}, only with `{k}` on {g['pairs_only_this_nan']}, exact paired sign-flip "
+        f"(McNemar) p = {fmt(g['paired_p_vs_probs_log'], '.2g')} (smallest attainable with {g['pairs']} pairs: "
+        f"{fmt(g['paired_p_min_vs_probs_log'], '.2g')}): fewer NaN than `probs_log`: "
+        f"**{verdict_word(g['fewer_nan_than_probs_log'], 'yes', 'no, more')}**"
+        for k, g in f.items()
+        if isinstance(g, dict) and "fewer_nan_than_probs_log" in g
+    ]
+    tie = " The rates are tied (reported as a tie, not ranked)." if f["tied"] else ""
+    return (
+        "Formulations on the same seeds (baseline, lr > 0; `probs_log` at every lr, the others at "
+        f"{p.asker.remedy_lr:g}): "
+        f"{counts}.{tie} " + "; ".join(tests) + ("." if tests else "")
+    )
+
+
+def stable_paragraph(st: dict, fl: dict, p: MdnParams) -> str:
+    """The stable loss against the single Gaussian (paired), the marginal and the uniform: per-seed values where
+    fewer than 10 seeds give no interval, exact tests with their smallest attainable p, each verdict from its flag."""
+    vs1, vm, vu = st["vs_single_gaussian"], st["vs_marginal"], st["vs_uniform"]
+
+    def values(xs: list) -> str:
+        return ", ".join(fmt(x, ".3f") for x in xs) or "none"
+
+    def spread(mean, lo, hi, per_seed) -> str:
+        if lo is None:  # fewer than 10 seeds: no 95 % interval, the values themselves
+            return f"{fmt(mean, '.3f')} (per seed: {values(per_seed)})"
+        return f"{fmt(mean, '.3f')} (bootstrap 95 % CI {fmt_ci(lo, hi, '.3f')})"
+
+    diff = f"paired difference {fmt(vs1['diff_mean'], '.3f')} nats" + (
+        f" (95 % CI {fmt_ci(vs1['diff_ci_low'], vs1['diff_ci_high'], '.3f')})"
+        if vs1["diff_ci_low"] is not None
+        else f" (per seed: {values(vs1['diff_per_seed'])})"
+    )
+
+    def test(v: dict, n: int) -> str:
+        return (
+            f"exact sign-flip p = {fmt(v['sign_flip_p'], '.2g')}, smallest attainable with {n} seeds "
+            f"{fmt(v['sign_flip_p_min'], '.2g')}"
+        )
+
+    n = len(st["val_nll_per_seed"])
+    mdn = spread(st["val_nll_mean"], st["val_nll_ci_low"], st["val_nll_ci_high"], st["val_nll_per_seed"])
+    one = spread(
+        st["single_gaussian_val_nll_mean"],
+        st["single_gaussian_val_nll_ci_low"],
+        st["single_gaussian_val_nll_ci_high"],
+        st["single_gaussian_val_nll_per_seed"],
+    )
+    return (
+        f"Logits + softplus, K = {st['components']}, {st['seeds']} seeds, {p.stable.steps} Adam steps: validation NLL "
+        f"{mdn} vs a single Gaussian on the same seeds {one}, the marginal (KDE) "
+        f"{fmt(st['marginal_val_nll'], '.3f')} and the uniform 0; {st['nonfinite_events']} "
+        f"non-finite events. Below the single Gaussian on {vs1['seeds_better']} of {vs1['pairs']} seeds, {diff}, "
+        f"{test(vs1, vs1['pairs'])}: **{verdict_word(fl['stable_beats_single_gaussian'], 'below', 'above')}**. "
+        f"Below the marginal on {vm['seeds_below']} of {n} seeds, {test(vm, n)}: "
+        f"**{verdict_word(fl['stable_beats_marginal'], 'below', 'above')}**. Below 0 on {vu['seeds_below']} of {n} "
+        f"seeds, {test(vu, n)}: **{verdict_word(fl['stable_below_zero'], 'below', 'above')}**. Verdict: "
+        + {
+            1: "**it learns the multimodal density** (below all three, no non-finite event)",
+            -1: "**it does not learn it** (above a baseline, or a non-finite event)",
+        }.get(fl["stable_learns"], "**inconclusive** (not every comparison excludes the other outcome)")
+        + f" (flag `stable_learns` = {signed(fl['stable_learns'])})."
+    )
