@@ -39,9 +39,10 @@ _TABLE = [
     Cause(
         "log_of_underflowed_weight",
         "finite loss, NaN gradient, then NaN weights",
-        "log of a probability that underflowed to exactly 0 (softmax of logits ~104 apart in float32); "
-        "TFP's Categorical(probs=) takes log(probs); log(0) = -inf and its backward is 0/0",
-        "pass logits, not probabilities: log_softmax(logits) / Categorical(logits=...) / gradlab.nll(logits, ...)",
+        "log of a probability that underflowed to exactly 0 (a softmax of logits ~104 apart, a sigmoid of x < -88 "
+        "in float32); TFP's Categorical(probs=) takes log(probs); log(0) = -inf and its backward is 0/0",
+        "work with logits, not probabilities: log_softmax(logits), F.logsigmoid, Categorical(logits=...), "
+        "BCEWithLogitsLoss, gradlab.nll(logits, ...)",
     ),
     Cause(
         "zero_scale",
@@ -190,8 +191,9 @@ SOFTMAX_OPS = {"softmax", "log_softmax", "logsumexp", "softmin", "_softmax", "_l
 MASK_OPS = {"where", "getitem", "masked_select", "masked_fill", "index_select", "gather", "nan_to_num", "take"}
 STD_OPS = {"std", "var", "std_mean", "var_mean"}
 NORM_OPS = {"norm", "linalg_vector_norm", "vector_norm", "linalg_norm", "frobenius_norm", "nuclear_norm", "cdist"}
-SCALE_OPS = {"relu", "exp", "relu_", "abs", "clamp", "clamp_min", "threshold", "hardtanh", "sigmoid", "square"}
-SUM_OPS = {"sum", "mean", "mul", "matmul", "mm", "bmm", "einsum", "prod"}
+SCALE_OPS = {"relu", "exp", "relu_", "abs", "clamp", "clamp_min", "threshold", "hardtanh", "square"}
+PROB_OPS = {"softmax", "_softmax", "sigmoid", "softmin"}
+SUM_OPS = {"sum", "mean", "nansum"}
 ZERO_GRAD_OPS = {"sqrt", "pow", "norm", "linalg_vector_norm", "vector_norm", "linalg_norm", "cdist", "rsqrt", "abs"}
 HALF = {"float16", "bfloat16"}
 
@@ -252,7 +254,7 @@ def classify(ev: Evidence) -> str:
         return "zero_std"
     if op in LOG_OPS and first is not None:
         producer = _producer_chain(ev, 0)
-        if first.zeros and producer in {"softmax", "_softmax"}:
+        if first.zeros and producer in PROB_OPS:
             return "log_of_underflowed_weight"
         if ev.masked_by in MASK_OPS and phase != "backward":
             return "masked_nonfinite_gradient"

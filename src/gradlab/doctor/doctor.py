@@ -76,6 +76,21 @@ def _finite_all(tensors: list[torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
+def _leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The leaf tensors (``requires_grad=True``, no ``grad_fn``) that ``tensor``'s graph accumulates into."""
+    out, seen, stack = [], set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            out.append(variable)
+        stack.extend(child for child, _ in node.next_functions)
+    return out
+
+
 def _first_bad(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor] | None:
     for name, t in named:
         if t is not None and is_float(t) and (has_nan(t) or has_inf(t)):
@@ -144,6 +159,7 @@ class NanDoctor:
         self._params_cache: dict = {}
         self._state_cache: dict = {}
         self._loss: tuple | None = None
+        self._manual: tuple | None = None  # (leaves, where) of a backward not followed by optimizer.step()
         self._pre_calls = 0
         self.check_state_every = check_state_every
         self._last_step_where: SourceLine | None = None
@@ -199,12 +215,18 @@ class NanDoctor:
 
         @functools.wraps(original)
         def backward(tensor, *args, **kwargs):
+            if doctor._manual is not None:  # the previous backward had no optimizer.step() after it
+                doctor._check_manual_step()
             if is_float(tensor):
                 if tensor.numel() == 1:  # the usual scalar loss: no sync here, checked with the gradients
                     doctor._loss = (tensor.detach(), doctor.frames.here())
                 elif not _finite_all([tensor]):
                     raise Found("loss", "loss", doctor.frames.here(), value=tensor)
-            return original(tensor, *args, **kwargs)
+            leaves = _leaves(tensor) if not doctor.optimizers and tensor.grad_fn is not None else None
+            out = original(tensor, *args, **kwargs)
+            if not doctor.optimizers:
+                doctor._manual = (leaves or [], doctor.frames.here())
+            return out
 
         torch.Tensor.backward = backward
         opt_mod = _optim
@@ -238,6 +260,7 @@ class NanDoctor:
             self._discover = None
         if optimizer not in self.optimizers:
             self.optimizers.append(optimizer)
+        self._manual = None  # checked here, with the optimizer's parameters
         named = self._named_params(optimizer)
         grads = [(n, p.grad) for n, p in named]
         buffers = self._named_buffers()
@@ -270,6 +293,7 @@ class NanDoctor:
     def _post_step(self, optimizer, args, kwargs):
         """After ``optimizer.step()``: the parameters (the state is checked before the next step, with the grads)."""
         named = self._named_params(optimizer)
+        self._manual = None
         self._last_step_where = self.frames.here()
         if not _finite_all([p for _, p in named]):
             bad = _first_bad(named)
@@ -283,9 +307,28 @@ class NanDoctor:
         if self._step_depth == 0:
             self.steps += 1
 
+    def _check_manual_step(self) -> None:
+        """A loop that updates its weights by hand (``w -= lr * w.grad``, no optimizer): the loss and the
+        gradients of the last ``backward`` (checked at the next ``backward`` or at the end); a step per backward."""
+        leaves, where = self._manual
+        self._manual = None
+        loss, self._loss = self._loss, None
+        grads = [(f"leaf {k} {tuple(t.shape)}", t.grad) for k, t in enumerate(leaves)]
+        _, names, _ = self._names()
+        grads += [(names.get(id(p), "parameter"), p.grad) for m in self.models for p in m.parameters()]
+        tensors = [g for _, g in grads] + ([loss[0].reshape(1)] if loss is not None else [])
+        if not _finite_all(tensors):
+            if loss is not None and not bool(torch.isfinite(loss[0]).all()):
+                raise Found("loss", "loss", loss[1], value=loss[0])
+            bad = _first_bad(grads)
+            raise Found("backward", f"grad of {bad[0]}" if bad else "a gradient", where, None, bad[1] if bad else None)
+        self.steps += 1
+
     def final_check(self) -> None:
         """The loss of a last ``backward`` and the optimizer state of the last step (otherwise checked before the
         next ``optimizer.step()``)."""
+        if self._manual is not None:
+            self._check_manual_step()
         loss, self._loss = self._loss, None
         if loss is not None and not bool(torch.isfinite(loss[0]).all()):
             raise Found("loss", "loss", loss[1], value=loss[0])
@@ -474,6 +517,12 @@ class NanDoctor:
 
     def _notes(self, ev: TraceEvent) -> list[str]:
         notes = []
+        params = [p.detach() for m in self.models for p in m.parameters() if p.numel() and p.is_floating_point()]
+        big = max((float(p.abs().nan_to_num(0.0, 0.0, 0.0).max()) for p in params), default=0.0)
+        if big > 1e6:
+            notes.append(
+                f"the weights have grown large (max |w| = {big:.3g}): the run diverges; lower the learning rate"
+            )
         lr0 = [g.get("lr") for opt in self.optimizers for g in opt.param_groups if g.get("lr") == 0]
         if lr0 and ev.phase in ("backward", "forward", "loss", "input batch"):
             notes.append("learning rate 0 does not protect the weights: the update adds 0 * NaN = NaN")

@@ -10,6 +10,7 @@ exactly; one that does not is seeded by the doctor (``--seed``) before each pass
 
 from __future__ import annotations
 
+import functools
 import random
 import runpy
 import sys
@@ -75,8 +76,11 @@ def cheap_pass(path: Path, argv: list[str], seed: int, skip_gradlab: bool = True
     return FirstPass(None, None, None, doctor)
 
 
-def traced_pass(path: Path, argv: list[str], seed: int, step: int, skip_gradlab: bool = True) -> NonFiniteReport | None:
-    """Run the script again and trace every op of ``step`` (counted in ``optimizer.step()`` calls)."""
+def traced_pass(
+    path: Path, argv: list[str], seed: int, step: int, skip_gradlab: bool = True, by_backward: bool = False
+) -> NonFiniteReport | None:
+    """Run the script again and trace every op of ``step`` (counted in ``optimizer.step()`` calls, or in
+    ``backward`` calls for a loop without an optimizer: ``by_backward``)."""
     doctor = NanDoctor(mode="trace", on_find="record", skip_gradlab=skip_gradlab)
     doctor.steps = step
     tracer = OpTracer(doctor.frames, step=step)
@@ -100,6 +104,29 @@ def traced_pass(path: Path, argv: list[str], seed: int, step: int, skip_gradlab:
             start()
 
     handles = [_optim.register_optimizer_step_pre_hook(pre), _optim.register_optimizer_step_post_hook(post)]
+    original = torch.Tensor.backward
+
+    @functools.wraps(original)
+    def backward(tensor, *args, **kwargs):  # a loop without an optimizer: a step is a backward
+        if state["inside"]:  # the tracer calling it again, below its mode
+            return original(tensor, *args, **kwargs)
+        if state["tracing"] and tracer.events:
+            raise StopReplay()
+        state["inside"] = True
+        try:
+            out = original(tensor, *args, **kwargs)
+        finally:
+            state["inside"] = False
+        state["backwards"] += 1
+        if state["tracing"] and (tracer.events or state["backwards"] > step + 1):
+            raise StopReplay()
+        if not state["tracing"] and state["backwards"] == step:
+            start()
+        return out
+
+    state["backwards"], state["inside"] = 0, False
+    if by_backward:
+        torch.Tensor.backward = backward
     error: BaseException | None = None
     _seed(seed)
     if step == 0:
@@ -111,11 +138,12 @@ def traced_pass(path: Path, argv: list[str], seed: int, step: int, skip_gradlab:
     except Exception as exc:  # noqa: BLE001
         error = exc
     finally:
+        torch.Tensor.backward = original
         if state["tracing"]:
             tracer.__exit__(None, None, None)
         for h in handles:
             h.remove()
-    doctor.models = []
+    doctor.models = list(tracer.roots)
     return doctor.report_from(tracer, step, error)
 
 
@@ -132,7 +160,7 @@ def diagnose_script(
     first = cheap_pass(path, argv, seed, skip_gradlab)
     if first.step is None:
         return None
-    report = traced_pass(path, argv, seed, first.step, skip_gradlab)
+    report = traced_pass(path, argv, seed, first.step, skip_gradlab, by_backward=not first.doctor.optimizers)
     if report is not None:
         return report
     if first.found is not None:

@@ -119,6 +119,10 @@ _TRANSPARENT = {
     "detach",
     "movedim",
     "getitem",
+    "stack",
+    "cat",
+    "concat",
+    "index_select",
 }
 _ACCUMULATE = "torch::autograd::AccumulateGrad"
 
@@ -226,6 +230,7 @@ class OpTracer(TorchFunctionMode):
         self.checked = WeakIdKeyDictionary()  # tensors from outside the step, already checked
         self.node_info: dict = {}
         self.module_stack: list[str] = []
+        self.roots: list[torch.nn.Module] = []  # the models called at the top level
         self.phase = "forward"
         self.optimizer_state: dict[int, str] = {}
         self.in_backward = False
@@ -251,6 +256,8 @@ class OpTracer(TorchFunctionMode):
 
     def _module_enter(self, module, inputs):
         key = id(module)
+        if not self.module_stack and not any(module is r for r in self.roots):
+            self.roots.append(module)
         if key not in self.names:
             if not self.module_stack:
                 for name, sub in module.named_modules():
@@ -425,13 +432,14 @@ class OpTracer(TorchFunctionMode):
 
     def _defer(self, inputs: list[torch.Tensor]) -> bool:
         """A transparent op (slice, view, cast) of an unchecked non-finite input batch: report at its consumer."""
-        for t in inputs[:1]:
+        for t in inputs:
             if t in self.produced or t in self.checked or t in self.tainted:
-                return False
+                continue
             key = id(t)
             if key in self.params or key in self.buffers or key in self.optimizer_state:
-                return False
-            return has_nan(t) or has_inf(t)
+                continue
+            if has_nan(t) or has_inf(t):
+                return True
         return False
 
     def _check_external(self, t: torch.Tensor, consumer: str) -> None:
