@@ -103,8 +103,9 @@ _TABLE = [
     Cause(
         "negative_domain",
         "NaN right after a sqrt, log or fractional power",
-        "sqrt, log or x ** p (p not an integer) of a negative number is NaN",
-        "make the argument non-negative where it is made (softplus, abs, clamp_min(0)); look for a sign slip",
+        "an argument outside the function's domain: sqrt, log or x ** p (p not an integer) of a negative number, "
+        "acos/asin beyond [-1, 1]: NaN",
+        "make the argument valid where it is made (softplus, abs, clamp_min(0), clamp(-1, 1)); look for a sign slip",
     ),
     Cause(
         "all_masked",
@@ -196,6 +197,7 @@ PROB_OPS = {"softmax", "_softmax", "sigmoid", "softmin"}
 SUM_OPS = {"sum", "mean", "nansum"}
 ZERO_GRAD_OPS = {"sqrt", "pow", "norm", "linalg_vector_norm", "vector_norm", "linalg_norm", "cdist", "rsqrt", "abs"}
 HALF = {"float16", "bfloat16"}
+ATTENTION_OPS = {"multi_head_attention_forward", "scaled_dot_product_attention"}
 
 
 @dataclass
@@ -285,8 +287,14 @@ def classify(ev: Evidence) -> str:
     if op in DOMAIN_OPS and first is not None:
         if ev.masked_by in MASK_OPS and phase != "backward":
             return "masked_nonfinite_gradient"
-        if first.negatives and (out is None or out.nan):
-            return "negative_domain"
+        exponent = ev.scalars[0] if ev.scalars else None
+        if first.zeros and out is not None and (out.posinf or out.neginf) and not out.nan:
+            if op == "rsqrt" or (op in {"pow", "float_power"} and exponent is not None and exponent < 0):
+                return "division_by_zero"  # 0 ** -p and 1 / sqrt(0)
+        if phase != "backward" and out is not None and out.nan and all(f.finite for f in ins):
+            return "negative_domain"  # sqrt/log/x ** 0.5 of a negative, acos/asin beyond +-1
+    if op in ATTENTION_OPS and phase != "backward" and out is not None and out.nan:
+        return "all_masked"
     if phase == "backward":
         if op in NORM_OPS and first is not None and (first.zeros or ev.extra.get("zero_norm")):
             return "zero_norm"
