@@ -5,8 +5,8 @@ doctor; the ratio is the median step time of the doctored run over the plain one
 identical:
 
 * ``off``: the step decorated by ``gradlab.nan_doctor(mode="off")`` -- must cost nothing;
-* ``cheap``: the default mode -- the loss checked at ``backward``, the gradients and buffers before
-  ``optimizer.step()``, the parameters and Adam's state after it (one fused reduction each); target <= 1.15
+* ``cheap``: the default mode -- the loss, the gradients and the buffers checked before ``optimizer.step()``,
+  the parameters after it, Adam's state every 10th step (one reduction and one sync each); target <= 1.15
   on the MLP (width 256, batch 64; the configuration the project's non-finite check was measured on) and on
   a small CNN;
 * ``trace``: every op of every step traced (the replay of a bad step runs this way, once), on the mdn study's
