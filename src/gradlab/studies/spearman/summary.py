@@ -17,10 +17,11 @@ def f(v, spec: str = ".3f") -> str:
     return format(v, spec)
 
 
-def spread(lo, hi, values, spec: str = ".3f") -> str:
-    """ "95 % CI lo to hi" when there is an interval, else the per-seed values (fewer than MIN_CI_N seeds)."""
+def spread(lo, hi, values, spec: str = ".3f", label: str = "95 % CI ") -> str:
+    """The interval "95 % CI lo to hi" when there is one, else the per-seed values (fewer than MIN_CI_N
+    seeds); ``label=""`` in a table column already headed "95 % CI"."""
     if lo is not None and hi is not None:
-        return f"95 % CI {f(lo, spec)} to {f(hi, spec)}"
+        return f"{label}{f(lo, spec)} to {f(hi, spec)}"
     if values:
         return "per seed " + ", ".join(f(v, spec) for v in values)
     return "n/a"
@@ -80,9 +81,10 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
         if m not in t:
             continue
         r = t[m]
+        lo, hi = r["heldout_spearman_ci_low"], r["heldout_spearman_ci_high"]
+        cell = spread(lo, hi, r["heldout_spearman_values"], label="")
         lines.append(
-            f"| {m} | {f(r['heldout_spearman_mean'])} | "
-            f"{spread(r['heldout_spearman_ci_low'], r['heldout_spearman_ci_high'], r['heldout_spearman_values'])}"
+            f"| {m} | {f(r['heldout_spearman_mean'])} | {cell}"
             f" | {f(r['train_spearman_mean'])} | {f(r['forward_median'], '.0f')} | {f(r['backward_median'], '.0f')} |"
         )
     lines.append("")
@@ -90,8 +92,8 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
         lines.append(f"Oracle (ranking by the noiseless latent score): {f(t['oracle_heldout_mean'])}.")
     text = winner_text(t, methods)
     lines.append(f"- {text[0].upper()}{text[1:]}.")
-    for key, pr in t.get("paired", {}).items():
-        other = key.removeprefix("soft_rank_vs_")
+    for other in [x for x in methods if f"soft_rank_vs_{x}" in t.get("paired", {})]:
+        pr = t["paired"][f"soft_rank_vs_{other}"]
         interval = spread(pr["diff_ci_low"], pr["diff_ci_high"], pr["diffs"])
         lines.append(
             f"- soft_rank - {other}: {f(pr['diff_mean'])} ({interval}), "
@@ -172,10 +174,11 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in derivations:
-        for meth, r in m["matrix"][d].items():
+        for meth in p.matrix.methods:  # the parameters' order, whatever the order of the keys
+            r = m["matrix"][d][meth]
+            cell = spread(r["final_spearman_ci_low"], r["final_spearman_ci_high"], r["final_spearman_values"], label="")
             lines.append(
-                f"| {d} | {meth} | {f(r['final_spearman_mean'])} | "
-                f"{spread(r['final_spearman_ci_low'], r['final_spearman_ci_high'], r['final_spearman_values'])} | "
+                f"| {d} | {meth} | {f(r['final_spearman_mean'])} | {cell} | "
                 f"{r['reached_target']}/{r['seeds']} | {f(r['evaluations_median'], '.0f')} | "
                 f"{f(r['backward_median'], '.0f')} | {f(r['units_median'], '.0f')} |"
             )
