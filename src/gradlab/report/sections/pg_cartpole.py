@@ -37,7 +37,7 @@ def _iv(q: Quotes, s: str, key: str, fmt: str = ".2f") -> str:
 
 
 def _exact(q: Quotes, s: str, p: str, p_min: str) -> str:
-    return f"exact p = {q(s, p, '.2g')}, the smallest attainable {q(s, p_min, '.2g')}"
+    return f"exact p = {q(s, p, '.3g')}, the smallest attainable {q(s, p_min, '.3g')}"
 
 
 def _moves(q: Quotes, s: str, v: str, prefix: str = "") -> str:
@@ -100,14 +100,13 @@ def _loss_corr(q: Quotes, s: str) -> str:
     """corr(loss value, return) across updates: raw, the trends, detrended, with their verdicts."""
     return (
         " Over real training the loss value of an update and the return of its episodes have a Spearman rank "
-        "correlation of "
-        f"{_iv(q, s, 'loss_value_return_corr', '+.2f')} (negative: "
+        f"correlation of {_iv(q, s, 'loss_value_return_corr', '+.2f')}; negative: "
         + _flag(q, s, "loss_value_return_corr_negative", "yes", "no, positive")
-        + f"), but both trend with training time (correlation with the update index: loss "
-        f"{q(s, 'loss_trend_corr', '+.2f')}, return {q(s, 'return_trend_corr', '+.2f')}); on first differences, "
-        f"the trend removed, the correlation is {_iv(q, s, 'loss_value_return_corr_detrended', '+.2f')} (negative: "
+        + f". Beside it, each series' trend (rank correlation with the update index): loss "
+        f"{q(s, 'loss_trend_corr', '+.2f')}, return {q(s, 'return_trend_corr', '+.2f')}; on first differences, the "
+        f"trend removed, the correlation is {_iv(q, s, 'loss_value_return_corr_detrended', '+.2f')}; negative: "
         + _flag(q, s, "loss_value_return_corr_detrended_negative", "yes", "no, positive")
-        + f"; negative on {_count(q, s, 'loss_value_return_corr_detrended_negative')}, across seeds "
+        + f" (negative on {_count(q, s, 'loss_value_return_corr_detrended_negative')}; across seeds "
         + _exact(
             q,
             s,
@@ -175,7 +174,7 @@ def pg_cartpole(q: Quotes) -> Section:
             + " and "
             + _flag(q, s, "pow_below_correct", "yes", "no, above")
             + f", each with the paired sign-flip test's smallest attainable p "
-            f"{q(s, 'variants.pow.p_exact_min', '.2g')})."
+            f"{q(s, 'variants.pow.p_exact_min', '.3g')})."
         )
     evidence = (
         _pg_evidence(q, s)
@@ -219,7 +218,7 @@ def _small_sample_caveats(q: Quotes, s: str) -> list[str]:
         out.append(
             f"Comparisons between variants are paired (seed k gives every variant the same initial policy and first "
             f"batch) and use the exact sign-flip test of the per-seed differences: with {q(s, 'seeds', 'd')} seeds "
-            f"its smallest attainable p is {q(s, 'variants.flipped.p_exact_min', '.2g')}, against the verdicts' "
+            f"its smallest attainable p is {q(s, 'variants.flipped.p_exact_min', '.3g')}, against the verdicts' "
             f"threshold {q(s, 'alpha', 'g')}. A verdict that the test cannot reach is inconclusive, however the "
             "seeds line up; the per-seed values are the evidence. No interval over seeds is given below 10 seeds."
         )
