@@ -167,8 +167,8 @@ def spearman(q: Quotes) -> Section:
             "more CPU time than a Pearson step; the seconds are recorded per trial in matrix_runs.csv and "
             "ltr_runs.csv, never used as a budget.",
             f"Verdicts are +1 / -1 only when the exact paired sign-flip test over the seeds rejects at "
-            f"{q(s, 'verdict_alpha', 'g')}, else inconclusive (0). They have not been replicated on an independent "
-            "block of seeds here.",
+            f"{q(s, 'verdict_alpha', 'g')}, else inconclusive (0); `gradlab replicate spearman` reruns the stage on "
+            "an independent block of seeds (the replication table says which verdicts held).",
             "The derivative-free optimisers on the ranking task maximise the training spearmanr itself; the gradient "
             "methods train for a fixed number of steps with no early stopping or tuning on held-out data.",
         ],
