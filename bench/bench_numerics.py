@@ -2,7 +2,7 @@
 
 Each side runs the stage on its quick parameters (tests/tiny/<stage>.yaml) in a fresh process, since the
 pinned settings are read when a process first computes: `GRADLAB_NUMERICS=pinned` (the default) against
-`GRADLAB_NUMERICS=native`, alternating, 5 rounds each. The time is that of `run_stage` inside the child
+`GRADLAB_NUMERICS=native`, alternating, 5 rounds each (``GRADLAB_BENCH_ROUNDS`` to change). The time is that of `run_stage` inside the child
 (its imports and interpreter start are left out; MLflow logging and figures are in, as in a real run).
 Target: ratio <= 1.2 per stage. On an AVX2 machine the pinned ATen capability is the one torch picks anyway,
 so the cost measured here is MKL's COMPATIBLE code path (and oneDNN off); an AVX-512 machine also pays
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["gd", "input_grad", "mdn", "pg_cartpole", "pg_pong", "spearman"]
-ROUNDS = 5
+ROUNDS = int(os.environ.get("GRADLAB_BENCH_ROUNDS", "5"))  # alternating rounds per side
 TARGET = 1.2
 
 CHILD = """
