@@ -2,8 +2,9 @@
 
 Each side runs the stage on its quick parameters (tests/tiny/<stage>.yaml) in a fresh process, since the
 pinned settings are read when a process first computes: `GRADLAB_NUMERICS=pinned` (the default) against
-`GRADLAB_NUMERICS=native`, alternating, 5 rounds each (``GRADLAB_BENCH_ROUNDS`` to change). The time is that of `run_stage` inside the child
-(its imports and interpreter start are left out; MLflow logging and figures are in, as in a real run).
+`GRADLAB_NUMERICS=native`, alternating, 5 rounds each (``GRADLAB_BENCH_ROUNDS`` to change). The time is
+that of `run_stage` inside the child (its imports and interpreter start are left out; MLflow logging and
+figures are in, as in a real run).
 Target: ratio <= 1.2 per stage. On an AVX2 machine the pinned ATen capability is the one torch picks anyway,
 so the cost measured here is MKL's COMPATIBLE code path (and oneDNN off); an AVX-512 machine also pays
 for AVX2 kernels instead of AVX-512 ones.
