@@ -153,11 +153,12 @@ def test_trial_runs_span_the_time_their_trials_ran(store, tmp_path, monkeypatch,
     study = importlib.import_module(f"gradlab.studies.{stage}.study")
     real = study.run_trial
 
-    def slow_trial(spec):  # tiny params: one worker, so the trial runs in this process
+    def slow_trial(spec):  # one worker (tiny params, GRADLAB_WORKERS=1), so the trial runs in this process
         time.sleep(0.3)
         return real(spec)
 
     monkeypatch.setattr(study, "run_trial", slow_trial)
+    monkeypatch.setenv("GRADLAB_WORKERS", "1")  # gd's trials go to the pool when there are several cores
     assert run_stage(stage, params_file=tiny_params(tmp_path, stage)) == 0
     runs = Tracker(store).runs(f"gradlab/{stage}")
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
