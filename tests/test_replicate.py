@@ -58,8 +58,9 @@ def test_replicate_a_tiny_stage(store, tmp_path):
     done = gradlab("replicate", "input_grad", "--params", str(params))
     assert done.returncode == 0, done.stderr[-2000:]
     rep = json.loads((results / "input_grad" / "replication.json").read_text())
-    seed = json.loads((results / "replications" / "input_grad" / "stats.json").read_text())
-    assert rep["replication"]["seed"] == rep["original"]["seed"] + 1000 and seed
+    again = json.loads((results / "replications" / "input_grad" / "stats.json").read_text())
+    assert rep["replication"]["seed"] == rep["original"]["seed"] + 1000
+    assert again != json.loads(before)  # other seeds, other numbers: the replication really ran
     assert rep["verdicts_total"] == len(rep["verdicts"]) > 0
     assert (results / "input_grad" / "stats.json").read_bytes() == before  # the original is left alone
     # a rerun of the stage keeps the replication file (it names the stats.json it compared)

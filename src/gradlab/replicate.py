@@ -18,14 +18,13 @@ as a replication of older results. The report prints the verdict table per stage
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from gradlab.config import ConfigError, flatten
-from gradlab.report.replication import FILE
+from gradlab.report.replication import FILE, sha256
 
 OFFSET = 1000
 
@@ -81,10 +80,6 @@ def compare(original: dict, replication: dict, headline_keys: list[str]) -> dict
         "verdicts_not_replicated": sorted(k for k, v in verdicts.items() if not v["agree"]),
         "numbers": numbers,
     }
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_replicate(stage: str, params_file: str | Path = "params.yaml", offset: int = OFFSET, settings=None) -> int:

@@ -9,10 +9,15 @@ from pathlib import Path
 FILE = "replication.json"  # written by gradlab.replicate
 
 
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def stats_digest(results: Path, stage: str) -> str:
     """The first 12 hex digits of the SHA-256 of ``results/<stage>/stats.json`` (what a report was built from)."""
     path = results / stage / "stats.json"
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else "missing"
+    return sha256(path)[:12] if path.exists() else "missing"
 
 
 def load(folder: Path) -> dict | None:
@@ -22,7 +27,7 @@ def load(folder: Path) -> dict | None:
         return None
     data = json.loads(path.read_text())
     stats = folder / "stats.json"
-    digest = hashlib.sha256(stats.read_bytes()).hexdigest() if stats.exists() else None
+    digest = sha256(stats) if stats.exists() else None
     data["current"] = digest is not None and data.get("original", {}).get("stats_sha256") == digest
     return data
 

@@ -32,6 +32,7 @@ import platform
 import numpy as np
 
 from gradlab.stats import MIN_CI_N, bootstrap_mean_ci, sign_flip_test, t_mean_ci, verdict, verdict_p
+from gradlab.studies.pg.config import CORRECT_CORRELATION_KEYS
 from gradlab.studies.pg.trial import finite_mean, running_mean
 
 CURVE_WINDOW = 20  # episodes averaged per point of the learning curves
@@ -301,16 +302,7 @@ def aggregate(per_trial: list[dict], p, kind: str, updates: list[dict]) -> dict:
     }
     if "correct" in variants:
         c = variants["correct"]
-        for key in (
-            "loss_value_return_corr",
-            "loss_value_return_corr_ci_low",
-            "loss_value_return_corr_ci_high",
-            "loss_value_return_corr_detrended",
-            "loss_value_return_corr_detrended_ci_low",
-            "loss_value_return_corr_detrended_ci_high",
-            "loss_trend_corr",
-            "return_trend_corr",
-        ):
+        for key in CORRECT_CORRELATION_KEYS:
             metrics[key] = c[key]
     fixed = fixed_batch_metrics(per_trial, p.variants)
     if fixed:

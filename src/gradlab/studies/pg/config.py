@@ -144,6 +144,17 @@ QUESTION = (
 # the fractions of samples that moved the right way (real updates and probe), the loss-value correlation (raw and
 # detrended); the fixed-batch result; every verdict (flags: +1 / 0 / -1) and the seed counts beside them; the
 # reference policies. No per-seed lists (stats.json), no configuration counts.
+# the correct variant's loss-return correlation, copied to the top level of the metrics (analysis.py)
+CORRECT_CORRELATION_KEYS = (
+    "loss_value_return_corr",
+    "loss_value_return_corr_ci_low",
+    "loss_value_return_corr_ci_high",
+    "loss_value_return_corr_detrended",
+    "loss_value_return_corr_detrended_ci_low",
+    "loss_value_return_corr_detrended_ci_high",
+    "loss_trend_corr",
+    "return_trend_corr",
+)
 _PER_VARIANT = (
     "final_return_mean",
     "final_return_diff_vs_correct",
@@ -163,14 +174,7 @@ _COMMON = (
     "variants.pow.share_likely_adv_neg",
     "variants.correct.share_likely_adv_neg",
     "variants.abs.sum_negative_update_fraction",
-    "loss_value_return_corr",
-    "loss_value_return_corr_ci_low",
-    "loss_value_return_corr_ci_high",
-    "loss_value_return_corr_detrended",
-    "loss_value_return_corr_detrended_ci_low",
-    "loss_value_return_corr_detrended_ci_high",
-    "loss_trend_corr",
-    "return_trend_corr",
+    *CORRECT_CORRELATION_KEYS,
     "flags.*",
     "seed_counts.*",
 )
