@@ -97,11 +97,10 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
             "",
         ]
         lines += ["**Evidence.**", ""] + [f"- {e}" for e in sec.evidence] + [""]
-        for fig in sec.figures:
+        for fig in sec.figures:  # listed whether or not drawn yet: figures are DVC outputs, absent from a clone
             path = results / sec.stage / fig
-            if path.exists():
-                rel = Path("..") / path.relative_to(results.parent) if results.parent in path.parents else path
-                lines.append(f"![{sec.stage}: {Path(fig).stem}]({rel.as_posix()})")
+            rel = Path("..") / path.relative_to(results.parent) if results.parent in path.parents else path
+            lines.append(f"![{sec.stage}: {Path(fig).stem}]({rel.as_posix()})")
         lines += [
             "",
             f"**Conditions.** {conditions(sec.stage, params)}; read from `results/{sec.stage}/stats.json` "

@@ -54,9 +54,12 @@ def pg_pong(q: Quotes) -> Section:
         f"(95 % CI {q(s, 'reference.random_return_ci_low', '.3g')} to "
         f"{q(s, 'reference.random_return_ci_high', '.3g')}, {q(s, 'reference.random_games', 'd')} games).",
     ]
-    figures = ["figures/learning_curves.png", "figures/final_return_and_probe.png"]
-    if (q.results / s / "figures" / "logp_moves.png").exists():
-        figures += ["figures/logp_moves.png", "figures/loss_value.png"]
+    figures = [
+        "figures/learning_curves.png",
+        "figures/final_return_and_probe.png",
+        "figures/logp_moves.png",
+        "figures/loss_value.png",
+    ]
     for preset in ("pg_pong_win", "pg_pong_recipe"):
         if q.has(preset):
             evidence += _pong_preset_evidence(q, preset)
