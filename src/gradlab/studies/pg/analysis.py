@@ -468,9 +468,30 @@ def pong_flags(variants: dict) -> tuple[dict, dict]:
     return flags, counts
 
 
+_EVAL_KEYS = (
+    "eval_mean",
+    "eval_ci_low",
+    "eval_ci_high",
+    "eval_greedy_mean",
+    "eval_greedy_ci_low",
+    "eval_greedy_ci_high",
+)
+
+
 def win_metrics(per_trial: list[dict], p) -> dict:
-    """Per seed: whether and when the running mean of the last ``stop_window`` games went above ``stop_at_mean``."""
-    out = {"stop_at_mean": p.stop_at_mean, "stop_window": p.stop_window, "cap_games": p.updates * p.episodes_per_update}
+    """Per seed: whether and when it won. With ``evaluate_games``: the first checkpoint whose evaluation's 95 % CI
+    lies above 0 (training seconds until it, its score); otherwise the running mean of the last ``stop_window``
+    games going above ``stop_at_mean``. Also games and frames until the running mean reached ``progress_mean``."""
+    evaluated = bool(getattr(p, "evaluate_games", 0))
+    out = {
+        "rule": "evaluation" if evaluated else "training_mean",
+        "stop_at_mean": p.stop_at_mean,
+        "stop_window": p.stop_window,
+        "cap_games": p.updates * p.episodes_per_update,
+        "progress_mean": getattr(p, "progress_mean", None),
+    }
+    if evaluated:
+        out["evaluate_games"] = p.evaluate_games
     wins = []
     for t in per_trial:
         key = f"{t['variant']}__seed{t['seed']}"
@@ -480,10 +501,16 @@ def win_metrics(per_trial: list[dict], p) -> dict:
             "games_to_win": t["games_to_win"],
             "frames_to_win": t["frames_to_win"],
             "seconds_to_win": t["seconds_to_win"],
+            "games_to_progress": t.get("games_to_progress"),
+            "frames_to_progress": t.get("frames_to_progress"),
             "frames": t["frames"],
             "train_seconds": t["timing"]["train_seconds"],
             "frames_per_second": t["timing"]["frames_per_second"],
         }
+        if evaluated:
+            out[key] |= {k: t.get(k) for k in _EVAL_KEYS}
+            out[key]["evaluations"] = len([e for e in t["evaluations"] if not e["greedy"]])
+            out[key]["eval_seconds"] = t["eval_seconds"]
         wins.append(t)
     for v in p.variants:
         mine = [t for t in wins if t["variant"] == v]
@@ -495,8 +522,32 @@ def win_metrics(per_trial: list[dict], p) -> dict:
             "median_seconds_to_win": _median_or_none([t["seconds_to_win"] for t in mine]),
             "median_games_to_win": _median_or_none([t["games_to_win"] for t in mine]),
             "median_frames_to_win": _median_or_none([t["frames_to_win"] for t in mine]),
+            "median_games_to_progress": _median_or_none([t.get("games_to_progress") for t in mine]),
         }
     return out
+
+
+def evaluation_rows(results: list[dict]) -> list[dict]:
+    """One row per evaluation game: the trial, the checkpoint (update), sampled or greedy, the emulator, the score."""
+    rows = []
+    for r in results:
+        for ev in r.get("evaluations") or []:
+            per_env = len(ev["scores"]) // len(ev["env_seeds"])
+            for i, score in enumerate(ev["scores"]):
+                rows.append(
+                    {
+                        "variant": r["variant"],
+                        "seed": r["seed"],
+                        "update": ev["update"],
+                        "games_trained": ev["games_trained"],
+                        "train_seconds": ev["train_seconds"],
+                        "greedy": ev["greedy"],
+                        "game": i,
+                        "env_seed": ev["env_seeds"][i // per_env],
+                        "score": score,
+                    }
+                )
+    return rows
 
 
 def _median_or_none(xs: list) -> float | None:
@@ -616,7 +667,7 @@ def trial_rows(per_trial: list[dict]) -> list[dict]:
     """trials.csv: one row per trial, the fixed-batch numbers flattened."""
     rows = []
     for t in per_trial:
-        row = {k: x for k, x in t.items() if k not in ("timing", "fixed_batch")}
+        row = {k: x for k, x in t.items() if k not in ("timing", "fixed_batch", "evaluations")}
         row.update({f"fixed_batch_{k}": x for k, x in t.get("fixed_batch", {}).items()})
         rows.append(row)
     return rows

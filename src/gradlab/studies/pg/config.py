@@ -125,6 +125,33 @@ class PongWinParams(PongParams):
     stop_at_mean: float | None = Field(0.0, ge=-21.0, le=21.0)
     env_threads: int = Field(2, ge=0, le=256)
     workers: int = Field(1, ge=0, le=256)  # one trial at a time: each one has the whole machine
+    # An evaluated win (evaluation.py): with evaluate_games > 0, every evaluate_every updates once the running mean
+    # of the last stop_window games reached evaluate_from_mean, the frozen policy plays evaluate_games fresh games
+    # (evaluate_envs emulators at once, seeds training never uses); the trial stops at the first evaluation whose
+    # 95 % t interval of the mean score lies above 0. stop_at_mean must then be null (one stop rule).
+    evaluate_games: int = Field(0, ge=0, le=100_000)
+    evaluate_envs: int = Field(8, ge=1, le=256)
+    evaluate_every: int = Field(10, ge=1, le=1_000_000)
+    evaluate_from_mean: float = Field(-3.0, ge=-21.0, le=21.0)
+    evaluate_greedy: bool = True  # also evaluate the winning policy's most likely actions (reported, not the rule)
+    progress_mean: float = Field(-10.0, ge=-21.0, le=21.0)  # games and frames until the running mean reaches it
+
+    @model_validator(mode="after")
+    def _one_stop_rule(self):
+        if not self.evaluate_games:
+            return self
+        from gradlab.stats import MIN_CI_N
+
+        if self.stop_at_mean is not None:
+            raise ValueError("evaluate_games > 0 stops at the first winning evaluation: set stop_at_mean: null")
+        if self.evaluate_games < MIN_CI_N or self.evaluate_games % self.evaluate_envs:
+            raise ValueError(
+                f"evaluate_games must be at least {MIN_CI_N} and a multiple of evaluate_envs ({self.evaluate_envs}): "
+                "every emulator plays the same number of games"
+            )
+        if self.rollout != "stream":
+            raise ValueError("evaluate_games needs rollout: stream")
+        return self
 
 
 class PongRecipeParams(PongWinParams):

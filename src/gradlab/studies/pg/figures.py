@@ -92,15 +92,18 @@ def final_and_probe(ctx, per_trial: list[dict], metrics: dict, p, kind: str) -> 
 
 
 def win_curves(ctx, results: list[dict], p, metrics: dict) -> None:
-    """Running mean of the last ``stop_window`` games against games played, one line per seed, win marked."""
+    """Running mean of the last ``stop_window`` games against games played, one line per seed, win marked; with
+    evaluations, each checkpoint's evaluated mean score and 95 % CI at the game it was taken."""
     from gradlab.studies.pg.trial import running_mean
 
-    fig, (a, b) = plotting.figure(
-        f"Pong: when does the mean of the last {p.stop_window} games rise above {p.stop_at_mean:g}?",
-        ncols=2,
-        width=6.5,
-        height=4.5,
+    evaluated = bool(getattr(p, "evaluate_games", 0))
+    target = 0.0 if evaluated else p.stop_at_mean
+    question = (
+        f"Pong: when does a frozen policy score above 0 over {p.evaluate_games} fresh games (95 % CI)?"
+        if evaluated
+        else f"Pong: when does the mean of the last {p.stop_window} games rise above {p.stop_at_mean:g}?"
     )
+    fig, (a, b) = plotting.figure(question, ncols=2, width=6.5, height=4.5)
     for i, r in enumerate(results):
         colour = plotting.PALETTE[i % len(plotting.PALETTE)]
         e = r["episodes"]
@@ -111,22 +114,29 @@ def win_curves(ctx, results: list[dict], p, metrics: dict) -> None:
         a.plot(games, mean, color=colour, label=label)
         b.plot(minutes, mean, color=colour, label=label)
         g = r["stopped_at_game"]
-        if g > 0:
+        if g > 0 and not evaluated:
             a.plot(g, mean[g - 1], "o", color=colour)
             b.plot(minutes[g - 1], mean[g - 1], "o", color=colour)
+        for ev in r.get("evaluations") or []:
+            if ev["greedy"] or ev["ci_low"] is None:
+                continue
+            err = [[ev["mean"] - ev["ci_low"]], [ev["ci_high"] - ev["mean"]]]
+            style = {"fmt": "o" if ev["won"] else "x", "color": colour, "capsize": 2, "ms": 5}
+            a.errorbar(ev["games_trained"], ev["mean"], yerr=err, **style)
+            b.errorbar(ev["train_seconds"] / 60, ev["mean"], yerr=err, **style)
     ref = metrics["reference"]["random_return_mean"]
     for ax in (a, b):
-        ax.axhline(p.stop_at_mean, color="black", ls="--", lw=0.8, label=f"target ({p.stop_at_mean:g})")
+        ax.axhline(target, color="black", ls="--", lw=0.8, label=f"target ({target:g})")
         ax.axhline(ref, color="grey", ls=":", label="random actions")
-    plotting.label(
-        a,
-        "by games played (dot: first game above the target)",
-        "game",
-        f"mean return of the last {p.stop_window} games (points)",
+    marks = (
+        "x: a checkpoint's evaluation, o: the first that won (95 % CI)"
+        if evaluated
+        else "dot: first game above the target"
     )
+    plotting.label(a, f"by games played ({marks})", "game", f"mean return of the last {p.stop_window} games (points)")
     plotting.label(
         b,
-        "by training wall-clock time",
+        "by training wall-clock time (evaluations not counted)",
         "minutes of training",
         f"mean return of the last {p.stop_window} games (points)",
     )

@@ -158,7 +158,10 @@ class Reinforce(pl.LightningModule):
         self.fixed_probe_moves: dict = {}  # the probe's fractions on the first batch (probe.logp_moves)
         self.fixed_batch: dict = {}  # K optimiser steps on the first batch (fixed_batch_experiment)
         self.episodes: dict[str, list] = {"update": [], "return": [], "length": [], "frames": [], "seconds": []}
-        self.stopped_at_game = -1  # 1-based game at which the stop_at_mean criterion was first met
+        self.stopped_at_game = -1  # 1-based game at which the stop criterion (mean or evaluation) was first met
+        self.evaluations: list[dict] = []  # the frozen policy's evaluations (win presets: evaluation.py)
+        self.winner: dict | None = None  # the state_dict of the first policy whose evaluation won
+        self.training_seeds: list[int] = []  # every emulator seed training used (evaluations must not reuse one)
         self.updates: dict[str, list] = {k: [] for k in UPDATE_KEYS}
         self.seconds = 0.0
 
@@ -172,6 +175,7 @@ class Reinforce(pl.LightningModule):
         if isinstance(self.envs, PongStream):
             if not self.envs.started:  # a new trial, or a resumed one (its games start over)
                 self.envs.start(update_seed(self.seed, update))
+                self.training_seeds += [int(s) for s in self.envs.env_seeds]
             episodes = self.envs.play(self.policy.act, self.p.episodes_per_update)
         else:
             episodes = collect_episodes(
@@ -199,6 +203,35 @@ class Reinforce(pl.LightningModule):
                 self.stopped_at_game = end
                 return True
         return False
+
+    def evaluation_due(self) -> bool:
+        """Win presets with ``evaluate_games``: every ``evaluate_every`` updates once the running mean of the last
+        ``stop_window`` games reached ``evaluate_from_mean``, until an evaluation has won."""
+        p = self.p
+        if not getattr(p, "evaluate_games", 0) or self.stopped_at_game >= 0 or self.next_update % p.evaluate_every:
+            return False
+        r = self.episodes["return"]
+        return len(r) >= p.stop_window and float(np.mean(r[-p.stop_window :])) >= p.evaluate_from_mean
+
+    def evaluate_now(self) -> bool:
+        """Evaluate the policy as it is now (its time is not training time); True if it beat the built-in AI."""
+        from gradlab.studies.pg.evaluation import evaluate_pong
+
+        trained = {
+            "games_trained": len(self.episodes["return"]),
+            "frames_trained": int(sum(self.episodes["frames"])),
+            "train_seconds": self.seconds,
+        }
+        ev = {**evaluate_pong(self.policy, self.p, self.seed, self.next_update, False, self.training_seeds), **trained}
+        self.evaluations.append(ev)
+        if not ev["won"]:
+            return False
+        self.stopped_at_game = trained["games_trained"]
+        self.winner = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+        if self.p.evaluate_greedy:  # the same policy's most likely actions, reported beside it
+            greedy = evaluate_pong(self.policy, self.p, self.seed, self.next_update, True, self.training_seeds)
+            self.evaluations.append({**greedy, **trained})
+        return True
 
     # one update ---------------------------------------------------------------
     def losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +264,7 @@ class Reinforce(pl.LightningModule):
             torch.set_num_threads(1)
         self.next_update = update + 1
         self.seconds += time.perf_counter() - start
-        if self.stop_reached(first_new):
+        if self.stop_reached(first_new) or (self.evaluation_due() and self.evaluate_now()):
             self.trainer.should_stop = True
         if self.on_episodes is not None:
             self.on_episodes(self, first_new)
@@ -329,6 +362,9 @@ class Reinforce(pl.LightningModule):
             "fixed_probe_moves": self.fixed_probe_moves,
             "fixed_batch": self.fixed_batch,
             "stopped_at_game": self.stopped_at_game,
+            "evaluations": self.evaluations,
+            "winner": self.winner or {},
+            "training_seeds": self.training_seeds,
             "run_id": self.run_id,
             "finished": self.finished,
             "episodes": self.episodes,
@@ -358,6 +394,8 @@ class Reinforce(pl.LightningModule):
         self._opt_state = s["optimizer"]
         self.next_update, self.diverged_at, self.fixed_probe = s["next_update"], s["diverged_at"], s["fixed_probe"]
         self.stopped_at_game, self.run_id = s.get("stopped_at_game", -1), s.get("run_id")
+        self.evaluations, self.winner = s.get("evaluations", []), s.get("winner") or None
+        self.training_seeds = s.get("training_seeds", [])
         self.fixed_probe_moves, self.fixed_batch = s.get("fixed_probe_moves", {}), s.get("fixed_batch", {})
         self.episodes, self.updates, self.seconds = s["episodes"], s["updates"], s["seconds"]
         torch.set_rng_state(s["torch_rng"])

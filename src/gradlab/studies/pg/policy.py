@@ -36,6 +36,18 @@ class Policy(nn.Module):
         calls: for a few rows per step the module's calls cost more than the arithmetic. Sampling is
         inverse-CDF on the unnormalised softmax (one uniform per row).
         """
+        logits = self._logits(obs)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cum = np.cumsum(p, axis=1)
+        u = rng.random(p.shape[0]) * cum[:, -1]
+        return (u[:, None] > cum[:, :-1]).sum(axis=1)
+
+    @torch.no_grad()
+    def act_greedy(self, obs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The most likely action per row (the first one on a tie); ``rng`` is not used."""
+        return self._logits(obs).argmax(axis=1)
+
+    def _logits(self, obs: np.ndarray) -> np.ndarray:
         first, last = self.net[0], self.net[2]
         if obs.dtype == np.int8:
             w1t, w2t = self._transposed()
@@ -47,10 +59,7 @@ class Policy(nn.Module):
         else:
             h = torch.addmm(first.bias, torch.from_numpy(obs).float(), first.weight.t()).relu_()
             logits = torch.addmm(last.bias, h, last.weight.t()).numpy()
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        cum = np.cumsum(p, axis=1)
-        u = rng.random(p.shape[0]) * cum[:, -1]
-        return (u[:, None] > cum[:, :-1]).sum(axis=1)
+        return logits
 
     def _transposed(self) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous NumPy copies of both weight matrices, transposed; renewed when a weight changed in place

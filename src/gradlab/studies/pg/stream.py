@@ -100,6 +100,7 @@ class PongStream:
         """Reset every game (seeds drawn from ``seed``) and forget any game in progress."""
         root = np.random.SeedSequence([seed, 0x504F4E47])
         env_seeds = root.generate_state(self.num_envs) % 2**31
+        self.env_seeds = env_seeds  # each game's emulator seed (evaluation.check_disjoint compares them)
         self.rng = np.random.default_rng(root.spawn(1)[0])
         self.prev, self.obs = [], []
         for env, s in zip(self.envs, self.slices, strict=True):
@@ -153,6 +154,7 @@ class PongStream:
                     "actions": np.asarray(acts, dtype=np.int64),
                     "rewards": np.asarray(rew, dtype=np.float32),
                     "ended_at": time.perf_counter(),
+                    "env": i,  # the emulator that played it
                 }
             )
             self.steps[i] = ([], [], [])

@@ -66,6 +66,11 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     figures.loss_value(ctx, results, metrics, p, kind)
     if win:
         metrics["win"] = analysis.win_metrics(per_trial, p)
+        if getattr(p, "evaluate_games", 0):
+            ctx.write_csv("evaluation_games.csv", analysis.evaluation_rows(results))
+            for r in results:  # the first policy that beat the built-in AI: load with Policy.load_state_dict
+                if r["winner"]:
+                    save_policy(r["winner"], ctx.path(f"policies/{r['variant']}__seed{r['seed']}.pt"))
         figures.win_curves(ctx, results, p, metrics)
         ctx.write_text("summary.md", win_summary(metrics["win"], metrics, timing, p, ctx.stage))
     else:
@@ -100,6 +105,12 @@ def train(p, ctx, kind: str, workers: int) -> list[dict]:
     except BaseException:
         end_stray_children(ctx.tracker, ctx.experiment, ctx.parent.id, "FAILED")
         raise
+
+
+def save_policy(state: dict, path) -> None:
+    import torch
+
+    torch.save(state, path)
 
 
 def child_tags(ctx) -> dict:

@@ -346,30 +346,65 @@ def pong_verdicts(m: dict, p) -> list[str]:
 
 
 def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
-    """summary.md of the win presets: per seed, whether and when the running mean went above the target."""
+    """summary.md of the win presets: per seed, whether and when it beat the built-in AI (evaluated or by the
+    running training mean, as ``w['rule']`` says)."""
     recipe = "the question's recipe" if p.actions == "noop_up_down" else "vanilla REINFORCE"
+    evaluated = w.get("rule") == "evaluation"
+    if evaluated:
+        rule = " ".join(
+            [
+                f"Every {p.evaluate_every} updates, once the mean of the last {p.stop_window} training games reached",
+                f"{fmt(p.evaluate_from_mean)}, the frozen policy played {w['evaluate_games']} fresh games",
+                "(sampled actions, emulator seeds training never used); a trial stops at the first checkpoint whose",
+                "95 % t interval of the mean score lies above 0 (it beats the built-in AI),",
+                f"or at the cap of {w['cap_games']} games. Time to win is training seconds until that checkpoint;",
+                "evaluation time is reported apart.",
+            ]
+        )
+    else:
+        rule = (
+            f"Each trial stops at the end of the first game after which the mean return of the last {p.stop_window} "
+            f"games is above {fmt(w['stop_at_mean'])}"
+            f"{' (more points won than lost)' if w['stop_at_mean'] == 0 else ''}, "
+            f"or at the cap of {w['cap_games']} games."
+        )
     lines = [
         f"# {stage}: {recipe} against Pong's built-in AI",
         "",
-        f"Each trial stops at the end of the first game after which the mean return of the last {p.stop_window} "
-        f"games is above {fmt(w['stop_at_mean'])}{' (more points won than lost)' if w['stop_at_mean'] == 0 else ''}, "
-        "or at the cap of "
-        f"{w['cap_games']} games. Network: {80 // p.downsample}x{80 // p.downsample} frame difference, {p.hidden} "
+        f"{rule} Network: {80 // p.downsample}x{80 // p.downsample} frame difference, {p.hidden} "
         f"hidden units, actions {m['env']['actions']}, move cost {fmt(p.move_cost)}; {p.optimizer.name} lr "
         f"{p.optimizer.lr:g} decay {p.optimizer.decay:g}; {p.episodes_per_update} games per update; rollout "
         f"`{p.rollout}`. Uniform random actions score {fmt(m['reference']['random_return_mean'])} per game.",
         "",
-        "| trial | won | games to win | frames to win | minutes to win | games played | frames/s |",
-        "|---|---|---|---|---|---|---|",
     ]
+    progress = w.get("progress_mean")
+    head = ["trial", "won", "games to win", "frames to win", "minutes to win"]
+    if progress is not None:
+        head.append(f"games to a mean of {fmt(progress)}")
+    if evaluated:
+        head += ["evaluated mean (95 % CI), sampled", "greedy", "evaluations", "evaluation minutes"]
+    head += ["games played", "frames/s"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, t in w.items():
         if not (isinstance(t, dict) and "won" in t):
             continue
         minutes = None if t["seconds_to_win"] is None else t["seconds_to_win"] / 60
-        lines.append(
-            f"| {key} | {'yes' if t['won'] else 'no'} | {fmt(t['games_to_win'], 5)} | {fmt(t['frames_to_win'], 4)} "
-            f"| {fmt(minutes)} | {t['games']} | {fmt(t['frames_per_second'], 4)} |"
-        )
+        row = [key, "yes" if t["won"] else "no", fmt(t["games_to_win"], 5), fmt(t["frames_to_win"], 4), fmt(minutes)]
+        if progress is not None:
+            row.append(fmt(t.get("games_to_progress"), 5))
+        if evaluated:
+            row += [
+                f"{fmt(t['eval_mean'])} ({fmt(t['eval_ci_low'])} to {fmt(t['eval_ci_high'])})"
+                if t.get("eval_mean") is not None
+                else "n/a",
+                f"{fmt(t['eval_greedy_mean'])} ({fmt(t['eval_greedy_ci_low'])} to {fmt(t['eval_greedy_ci_high'])})"
+                if t.get("eval_greedy_mean") is not None
+                else "n/a",
+                str(t["evaluations"]),
+                fmt(t["eval_seconds"] / 60),
+            ]
+        row += [str(t["games"]), fmt(t["frames_per_second"], 4)]
+        lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for v in p.variants:
         s = w[v]
@@ -383,7 +418,13 @@ def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
         "",
         f"Wall-clock: training seconds of each trial, one trial at a time on the machine ({timing['machine']}); "
         "frames counted are those of finished games. Figures: `figures/win_curves.png`, "
-        "`figures/learning_curves.png`. Per-game returns: `episodes.csv` (`return_mean100` is the running mean).",
+        "`figures/learning_curves.png`. Per-game returns: `episodes.csv` (`return_mean100` is the running mean)."
+        + (
+            " Per-game evaluation scores: `evaluation_games.csv`; the winning policies: `policies/<trial>.pt` "
+            "(a `Policy` state_dict)."
+            if evaluated
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -156,12 +156,33 @@ def trial_summary(r: dict, p, kind: str) -> dict:
     }
     if kind == "cartpole":
         out["episodes_to_solve"] = episodes_to_solve(returns, p.solve_threshold, p.solve_window)
-    if getattr(p, "stop_at_mean", None) is not None:
+    evaluated = bool(getattr(p, "evaluate_games", 0))
+    if getattr(p, "stop_at_mean", None) is not None or evaluated:
         g = r["stopped_at_game"]
         out["won"] = g >= 0
         out["games_to_win"] = g if g >= 0 else None
         out["frames_to_win"] = int(sum(e["frames"][:g])) if g >= 0 else None
         out["seconds_to_win"] = float(e["seconds"][g - 1]) if g >= 0 else None
+        full = running_mean(returns, p.stop_window)[p.stop_window - 1 :] if returns else np.empty(0)
+        reached = np.flatnonzero(full >= p.progress_mean)
+        k = int(reached[0]) + p.stop_window if reached.size else None
+        out["games_to_progress"] = k  # games until the running mean of stop_window games reached progress_mean
+        out["frames_to_progress"] = int(sum(e["frames"][:k])) if k else None
+    if evaluated:
+        evals = [{k: v for k, v in ev.items() if k not in ("scores", "env_seeds")} for ev in r["evaluations"]]
+        won = [ev for ev in evals if ev["won"] and not ev["greedy"]]
+        if won:  # the winning checkpoint: training seconds until it (evaluations excluded), its score
+            out["seconds_to_win"] = won[0]["train_seconds"]
+            out["frames_to_win"] = won[0]["frames_trained"]
+            out["eval_mean"], out["eval_ci_low"], out["eval_ci_high"] = (
+                won[0][k] for k in ("mean", "ci_low", "ci_high")
+            )
+        greedy = [ev for ev in evals if ev["greedy"]]
+        if greedy:
+            out["eval_greedy_mean"] = greedy[0]["mean"]
+            out["eval_greedy_ci_low"], out["eval_greedy_ci_high"] = greedy[0]["ci_low"], greedy[0]["ci_high"]
+        out["evaluations"] = evals
+        out["eval_seconds"] = float(sum(ev["seconds"] for ev in evals))
     return out
 
 
@@ -272,9 +293,13 @@ def log_trial_curves(run, module, s: dict) -> None:
         "train/diverged": float(s["diverged_at_update"] is not None),
         "train/frames": float(s["frames"]),
     }
-    for key in ("episodes_to_solve", "games_to_win", "frames_to_win", "seconds_to_win"):
+    for key in ("episodes_to_solve", "games_to_win", "frames_to_win", "seconds_to_win", "games_to_progress"):
         if s.get(key) is not None:
             final[f"eval/{key}"] = s[key]
+    sampled = [ev for ev in s.get("evaluations", []) if not ev["greedy"]]
+    if sampled:  # each checkpoint's evaluation (sampled actions), at the update it was taken
+        run.log_curve("eval/checkpoint_mean", [ev["mean"] for ev in sampled], [ev["update"] for ev in sampled])
+        final["eval/seconds"] = s["eval_seconds"]
     run.log_metrics({k: v for k, v in final.items() if v is not None and math.isfinite(v)})
 
 
@@ -307,6 +332,8 @@ def run_trial(spec: TrialSpec) -> dict:
             "updates": module.updates,
             "diverged_at": module.diverged_at,
             "stopped_at_game": module.stopped_at_game,
+            "evaluations": module.evaluations,
+            "winner": module.winner,
             "fixed_probe": module.fixed_probe,
             "fixed_probe_moves": module.fixed_probe_moves,
             "fixed_batch": module.fixed_batch,
