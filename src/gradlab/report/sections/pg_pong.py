@@ -85,16 +85,30 @@ def pg_pong(q: Quotes) -> Section:
 
 def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
     win = q.metrics(s)["win"]
+    evaluated = win.get("rule") == "evaluation"
     out = []
     for key, t in win.items():
         if not (isinstance(t, dict) and "won" in t):
             continue
-        if t["won"]:
+        if t["won"] and evaluated:
+            out.append(
+                f"`{s}` {key}: the first checkpoint whose {q(s, 'win.evaluate_games', 'd')} fresh games scored above "
+                f"0 (mean {q(s, f'win.{key}.eval_mean', '.2f')}, 95 % CI {q(s, f'win.{key}.eval_ci_low', '.2f')} to "
+                f"{q(s, f'win.{key}.eval_ci_high', '.2f')}) came after {q(s, f'win.{key}.games_to_win', 'd')} "
+                f"training games ({q(s, f'win.{key}.frames_to_win', '.3g')} frames, "
+                f"{q(s, f'win.{key}.seconds_to_win', '.0f')} s of training)."
+            )
+        elif t["won"]:
             out.append(
                 f"`{s}` {key}: the mean of the last {q(s, 'win.stop_window', 'd')} games passed "
                 f"{q(s, 'win.stop_at_mean', 'g')} after {q(s, f'win.{key}.games_to_win', 'd')} games "
                 f"({q(s, f'win.{key}.frames_to_win', '.3g')} frames, {q(s, f'win.{key}.seconds_to_win', '.0f')} s "
-                "of training)."
+                "of training; a training mean, not an evaluation)."
+            )
+        elif evaluated:
+            out.append(
+                f"`{s}` {key}: no evaluated checkpoint scored above 0 within {q(s, f'win.{key}.games', 'd')} "
+                "training games (the cap)."
             )
         else:
             out.append(
