@@ -108,6 +108,26 @@ def sweep(
 
 
 @app.command()
+def tune(
+    space: str = typer.Argument(..., help="Search-space file (YAML; docs/tune.md)."),
+    trials: int = typer.Option(None, "--trials", help="Trial budget (default: the file's trials)."),
+    workers: int = typer.Option(None, "--workers", help="Trials at once (default: the number of cores)."),
+    backend: str = typer.Option("local", "--backend", help="local (process pool) or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join: auto or ray://HOST:10001."),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default: results/tune/NAME/study.db)."),
+    objective: str = typer.Option(None, "--objective", help="Dotted metrics key to optimise (overrides the file)."),
+    direction: str = typer.Option(None, "--direction", help="minimize or maximize (overrides the file)."),
+    name: str = typer.Option(None, "--name", help="Study name (default: the file's name, else the stage)."),
+    params: str = typer.Option("params.yaml", "--params", help="Parameter file (a new study's base values)."),
+) -> None:
+    """Search a stage's parameters with Optuna and pruning (results/tune/NAME, one MLflow parent run); rerun to
+    continue an interrupted study."""
+    from gradlab.tune.command import tune as run_tune
+
+    raise typer.Exit(run_tune(space, trials, workers, backend, address, storage, params, objective, direction, name))
+
+
+@app.command()
 def replicate(
     stage: str = typer.Argument(..., help="Stage to replicate (see `gradlab stages`)."),
     offset: int = typer.Option(1000, "--offset", help="The independent seed block starts at the stage's seed + this."),
