@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gradlab.tune.report import report as tune_report
+
 LIVE_EVERY = 5.0  # seconds between two batches of streamed curve points
 EARLY_UPDATES = 20  # the fractions are also reported over a trial's first updates (while it is still learning)
 RUNNING_WINDOW = 100  # games in the running mean (Pong's "solved" criterion uses the last 100 games)
@@ -239,6 +241,7 @@ class _Live:
             self.bar.update(n - first_new)
         if self.run is not None and time.monotonic() - self.last_flush >= LIVE_EVERY:
             self.send(module)
+        tune_report(n, running_mean(e["return"][-RUNNING_WINDOW:])[-1] if n else math.nan)  # gradlab tune: may prune
 
     def send(self, module) -> None:
         """Stream the games not yet sent, stamped with the real time each one ended."""
