@@ -487,7 +487,7 @@ def win_metrics(per_trial: list[dict], p) -> dict:
         "rule": "evaluation" if evaluated else "training_mean",
         "stop_at_mean": p.stop_at_mean,
         "stop_window": p.stop_window,
-        "cap_games": p.updates * p.episodes_per_update,
+        "cap_games": min(p.updates * p.episodes_per_update, getattr(p, "max_games", None) or 10**12),
         "progress_mean": getattr(p, "progress_mean", None),
     }
     if evaluated:

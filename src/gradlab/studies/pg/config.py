@@ -135,6 +135,7 @@ class PongWinParams(PongParams):
     evaluate_from_mean: float = Field(-3.0, ge=-21.0, le=21.0)
     evaluate_greedy: bool = True  # also evaluate the winning policy's most likely actions (reported, not the rule)
     progress_mean: float = Field(-10.0, ge=-21.0, le=21.0)  # games and frames until the running mean reaches it
+    max_games: int | None = Field(None, ge=1, le=10_000_000)  # a cap in games (None: updates x episodes_per_update)
 
     @model_validator(mode="after")
     def _one_stop_rule(self):

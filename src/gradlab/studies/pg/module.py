@@ -204,6 +204,10 @@ class Reinforce(pl.LightningModule):
                 return True
         return False
 
+    def games_cap_reached(self) -> bool:
+        cap = getattr(self.p, "max_games", None)
+        return cap is not None and len(self.episodes["return"]) >= cap
+
     def evaluation_due(self) -> bool:
         """Win presets with ``evaluate_games``: every ``evaluate_every`` updates once the running mean of the last
         ``stop_window`` games reached ``evaluate_from_mean``, until an evaluation has won."""
@@ -264,7 +268,7 @@ class Reinforce(pl.LightningModule):
             torch.set_num_threads(1)
         self.next_update = update + 1
         self.seconds += time.perf_counter() - start
-        if self.stop_reached(first_new) or (self.evaluation_due() and self.evaluate_now()):
+        if self.stop_reached(first_new) or (self.evaluation_due() and self.evaluate_now()) or self.games_cap_reached():
             self.trainer.should_stop = True
         if self.on_episodes is not None:
             self.on_episodes(self, first_new)
@@ -348,7 +352,12 @@ class Reinforce(pl.LightningModule):
     # checkpoints --------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return self.next_update >= self.p.updates or self.diverged_at >= 0 or self.stopped_at_game >= 0
+        return (
+            self.next_update >= self.p.updates
+            or self.diverged_at >= 0
+            or self.stopped_at_game >= 0
+            or self.games_cap_reached()
+        )
 
     def state(self) -> dict:
         return {
