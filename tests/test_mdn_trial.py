@@ -9,7 +9,7 @@ import torch
 
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
-from gradlab.studies.mdn.module import MDNTrial, batch_order, classify
+from gradlab.studies.mdn.module import MDNTrial, batch_order
 from gradlab.studies.mdn.trial import TrialSpec, build, run_trial, trial_specs
 
 TINY = {
@@ -83,17 +83,6 @@ def test_an_underflowed_weight_in_training_is_classified_finite_loss_nan_grad():
             assert module.cause == "log_of_underflowed_weight" and module.event_loss_finite
         else:
             assert module.watch.first is None, (mixture, module.watch.first)
-
-
-def test_classify_orders_the_causes():
-    kw = {"input_finite": True, "sigma_positive": True, "weight_zero": False, "loss_finite": True, "mixture": "logits"}
-    assert classify("activation:body.0", **(kw | {"input_finite": False})) == "nonfinite_input"
-    assert classify("component_logdensity", **(kw | {"sigma_positive": False, "loss_finite": False})) == "zero_scale"
-    assert classify("grad:head.weight", **(kw | {"weight_zero": True, "mixture": "probs_log"})) == (
-        "log_of_underflowed_weight"
-    )
-    assert classify("grad:head.weight", **kw) == "gradient_overflow"
-    assert classify("weight:head.weight", **kw) == "weight_overflow"
 
 
 def test_stable_formulation_survives_and_learns_a_little():

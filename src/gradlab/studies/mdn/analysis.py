@@ -21,37 +21,8 @@ from collections import Counter
 import numpy as np
 from scipy import stats as sps
 
+from gradlab.doctor.causes import CAUSES
 from gradlab.stats import bootstrap_mean_ci, compare, sign_flip_test, t_mean_ci, verdict_p, wilson
-
-# symptom -> cause -> fix, for the causes a trial or the independent check can show
-FIXES = {
-    "log_of_underflowed_weight": (
-        "log of a mixing weight that underflowed to exactly 0 (TFP's Categorical(probs=) takes log(probs))",
-        "pass logits: Categorical(logits=...) / gradlab nll(logits, ...), or nll(probs=...) (safe)",
-    ),
-    "nonfinite_input": (
-        "a non-finite number in the batch (a 0/0 from scaling, a missing value)",
-        "assert torch.isfinite(x).all() per batch; NonFiniteWatch names the first non-finite activation; "
-        "torch.autograd.detect_anomaly() names the backward op",
-    ),
-    "zero_scale": (
-        "a scale of exactly 0 (relu, or exp underflow): the Normal log-density is 0/0",
-        "sigma_from(raw, 'softplus') (softplus + eps); nll() refuses sigma <= 0",
-    ),
-    "bn_running_stats": (
-        "BatchNorm running statistics: updated by every forward pass in train mode, even at lr 0; one "
-        "non-finite batch makes them NaN for good",
-        "fix the inputs; after a bad batch, module.reset_running_stats(); evaluate in eval mode to see it",
-    ),
-    "probability_underflow": (
-        "a mixture computed in probability space underflows (log 0)",
-        "stay in log space: log_softmax + logsumexp",
-    ),
-    "gradient_overflow": ("a finite loss with an overflowing gradient", "lower the learning rate; clip gradients"),
-    "weight_overflow": ("the update made a weight overflow", "lower the learning rate"),
-    "loss_overflow": ("the loss overflowed", "lower the learning rate; check the targets' scale"),
-    "other": ("not classified", "inspect NonFiniteWatch.first"),
-}
 
 
 def _rate(k: int, n: int) -> dict:
@@ -213,7 +184,11 @@ def cause_of(r: dict) -> str:
 
 def symptom_table(rows: list[dict], independent: dict) -> list[dict]:
     """symptom -> cause -> fix, one row per (symptom, cause) seen in the trials, with counts; the underflowed
-    weight also from the independent check when no trial showed it."""
+    weight also from the independent check when no trial showed it.
+
+    The symptom is what the trial showed; the cause is the NaN doctor's (:func:`gradlab.doctor.diagnose` on the
+    trial's first non-finite step), its explanation and fix the doctor's table (:data:`gradlab.doctor.CAUSES`).
+    """
     seen = Counter()
     lr0, lrpos = Counter(), Counter()
     for r in rows:
@@ -227,8 +202,8 @@ def symptom_table(rows: list[dict], independent: dict) -> list[dict]:
         {
             "symptom": s,
             "cause": c,
-            "explanation": FIXES[c][0],
-            "fix": FIXES[c][1],
+            "explanation": CAUSES[c].why,
+            "fix": CAUSES[c].fix,
             "trials": n,
             "trials_lr0": lr0[(s, c)],
             "trials_lr_positive": lrpos[(s, c)],
@@ -242,8 +217,8 @@ def symptom_table(rows: list[dict], independent: dict) -> list[dict]:
             {
                 "symptom": "finite loss, NaN gradient, then NaN weights",
                 "cause": c,
-                "explanation": FIXES[c][0],
-                "fix": FIXES[c][1],
+                "explanation": CAUSES[c].why,
+                "fix": CAUSES[c].fix,
                 "trials": 0,
                 "trials_lr0": 0,
                 "trials_lr_positive": 0,

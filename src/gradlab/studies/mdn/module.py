@@ -33,6 +33,14 @@ class MDN(nn.Module):
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, 3 * components)
         self.k, self.sigma_kind, self.sigma_eps = components, sigma, sigma_eps
+        self.config = {
+            "hidden": hidden,
+            "layers": layers,
+            "components": components,
+            "sigma": sigma,
+            "batchnorm": batchnorm,
+            "sigma_eps": sigma_eps,
+        }  # to build a twin
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.head(self.body(x.reshape(-1, 1)))
@@ -56,47 +64,6 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> torch.Tensor:
     return torch.cat(rows)[:steps]
 
 
-CAUSES = (
-    "nonfinite_input",
-    "zero_scale",
-    "log_of_underflowed_weight",
-    "probability_underflow",
-    "gradient_overflow",
-    "weight_overflow",
-    "loss_overflow",
-    "other",
-)
-
-
-def classify(
-    event_what: str, *, input_finite: bool, sigma_positive: bool, weight_zero: bool, loss_finite: bool, mixture: str
-) -> str:
-    """The cause of a trial's first non-finite value, from what the step's batch and tensors looked like.
-
-    In order: a non-finite number in the batch's inputs or targets (``nonfinite_input``); a scale of
-    exactly 0 (``zero_scale``: the Normal log-density is 0/0); a finite loss with a NaN gradient while a
-    mixing weight was exactly 0 on the asker's path (``log_of_underflowed_weight``: log(0) = -inf, its
-    backward 0/0); a probability-space density that underflowed (``probability_underflow``); otherwise a
-    finite loss with an overflowing gradient, a weight that overflowed in the update, a loss that
-    overflowed, or ``other``.
-    """
-    if not input_finite:
-        return "nonfinite_input"
-    if not sigma_positive:
-        return "zero_scale"
-    if loss_finite and event_what.startswith("grad") and weight_zero and mixture == "probs_log":
-        return "log_of_underflowed_weight"
-    if mixture == "density" and event_what.split(":")[0] in ("mixture_logdensity", "grad", "component_density"):
-        return "probability_underflow"
-    if loss_finite and event_what.startswith("grad"):
-        return "gradient_overflow"
-    if event_what.startswith("weight"):
-        return "weight_overflow"
-    if not loss_finite:
-        return "loss_overflow"
-    return "other"
-
-
 class MDNTrial(pl.LightningModule):
     """Train ``net`` on (x, y) with one NLL formulation; record losses, the first non-finite value and its cause.
 
@@ -105,6 +72,15 @@ class MDNTrial(pl.LightningModule):
     Every step also notes, without a device sync, whether some mixing weight of the batch was
     exactly 0 (softmax underflow) and the largest logit gap of the batch.
 
+    The cause of the first non-finite value comes from the NaN doctor (:func:`gradlab.doctor.diagnose`):
+    the step is replayed op by op on the same batch and the same weights, and :attr:`report` keeps the
+    doctor's :class:`~gradlab.doctor.NonFiniteReport`. A value first seen in the loss or the gradients is
+    replayed after the step's backward pass, before its update (forward, loss, backward; the weights and the
+    optimizer state are still the step's own, and the replay leaves them, the gradients, the buffers and the
+    RNG as they were). A value first seen in the weights after the update is replayed on a twin trained from
+    the initial weights up to that step (the loop is deterministic), with the optimizer step: no copy of the
+    weights is kept on the way, so a trial that stays finite pays nothing for it.
+
     :meth:`fit` trains it with Lightning Fabric in the Trainer's automatic-optimisation order
     (the study's path: a trial's steps take ~1 ms, and the Trainer's per-step hooks would add
     about half again). ``gradlab.training.fit(module, steps)`` runs the same hooks under the
@@ -112,7 +88,17 @@ class MDNTrial(pl.LightningModule):
     """
 
     def __init__(
-        self, net: MDN, x, y, order, mixture: str, target_shape: str, optimizer: str, lr: float, loss_clip: float = 0.0
+        self,
+        net: MDN,
+        x,
+        y,
+        order,
+        mixture: str,
+        target_shape: str,
+        optimizer: str,
+        lr: float,
+        loss_clip: float = 0.0,
+        diagnose: bool = True,
     ):
         super().__init__()
         self.net = net
@@ -127,32 +113,102 @@ class MDNTrial(pl.LightningModule):
         self.weight_zero = torch.zeros(n, dtype=torch.bool)  # some mixing weight of the batch exactly 0
         self.logit_gap = torch.zeros(n, dtype=torch.float64)  # the batch's largest max-min logit gap
         self.cause: str | None = None
+        self.report = None  # the doctor's NonFiniteReport of the first non-finite value
         self.event_loss_finite: bool | None = None
-        self._step_refs: tuple | None = None
+        self._step_refs: tuple[int, bool] | None = None  # (step, loss finite) of the current step
+        self._diagnose = diagnose
+        # the initial weights and buffers: a twin replays a step whose update made the weights non-finite
+        self._state0 = {k: v.detach().clone() for k, v in net.state_dict().items()} if diagnose else None
+        self._grad_clip = 0.0
+        self._loop: tuple | None = None  # (fabric, model, optimizer) of :meth:`fit`
         # at lr = 0, have the weights moved at all before the first non-finite value? (they should not)
         self._w0 = [p.detach().clone() for p in net.parameters()] if lr == 0.0 else None
         self.drift_at_event: float | None = None
 
-    def _after_check(self) -> None:
-        """Once the first non-finite value is known: the weights' drift (lr 0) and the cause."""
+    def _after_check(self, replay: bool = True) -> None:
+        """Once the first non-finite value is known: the weights' drift (lr 0) and the doctor's cause.
+
+        ``replay=False`` (right after the forward pass): note the drift now and leave the doctor's replay to the
+        next check, after the step's own backward pass (the replay must not touch buffers that the step's
+        autograd graph still holds, BatchNorm's running statistics).
+        """
         first = self.watch.first
         if first is None or self.cause is not None:
             return
-        if self._w0 is not None:
-            with torch.no_grad():
-                self.drift_at_event = max(
-                    float((p - w).abs().max()) for p, w in zip(self.net.parameters(), self._w0, strict=True)
-                )
-        xb, yb, sigma, step, loss_finite = self._step_refs
-        self.event_loss_finite = loss_finite
-        self.cause = classify(
-            first.label,
-            input_finite=bool(torch.isfinite(xb).all()) and bool(torch.isfinite(yb).all()),
-            sigma_positive=bool((sigma > 0).all()),
-            weight_zero=bool(self.weight_zero[step]),
-            loss_finite=loss_finite,
-            mixture=self.mixture,
+        if self.event_loss_finite is None:
+            step, self.event_loss_finite = self._step_refs
+            if self._w0 is not None:
+                with torch.no_grad():
+                    self.drift_at_event = max(
+                        float((p - w).abs().max()) for p, w in zip(self.net.parameters(), self._w0, strict=True)
+                    )
+        if not replay:
+            return
+        if not self._diagnose:
+            self.cause = "other"
+            return
+        self.report = self.diagnose_step(self._step_refs[0], update=first.what == "weight")
+        self.cause = self.report.cause if self.report is not None else "other"
+
+    def diagnose_step(self, step: int, update: bool = False):
+        """The NaN doctor's report of ``step`` replayed op by op (None when the replay stays finite).
+
+        ``update=False``: forward, loss and backward on the current weights (the step's own: the check
+        that fired came before its update). ``update=True``: the update made the weights non-finite, so
+        the step is replayed with its optimizer step on a twin brought to the weights before it.
+        """
+        from gradlab.doctor import diagnose
+
+        if not update:
+            return diagnose(self.replay_step, step, step=step, skip_gradlab=False, keep_state=self.net)
+        with torch.random.fork_rng(devices=[]):
+            twin = self.twin(step)
+            return diagnose(twin.replay_step, step, True, step=step, skip_gradlab=False, keep_state=twin.net)
+
+    def twin(self, step: int) -> MDNTrial:
+        """A copy of this trial trained from the initial weights for ``step`` steps: the state before ``step``."""
+        net = MDN(**self.net.config)
+        net.load_state_dict(self._state0)
+        twin = MDNTrial(
+            net,
+            self.x,
+            self.y,
+            self.order,
+            self.mixture,
+            self.target_shape,
+            self.optimizer_name,
+            self.lr,
+            self.loss_clip,
+            diagnose=False,
         )
+        twin.fit(step, self._grad_clip)
+        return twin
+
+    def replay_step(self, step: int, update: bool = False) -> torch.Tensor:
+        """Step ``step`` again, as :meth:`fit` runs it, without the watch: forward, loss, zero_grad,
+        backward and, when ``update``, gradient clipping and the optimizer step (of :meth:`fit`'s loop)."""
+        loss = self.step_loss(self.order[step])
+        if not update:
+            for p in self.net.parameters():
+                p.grad = None
+            loss.backward()
+            return loss
+        fabric, model, optimizer = self._loop
+        optimizer.zero_grad()
+        fabric.backward(loss)
+        if self._grad_clip:
+            fabric.clip_gradients(model, optimizer, max_norm=self._grad_clip, error_if_nonfinite=False)
+        # one in-place update per parameter instead of the fused _foreach_ one (the same numbers): the doctor's
+        # tracer reads a fused update that makes several parameters non-finite as weights that already were
+        foreach = [g.get("foreach") for g in optimizer.param_groups]
+        for g in optimizer.param_groups:
+            g["foreach"] = False
+        try:
+            optimizer.step()
+        finally:
+            for g, f in zip(optimizer.param_groups, foreach, strict=True):
+                g["foreach"] = f
+        return loss
 
     def step_loss(self, idx: torch.Tensor, record=None, step: int | None = None) -> torch.Tensor:
         xb, yb = self.x[idx], self.y[idx]
@@ -162,15 +218,15 @@ class MDNTrial(pl.LightningModule):
                 lg = logits.detach()
                 self.weight_zero[step] = (torch.softmax(lg, dim=-1) == 0).any()
                 self.logit_gap[step] = (lg.max(-1).values - lg.min(-1).values).max()
-            self._step_refs = (xb, yb, sigma.detach(), step, True)
+            self._step_refs = (step, True)
         return mixture_loss(logits, mu, sigma, yb, self.mixture, self.target_shape, record, self.loss_clip)
 
     def training_step(self, batch, batch_idx):
         self.watch.begin(batch_idx)
         loss = self.step_loss(self.order[batch_idx], self.watch.record, step=batch_idx)
         finite = self.watch.check_loss(loss)
-        self._step_refs = (*self._step_refs[:4], finite)
-        self._after_check()
+        self._step_refs = (batch_idx, finite)
+        self._after_check(replay=False)
         self.losses.append(float(loss.detach()))
         return loss
 
@@ -180,6 +236,8 @@ class MDNTrial(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         ok = self.watch.check_weights(self.net)
+        if not ok and self.cause is None:
+            self._grad_clip = float(self.trainer.gradient_clip_val or 0.0)  # the Trainer's clipping, for the twin
         self._after_check()
         if not ok:
             self.trainer.should_stop = True
@@ -196,6 +254,7 @@ class MDNTrial(pl.LightningModule):
         """
         fabric = make_fabric()
         model, optimizer = fabric.setup(self, self.configure_optimizers())
+        self._grad_clip, self._loop = grad_clip, (fabric, model, optimizer)
         for step in range(min(steps, len(self.order))):
             loss = self.training_step(step, step)
             optimizer.zero_grad()

@@ -9,7 +9,8 @@ The plan, top to bottom:
    logits path beside it; outliers as a separate condition. lr 0 (``lr0``): clean or non-finite
    inputs, BatchNorm, SGD/Adam, a scale that can be 0. Each trial trains an MDN through Lightning
    Fabric on a worker; a :class:`gradlab.forensics.NonFiniteWatch` records the first non-finite
-   tensor and step, and the trial classifies its cause. A diverged trial is a result, never a crash.
+   tensor and step, and the NaN doctor (``gradlab.doctor.diagnose``) replays that step op by op and names its
+   cause. A diverged trial is a result, never a crash.
 3. The stable loss learns (``stable``): logits + softplus with K components vs a single Gaussian
    vs the marginal, over seeds, with the fitted conditional densities.
 4. Analysis (counts, Wilson intervals, exact tests), the symptom -> cause -> fix table, figures, summary.

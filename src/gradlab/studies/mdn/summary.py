@@ -158,12 +158,13 @@ def summary(m: dict, p: MdnParams) -> str:
     for t in m["symptoms"]:
         src = "" if t["source"] == "trials" else f" [{t['source']}]"
         lines.append(
-            f"| {t['symptom']} | {t['explanation']}{src} | {t['trials']} ({t['trials_lr0']} / "
+            f"| {t['symptom']} | `{t['cause']}`: {t['explanation']}{src} | {t['trials']} ({t['trials_lr0']} / "
             f"{t['trials_lr_positive']}) | {t['fix']} |"
         )
     lines += [
         "",
-        "Every NaN trial has a recorded first non-finite tensor and cause: "
+        "Every NaN trial has a recorded first non-finite tensor and a cause from the NaN doctor "
+        "(`gradlab.doctor.diagnose`, the trial's first non-finite step replayed op by op): "
         + ("yes." if fl["every_nan_trial_has_cause"] else "NO."),
         "",
         "## The stable loss learns",
