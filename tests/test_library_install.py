@@ -63,6 +63,7 @@ def test_the_pipeline_extra_is_pinned_exactly_by_constraints_and_matches_this_en
         installed = metadata.version(n).split("+")[0]
         assert pins[n] == installed, f"{n}: constraints.txt pins {pins[n]}, installed {installed}"
     makefile = (ROOT / "Makefile").read_text()
+    assert "uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[pipeline,dev]'" in makefile
     assert "pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[pipeline,dev]'" in makefile
 
 
