@@ -79,9 +79,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# name -> the modules that define it, tried in order (the first that has it wins). soft_spearman and
-# rank_scale are moving from spearman/module.py (which imports Lightning) into softrank.py; until they
-# have moved, the second entry keeps the name working where Lightning is installed.
+# name -> the module that defines it (a tuple: the modules tried in order, the first that has it wins).
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "make_rule": ("gradlab.studies.gd.rules",),
     "find_lr_threshold": ("gradlab.studies.gd.threshold",),
@@ -99,8 +97,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "diagnose_script": ("gradlab.doctor.script",),
     "nan_causes": ("gradlab.doctor.causes",),
     "soft_rank": ("gradlab.studies.spearman.softrank",),
-    "soft_spearman": ("gradlab.studies.spearman.softrank", "gradlab.studies.spearman.module"),
-    "rank_scale": ("gradlab.studies.spearman.softrank", "gradlab.studies.spearman.module"),
+    "soft_spearman": ("gradlab.studies.spearman.softrank",),
+    "rank_scale": ("gradlab.studies.spearman.softrank",),
     "discounted_returns": ("gradlab.studies.pg.returns",),
     "standardize": ("gradlab.studies.pg.returns",),
     "policy_loss": ("gradlab.studies.pg.losses",),

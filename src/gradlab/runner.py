@@ -32,16 +32,12 @@ from gradlab.context import StageContext, to_jsonable, write_json
 from gradlab.headline import headline
 from gradlab.numerics import check, pin_environment, pin_runtime
 from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, refuse, sigterm_raises
-from gradlab.settings import Settings, active, current
+from gradlab.settings import Settings, active
 from gradlab.tracking import TrackingError, open_tracker, params_hash, stage_run_name, standard_tags
 
 pin_environment()  # `python pipelines/<stage>.py` imports this module first, before NumPy (gradlab.numerics)
 
-__all__ = ["ExitCode", "Terminated", "guarded", "main", "publish", "resolve_params", "results_dir", "run_stage"]
-
-# the names other modules used before gradlab.process existed
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT
-EXIT_SIGINT, EXIT_SIGTERM = ExitCode.INTERRUPTED, ExitCode.TERMINATED
+__all__ = ["ExitCode", "Terminated", "guarded", "main", "publish", "resolve_params", "run_stage"]
 
 
 def seed_everything(seed: int) -> None:
@@ -81,11 +77,6 @@ def resolve_params(stage: str, sets: Sequence[str] = (), params_file: str | Path
             raise ConfigError(key, f"overrides must start with the stage name '{stage}.'")
     raw = apply_overrides(load_yaml(Path(params_file)), list(sets))
     return validate_section(stage, spec.params, raw.get(stage))
-
-
-def results_dir() -> Path:
-    """``GRADLAB_RESULTS``, else ``results/`` of the working directory (DVC runs each stage from the repo root)."""
-    return current().results
 
 
 def run_stage(
