@@ -136,6 +136,11 @@ def op_name(func) -> str:
     return name
 
 
+def _same_length_list(obj, like: list) -> bool:
+    """A list of tensors paired index by index with ``like`` (the other lists of a ``_foreach_`` op)."""
+    return isinstance(obj, list | tuple) and len(obj) == len(like) and all(isinstance(x, torch.Tensor) for x in obj)
+
+
 def _tensors(obj, out: list) -> list:
     if isinstance(obj, torch.Tensor):
         out.append(obj)
@@ -309,25 +314,34 @@ class OpTracer(TorchFunctionMode):
         for t in inputs:
             if t not in self.produced and t not in self.checked:
                 self._check_external(t, name)
-        inplace = name.endswith("_") and not name.startswith("_")
-        target = inputs[0] if inplace and inputs else None
+        foreach = name.startswith("_foreach_") and name.endswith("_")  # in place on every tensor of its first list
+        inplace = name.endswith("_") and (foreach or not name.startswith("_"))
+        if foreach:
+            targets = [t for t in _tensors(args[0], []) if is_float(t)]
+        else:
+            targets = [inputs[0]] if inplace and inputs else []
         bad_in = [t for t in inputs if t in self.tainted]
         nan_in = any(has_nan(t) for t in bad_in)
         stats = []
         if name == "batch_norm":
             stats = [(s, t) for s, t in zip(("running_mean", "running_var"), inputs[1:3], strict=False)]
             stats = [(s, t) for s, t in stats if not (has_nan(t) or has_inf(t))]
-        pre_facts = None
-        if target is not None:  # an in-place op overwrites its input: was it finite before?
-            pre_facts = facts(target) if not (has_nan(target) or has_inf(target)) else None
+        # an in-place op overwrites its input: was each target finite before?
+        pre = {t: facts(t) if not (has_nan(t) or has_inf(t)) else None for t in targets}
         out = func(*args, **kwargs)
         outputs = [t for t in _tensors(out, []) if is_float(t)]
-        if inplace and args and len(_tensors(args[0], [])) > 1:  # _foreach_*_: every tensor of the list
-            outputs = [t for t in _tensors(args[0], []) if is_float(t)]
-        elif inplace and not outputs and target is not None:
-            outputs = [target]
-        for t in outputs:
-            self._output(t, name, func, args, kwargs, inputs, bad_in, nan_in, inplace, pre_facts, target)
+        if foreach:
+            outputs = targets
+        elif inplace and not outputs and targets:
+            outputs = targets
+        for i, t in enumerate(outputs):
+            target = t if t in pre else None
+            if foreach:  # one tensor of the list at a time, with its partners (x_i, grad_i): as the loop would be
+                ins = [t] + [a[i] for a in args[1:] if _same_length_list(a, targets) and is_float(a[i])]
+                bad = [u for u in ins if u in self.tainted]
+                self._output(t, name, func, args, kwargs, ins, bad, any(has_nan(u) for u in bad), True, pre[t], t)
+            else:
+                self._output(t, name, func, args, kwargs, inputs, bad_in, nan_in, inplace, pre.get(t), target)
         for stat_name, stat in stats:
             if has_nan(stat) or has_inf(stat):
                 self._buffer_event(name, stat_name, stat, inputs)
