@@ -262,6 +262,42 @@ def test_cheap_mode_leaves_a_clean_run_unchanged_and_off_does_nothing():
     assert torch.Tensor.backward.__module__ == "torch._tensor"  # the cheap checks are gone after each step
 
 
+def test_cheap_check_is_exact_and_the_step_restores_the_buffers_of_its_start():
+    """The fused check (one sum per tensor) confirms an overflowing sum entry by entry; ``torch.autograd.backward``
+    called directly is watched too; after clean steps a bad one is replayed from its own start (BatchNorm's
+    running statistics, kept in copies refilled each step) and leaves the weights as they were."""
+    from gradlab.doctor.doctor import _finite_all
+
+    assert _finite_all([torch.full((4,), 3e38), None, torch.tensor(1.0)])  # the sum overflows, the values are finite
+    assert not _finite_all([torch.zeros(3), torch.tensor([1.0, float("-inf")])])
+    assert not _finite_all([torch.tensor([float("inf")]), torch.tensor([float("-inf")])])
+    assert not _finite_all([torch.tensor(float("nan"), requires_grad=True)])
+
+    backward = torch.autograd.backward
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    doctor = gradlab.nan_doctor(model, opt, on_find="record")
+
+    @doctor.step
+    def train_step(x, y, scale=1.0):
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y) + torch.log(torch.tensor(scale))  # a constant: the gradients stay finite
+        torch.autograd.backward(loss)
+        opt.step()
+        return loss
+
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        assert train_step(torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g)) is not None
+    state = [t.clone() for t in (*model.buffers(), *model.parameters())]
+    assert train_step(torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g), scale=0.0) is None
+    report = doctor.report
+    assert (report.step, report.phase, report.op, report.cause) == (3, "loss", "log", "log_of_zero")
+    assert all(torch.equal(a, b) for a, b in zip(state, (*model.buffers(), *model.parameters()), strict=True))
+    assert torch.autograd.backward is backward  # put back after each step
+
+
 def test_unrelated_errors_are_raised_unchanged():
     doctor = gradlab.nan_doctor(mode="cheap")
 

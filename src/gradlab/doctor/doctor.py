@@ -4,8 +4,9 @@
 
 * ``"cheap"`` (default): no per-op hooks. The loss (kept at ``backward``), the gradients and the buffers
   (BatchNorm running statistics) are checked just before ``optimizer.step()``, the parameters just after it, the
-  optimizer state before every ``check_state_every``-th step -- one reduction and one sync each. On the first
-  non-finite value of a step decorated with
+  optimizer state before every ``check_state_every``-th step -- each check one number read back (one sum per
+  tensor on the CPU, a fused norm and one sync on an accelerator). The buffers and RNG state of the step's start
+  are kept (copies refilled each step). On the first non-finite value of a step decorated with
   :meth:`NanDoctor.step`, the doctor restores what the step changed (buffers, RNG states, gradients; parameters
   and optimizer state are still the pre-step ones when the check before ``optimizer.step()`` fails) and replays
   the step under op-level tracing (:class:`~gradlab.doctor.trace.OpTracer`) to name the op, the module, the user's
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import cmath
 import functools
 import math
 import random
@@ -50,30 +52,31 @@ class StopReplay(BaseException):
     """Ends a replay once its origin is known (before ``optimizer.step()`` changes the parameters)."""
 
 
-def _finite_all(tensors: list[torch.Tensor]) -> bool:
-    """True when every entry of every tensor is finite.
+def _finite_all(tensors: list[torch.Tensor | None]) -> bool:
+    """True when every entry of every tensor (``None`` skipped) is finite.
 
-    Fast path: on the CPU, the sum of each tensor (NaN and inf propagate into it), added up in double precision;
-    elsewhere one fused 2-norm per dtype and one sync. Both can overflow on large finite values, so a non-finite
-    result is confirmed entry by entry before it counts.
+    Fast path: on the CPU, the sum of each tensor (NaN and inf propagate into it; a 0-d loss is read as it is),
+    added up in double precision; elsewhere one fused 2-norm per dtype and device and one sync. Both can overflow
+    on large finite values, so a non-finite result is confirmed entry by entry before it counts.
     """
-    tensors = [t.detach() for t in tensors if t is not None and is_float(t) and t.numel()]
+    tensors = [t.detach() if t.requires_grad else t for t in tensors if t is not None]
     if not tensors:
         return True
-    if all(t.device.type == "cpu" for t in tensors):
+    if tensors[0].is_cpu:  # one device in practice (.item() is right on any device, only slower)
         total = 0.0
         for t in tensors:
-            total += t.sum().item()
-        if math.isfinite(total):
+            total += t.item() if t.ndim == 0 else t.sum().item()
+        if cmath.isfinite(total):
             return True
     else:
         by_dtype: dict = {}
         for t in tensors:
-            by_dtype.setdefault((t.dtype, t.device), []).append(t)
+            if is_float(t) and t.numel():
+                by_dtype.setdefault((t.dtype, t.device), []).append(t)
         norms = [torch.stack(torch._foreach_norm(ts, 2)).sum().double() for ts in by_dtype.values()]
-        if math.isfinite(float(torch.stack(norms).sum())):
+        if not norms or math.isfinite(float(torch.stack(norms).sum())):
             return True
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return all(bool(torch.isfinite(t).all()) for t in tensors if is_float(t))
 
 
 def _leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -153,9 +156,11 @@ class NanDoctor:
         self.steps = 0
         self._handles: list = []
         self._saved_backward = None
+        self._backward: tuple | None = None  # (the original, its wrapper)
         self._discover = None
         self._tracer: OpTracer | None = None
         self._names_cache: tuple | None = None
+        self._buffer_copies: tuple | None = None  # (buffers, their copies at the step's start)
         self._params_cache: dict = {}
         self._state_cache: dict = {}
         self._loss: tuple | None = None
@@ -166,7 +171,7 @@ class NanDoctor:
 
     # names --------------------------------------------------------------------------------------------------
     def _names(self) -> tuple[dict, dict, dict]:
-        key = tuple(id(m) for m in self.models)
+        key = tuple(map(id, self.models))
         if self._names_cache is not None and self._names_cache[0] == key:
             return self._names_cache[1]
         modules, params, buffers = {}, {}, {}
@@ -201,45 +206,60 @@ class NanDoctor:
         self._params_cache[key] = (groups, [len(g["params"]) for g in groups], out)
         return out
 
+    def _float_buffers(self) -> list[torch.Tensor]:
+        self._names()
+        return self._names_cache[2]
+
     def _named_buffers(self) -> list[tuple[str, torch.Tensor]]:
         _, _, names = self._names()
         return [(names.get(id(b), "buffer"), b) for b in self._names_cache[2]]
 
     # cheap checks -------------------------------------------------------------------------------------------
     def _install(self) -> None:
+        """Watch ``backward`` and ``optimizer.step()``. ``torch.autograd.backward`` (which ``Tensor.backward``
+        calls) is replaced, not ``Tensor.backward``: setting an attribute of ``torch.Tensor`` empties Python's
+        attribute caches of every tensor type, which costs more than the checks on a small model."""
         if self._saved_backward is not None:
             return
-        doctor = self
-        original = torch.Tensor.backward
+        original = torch.autograd.backward
+        if self._backward is None or self._backward[0] is not original:  # made once, not every step
+            self._backward = (original, self._wrap_backward(original))
         self._saved_backward = original
-
-        @functools.wraps(original)
-        def backward(tensor, *args, **kwargs):
-            if doctor._manual is not None:  # the previous backward had no optimizer.step() after it
-                doctor._check_manual_step()
-            if is_float(tensor):
-                if tensor.numel() == 1:  # the usual scalar loss: no sync here, checked with the gradients
-                    doctor._loss = (tensor.detach(), doctor.frames.here())
-                elif not _finite_all([tensor]):
-                    raise Found("loss", "loss", doctor.frames.here(), value=tensor)
-            leaves = _leaves(tensor) if not doctor.optimizers and tensor.grad_fn is not None else None
-            out = original(tensor, *args, **kwargs)
-            if not doctor.optimizers:
-                doctor._manual = (leaves or [], doctor.frames.here())
-            return out
-
-        torch.Tensor.backward = backward
-        opt_mod = _optim
+        torch.autograd.backward = self._backward[1]
         self._handles = [
-            opt_mod.register_optimizer_step_pre_hook(self._pre_step),
-            opt_mod.register_optimizer_step_post_hook(self._post_step),
+            _optim.register_optimizer_step_pre_hook(self._pre_step),
+            _optim.register_optimizer_step_post_hook(self._post_step),
         ]
         if not self.models:
             self._discover = torch.nn.modules.module.register_module_forward_pre_hook(self._found_module)
 
+    def _wrap_backward(self, original):
+        """``torch.autograd.backward`` that keeps a scalar loss (checked with the gradients), checks any other
+        output and notes a manual update (a list of outputs is passed on as it is)."""
+        doctor = self
+
+        @functools.wraps(original)
+        def backward(tensors, *args, **kwargs):
+            if not isinstance(tensors, torch.Tensor):
+                return original(tensors, *args, **kwargs)
+            if doctor._manual is not None:  # the previous backward had no optimizer.step() after it
+                doctor._check_manual_step()
+            if is_float(tensors):
+                if tensors.numel() == 1:  # the usual scalar loss: no sync here, checked with the gradients
+                    doctor._loss = (tensors.detach(), doctor.frames.here())
+                elif not _finite_all([tensors]):
+                    raise Found("loss", "loss", doctor.frames.here(), value=tensors)
+            leaves = _leaves(tensors) if not doctor.optimizers and tensors.grad_fn is not None else None
+            out = original(tensors, *args, **kwargs)
+            if not doctor.optimizers:
+                doctor._manual = (leaves or [], doctor.frames.here())
+            return out
+
+        return backward
+
     def _uninstall(self) -> None:
         if self._saved_backward is not None:
-            torch.Tensor.backward = self._saved_backward
+            torch.autograd.backward = self._saved_backward
             self._saved_backward = None
         for h in self._handles:
             h.remove()
@@ -262,24 +282,22 @@ class NanDoctor:
             self.optimizers.append(optimizer)
         self._manual = None  # checked here, with the optimizer's parameters
         named = self._named_params(optimizer)
-        grads = [(n, p.grad) for n, p in named]
-        buffers = self._named_buffers()
         self._pre_calls += 1
         every = self.check_state_every
         state = self._state_tensors(optimizer, named) if every and self._pre_calls % every == 0 else []
         loss, self._loss = self._loss, None
-        tensors = [g for _, g in grads] + [b for _, b in buffers] + [v for _, v in state]
+        tensors = [p.grad for _, p in named] + self._float_buffers() + [v for _, v in state]
         if loss is not None:
-            tensors.append(loss[0].reshape(1))
+            tensors.append(loss[0])
         if _finite_all(tensors):
             return
         if loss is not None and not bool(torch.isfinite(loss[0]).all()):
             raise Found("loss", "loss", loss[1], value=loss[0])
         where = self.frames.here()
-        bad = _first_bad(grads)
+        bad = _first_bad((n, p.grad) for n, p in named)
         if bad is not None:
             raise Found("backward", f"grad of {bad[0]}", where, optimizer, bad[1])
-        bad = _first_bad(buffers)
+        bad = _first_bad(self._named_buffers())
         if bad is not None:
             raise Found("buffers", bad[0], where, optimizer, bad[1])
         # the state was written by the previous step (its parameters were finite): that step's optimizer phase
@@ -316,7 +334,7 @@ class NanDoctor:
         grads = [(f"leaf {k} {tuple(t.shape)}", t.grad) for k, t in enumerate(leaves)]
         _, names, _ = self._names()
         grads += [(names.get(id(p), "parameter"), p.grad) for m in self.models for p in m.parameters()]
-        tensors = [g for _, g in grads] + ([loss[0].reshape(1)] if loss is not None else [])
+        tensors = [g for _, g in grads] + ([loss[0]] if loss is not None else [])
         if not _finite_all(tensors):
             if loss is not None and not bool(torch.isfinite(loss[0]).all()):
                 raise Found("loss", "loss", loss[1], value=loss[0])
@@ -360,10 +378,8 @@ class NanDoctor:
 
     # snapshot and restore -----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
-        snap: dict[str, Any] = {
-            "buffers": [(b, b.detach().clone()) for b in (self._names(), self._names_cache[3])[1]],
-            "torch_rng": torch.get_rng_state(),
-        }
+        self._names()
+        snap: dict[str, Any] = {"buffers": self._save_buffers(self._names_cache[3]), "torch_rng": torch.get_rng_state()}
         if self.rng == "all":
             snap["random"] = random.getstate()
             np = sys.modules.get("numpy")
@@ -382,6 +398,21 @@ class NanDoctor:
                 for opt in self.optimizers
             ]
         return snap
+
+    def _save_buffers(self, buffers: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(buffer, copy) for every buffer; the copies are made once and refilled each step (one fused copy)."""
+        if not buffers:
+            return []
+        kept = self._buffer_copies
+        if (
+            kept is None
+            or kept[0] is not buffers
+            or any(c.shape != b.shape for c, b in zip(kept[1], buffers, strict=True))
+        ):
+            kept = self._buffer_copies = (buffers, [b.detach().clone() for b in buffers])
+        else:
+            torch._foreach_copy_(kept[1], [b.detach() for b in buffers])
+        return list(zip(buffers, kept[1], strict=True))
 
     def _restore(self, snap: dict) -> None:
         with torch.no_grad():

@@ -52,6 +52,7 @@ class FrameFilter:
             skip.append(_GRADLAB_DIR)
         self.prefixes = tuple(skip)
         self._cache: dict[str, bool] = {}
+        self._lines: dict[tuple, SourceLine] = {}  # (code, line) -> its SourceLine, made once
 
     def is_library(self, filename: str) -> bool:
         hit = self._cache.get(filename)
@@ -64,9 +65,13 @@ class FrameFilter:
     def user_frame(self, frame: types.FrameType | None) -> SourceLine | None:
         """The innermost frame at or above ``frame`` that is not a library frame."""
         while frame is not None:
-            filename = frame.f_code.co_filename
-            if not self.is_library(filename):
-                return _line(filename, frame.f_lineno, frame.f_code.co_name)
+            code = frame.f_code
+            if not self.is_library(code.co_filename):
+                key = (code, frame.f_lineno)  # asked for every step by the cheap checks: made once
+                line = self._lines.get(key)
+                if line is None:
+                    line = self._lines[key] = _line(code.co_filename, key[1], code.co_name)
+                return line
             frame = frame.f_back
         return None
 
