@@ -298,6 +298,26 @@ def test_cheap_check_is_exact_and_the_step_restores_the_buffers_of_its_start():
     assert torch.autograd.backward is backward  # put back after each step
 
 
+def test_cheap_mode_checks_a_parameter_group_added_later():
+    lin, extra = nn.Linear(2, 1), nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    doctor = gradlab.nan_doctor(lin, opt, on_find="record")
+
+    @doctor.step
+    def train_step(x):
+        opt.zero_grad()
+        loss = lin(x).sum() + (extra * x.sum(0)).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    assert train_step(torch.ones(3, 2)) is not None
+    opt.add_param_group({"params": [extra]})
+    assert train_step(torch.ones(3, 2)) is not None
+    extra.register_hook(lambda g: g * float("nan"))
+    assert train_step(torch.ones(3, 2)) is None and doctor.report.step == 2  # its NaN gradient is seen
+
+
 def test_unrelated_errors_are_raised_unchanged():
     doctor = gradlab.nan_doctor(mode="cheap")
 

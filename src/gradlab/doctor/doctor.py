@@ -188,22 +188,22 @@ class NanDoctor:
         return modules, params, buffers
 
     def _named_params(self, optimizer=None) -> list[tuple[str, torch.Tensor]]:
+        opts = [optimizer] if optimizer is not None else self.optimizers
+        sizes = [len(g["params"]) for opt in opts for g in opt.param_groups]  # a group added: listed again
         key = (id(optimizer), len(self.optimizers), len(self.models))
         cached = self._params_cache.get(key)
-        if cached is not None and all(len(g["params"]) == n for g, n in zip(cached[0], cached[1], strict=False)):
-            return cached[2]
+        if cached is not None and cached[0] == sizes:
+            return cached[1]
         _, names, _ = self._names()
         out = []
-        for opt in [optimizer] if optimizer is not None else self.optimizers:
+        for opt in opts:
             for g, group in enumerate(opt.param_groups):
                 for k, p in enumerate(group["params"]):
                     out.append((names.get(id(p), f"param_groups[{g}][{k}]"), p))
         if not out:
             for m in self.models:
                 out.extend(m.named_parameters())
-        opts = [optimizer] if optimizer is not None else self.optimizers
-        groups = [g for opt in opts for g in opt.param_groups]
-        self._params_cache[key] = (groups, [len(g["params"]) for g in groups], out)
+        self._params_cache[key] = (sizes, out)
         return out
 
     def _float_buffers(self) -> list[torch.Tensor]:
