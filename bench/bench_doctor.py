@@ -1,21 +1,25 @@
 """doctor: what the NaN doctor costs on a clean training loop, as ratios to the same loop without it.
 
 Two identical runs (same model, same batches, Adam, one thread) alternate step by step, one plain, one under the
-doctor; the ratio is the median step time of the doctored run over the plain one's, and the losses must be
-identical:
+doctor; the ratio is the median step time of the doctored run over the plain one's (``ratio``: CPU time of the
+thread, what the doctor adds whatever else runs on the machine; ``wall_ratio``: wall clock), and the losses must
+be identical:
 
 * ``off``: the step decorated by ``gradlab.nan_doctor(mode="off")`` -- must cost nothing;
 * ``cheap``: the default mode -- the loss, the gradients and the buffers checked before ``optimizer.step()``,
-  the parameters after it, Adam's state every 10th step (one reduction and one sync each); target <= 1.15
-  on the MLP (width 256, batch 64; the configuration the project's non-finite check was measured on) and on
-  a small CNN;
+  the parameters after it, Adam's state every 10th step (on the CPU one sum per tensor, read back as one number;
+  no per-op hooks); target <= 1.15 on the mdn study's model, on a small CNN and on the MLP (width 256, batch 64;
+  the configuration the project's non-finite check was measured on);
 * ``trace``: every op of every step traced (the replay of a bad step runs this way, once), on the mdn study's
   model (its default trial: MLP of width 64, 5 components, batch 128, the asker's ``probs_log`` loss) and on
   the small CNN: a ratio, for the record.
+
+``load_average`` (1, 5, 15 minutes, taken at the end) says how busy the shared machine was.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -109,24 +113,38 @@ def compare_steps(kind: str, mode: str, epochs: int) -> dict:
     on the same batches.
 
     The ratio is the median doctored step time over the median plain step time (per-step alternation keeps a
-    shared machine's load changes out of the ratio); ``identical_losses``: both runs gave the same losses.
+    shared machine's load changes out of the ratio): ``ratio`` in the CPU time of this thread (all of a step's
+    work: torch runs on this one thread here, backward included), ``wall_ratio`` in wall-clock time, the same as
+    ``ratio`` on an idle machine but not on a shared one, where the time other jobs hold the core lands in the step
+    times, more often in the longer one; ``identical_losses``: both runs gave the same losses.
     """
     plain, batches = make_step(kind, None)
     doctored, _ = make_step(kind, mode)
-    a, b, same = [], [], True
+    wall: dict = {plain: [], doctored: []}
+    cpu: dict = {plain: [], doctored: []}
+    same = True
     for epoch in range(epochs):
         for k, batch in enumerate(batches):
-            first, second = (plain, doctored) if (epoch + k) % 2 == 0 else (doctored, plain)
-            t0 = time.perf_counter()
-            l1 = first(batch)
-            t1 = time.perf_counter()
-            l2 = second(batch)
-            t2 = time.perf_counter()
-            (a if first is plain else b).append(t1 - t0)
-            (b if first is plain else a).append(t2 - t1)
-            same = same and float(l1) == float(l2)
-    sa, sb = statistics.median(b), statistics.median(a)
-    return {"subject_s": sa, "reference_s": sb, "ratio": sa / sb, "steps": len(a), "identical_losses": same}
+            losses = []
+            for step in (plain, doctored) if (epoch + k) % 2 == 0 else (doctored, plain):
+                w0, c0 = time.perf_counter(), time.thread_time()
+                losses.append(step(batch))
+                c1, w1 = time.thread_time(), time.perf_counter()
+                wall[step].append(w1 - w0)
+                cpu[step].append(c1 - c0)
+            same = same and float(losses[0]) == float(losses[1])
+    ca, cb = statistics.median(cpu[doctored]), statistics.median(cpu[plain])
+    wa, wb = statistics.median(wall[doctored]), statistics.median(wall[plain])
+    return {
+        "subject_s": ca,
+        "reference_s": cb,
+        "ratio": ca / cb,
+        "wall_subject_s": wa,
+        "wall_reference_s": wb,
+        "wall_ratio": wa / wb,
+        "steps": len(wall[plain]),
+        "identical_losses": same,
+    }
 
 
 def run() -> dict:
@@ -136,7 +154,7 @@ def run() -> dict:
         ("off_vs_plain_mlp", "mlp", "off", 10, "~1.00 (nothing runs)"),
         ("cheap_vs_plain_mlp", "mlp", "cheap", 10, "<= 1.15"),
         ("cheap_vs_plain_cnn", "cnn", "cheap", 10, "<= 1.15"),
-        ("cheap_vs_plain_mdn", "mdn", "cheap", 10, "(tiny steps: the fixed cost per step shows)"),
+        ("cheap_vs_plain_mdn", "mdn", "cheap", 10, "<= 1.15 (tiny steps: the fixed cost per step shows)"),
         ("trace_vs_plain_mdn", "mdn", "trace", 1, "(full op tracing, for the record)"),
         ("trace_vs_plain_cnn", "cnn", "trace", 1, "(full op tracing, for the record)"),
     ]
@@ -145,6 +163,8 @@ def run() -> dict:
         r["ms_per_step_plain"] = 1000 * r["reference_s"]
         r["target"] = target
         out[name] = r
+    out["load_average"] = list(os.getloadavg())  # 1, 5, 15 min, at the end: the machine is shared
+    out["cpus"] = os.cpu_count()
     return out
 
 
