@@ -47,9 +47,71 @@ def _sharpness(q: Quotes, s: str) -> list[str]:
             f"{eos}. In the band: {q(s, f'{p}.eos_seeds', 'd')} of {n} seeds, "
             f"{q(s, f'{p}.rose_to_band_seeds', 'd')} of them after starting below it ({rose}); tail probes inside "
             f"the band: {q(s, f'{p}.tail_in_band_fraction_mean', '.0%')}. Catapult in "
-            f"{q(s, f'{p}.catapult_seeds', 'd')} of {n} seeds ({catapult})."
+            f"{q(s, f'{p}.catapult_seeds', 'd')} of {n} seeds ({catapult})." + _per_seed_rise(q, s, p, e)
         )
     return lines
+
+
+def _per_seed_rise(q: Quotes, s: str, p: str, e: dict) -> str:
+    """Per seed: the sharpness at step 0 in units of 2/lr, whether it rose to the band, the tail's share in it."""
+    rows = e.get("per_seed", [])
+    if not rows or "seed" not in rows[0]:
+        return ""
+    parts = [
+        f"{q(s, f'{p}.per_seed.{i}.seed', 'd')}: {q(s, f'{p}.per_seed.{i}.initial_ratio', '.3f')}, "
+        f"{'rose' if r['rose_to_band'] else 'did not rise'}, {q(s, f'{p}.per_seed.{i}.tail_in_band_fraction', '.0%')}"
+        for i, r in enumerate(rows)
+    ]
+    return (
+        " Per seed (sharpness at step 0 in units of 2/lr; rose to the band from below; tail probes inside the band): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+THEORY = {
+    "classic": "consistent with the classic 2/lambda0 and below the catapult model's 4/lambda0",
+    "catapult": "above the classic 2/lambda0 and consistent with the catapult model's 4/lambda0",
+    "between": "above the classic 2/lambda0 yet below the catapult model's 4/lambda0: neither predicts it",
+    "above": "above both 2/lambda0 and the catapult model's 4/lambda0: both predictions are too low",
+    "below": "below even the classic 2/lambda0: neither predicts it",
+    "inconclusive": "not separated from either prediction by its interval (inconclusive)",
+}
+
+
+def _theory(flags: dict) -> str:
+    """The verdict on which prediction of the network's divergence learning rate holds, from the two flags."""
+    bc, bk = flags["beyond_classic"], flags["beyond_catapult"]
+    if bc == -1:
+        return THEORY["below"]
+    if bk == 1:
+        return THEORY["above"]
+    if bc == 1:
+        return THEORY["between"] if bk == -1 else THEORY["catapult"]
+    return THEORY["classic"] if bk == -1 else THEORY["inconclusive"]
+
+
+def _threshold(q: Quotes, s: str) -> str:
+    m = q.metrics(s)["mlp_threshold"]
+    p = "mlp_threshold"
+    seeds = "; ".join(
+        f"{q(s, f'{p}.per_seed.{i}.seed', 'd')}: {q(s, f'{p}.per_seed.{i}.lr', '.3g')} "
+        f"(2/lambda0 {q(s, f'{p}.per_seed.{i}.two_over_lambda0', '.3g')}, 4/lambda0 "
+        f"{q(s, f'{p}.per_seed.{i}.four_over_lambda0', '.3g')})"
+        for i in range(len(m["per_seed"]))
+    )
+    return (
+        f"ReLU network, divergence learning rate per seed ({q(s, f'{p}.seeds', 'd')} seeds, bisected in log space "
+        f"to {q(s, f'{p}.rel_tol', '.0%')}; diverged as in the grid): mean {q(s, f'{p}.lr_mean', '.3g')} "
+        f"({q.spread(s, f'{p}.lr', f'{p}.lr_per_seed')}); lambda0, the sharpness at initialisation, "
+        f"{q(s, f'{p}.lambda0_mean', '.3g')} ({q.spread(s, f'{p}.lambda0', f'{p}.lambda0_per_seed')}). The "
+        f"divergence lr is {q(s, f'{p}.ratio_classic_mean', '.3g')} x 2/lambda0 "
+        f"({q.spread(s, f'{p}.ratio_classic', f'{p}.ratio_classic_per_seed')}) and "
+        f"{q(s, f'{p}.ratio_catapult_mean', '.3g')} x 4/lambda0 "
+        f"({q.spread(s, f'{p}.ratio_catapult', f'{p}.ratio_catapult_per_seed')}): {_theory(m['flags'])}. Its bracket "
+        f"lies above 2/lambda0 in {q(s, f'{p}.above_classic_seeds', 'd')} and above 4/lambda0 in "
+        f"{q(s, f'{p}.above_catapult_seeds', 'd')} of the seeds. Per seed: {seeds}."
+    )
 
 
 def _divergence(q: Quotes, s: str) -> str:
@@ -89,6 +151,13 @@ def gd(q: Quotes) -> Section:
         f"Gradient descent itself diverges above 2/lambda_max: predicted {q(s, 'quadratic.lr_crit_theory', '.4g')}, "
         f"measured {q(s, 'quadratic.lr_crit_empirical', '.4g')}."
     )
+    if "mlp_threshold" in m:
+        answer += (
+            f" On the ReLU network the learning rate at which it diverges, bisected per seed, is "
+            f"{q(s, 'mlp_threshold.ratio_classic_mean', '.3g')} x 2/lambda0 "
+            f"({q.spread(s, 'mlp_threshold.ratio_classic', 'mlp_threshold.ratio_classic_per_seed')}; lambda0 the "
+            f"sharpness at initialisation): {_theory(m['mlp_threshold']['flags'])}."
+        )
     c = "criteria"
     evidence = _first_order(q, s)
     if "sign_stall" in m:
@@ -113,6 +182,8 @@ def gd(q: Quotes) -> Section:
             f"{q(s, f'rules.{rule}.final_loss', '.4g')} ({state})."
         )
     evidence.append(_divergence(q, s))
+    if "mlp_threshold" in m:
+        evidence.append(_threshold(q, s))
     best = m.get("mlp_best_vs_next", {})
     line = (
         f"Best learning rate {q(s, 'mlp.best_lr', '.3g')}: final loss {q(s, 'mlp.best_final_loss_mean', '.3g')} "
@@ -145,6 +216,7 @@ def gd(q: Quotes) -> Section:
             "figures/scalar_line_sign_stall.png",
             "figures/lr_sweep.png",
             "figures/sharpness.png",
+            *(["figures/mlp_threshold.png"] if "mlp_threshold" in m else []),
         ],
         caveats=[
             "A run counts as diverged when its final loss is above its initial loss, or not finite.",
@@ -157,6 +229,11 @@ def gd(q: Quotes) -> Section:
             "the share of seeds with a catapult to exclude one half.",
             "The threshold 2/lambda_max is exact for a quadratic; on the network it holds only locally, which is what "
             "the sharpness curves show.",
+            "The network's divergence learning rate assumes divergence is monotone in the learning rate (bisection "
+            "probes only the bracket's midpoints) and depends on the run's length (`mlp.steps`): a longer run can "
+            "diverge at a smaller rate. 4/lambda0 is the catapult model's upper bound (Lewkowycz et al. 2020), "
+            "derived for a wide two-layer linear network with a squared loss; the network here is a narrow ReLU "
+            "network, so the comparison tests how far that bound carries, not the derivation.",
             f"The network results rest on {q(s, 'mlp.seeds', 'd')} seeds per learning rate: an exact two-sample test "
             "cannot go below the smallest attainable p quoted above, whatever the data.",
         ],

@@ -187,7 +187,9 @@ def best_vs_next(rows: list[dict], table: list[dict]) -> dict:
 # --- 4. sharpness: edge of stability and catapults, per seed and per lr -------------------------------------------
 
 
-def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: list[float], tail: int, band) -> dict:
+def sharpness_seed(
+    lr: float, steps: list[int], values: list[float], losses: list[float], tail: int, band, seed: int | None = None
+) -> dict:
     """One run's sharpness against 2/lr and the criteria's verdicts (see config.Sharpness)."""
     low, high = band
     ratios = [v * lr / 2 for v in values]
@@ -201,6 +203,7 @@ def sharpness_seed(lr: float, steps: list[int], values: list[float], losses: lis
     rose = bool(eos and initial_ratio < low)  # reached the band from below, not sat in it from the start
     in_band = float(np.mean([low <= r <= high for r in last])) if last else math.nan
     return {
+        **({} if seed is None else {"seed": seed}),
         "initial_ratio": initial_ratio,
         "max_ratio": max(ratios) if ratios else math.nan,
         "settled_ratio": settled,
@@ -300,3 +303,71 @@ def metrics(eigenvalues, lr_empirical: float, probes: int, rules: dict, table: l
         },
         "sharpness": sharp,
     }
+
+
+# --- 5. the network's divergence threshold per seed against 2/lambda0 and 4/lambda0 ------------------------------
+
+
+def threshold_seed(seed: int, out: dict) -> dict:
+    """One initialisation: lambda0, the bisected divergence lr with its final bracket, and the two ratios
+    ``ratio_classic`` = lr lambda0 / 2 (1: the classic 2/lambda0) and ``ratio_catapult`` = lr lambda0 / 4
+    (1: the catapult model's 4/lambda0, Lewkowycz et al. 2020)."""
+    lam, lr = out["lambda0"], out["lr"]
+    return {
+        "seed": seed,
+        "lambda0": lam,
+        "two_over_lambda0": 2 / lam,
+        "four_over_lambda0": 4 / lam,
+        "lr": lr,
+        "lr_low": out["lo"],
+        "lr_high": out["hi"],
+        "probes": out["probes"],
+        "ratio_classic": lr * lam / 2,
+        "ratio_catapult": lr * lam / 4,
+        "above_classic": bool(out["lo"] > 2 / lam),  # the whole final bracket above 2/lambda0
+        "above_catapult": bool(out["lo"] > 4 / lam),
+        "below_catapult": bool(out["hi"] < 4 / lam),
+    }
+
+
+def threshold_metrics(per_seed: list[dict], rel_tol: float) -> dict:
+    """Over seeds: lambda0, the divergence lr and both ratios (mean, t CI; n/a below 10 seeds), per-seed lists,
+    counts of seeds whose bracket lies above 2/lambda0, above 4/lambda0, below 4/lambda0, and the verdicts
+    (``flags``, :func:`gradlab.stats.verdict` of the ratio's CI against 1):
+
+    * ``beyond_classic``: +1 when the CI of lr lambda0 / 2 lies above 1 (the network survives learning rates
+      beyond 2/lambda0), -1 below, 0 when it contains 1 (the classic prediction not excluded);
+    * ``beyond_catapult``: the same for lr lambda0 / 4 against the catapult model's 4/lambda0.
+    """
+    out: dict = {"seeds": len(per_seed), "rel_tol": rel_tol}
+    for name, low in (("lambda0", 0.0), ("lr", 0.0), ("ratio_classic", 0.0), ("ratio_catapult", 0.0)):
+        values = [s[name] for s in per_seed]
+        mean, lo, hi = t_mean_ci(values, low=low)
+        out[f"{name}_mean"], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean, lo, hi
+        out[f"{name}_min"], out[f"{name}_max"] = float(np.min(values)), float(np.max(values))
+        out[f"{name}_per_seed"] = values
+    for flag in ("above_classic", "above_catapult", "below_catapult"):
+        out[f"{flag}_seeds"] = sum(s[flag] for s in per_seed)
+    out["probes_total"] = sum(s["probes"] for s in per_seed)
+    out["flags"] = {
+        "beyond_classic": verdict(out["ratio_classic_ci_low"], out["ratio_classic_ci_high"], 1.0),
+        "beyond_catapult": verdict(out["ratio_catapult_ci_low"], out["ratio_catapult_ci_high"], 1.0),
+    }
+    out["per_seed"] = per_seed
+    return out
+
+
+def threshold_theory(flags: dict) -> str:
+    """Which prediction of the divergence learning rate the interval verdicts favour (prose for summary/report)."""
+    bc, bk = flags["beyond_classic"], flags["beyond_catapult"]
+    if bc == -1:
+        return "below even the classic 2/lambda0: neither prediction"
+    if bk == 1:
+        return "above even the catapult bound 4/lambda0: neither prediction (both too low)"
+    if bc == 1 and bk == -1:
+        return "between 2/lambda0 and 4/lambda0: neither prediction (above the classic one, below the catapult one)"
+    if bc == 1 and bk == 0:
+        return "above 2/lambda0 and consistent with the catapult bound 4/lambda0: the catapult prediction"
+    if bc == 0 and bk == -1:
+        return "consistent with 2/lambda0 and below 4/lambda0: the classic prediction"
+    return "inconclusive (the interval does not separate the two predictions)"

@@ -144,6 +144,29 @@ class Sharpness(Params):
         return self
 
 
+class MlpThreshold(Params):
+    """The network's divergence learning rate per initialisation, against 2/lambda0 and 4/lambda0.
+
+    Per seed: lambda0, the top Hessian eigenvalue at initialisation (``power_iters`` steps of power iteration),
+    and the smallest learning rate at which ``mlp.steps`` steps of full-batch gradient descent diverge (final
+    loss above initial, or non-finite: the grid's definition), bisected in log space from the bracket
+    [``lo``, ``hi``] (each end checked first, moved by a factor of two if it is on the wrong side) until
+    hi/lo - 1 < ``rel_tol``. ``seeds``: the first that many of the network's seeds (null: all of them).
+    """
+
+    lo: float = Field(0.3, gt=0.0)
+    hi: float = Field(1.0, gt=0.0)
+    rel_tol: float = Field(0.02, gt=0.0, lt=1.0)
+    power_iters: int = Field(100, ge=1, le=10_000)
+    seeds: int | None = Field(None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.lo >= self.hi:
+            raise ValueError(f"lo ({self.lo}) must be smaller than hi ({self.hi})")
+        return self
+
+
 class GDParams(Params):
     seed: int = Field(0, ge=0)
     seeds: int = Field(3, ge=1, le=100)
@@ -154,6 +177,7 @@ class GDParams(Params):
     lr_grid: LrGrid = LrGrid()
     mlp: Mlp = Mlp()
     sharpness: Sharpness = Sharpness()
+    mlp_threshold: MlpThreshold = MlpThreshold()
 
 
 STAGES = [
@@ -192,6 +216,12 @@ STAGES = [
             "sharpness.*.rose_to_band",
             "sharpness.*.diverged_seeds",
             "sharpness.*.settled_ratio_mean",
+            "mlp_threshold.seeds",
+            "mlp_threshold.lambda0_mean",
+            "mlp_threshold.lr_mean",
+            "mlp_threshold.ratio_classic_mean",
+            "mlp_threshold.ratio_catapult_mean",
+            "mlp_threshold.flags.*",
         ),
     )
 ]

@@ -168,3 +168,32 @@ def figure_sharpness(rows: list[dict], lrs: list[float], band: tuple[float, floa
         ax, f"dashed: 2/lr; shaded: [{band[0]:g}, {band[1]:g}] x 2/lr", "step", "top Hessian eigenvalue", logy=True
     )
     return fig
+
+
+def figure_threshold(m: dict):
+    """Per seed: the bisected divergence learning rate (its final bracket as an error bar) beside 2/lambda0 and
+    4/lambda0; right, the ratio lr lambda0 / 2 per seed with its mean and 95 % CI."""
+    fig, (a, b) = plotting.figure(
+        "ReLU network: where does gradient descent diverge, against 2/lambda0 and 4/lambda0?", ncols=2, width=6
+    )
+    rows = m["per_seed"]
+    x = np.arange(len(rows))
+    lr = np.array([r["lr"] for r in rows])
+    err = np.array([[r["lr"] - r["lr_low"] for r in rows], [r["lr_high"] - r["lr"] for r in rows]])
+    a.errorbar(x, lr, yerr=err, fmt="o", color=plotting.PALETTE[0], label="bisected divergence lr")
+    a.plot(x, [r["two_over_lambda0"] for r in rows], "v", color=plotting.PALETTE[3], label="2/lambda0 (classic)")
+    a.plot(x, [r["four_over_lambda0"] for r in rows], "^", color=plotting.PALETTE[2], label="4/lambda0 (catapult)")
+    a.set_xticks(x, [str(r["seed"]) for r in rows])
+    plotting.label(a, "(a) per seed", "seed", "learning rate", logy=True)
+    ratio = [r["ratio_classic"] for r in rows]
+    b.plot(x, ratio, "o", color=plotting.PALETTE[0], label="lr x lambda0 / 2 per seed")
+    b.axhline(1.0, color=plotting.PALETTE[3], ls="--", label="1: diverges at 2/lambda0")
+    b.axhline(2.0, color=plotting.PALETTE[2], ls="--", label="2: diverges at 4/lambda0")
+    lo, hi = m.get("ratio_classic_ci_low"), m.get("ratio_classic_ci_high")
+    if lo is not None and hi is not None:
+        b.axhspan(lo, hi, color=plotting.PALETTE[0], alpha=0.15, label="mean's 95 % CI")
+    b.axhline(m["ratio_classic_mean"], color=plotting.PALETTE[0], lw=1)
+    b.set_xticks(x, [str(r["seed"]) for r in rows])
+    b.set_ylim(0, max(max(ratio), 2.0) * 1.15)
+    plotting.label(b, "(b) divergence lr in units of 2/lambda0", "seed", "lr x lambda0 / 2")
+    return fig

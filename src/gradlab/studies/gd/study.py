@@ -13,6 +13,8 @@ The plan, top to bottom:
    (a log grid, several seeds); a run diverged when its final loss is above its initial loss or non-finite.
 5. Beyond the question: the sharpness (top Hessian eigenvalue) of the network during training for a few
    step sizes and several seeds, against 2/lr: edge of stability and catapults by stated criteria.
+6. The network's divergence learning rate per seed, bisected, against 2/lambda0 (the classic prediction) and
+   4/lambda0 (the catapult model's), lambda0 the sharpness at initialisation.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from gradlab.studies.gd.config import GDParams
 from gradlab.studies.gd.problems import QuadraticProblem, make_quadratic
 from gradlab.studies.gd.summary import summary
 from gradlab.studies.gd.threshold import find_lr_threshold, quadratic_diverges, quadratic_lr_sweep
-from gradlab.studies.gd.trial import TrialSpec, run_trial
+from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, run_any, run_trial
+
+THRESHOLD_COLUMNS = ("seed", "lambda0", "two_over_lambda0", "four_over_lambda0", "lr", "lr_low", "lr_high")
+THRESHOLD_COLUMNS += ("ratio_classic", "ratio_catapult")
 
 
 def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: float) -> tuple[dict, dict]:
@@ -111,8 +116,11 @@ def run(p: GDParams, ctx) -> dict:
     s = p.sharpness
     sharp_specs = [TrialSpec("gradient", lr, s.steps, seed, p.mlp, p.seed, s) for lr in s.lrs for seed in seeds]
     grid_specs = [TrialSpec("gradient", lr, p.mlp.steps, seed, p.mlp, p.seed) for lr in lrs for seed in seeds]
-    done = map_trials_timed(run_trial, sharp_specs + grid_specs, default_workers())
-    sharp_out, grid_out = done[: len(sharp_specs)], done[len(sharp_specs) :]
+    t = p.mlp_threshold
+    thr_specs = [ThresholdSpec(seed, p.mlp, p.seed, t) for seed in seeds[: t.seeds or len(seeds)]]
+    done = map_trials_timed(run_any, sharp_specs + thr_specs + grid_specs, default_workers())
+    n_sharp, n_thr = len(sharp_specs), len(thr_specs)
+    sharp_out, thr_out, grid_out = done[:n_sharp], done[n_sharp : n_sharp + n_thr], done[n_sharp + n_thr :]
 
     mlp_rows = []
     for spec, (out, started, ended) in zip(grid_specs, grid_out, strict=True):
@@ -133,12 +141,24 @@ def run(p: GDParams, ctx) -> dict:
             {"lr": lr, "seed": seed, "step": k, "sharpness": v, "two_over_lr": 2 / lr, "loss": losses[k]}
             for k, v in zip(steps, values, strict=True)
         ]
-        per_lr[lr].append(analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high)))
+        per_lr[lr].append(
+            analysis.sharpness_seed(lr, steps, values, losses, s.tail, (s.eos_low, s.eos_high), seed=seed)
+        )
     for lr, per_seed in per_lr.items():
         sharp_metrics[analysis.lr_key(lr)] = {
             **analysis.sharpness_entry(lr, per_seed, (s.eos_low, s.eos_high)),
             "per_seed": per_seed,
         }
+
+    thr_seeds = []
+    for spec, (out, started, ended) in zip(thr_specs, thr_out, strict=True):
+        row = analysis.threshold_seed(spec.seed, out)
+        with ctx.child("mlp_threshold", spec.seed, started=started, ended=ended) as run:
+            run.log_metrics(
+                {"mlp/lambda0": row["lambda0"], "mlp/lr_crit_empirical": row["lr"], "mlp/probes": row["probes"]}
+            )
+        thr_seeds.append(row)
+    thr_metrics = analysis.threshold_metrics(thr_seeds, t.rel_tol)
 
     # outputs: tables for DVC plots, figures, metrics, summary
     rules = analysis.rules_table(curves, lr_rules)
@@ -147,6 +167,7 @@ def run(p: GDParams, ctx) -> dict:
         **analysis.metrics(eigenvalues, lr_empirical, probes, rules, mlp_table, len(seeds), sharp_metrics),
         "mlp_best_vs_next": analysis.best_vs_next(mlp_rows, mlp_table),
         "criteria": {"eos_low": s.eos_low, "eos_high": s.eos_high, "tail_probes": s.tail, "every": s.every},
+        "mlp_threshold": thr_metrics,
     }
     ctx.write_csv(
         "plots/loss_per_step.csv",
@@ -159,6 +180,10 @@ def run(p: GDParams, ctx) -> dict:
     ctx.write_csv("plots/quadratic_final_loss_vs_lr.csv", quad_sweep)
     ctx.write_csv("plots/sharpness.csv", sharp_rows)
     ctx.write_csv("mlp_trials.csv", mlp_rows)
+    ctx.write_csv(
+        "plots/mlp_threshold.csv",
+        [{k: r[k] for k in THRESHOLD_COLUMNS} for r in thr_seeds],
+    )
     ctx.savefig(figures.figure_one_step(one_tables, metrics, lam_max, lr_rules), "one_step.png")
     ctx.savefig(figures.figure_scalar_and_sign(problem, metrics, one_tables, lam_max), "scalar_line_sign_stall.png")
     ctx.savefig(figures.figure_rules(curves, p.rules.describe()), "rules_loss.png")
@@ -167,5 +192,6 @@ def run(p: GDParams, ctx) -> dict:
         "lr_sweep.png",
     )
     ctx.savefig(figures.figure_sharpness(sharp_rows, s.lrs, (s.eos_low, s.eos_high)), "sharpness.png")
+    ctx.savefig(figures.figure_threshold(thr_metrics), "mlp_threshold.png")
     ctx.write_text("summary.md", summary(metrics, p))
     return metrics

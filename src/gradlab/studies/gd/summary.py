@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gradlab.stats import fmt, fmt_ci, fmt_spread, verdict_word
+from gradlab.studies.gd.analysis import threshold_theory as analysis_theory
 from gradlab.studies.gd.config import GDParams
 
 
@@ -130,12 +131,45 @@ def summary(m: dict, p: GDParams) -> str:
             f"in the band {s['eos_seeds']} of {n} seeds, of which {s['rose_to_band_seeds']} rose to it from "
             f"below ({rose}); catapult in {s['catapult_seeds']} of {n} seeds ({cat}, Wilson interval against one "
             f"half); diverged in {s['diverged_seeds']}. Of the tail probes, "
-            f"{_pct(s['tail_in_band_fraction_mean'])} lie inside the band on their own."
+            f"{_pct(s['tail_in_band_fraction_mean'])} lie inside the band on their own. Per seed (started at x 2/lr; "
+            "rose to the band from below; tail probes in the band): "
+            + "; ".join(
+                f"{r.get('seed', i)}: {fmt(r['initial_ratio'], '.3f')}, {'rose' if r['rose_to_band'] else 'no'}, "
+                f"{_pct(r['tail_in_band_fraction'])}"
+                for i, r in enumerate(s["per_seed"])
+            )
+            + "."
         )
+    t = m.get("mlp_threshold")
+    if t:
+        lines += [
+            "",
+            f"**Where the network diverges** ({t['seeds']} seeds; per seed the divergence learning rate bisected "
+            f"in log space to {_pct(t['rel_tol'])} between a training and a diverging lr, against lambda0, the "
+            "sharpness at initialisation): divergence lr "
+            f"{fmt(t['lr_mean'], '.3g')} ({fmt_spread(t['lr_ci_low'], t['lr_ci_high'], t['lr_per_seed'])}), "
+            f"lambda0 {fmt(t['lambda0_mean'], '.3g')} "
+            f"({fmt_spread(t['lambda0_ci_low'], t['lambda0_ci_high'], t['lambda0_per_seed'])}). "
+            f"In units of 2/lambda0: {fmt(t['ratio_classic_mean'], '.3g')} "
+            f"({fmt_spread(t['ratio_classic_ci_low'], t['ratio_classic_ci_high'], t['ratio_classic_per_seed'])}); "
+            f"of 4/lambda0 (the catapult model, Lewkowycz et al. 2020): {fmt(t['ratio_catapult_mean'], '.3g')} "
+            f"({fmt_spread(t['ratio_catapult_ci_low'], t['ratio_catapult_ci_high'], t['ratio_catapult_per_seed'])}). "
+            f"The data favour: "
+            f"{analysis_theory(t['flags'])}. Bracket above 2/lambda0 in {t['above_classic_seeds']} of {t['seeds']} "
+            f"seeds, above 4/lambda0 in {t['above_catapult_seeds']}.",
+            "",
+            "| seed | lambda0 | 2/lambda0 | 4/lambda0 | divergence lr | x 2/lambda0 |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {r['seed']} | {fmt(r['lambda0'], '.4g')} | {fmt(r['two_over_lambda0'], '.3g')} | "
+                f"{fmt(r['four_over_lambda0'], '.3g')} | {fmt(r['lr'], '.3g')} | {fmt(r['ratio_classic'], '.3g')} |"
+                for r in t["per_seed"]
+            ),
+        ]
     lines += [
         "",
         "Figures: `figures/one_step.png`, `figures/scalar_line_sign_stall.png`, `figures/rules_loss.png`, "
-        "`figures/lr_sweep.png`, `figures/sharpness.png`.",
+        "`figures/lr_sweep.png`, `figures/sharpness.png`, `figures/mlp_threshold.png`.",
         "",
     ]
     return "\n".join(lines)

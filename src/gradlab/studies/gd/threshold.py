@@ -87,3 +87,70 @@ def quadratic_lr_sweep(problem: QuadraticProblem, lr_theory: float, steps: int) 
         {"lr": f * lr_theory, "lr_over_crit": f, "final_loss": quadratic_final_loss(problem, f * lr_theory, steps)}
         for f in QUADRATIC_LR_FRACTIONS
     ]
+
+
+def bisect_log(
+    diverges: Callable[[float], bool], lo: float, hi: float, rel_tol: float = 0.02, max_expand: int = 20
+) -> dict:
+    """The divergence learning rate between a training ``lo`` and a diverging ``hi``, bisected in log space.
+
+    Both ends are probed first; an end on the wrong side moves by a factor of two (``lo`` down, ``hi`` up)
+    until it holds, at most ``max_expand`` times. Then the geometric midpoint is probed until
+    ``hi / lo - 1 < rel_tol``. Returns ``lr`` (the geometric midpoint of the final bracket), ``lo`` (the
+    largest lr seen to train), ``hi`` (the smallest seen to diverge), ``probes`` and every probe as
+    ``(lr, diverged)`` in order. ``diverges`` is assumed monotone in lr (each probe is one training run).
+    """
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"bisect_log: need 0 < lo < hi, got lo={lo!r}, hi={hi!r}")
+    if not 0 < rel_tol < 1:
+        raise ValueError(f"bisect_log: rel_tol must be in (0, 1), got {rel_tol!r}")
+    seen: list[tuple[float, bool]] = []
+
+    def probe(lr: float) -> bool:
+        d = bool(diverges(lr))
+        seen.append((lr, d))
+        return d
+
+    for _ in range(max_expand + 1):
+        if not probe(lo):
+            break
+        lo, hi = lo / 2, lo
+    else:
+        raise RuntimeError(f"bisect_log: diverges even at lr={lo:g}")
+    for _ in range(max_expand + 1):
+        if probe(hi):
+            break
+        lo, hi = hi, hi * 2
+    else:
+        raise RuntimeError(f"bisect_log: no divergence up to lr={hi:g}")
+    while hi / lo - 1 >= rel_tol:
+        mid = math.sqrt(lo * hi)
+        if probe(mid):
+            hi = mid
+        else:
+            lo = mid
+    return {"lr": math.sqrt(lo * hi), "lo": lo, "hi": hi, "probes": len(seen), "trace": seen}
+
+
+def mlp_gd_losses(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, steps: int, seed: int = 0):
+    """Full-batch gradient descent on mean((net(x) - y)^2) in a plain loop: the losses before each step and after
+    the last, float for float those of the stage's Lightning trials (``run_trial``; a test checks it), without
+    the trainer's per-step overhead. Stops after the first non-finite loss, as the trials do."""
+    from gradlab.studies.gd.rules import make_rule
+
+    opt = make_rule("gradient", net.parameters(), lr, seed=seed)
+    losses: list[float] = []
+    for _ in range(steps):
+        opt.zero_grad()
+        r = net(x) - y
+        loss = (r * r).mean()
+        value = float(loss.detach())
+        losses.append(value)
+        if not math.isfinite(value):
+            break
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        r = net(x) - y
+        losses.append(float((r * r).mean()))
+    return losses

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradlab.studies.gd.config import Mlp, Quadratic, Sharpness
+from gradlab.studies.gd.config import Mlp, MlpThreshold, Quadratic, Sharpness
 from gradlab.studies.gd.module import FullBatchRegression, SharpnessProbe
 from gradlab.studies.gd.problems import make_mlp, make_mlp_data, make_quadratic
 
@@ -48,3 +48,44 @@ def run_trial(spec: TrialSpec) -> dict:
         "sharpness_steps": probe.steps if probe else [],
         "sharpness": probe.values if probe else [],
     }
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """One network initialisation: its sharpness at initialisation and its divergence lr by bisection."""
+
+    seed: int
+    problem: Mlp
+    data_seed: int
+    threshold: MlpThreshold
+
+
+def run_threshold(spec: ThresholdSpec) -> dict:
+    """``lambda0`` (top Hessian eigenvalue at initialisation) and the bisection of :func:`bisect_log`, where a
+    probe diverged by the stage's definition (:func:`analysis.diverged` of ``mlp.steps`` steps of gradient descent
+    from this initialisation, trained as the grid's trials are)."""
+    from gradlab.studies.gd.analysis import diverged
+    from gradlab.studies.gd.sharpness import top_hessian_eigenvalue
+    from gradlab.studies.gd.threshold import bisect_log, mlp_gd_losses
+
+    t, m = spec.threshold, spec.problem
+    x, y = make_mlp_data(m.n, spec.data_seed)
+    net = make_mlp(m.hidden, spec.seed)
+
+    def loss():
+        r = net(x) - y
+        return (r * r).mean()
+
+    lambda0 = top_hessian_eigenvalue(loss, list(net.parameters()), t.power_iters, spec.seed)
+    found = bisect_log(
+        lambda lr: diverged(mlp_gd_losses(make_mlp(m.hidden, spec.seed), x, y, lr, m.steps, spec.seed)),
+        t.lo,
+        t.hi,
+        t.rel_tol,
+    )
+    return {"lambda0": lambda0, **found}
+
+
+def run_any(spec: TrialSpec | ThresholdSpec) -> dict:
+    """The stage's worker function: a training trial or a threshold bisection (one pool runs both)."""
+    return run_threshold(spec) if isinstance(spec, ThresholdSpec) else run_trial(spec)
