@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import warnings
+import weakref
 
 import nan_compare
 import pytest
@@ -296,6 +297,32 @@ def test_cheap_check_is_exact_and_the_step_restores_the_buffers_of_its_start():
     assert (report.step, report.phase, report.op, report.cause) == (3, "loss", "log", "log_of_zero")
     assert all(torch.equal(a, b) for a, b in zip(state, (*model.buffers(), *model.parameters()), strict=True))
     assert torch.autograd.backward is backward  # put back after each step
+
+
+def test_between_steps_the_doctor_does_nothing_and_goes_with_its_step():
+    """The doctor's optimizer-step hooks stay registered between steps (registering them each step costs more)
+    but do nothing there; nothing keeps the doctor alive, and its hooks go with it."""
+    from torch.optim.optimizer import _global_optimizer_pre_hooks as step_hooks
+
+    before, backward = set(step_hooks), torch.autograd.backward
+    lin = nn.Linear(2, 1)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    doctor = gradlab.nan_doctor(lin, opt)
+
+    @doctor.step
+    def train_step(x):
+        opt.zero_grad()
+        lin(x).sum().backward()
+        opt.step()
+
+    train_step(torch.ones(3, 2))
+    ours = set(step_hooks) - before
+    assert len(ours) == 1 and torch.autograd.backward is backward
+    lin.weight.grad.fill_(float("nan"))
+    opt.step()  # outside the decorated step: not watched
+    doctor_ref = weakref.ref(doctor)
+    del doctor, train_step
+    assert doctor_ref() is None and not ours & set(step_hooks)
 
 
 def test_cheap_mode_checks_a_parameter_group_added_later():
