@@ -231,7 +231,7 @@ def gd(q: Quotes) -> Section:
             "the sharpness curves show.",
             "The network's divergence learning rate assumes divergence is monotone in the learning rate (bisection "
             "probes only the bracket's midpoints) and depends on the run's length (`mlp.steps`): a longer run can "
-            "diverge at a smaller rate. 4/lambda0 is the catapult model's upper bound (Lewkowycz et al. 2020), "
+            "diverge at a smaller rate. 4/lambda0 is the catapult model's upper bound (Lewkowycz et al.), "
             "derived for a wide two-layer linear network with a squared loss; the network here is a narrow ReLU "
             "network, so the comparison tests how far that bound carries, not the derivation.",
             f"The network results rest on {q(s, 'mlp.seeds', 'd')} seeds per learning rate: an exact two-sample test "
