@@ -1,7 +1,8 @@
-"""Shared fixtures: a throw-away MLflow store and results folder per test."""
+"""Shared fixtures: a throw-away MLflow store and results folder per test; each tiny stage run once per session."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -63,3 +64,57 @@ def tiny_params(tmp_path: Path, *stages: str) -> Path:
     """params.yaml in ``tmp_path`` made of tests/tiny/<stage>.yaml for each stage."""
     text = "\n".join((ROOT / "tests" / "tiny" / f"{s}.yaml").read_text() for s in stages)
     return write_params(tmp_path, text)
+
+
+class TinyRuns:
+    """Each stage with quick parameters (tests/tiny/<stage>.yaml), run once in this process, on demand, into
+    one shared MLflow store and results folder: the end-to-end stage tests, the pipeline tests (report,
+    notebooks, `dvc plots`) and the determinism tests read the same run instead of each running it again."""
+
+    def __init__(self, root: Path, template: Path):
+        self.root = root
+        shutil.copy(template, root / "mlflow.db")
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.results = root / "results"
+        self.stages = sorted(p.stem for p in (ROOT / "tests" / "tiny").glob("*.yaml"))
+        text = "\n".join((ROOT / "tests" / "tiny" / f"{s}.yaml").read_text() for s in self.stages)
+        self.params = write_params(root, text)
+        self.done: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def environment(self):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", self.uri)
+            mp.setenv("GRADLAB_RESULTS", str(self.results))
+            mp.delenv("DVC_ROOT", raising=False)
+            mp.delenv("DVC_EXP_NAME", raising=False)
+            yield
+
+    def stage(self, name: str) -> Path:
+        """results/<name> of the stage's one run (made now if it is the first to ask)."""
+        if name not in self.done:
+            from gradlab.runner import run_stage
+
+            with self.environment():
+                self.done[name] = run_stage(name, params_file=self.params)
+        assert self.done[name] == 0, f"the tiny {name} stage exited {self.done[name]}"
+        return self.results / name
+
+    def stage_run(self, name: str):
+        """The stage's own MLflow run (top level; not a sweep's parent, not a quick run)."""
+        from gradlab.tracking import QUICK_TAG, Tracker
+
+        self.stage(name)
+        runs = Tracker(self.uri).runs(f"gradlab/{name}")
+        parents = [
+            r for r in runs
+            if "mlflow.parentRunId" not in r.data.tags and "gradlab.sweep.role" not in r.data.tags
+            and QUICK_TAG not in r.data.tags
+        ]  # fmt: skip
+        assert len(parents) == 1, [r.info.run_name for r in parents]
+        return parents[0], runs
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, _template_store) -> TinyRuns:
+    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"), _template_store)

@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 from conftest import gradlab, tiny_params
 
-from gradlab.runner import run_stage
 from gradlab.tracking import Tracker
 
 
 @pytest.mark.slow
-def test_gd_stage_end_to_end(store, tmp_path):
-    params = tiny_params(tmp_path, "gd")
-    assert run_stage("gd", params_file=params) == 0
-    out = tmp_path / "results" / "gd"
+def test_gd_stage_end_to_end(tiny_runs):
+    out = tiny_runs.stage("gd")  # tests/tiny/gd.yaml, run once for every test that reads it (conftest.TinyRuns)
     m = json.loads((out / "stats.json").read_text())
     q = m["quadratic"]
     assert abs(q["lr_crit_empirical"] - q["lr_crit_theory"]) / q["lr_crit_theory"] < 0.05
@@ -70,18 +67,17 @@ def test_gd_stage_end_to_end(store, tmp_path):
         "plots/final_loss_vs_lr.csv",
     ]:
         assert (out / name).stat().st_size > 0, name
-    assert not list((tmp_path / "results" / ".staging").iterdir())
+    assert not list((tiny_runs.results / ".staging").iterdir())
 
-    tracker = Tracker(store)
-    runs = tracker.runs("gradlab/gd")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    tracker = Tracker(tiny_runs.uri)
+    parent, runs = tiny_runs.stage_run("gd")  # the one top-level run of the stage
+    assert parent.info.status == "FINISHED"
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert {"gradient__seed0", "scalar__seed0", "sign__seed0", "random__seed0"} <= set(children)
     assert all(r.info.status == "FINISHED" for r in children.values())
     history = tracker.client.get_metric_history(children["gradient__seed0"].info.run_id, "train/loss")
     assert len(history) == 301  # the loss before each of 300 steps and after the last
-    assert parents[0].data.tags["gradlab.params_hash"]
+    assert parent.data.tags["gradlab.params_hash"]
 
 
 @pytest.mark.slow
@@ -97,7 +93,11 @@ def test_gd_absolute_step_size_from_the_command_line(store, tmp_path):
         .startswith("error: gd.rules: lr (0.01) and lr_times_lambda_max (1) are exclusive")
     )
     assert not (tmp_path / "results" / "gd").exists()
-    ok = gradlab("run", "gd", "--params", str(params), "--set", "gd.rules.lr=0.01")
+    smaller = ["gd.threshold.steps=50", "gd.rules.steps=20", "gd.mlp.steps=5", "gd.lr_grid.num=2", "gd.seeds=1"]
+    ok = gradlab(
+        "run", "gd", "--params", str(params), "--set", "gd.rules.lr=0.01", *(a for s in smaller for a in ("--set", s)),
+        env={"GRADLAB_WORKERS": "1"},  # trials in the stage's process: no pool to start
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr[-2000:]
     m = json.loads((tmp_path / "results" / "gd" / "stats.json").read_text())
     assert all(r["lr"] == 0.01 for r in m["rules"].values())

@@ -6,17 +6,13 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import tiny_params
 
-from gradlab.runner import run_stage
 from gradlab.tracking import Tracker
 
 
 @pytest.mark.slow
-def test_input_grad_stage_end_to_end(store, tmp_path):
-    params = tiny_params(tmp_path, "input_grad")
-    assert run_stage("input_grad", params_file=params) == 0
-    out = tmp_path / "results" / "input_grad"
+def test_input_grad_stage_end_to_end(tiny_runs):
+    out = tiny_runs.stage("input_grad")  # tests/tiny/input_grad.yaml, run once per session (conftest.TinyRuns)
     text = (out / "stats.json").read_text()
     m = json.loads(text)
     for method in ["sum", "grad_outputs", "vmap", "jacrev", "loop"]:
@@ -63,14 +59,13 @@ def test_input_grad_stage_end_to_end(store, tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert "seconds" not in text  # wall-clock numbers stay out of metrics.json
 
-    tracker = Tracker(store)
-    runs = tracker.runs("gradlab/input_grad")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    names = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    tracker = Tracker(tiny_runs.uri)
+    parent, runs = tiny_runs.stage_run("input_grad")  # the one top-level run of the stage
+    assert parent.info.status == "FINISHED"
+    names = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert {"agreement__seed0", "batchnorm__seed0", "timing__seed0", "value_only__seed1", "with_grad__seed1"} <= names
     history = tracker.client.get_metric_history(
         next(r.info.run_id for r in runs if r.info.run_name == "with_grad__seed0"), "eval/grad_rmse"
     )
     assert [h.step for h in history] == [0, 10, 20, 30]
-    # same parameters, same metrics: test_pipeline_tiny.py::test_same_params_give_identical_metrics
+    # same parameters, same metrics: tests/test_quick.py

@@ -7,13 +7,11 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import tiny_params
+from conftest import ROOT
 
 from gradlab.doctor import CAUSES
-from gradlab.runner import run_stage
 from gradlab.studies.mdn.config import STAGES, MdnParams
 from gradlab.studies.mdn.trial import FIELDS, trial_specs
-from gradlab.tracking import Tracker
 
 ACCEPTANCE = [
     "asker.trials",
@@ -27,14 +25,12 @@ ACCEPTANCE = [
 
 
 @pytest.mark.slow
-def test_mdn_stage_end_to_end(store, tmp_path):
+def test_mdn_stage_end_to_end(tiny_runs):
     import yaml
 
-    params = tiny_params(tmp_path, "mdn")
-    p = MdnParams.model_validate(yaml.safe_load(params.read_text())["mdn"])
+    p = MdnParams.model_validate(yaml.safe_load((ROOT / "tests" / "tiny" / "mdn.yaml").read_text())["mdn"])
     n = len(trial_specs(p))
-    assert run_stage("mdn", params_file=params) == 0
-    out = tmp_path / "results" / "mdn"
+    out = tiny_runs.stage("mdn")  # tests/tiny/mdn.yaml, run once per session (conftest.TinyRuns)
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == n
     for col in [*FIELDS, "seed", "diverged", "first_nonfinite_step", "first_nonfinite_what", "cause", "val_nll"]:
@@ -96,11 +92,9 @@ def test_mdn_stage_end_to_end(store, tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert "seconds" not in json.dumps(stats)  # timings stay out of the metrics
 
-    tracker = Tracker(store)
-    runs = tracker.runs("gradlab/mdn")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    parent, runs = tiny_runs.stage_run("mdn")  # the one top-level run of the stage
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == n and all(r.info.status == "FINISHED" for r in children)
     assert all("mdn.cause" in r.data.tags for r in children)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 
 import pytest
 import torch
@@ -57,10 +58,8 @@ def _verdicts_and_counts(m: dict) -> None:
 
 
 @pytest.mark.slow
-def test_pg_cartpole_three_episodes_end_to_end(store, tmp_path):
-    params = tiny_params(tmp_path, "pg_cartpole")
-    assert run_stage("pg_cartpole", params_file=params) == 0
-    out = tmp_path / "results" / "pg_cartpole"
+def test_pg_cartpole_three_episodes_end_to_end(tiny_runs):
+    out = tiny_runs.stage("pg_cartpole")  # tests/tiny/pg_cartpole.yaml, run once per session (conftest.TinyRuns)
     m = json.loads((out / "stats.json").read_text())
     assert set(m["variants"]) == {"correct", "flipped", "baseline"}
     for v, x in m["variants"].items():
@@ -105,22 +104,21 @@ def test_pg_cartpole_three_episodes_end_to_end(store, tmp_path):
     ]:
         assert (out / name).stat().st_size > 0, name
 
-    runs = Tracker(store).runs("gradlab/pg_cartpole")
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    parent, runs = tiny_runs.stage_run("pg_cartpole")  # the one top-level run of the stage
+    assert parent.info.status == "FINISHED"
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert set(children) == {f"{v}__seed{s}" for v in ("correct", "flipped", "baseline") for s in (0, 1)}
-    history = Tracker(store).client.get_metric_history(children["correct__seed0"].info.run_id, "episode/return")
+    history = Tracker(tiny_runs.uri).client.get_metric_history(children["correct__seed0"].info.run_id, "episode/return")
     assert len(history) == 3
 
 
 @pytest.mark.slow
-def test_pg_cartpole_resume_equals_an_uninterrupted_run(store, tmp_path, monkeypatch):
+def test_pg_cartpole_resume_equals_an_uninterrupted_run(store, tmp_path, monkeypatch, tiny_runs):
     from gradlab.studies.pg import module
 
     params = tiny_params(tmp_path, "pg_cartpole")
-    assert run_stage("pg_cartpole", params_file=params) == 0
     out = tmp_path / "results" / "pg_cartpole"
+    shutil.copytree(tiny_runs.stage("pg_cartpole"), out)  # the uninterrupted run (same parameters), as previous results
     uninterrupted = (out / "metrics.json").read_text()
 
     original = module.Reinforce.save_checkpoint
@@ -149,10 +147,8 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(store, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_pg_pong_tiny_end_to_end(store, tmp_path):
-    params = tiny_params(tmp_path, "pg_pong")
-    assert run_stage("pg_pong", params_file=params) == 0
-    out = tmp_path / "results" / "pg_pong"
+def test_pg_pong_tiny_end_to_end(tiny_runs):
+    out = tiny_runs.stage("pg_pong")  # tests/tiny/pg_pong.yaml, run once per session (conftest.TinyRuns)
     first = (out / "metrics.json").read_text()
     assert "frames_per_second" not in first and "frameskip" not in first  # no wall-clock numbers, no config echo
     m = json.loads((out / "stats.json").read_text())  # every number
@@ -170,5 +166,4 @@ def test_pg_pong_tiny_end_to_end(store, tmp_path):
     assert {"correct_improves", "flipped_improves", "flipped_below_correct"} <= set(m["flags"])
     assert 0.0 <= m["variants"]["correct"]["adv_neg_logp_down_fraction"] <= 1.0
     assert "variants.correct.adv_neg_logp_down_fraction" in str(_headline_keys(first))
-    assert run_stage("pg_pong", params_file=params) == 0
-    assert (out / "metrics.json").read_text() == first  # deterministic
+    # deterministic (the same bytes again, in another process): tests/test_quick.py

@@ -1,10 +1,9 @@
-"""The whole pipeline on tiny parameters: determinism, the report's quoted numbers,
-the notebooks, and `dvc plots show`."""
+"""The whole pipeline on tiny parameters: headline metrics, the report's quoted numbers, the notebooks,
+`dvc plots show` and the MLflow UI (determinism: tests/test_quick.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,74 +14,32 @@ from conftest import ROOT
 
 from gradlab.report import run_report
 from gradlab.report.quotes import format_value, lookup
-from gradlab.runner import run_stage
 from gradlab.stages import all_stages
 
 STAGES = [s for s in all_stages() if (ROOT / "tests" / "tiny" / f"{s}.yaml").exists()]
 
 
+# the sweep's one trial made smaller still (it only has to leave a sweep parent in the store)
+SWEEP_SETS = ["gd.threshold.steps=50", "gd.rules.steps=20", "gd.mlp.steps=5", "gd.seeds=1", "gd.sharpness.steps=5"]
+
+
 @pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory, _template_store):
-    tmp = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(_template_store, tmp / "mlflow.db")
-    params = tmp / "params.yaml"
-    params.write_text("\n".join((ROOT / "tests" / "tiny" / f"{s}.yaml").read_text() for s in STAGES))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-        mp.setenv("GRADLAB_RESULTS", str(tmp / "results"))
-        mp.delenv("DVC_ROOT", raising=False)
-        for stage in STAGES:
-            assert run_stage(stage, params_file=params) == 0, stage
-        # a sweep after the stages: its parent is the newest top-level run of gradlab/gd, which notebooks
-        # and the report must not mistake for the stage's run
-        from gradlab.sweep import sweep
+def tiny_pipeline(tiny_runs):
+    """Every stage on tiny parameters (conftest.TinyRuns: the same runs the stage tests read), then a sweep."""
+    for stage in STAGES:
+        tiny_runs.stage(stage)
+    # a sweep after the stages: its parent is the newest top-level run of gradlab/gd, which notebooks
+    # and the report must not mistake for the stage's run
+    from gradlab.sweep import sweep
 
-        assert sweep("gd", ["gd.mlp.hidden=4"], workers=1, params_file=params) == 0
-        yield tmp, params
+    with tiny_runs.environment():  # for the module's tests too: the report and the notebooks read this store
+        assert sweep("gd", ["gd.mlp.hidden=4"], SWEEP_SETS, workers=1, params_file=tiny_runs.params) == 0
+        yield tiny_runs.root, tiny_runs.params
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", STAGES)
-def test_same_params_give_identical_metrics(tiny_pipeline, stage):
-    tmp, params = tiny_pipeline
-    again = tmp / "again" / stage
-    assert run_stage(stage, params_file=params, out_dir=again) == 0
-    for name in ("metrics.json", "stats.json"):
-        assert (again / name).read_bytes() == (tmp / "results" / stage / name).read_bytes(), name
-
-
-# What another x86-64 machine changes on its own, set here by hand: torch's default (not AVX2) kernels, MKL's
-# automatic code path, NumPy without its AVX2 loops, OpenBLAS's Sandy Bridge kernels, one trial worker. Without
-# the pinning of gradlab.numerics (GRADLAB_NUMERICS=native) the first two alone change `gradlab run mdn --quick`'s
-# stats.json (measured); with it, nothing may change.
-OTHER_MACHINE = {
-    "ATEN_CPU_CAPABILITY": "default",
-    "MKL_CBWR": "AUTO",
-    "NPY_DISABLE_CPU_FEATURES": "X86_V3",
-    "OPENBLAS_CORETYPE": "Sandybridge",
-    "GRADLAB_WORKERS": "1",
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", STAGES)
-def test_other_cpu_kernels_give_the_same_bytes(tiny_pipeline, stage):
-    """The stage in a fresh `gradlab run` process whose environment asks for other CPU kernels: same bytes."""
-    tmp, params = tiny_pipeline
-    other = tmp / "other-kernels"
-    env = dict(os.environ, GRADLAB_RESULTS=str(other), MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}")
-    env.update(OTHER_MACHINE)
-    done = subprocess.run(
-        [sys.executable, "-m", "gradlab", "run", stage, "--params", str(params)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("metrics.json", "stats.json"):
-        assert (other / stage / name).read_bytes() == (tmp / "results" / stage / name).read_bytes(), name
+# Determinism (same params -> the same metrics.json and stats.json bytes, in another process, on other CPU
+# kernels, with one trial worker) is checked by tests/test_quick.py: each stage's `gradlab run --quick` there
+# runs in a fresh process whose environment asks for other kernels and is compared with the run above.
 
 
 @pytest.mark.slow

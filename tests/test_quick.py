@@ -1,5 +1,7 @@
 """`gradlab run STAGE --quick`: every stage with quick parameters finishes in under a minute, writes to
-results/quick/STAGE, and its summary.md prints "n/a" rather than nan, None or inf (no numpy RuntimeWarning).
+results/quick/STAGE, and its summary.md prints "n/a" rather than nan, None or inf (no numpy RuntimeWarning);
+and determinism: the same parameters give the same metrics.json and stats.json bytes in another process, on
+other CPU kernels, with another number of trial workers (the slow test does all of it with one run per stage).
 
 The minute is checked on the CPU time of the run (user + system, this process's children), which does not
 depend on how many other jobs share the machine; wall-clock time is checked too when the machine is not
@@ -48,18 +50,44 @@ def test_quick_refuses_a_stage_without_quick_parameters_and_an_explicit_params_f
         assert done.returncode == 2 and message in done.stderr, done.stderr
 
 
+# What another x86-64 machine changes on its own, set here by hand: torch's default (not AVX2) kernels, MKL's
+# automatic code path, NumPy without its AVX2 loops, OpenBLAS's Sandy Bridge kernels, one trial worker. Without
+# the pinning of gradlab.numerics (GRADLAB_NUMERICS=native) the first two alone change `gradlab run mdn --quick`'s
+# stats.json (measured); with it, nothing may change.
+OTHER_MACHINE = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "AUTO",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V3",
+    "OPENBLAS_CORETYPE": "Sandybridge",
+    "GRADLAB_WORKERS": "1",
+}
+# spearman's own trial pool (spearman.workers, 1 in its quick parameters) at 2 here: its results must not
+# depend on how many workers ran its trials
+EXTRA = {"spearman": ["--set", "spearman.workers=2"]}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", QUICK)
-def test_quick_run_is_under_a_minute_and_its_summary_has_no_undefined_numbers(stage, tmp_path, store):
+def test_quick_run_is_under_a_minute_with_no_undefined_numbers_and_the_same_bytes_on_other_kernels(
+    stage, tmp_path, tiny_runs, _template_store
+):
+    """`gradlab run STAGE --quick` in a fresh process whose environment asks for other CPU kernels (and one trial
+    worker): under a minute of CPU, no RuntimeWarning, results/quick/STAGE only, a summary without nan/None/inf,
+    and metrics.json and stats.json byte for byte those of the same parameters run in this process (the shared
+    tiny run of conftest.TinyRuns, made with the native kernels and the default workers)."""
+    reference = tiny_runs.stage(stage)
     results = tmp_path / "results"
+    env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning", GRADLAB_RESULTS=str(results))
+    env.update(OTHER_MACHINE, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    shutil.copy(_template_store, tmp_path / "mlflow.db")
     cpu_before, start = _cpu_of_children(), time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "gradlab", "run", stage, "--quick"],
+        [sys.executable, "-m", "gradlab", "run", stage, "--quick", *EXTRA.get(stage, [])],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=900,
-        env=dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning"),
+        env=env,
     )
     wall, cpu = time.perf_counter() - start, _cpu_of_children() - cpu_before
     load = os.getloadavg()[0]
@@ -77,7 +105,8 @@ def test_quick_run_is_under_a_minute_and_its_summary_has_no_undefined_numbers(st
         line for line in summary.splitlines() if UNDEFINED.search(line)
     )
     assert (out / "metrics.json").exists() and not (results / stage).exists()  # never the stage's own results
+    for name in ("metrics.json", "stats.json"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     assert cpu < LIMIT_S, f"{stage} --quick used {cpu:.1f} s of CPU"
     if load <= (os.cpu_count() or 1):
         assert wall < LIMIT_S, f"{stage} --quick took {wall:.1f} s"
-    shutil.rmtree(out, ignore_errors=True)
