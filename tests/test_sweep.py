@@ -25,22 +25,16 @@ from gradlab.config import ConfigError
 from gradlab.sweep import expand, parse_grid, plot, split_values, summary_table, sweep
 from gradlab.tracking import Tracker
 
-# tests/tiny/gd.yaml made smaller still: one trial is ~1-3 s of CPU once the worker has imported torch
-TINY = [
-    "gd.threshold.steps=50",
-    "gd.rules.names=[gradient]",
-    "gd.rules.steps=20",
-    "gd.mlp.steps=5",
-    "gd.lr_grid.num=2",
-    "gd.seeds=1",
-    "gd.sharpness.lrs=[0.2]",
-    "gd.sharpness.steps=5",
-    "gd.sharpness.every=5",
-    "gd.sharpness.power_iters=2",
-]
-SETS = [a for s in TINY for a in ("--set", s)]
-METRIC = "rules.gradient.final_loss"
+# the fast tests' grid key (gd's step size, in units of 1/lambda_max)
 LR_KEY = "gd.rules.lr_times_lambda_max"
+
+# the end-to-end sweeps, whose trials only have to run and log (any stage will do): tests/tiny/pg_cartpole.yaml with
+# one variant, one seed and 20 updates of one game, ~3 s of CPU a trial (gd's, even made smaller: ~13 s, mostly
+# its six figures)
+CP_TINY = ["pg_cartpole.variants=[correct]", "pg_cartpole.seeds=1", "pg_cartpole.updates=20"]
+CP_SETS = [a for s in CP_TINY for a in ("--set", s)]
+CP_METRIC = "variants.correct.final_return_mean"
+CP_LR_KEY = "pg_cartpole.optimizer.lr"
 
 
 # --------------------------------------------------------------------------- fast: grid, validation, tables
@@ -149,9 +143,10 @@ def _sweep_dir(results: Path) -> Path:
 
 
 def _check_sweep(tracker: Tracker, results: Path, n_trials: int, n_points: int) -> tuple[dict, list]:
-    """One FINISHED parent, every trial a FINISHED child with all its metric points, the table."""
+    """A pg_cartpole sweep (CP_TINY): one FINISHED parent, every trial a FINISHED child with its full resolved
+    config and all its metric points (every game of the 20 updates), the table and its artifacts."""
     sweep_dir = _sweep_dir(results)
-    runs = tracker.runs("gradlab/gd")
+    runs = tracker.runs("gradlab/pg_cartpole")
     parents = [r for r in runs if r.data.tags.get("gradlab.sweep.role") == "parent"]
     assert len(parents) == 1
     parent = parents[0]
@@ -164,18 +159,18 @@ def _check_sweep(tracker: Tracker, results: Path, n_trials: int, n_points: int) 
     for child in children:
         assert child.info.status == "FINISHED", child.info.run_name
         assert child.data.tags["gradlab.sweep_id"] == sweep_dir.name
-        assert child.data.params["rules.steps"] == "20"  # the full resolved config
+        assert child.data.params["updates"] == "20" and child.data.params["hidden"] == "8"  # the full resolved config
         assert child.data.params["seed"] == child.data.tags["gradlab.seed"]
         assert child.info.run_name.endswith(f"__seed{child.data.tags['gradlab.seed']}")
         trial_metrics = json.loads(
             (sweep_dir / "trials" / child.data.tags["gradlab.sweep.trial"] / "metrics.json").read_text()
         )
-        assert child.data.metrics[METRIC] == pytest.approx(trial_metrics["rules"]["gradient"]["final_loss"])
+        assert child.data.metrics[CP_METRIC] == pytest.approx(trial_metrics["variants"]["correct"]["final_return_mean"])
         grand = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == child.info.run_id]
         assert grand and all(g.info.status == "FINISHED" for g in grand)
-        (rule,) = [g for g in grand if g.info.run_name.startswith("gradient__")]
-        history = tracker.client.get_metric_history(rule.info.run_id, "train/loss")
-        assert sorted(m.step for m in history) == list(range(21))  # every point of the 20-step curve
+        (variant,) = [g for g in grand if g.info.run_name.startswith("correct__")]
+        history = tracker.client.get_metric_history(variant.info.run_id, "episode/return")
+        assert sorted(m.step for m in history) == list(range(20))  # every point: the return of each of 20 games
     assert not [r for r in runs if r.info.status == "RUNNING"]
     table = pd.read_csv(sweep_dir / "table.csv")
     assert len(table) == n_points and (table["finished"] * n_points == n_trials).all()
@@ -228,39 +223,40 @@ def mlflow_server(backend_uri: str, workdir: Path):
 
 # --------------------------------------------------------------------------- end to end
 @pytest.mark.slow
-def test_local_pool_eight_concurrent_trials_all_finished_with_every_point(store, tmp_path):
-    """8 workers writing to one sqlite store at once: every run FINISHED, every metric point there."""
-    params = tiny_params(tmp_path, "gd")
-    grid = f"{LR_KEY}=0.25,0.5,0.75,1.0"
-    out = gradlab("sweep", "gd", "--params", str(params), *SETS, "--grid", grid, "--seeds", "2",
-                  "--workers", "8", "--metric", METRIC)  # fmt: skip
+def test_local_pool_four_concurrent_trials_all_finished_with_every_point(store, tmp_path):
+    """4 workers (more than CI's 2 cores) writing to one sqlite store at once: every run FINISHED, every metric
+    point there; 2 grid points x 2 seeds aggregated in the table."""
+    params = tiny_params(tmp_path, "pg_cartpole")
+    out = gradlab("sweep", "pg_cartpole", "--params", str(params), *CP_SETS, "--grid", f"{CP_LR_KEY}=0.01,0.02",
+                  "--seeds", "2", "--workers", "4", "--metric", CP_METRIC)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "8 trial(s) of gd" in out.stderr and "8/8 trials FINISHED" in out.stderr
-    _check_sweep(Tracker(store), tmp_path / "results", n_trials=8, n_points=4)
+    assert "4 trial(s) of pg_cartpole" in out.stderr and "4/4 trials FINISHED" in out.stderr
+    _, children = _check_sweep(Tracker(store), tmp_path / "results", n_trials=4, n_points=2)
     table = pd.read_csv(_sweep_dir(tmp_path / "results") / "table.csv")
-    assert list(table[LR_KEY]) == [0.25, 0.5, 0.75, 1.0]
-    # a larger step (still below 2/lambda_max) ends lower on the quadratic after the same 20 steps
-    assert table["mean"].is_monotonic_decreasing
+    assert list(table[CP_LR_KEY]) == [0.01, 0.02] and list(table["n"]) == [2, 2]
+    for lr, row in zip([0.01, 0.02], table.itertuples(), strict=True):  # the mean over the point's two seeds
+        values = [c.data.metrics[CP_METRIC] for c in children if float(c.data.params["optimizer.lr"]) == lr]
+        assert len(values) == 2 and row.mean == pytest.approx(sum(values) / 2, rel=1e-3)  # runs: 4 digits
     assert (_sweep_dir(tmp_path / "results") / "figure.png").stat().st_size > 0
 
 
 def _trial_with_a_broken_study(job: dict) -> dict:
-    """Trial 1's study raises (as a bug in a study would); the others run the real code. Runs in a worker."""
-    import gradlab.studies.gd.study as study
+    """Trial 0's study raises (as a bug in a study would); the others run the real code. Runs in a worker."""
+    import gradlab.studies.pg.study as study
     from gradlab.sweep import run_trial
 
-    if job["index"] != 1:
+    if job["index"] != 0:
         return run_trial(job)
-    real = study.run
+    real = study.run_cartpole
 
     def broken(params, ctx):
         raise RuntimeError("injected failure in the study")
 
-    study.run = broken
+    study.run_cartpole = broken
     try:
         return run_trial(job)
     finally:
-        study.run = real
+        study.run_cartpole = real
 
 
 @pytest.mark.slow
@@ -268,21 +264,21 @@ def test_failing_trial_is_recorded_failed_and_the_sweep_goes_on(store, tmp_path,
     import gradlab.sweep.executors
 
     monkeypatch.setattr(gradlab.sweep.executors, "run_trial", _trial_with_a_broken_study)
-    params = tiny_params(tmp_path, "gd")
-    code = sweep("gd", [f"{LR_KEY}=0.5,0.75,1.0"], TINY, workers=1, metric=METRIC, params_file=params)
+    params = tiny_params(tmp_path, "pg_cartpole")
+    code = sweep("pg_cartpole", [f"{CP_LR_KEY}=0.01,0.02"], CP_TINY, workers=1, metric=CP_METRIC, params_file=params)
     err = capsys.readouterr().err
     assert code == 1, err[-3000:]
-    assert "1 trial(s) FAILED: rules.lr_times_lambda_max=0.75__seed0" in err
-    runs = Tracker(store).runs("gradlab/gd")
+    assert "1 trial(s) FAILED: optimizer.lr=0.01__seed0" in err
+    runs = Tracker(store).runs("gradlab/pg_cartpole")
     statuses = {r.data.tags["gradlab.sweep.trial"]: r.info.status for r in runs if "gradlab.sweep.trial" in r.data.tags}
-    assert statuses == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED"}  # trial 2 ran after the failure
+    assert statuses == {"0": "FAILED", "1": "FINISHED"}  # trial 1 ran after the failure, in the same worker
     parent = [r for r in runs if r.data.tags.get("gradlab.sweep.role") == "parent"][0]
-    assert parent.data.metrics["sweep/failed"] == 1 and parent.data.metrics["sweep/finished"] == 2
+    assert parent.data.metrics["sweep/failed"] == 1 and parent.data.metrics["sweep/finished"] == 1
     trials = pd.read_csv(_sweep_dir(tmp_path / "results") / "trials.csv")
-    assert list(trials["status"]) == ["FINISHED", "FAILED", "FINISHED"]
-    assert "RuntimeError: injected failure in the study" in trials.loc[1, "error"]
+    assert list(trials["status"]) == ["FAILED", "FINISHED"]
+    assert "RuntimeError: injected failure in the study" in trials.loc[0, "error"]
     table = pd.read_csv(_sweep_dir(tmp_path / "results") / "table.csv")
-    assert list(table["failed"]) == [0, 1, 0] and table.loc[1, "mean"] != table.loc[1, "mean"]  # NaN
+    assert list(table["failed"]) == [1, 0] and table.loc[0, "mean"] != table.loc[0, "mean"]  # NaN
 
 
 def _wait_for(predicate, timeout: float, what: str, proc=None):
@@ -297,11 +293,15 @@ def _wait_for(predicate, timeout: float, what: str, proc=None):
 
 @pytest.mark.slow
 def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_path):
-    params = tiny_params(tmp_path, "gd")
+    """Trial 1 (200 updates at a learning rate too small to learn: short games, ~5 s of CPU) is interrupted while it
+    runs; trials 0 and 2 have 20 updates."""
+    params = tiny_params(tmp_path, "pg_cartpole")
     results = tmp_path / "results"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gradlab.cli", "sweep", "gd", "--params", str(params), *SETS,
-         "--grid", f"{LR_KEY}=0.5,0.75,1.0", "--workers", "1", "--metric", METRIC],
+        [sys.executable, "-m", "gradlab.cli", "sweep", "pg_cartpole", "--params", str(params),
+         "--set", "pg_cartpole.variants=[correct]", "--set", "pg_cartpole.seeds=1",
+         "--set", "pg_cartpole.optimizer.lr=0.00001", "--grid", "pg_cartpole.updates=20,200,21", "--workers", "1",
+         "--metric", CP_METRIC],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     tracker = Tracker(store)
@@ -309,7 +309,7 @@ def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_pat
         _wait_for(lambda: glob.glob(str(results / "sweeps/*/trials/0/metrics.json")), 240, "trial 0", proc)
 
         def trial_1_running():
-            runs = tracker.runs("gradlab/gd", "tags.`gradlab.sweep.trial` = '1'")
+            runs = tracker.runs("gradlab/pg_cartpole", "tags.`gradlab.sweep.trial` = '1'")
             return any(r.info.status == "RUNNING" for r in runs)
 
         _wait_for(trial_1_running, 120, "trial 1 to start", proc)
@@ -326,7 +326,7 @@ def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_pat
     assert proc.returncode == 130, err[-3000:]
     sweep_id = _sweep_dir(results).name
     assert f"gradlab sweep --resume {sweep_id}" in err
-    runs = tracker.runs("gradlab/gd")
+    runs = tracker.runs("gradlab/pg_cartpole")
     by_trial = {r.data.tags["gradlab.sweep.trial"]: r.info.status for r in runs if "gradlab.sweep.trial" in r.data.tags}
     assert by_trial == {"0": "FINISHED", "1": "KILLED"}  # trial 2 was never started
     assert not [r for r in runs if r.info.status == "RUNNING"]
@@ -335,8 +335,8 @@ def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_pat
 
     out = gradlab("sweep", "--resume", sweep_id, "--workers", "1")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "1 trial(s) already FINISHED, skipped" in out.stderr and "2 trial(s) of gd" in out.stderr
-    runs = tracker.runs("gradlab/gd")
+    assert "1 trial(s) already FINISHED, skipped" in out.stderr and "2 trial(s) of pg_cartpole" in out.stderr
+    runs = tracker.runs("gradlab/pg_cartpole")
     trials = [r for r in runs if "gradlab.sweep.trial" in r.data.tags]
     assert sorted((r.data.tags["gradlab.sweep.trial"], r.info.status) for r in trials) == [
         ("0", "FINISHED"), ("1", "FINISHED"), ("1", "KILLED"), ("2", "FINISHED")
@@ -344,27 +344,7 @@ def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_pat
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
     assert tracker.client.get_run(parent.info.run_id).info.status == "FINISHED"
     table = pd.read_csv(results / "sweeps" / sweep_id / "trials.csv")
-    assert list(table["status"]) == ["FINISHED"] * 3 and table[METRIC].notna().all()
-
-
-@pytest.mark.slow
-def test_ray_backend_on_a_local_ray_instance_through_an_mlflow_server(store, tmp_path, _template_store, monkeypatch):
-    """A local Ray instance (2 CPUs, no dashboard) runs the trials; they log through `mlflow server` (sqlite)."""
-    pytest.importorskip("ray")
-    db = tmp_path / "server.db"
-    shutil.copy(_template_store, db)  # already migrated: the server starts faster
-    params = tiny_params(tmp_path, "gd")
-    with mlflow_server(f"sqlite:///{db}", tmp_path) as url:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        out = gradlab("sweep", "gd", "--params", str(params), *SETS, "--grid", f"{LR_KEY}=0.5,1.0",
-                      "--backend", "ray", "--workers", "2", "--metric", METRIC)  # fmt: skip
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert "ray, 2 workers" in out.stderr and f"MLflow {url}" in out.stderr
-        _, children = _check_sweep(Tracker(url), tmp_path / "results", n_trials=2, n_points=2)
-        assert len({c.data.tags["gradlab.sweep.trial"] for c in children}) == 2
-    assert list((tmp_path / "artifacts").rglob("table.md"))  # artifacts went through the server
-    with contextlib.closing(sqlite3.connect(db)) as con:  # and the runs are in the server's store
-        assert con.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0] >= 3
+    assert list(table["status"]) == ["FINISHED"] * 3 and table[CP_METRIC].notna().all()
 
 
 def _pg_bin(name: str) -> str | None:
@@ -416,17 +396,32 @@ def _has_user(name: str) -> bool:
 
 
 @pytest.mark.slow
-def test_sweep_through_an_mlflow_server_with_postgresql_backend(store, tmp_path, monkeypatch):
-    params = tiny_params(tmp_path, "gd")
-    with postgres_cluster() as pg_uri, mlflow_server(pg_uri, tmp_path) as url:
+def test_ray_backend_through_an_mlflow_server_on_postgresql(store, tmp_path, _template_store, monkeypatch):
+    """A local Ray instance (2 CPUs, no dashboard) runs the trials; they log through `mlflow server`, whose store
+    is a throwaway PostgreSQL cluster: the runs are in PostgreSQL itself, the artifacts went through the server.
+    (Where PostgreSQL is not installed, the server runs on sqlite: the Ray and server half is still checked. CI
+    installs it: .ci/run.)"""
+    pytest.importorskip("ray")
+    params = tiny_params(tmp_path, "pg_cartpole")
+    with contextlib.ExitStack() as stack:
+        if _pg_bin("initdb") and _pg_bin("pg_ctl"):
+            backend = stack.enter_context(postgres_cluster())
+        else:
+            db = tmp_path / "server.db"
+            shutil.copy(_template_store, db)  # already migrated: the server starts faster
+            backend = f"sqlite:///{db}"
+        url = stack.enter_context(mlflow_server(backend, tmp_path))
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        out = gradlab("sweep", "gd", "--params", str(params), *SETS, "--grid", f"{LR_KEY}=0.5,1.0",
-                      "--workers", "2", "--metric", METRIC)  # fmt: skip
+        out = gradlab("sweep", "pg_cartpole", "--params", str(params), *CP_SETS, "--grid", f"{CP_LR_KEY}=0.01,0.02",
+                      "--backend", "ray", "--workers", "2", "--metric", CP_METRIC)  # fmt: skip
         assert out.returncode == 0, out.stderr[-3000:]
-        _check_sweep(Tracker(url), tmp_path / "results", n_trials=2, n_points=2)
-        # the runs are in PostgreSQL itself, not in a file beside us
-        direct = Tracker(pg_uri).runs("gradlab/gd", "tags.`gradlab.sweep.role` = 'parent'")
+        assert "ray, 2 workers" in out.stderr and f"MLflow {url}" in out.stderr
+        _, children = _check_sweep(Tracker(url), tmp_path / "results", n_trials=2, n_points=2)
+        assert len({c.data.tags["gradlab.sweep.trial"] for c in children}) == 2
+        # the runs are in the server's own store, not in a file beside us
+        direct = Tracker(backend).runs("gradlab/pg_cartpole", "tags.`gradlab.sweep.role` = 'parent'")
         assert len(direct) == 1 and direct[0].info.status == "FINISHED"
+    assert list((tmp_path / "artifacts").rglob("table.md"))  # artifacts went through the server
 
 
 @pytest.mark.slow
@@ -447,17 +442,25 @@ def test_dvc_queue_two_experiments_log_to_the_main_store(tmp_path, _template_sto
         return res.stdout
 
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(repo)], check=True, timeout=120)
-    from gradlab.config import apply_overrides, load_yaml
-
-    tiny = apply_overrides(load_yaml(ROOT / "tests" / "tiny" / "gd.yaml"), TINY)
     import yaml
 
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
+    from gradlab.config import to_plain
+    from gradlab.runner import resolve_params
+
+    # the whole section, resolved (DVC wants every parameter dvc.yaml lists for the stage in params.yaml)
+    tiny = resolve_params("pg_cartpole", CP_TINY, ROOT / "tests" / "tiny" / "pg_cartpole.yaml")
+    (repo / "params.yaml").write_text(yaml.safe_dump({"pg_cartpole": to_plain(tiny)}, sort_keys=False))
     sh("git", "commit", "--quiet", "-am", "tiny params")
     shutil.copy(_template_store, repo / "mlflow.db")  # the project's store exists before the queue runs
-    sh(dvc, "exp", "run", "--queue", "gd", "-S", "gd.rules.steps=20", "-n", "tiny-a")  # the gd stage only
-    sh(dvc, "exp", "run", "--queue", "gd", "-S", "gd.rules.steps=21", "-n", "tiny-b")
-    sh(dvc, "queue", "start", "-j", "2")
+    # the pg_cartpole stage only (any stage will do: its trials are the cheapest)
+    sh(dvc, "exp", "run", "--queue", "pg_cartpole", "-S", "pg_cartpole.updates=20", "-n", "tiny-a")
+    sh(dvc, "exp", "run", "--queue", "pg_cartpole", "-S", "pg_cartpole.updates=21", "-n", "tiny-b")
+    # not through a pipe: the forked processes that watch the queue's workers keep its stdout and stderr open,
+    # so reading them to their end would wait for the whole queue (and time out on a loaded machine)
+    with open(tmp_path / "queue-start.log", "w") as log:
+        started = subprocess.run([dvc, "queue", "start", "-j", "2"], cwd=repo, env=env, stdout=log, stderr=log,
+                                 stdin=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    assert started.returncode == 0, (tmp_path / "queue-start.log").read_text()[-3000:]
     try:
 
         def finished() -> bool:  # read the store, not `dvc queue status` (a DVC call costs ~1 s of CPU)
@@ -470,7 +473,7 @@ def test_dvc_queue_two_experiments_log_to_the_main_store(tmp_path, _template_sto
             return n >= 2
 
         _wait_for(finished, 300, "the DVC queue")
-        _wait_for(lambda: "Running" not in sh(dvc, "queue", "status"), 120, "DVC to collect the experiments")
+        _wait_for(lambda: "Running" not in sh(dvc, "queue", "status"), 300, "DVC to collect the experiments")
     finally:
         subprocess.run([dvc, "queue", "stop", "--kill"], cwd=repo, env=env, capture_output=True, timeout=60)
     status = sh(dvc, "queue", "status")
@@ -478,13 +481,13 @@ def test_dvc_queue_two_experiments_log_to_the_main_store(tmp_path, _template_sto
     with contextlib.closing(sqlite3.connect(repo / "mlflow.db")) as con:
         rows = con.execute(
             "select t.value, r.status, r.name from tags t join runs r on r.run_uuid = t.run_uuid "
-            "where t.key = 'dvc.exp_name' and r.name like 'gd · %'"
+            "where t.key = 'dvc.exp_name' and r.name like 'pg_cartpole · %'"
         ).fetchall()
     assert [(exp, status) for exp, status, _ in sorted(rows)] == [
         ("tiny-a", "FINISHED"),
         ("tiny-b", "FINISHED"),
     ]
     for exp, _, name in rows:  # the stage run is named after its DVC experiment (+modified: -S changed params.yaml)
-        assert name.startswith(f"gd · {exp}"), name
+        assert name.startswith(f"pg_cartpole · {exp}"), name
     shown = sh(dvc, "exp", "show", "--csv")
     assert "tiny-a" in shown and "tiny-b" in shown
