@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,16 +14,22 @@ from conftest import ROOT, tiny_params
 
 from gradlab.tracking import Tracker
 
-LONG = ["--set", "gd.mlp.steps=100000", "--set", "gd.lr_grid.num=2"]
+# the parts of tests/tiny/gd.yaml before the network grid made smaller (the signal comes during that grid)
+FAST_START = ["gd.threshold.steps=50", "gd.rules.steps=20", "gd.one_step.starts=20", "gd.one_step.sign_steps=40",
+              "gd.mlp_threshold.seeds=1"]  # fmt: skip
+LONG = [a for s in [*FAST_START, "gd.mlp.steps=100000", "gd.lr_grid.num=2"] for a in ("--set", s)]
+# previous results to keep: any will do
+PREVIOUS = [*FAST_START, "gd.mlp.steps=5", "gd.lr_grid.num=2", "gd.seeds=1", "gd.sharpness.steps=5"]
 
 
-def _start(params, *extra):
+def _start(params, workers: str):
     return subprocess.Popen(
-        [sys.executable, "pipelines/gd.py", "--params", str(params), *LONG, *extra],
+        [sys.executable, "pipelines/gd.py", "--params", str(params), *LONG],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=dict(os.environ, GRADLAB_WORKERS=workers),
     )
 
 
@@ -41,16 +48,19 @@ def _wait_for_child_run(tracker: Tracker, proc, timeout=120.0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_marks_runs_killed_and_keeps_previous_results(store, tmp_path, sig, code):
+# the network grid on a pool of 2 trial workers (spawned processes), or in the stage's own process (1): each path once
+@pytest.mark.parametrize("sig, code, workers", [(signal.SIGINT, 130, "2"), (signal.SIGTERM, 143, "1")])
+def test_signal_marks_runs_killed_and_keeps_previous_results(store, tmp_path, monkeypatch, sig, code, workers):
     from gradlab.runner import run_stage
 
     params = tiny_params(tmp_path, "gd")
-    assert run_stage("gd", params_file=params) == 0
+    with monkeypatch.context() as env:
+        env.setenv("GRADLAB_WORKERS", "1")  # no pool to start for the previous results
+        assert run_stage("gd", PREVIOUS, params_file=params) == 0
     previous = (tmp_path / "results" / "gd" / "metrics.json").read_text()
 
     tracker = Tracker(store)
-    proc = _start(params)
+    proc = _start(params, workers)
     _wait_for_child_run(tracker, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -64,11 +74,12 @@ def test_signal_marks_runs_killed_and_keeps_previous_results(store, tmp_path, si
 
 
 @pytest.mark.slow
-def test_resume_continues_the_same_run(store, tmp_path):
+def test_resume_continues_the_same_run(store, tmp_path, monkeypatch):
     from gradlab.runner import run_stage
 
+    monkeypatch.setenv("GRADLAB_WORKERS", "1")  # the trials in the stage's process (the signal tests use a pool too)
     params = tiny_params(tmp_path, "gd")
-    medium = ["gd.mlp.steps=1500", "gd.lr_grid.num=2"]
+    medium = [*FAST_START, "gd.mlp.steps=1500", "gd.lr_grid.num=2"]
     tracker = Tracker(store)
     proc = subprocess.Popen(
         [sys.executable, "pipelines/gd.py", "--params", str(params), *(a for m in medium for a in ("--set", m))],

@@ -110,6 +110,14 @@ def test_a_bad_system_metrics_interval_names_the_variable(raw):
         Settings.from_env({"GRADLAB_SYSTEM_METRICS": raw})
 
 
+# tests/tiny/gd.yaml made smaller still (the same for both runs; --quick takes --set too): provenance, not science
+SMALLER = [
+    a
+    for s in ["gd.threshold.steps=50", "gd.rules.steps=20", "gd.mlp.steps=5", "gd.lr_grid.num=2", "gd.seeds=1"]
+    for a in ("--set", s)
+]
+
+
 @pytest.mark.slow
 def test_after_a_full_run_and_a_quick_run_the_full_run_stands_for_the_stage(store, tmp_path):
     """The real command twice: `gradlab run gd` (tiny parameters), then `--quick`. The notebooks'
@@ -117,10 +125,10 @@ def test_after_a_full_run_and_a_quick_run_the_full_run_stands_for_the_stage(stor
     every child carries the stage's params, the source and the commit; the parent has system metrics."""
     from gradlab.report import built_from
 
-    env = {"GRADLAB_SYSTEM_METRICS": "1"}
-    full = gradlab("run", "gd", "--params", str(tiny_params(tmp_path, "gd")), env=env)
+    env = {"GRADLAB_SYSTEM_METRICS": "1", "GRADLAB_WORKERS": "1"}  # trials in the stage's process: no pool to start
+    full = gradlab("run", "gd", "--params", str(tiny_params(tmp_path, "gd")), *SMALLER, env=env)
     assert full.returncode == 0, full.stderr
-    quick = gradlab("run", "gd", "--quick", env=env)
+    quick = gradlab("run", "gd", "--quick", *SMALLER, env=env)
     assert quick.returncode == 0, quick.stderr
 
     tracker = Tracker(store)
@@ -132,7 +140,7 @@ def test_after_a_full_run_and_a_quick_run_the_full_run_stands_for_the_stage(stor
     assert built_from(store)["gradlab.report.gd_run"] == full_run.info.run_id
 
     assert full_run.data.tags["mlflow.source.name"].startswith("gradlab run gd --params ")
-    assert quick_run.data.tags["mlflow.source.name"] == "gradlab run gd --quick"
+    assert quick_run.data.tags["mlflow.source.name"] == "gradlab run gd --quick " + " ".join(SMALLER)
     assert any(k.startswith("system/cpu") for k in full_run.data.metrics)
     for parent in (full_run, quick_run):
         children = stage_children(parent, store)

@@ -51,8 +51,10 @@ def test_bad_stage_and_missing_results_exit_2(store, tmp_path):
 
 @pytest.mark.slow
 def test_replicate_a_tiny_stage(store, tmp_path):
+    from gradlab.runner import run_stage
+
     params = tiny_params(tmp_path, "input_grad")
-    assert gradlab("run", "input_grad", "--params", str(params)).returncode == 0
+    assert run_stage("input_grad", params_file=params) == 0  # in this process: `gradlab replicate` is under test
     results = tmp_path / "results"
     before = (results / "input_grad" / "stats.json").read_bytes()
     done = gradlab("replicate", "input_grad", "--params", str(params))
@@ -64,5 +66,5 @@ def test_replicate_a_tiny_stage(store, tmp_path):
     assert rep["verdicts_total"] == len(rep["verdicts"]) > 0
     assert (results / "input_grad" / "stats.json").read_bytes() == before  # the original is left alone
     # a rerun of the stage keeps the replication file (it names the stats.json it compared)
-    assert gradlab("run", "input_grad", "--params", str(params)).returncode == 0
+    assert run_stage("input_grad", params_file=params) == 0
     assert (results / "input_grad" / "replication.json").exists()
