@@ -151,13 +151,17 @@ def test_trial_runs_span_the_time_their_trials_ran(store, tmp_path, monkeypatch,
     from gradlab.runner import run_stage
 
     study = importlib.import_module(f"gradlab.studies.{stage}.study")
-    real = study.run_trial
 
-    def slow_trial(spec):  # one worker (tiny params, GRADLAB_WORKERS=1), so the trial runs in this process
-        time.sleep(0.3)
-        return real(spec)
+    def slowed(real):
+        def slow_trial(spec):  # one worker (tiny params, GRADLAB_WORKERS=1), so the trial runs in this process
+            time.sleep(0.3)
+            return real(spec)
 
-    monkeypatch.setattr(study, "run_trial", slow_trial)
+        return slow_trial
+
+    for name in ("run_trial", "run_any"):  # gd's network trials go through run_any (trials or threshold bisections)
+        if hasattr(study, name):
+            monkeypatch.setattr(study, name, slowed(getattr(study, name)))
     monkeypatch.setenv("GRADLAB_WORKERS", "1")  # gd's trials go to the pool when there are several cores
     assert run_stage(stage, params_file=tiny_params(tmp_path, stage)) == 0
     runs = Tracker(store).runs(f"gradlab/{stage}")

@@ -1,11 +1,11 @@
-"""`gradlab run STAGE --quick`: every stage with quick parameters finishes in under a minute, writes to
-results/quick/STAGE, and its summary.md prints "n/a" rather than nan, None or inf (no numpy RuntimeWarning);
-and determinism: the same parameters give the same metrics.json and stats.json bytes in another process, on
-other CPU kernels, with another number of trial workers (the slow test does all of it with one run per stage).
+"""`gradlab run STAGE --quick`: every stage with quick parameters writes to results/quick/STAGE, and its
+summary.md prints "n/a" rather than nan, None or inf (no numpy RuntimeWarning); and determinism: the same
+parameters give the same metrics.json and stats.json bytes in another process, on other CPU kernels, with
+another number of trial workers (the slow test does all of it with one run per stage).
 
-The minute is checked on the CPU time of the run (user + system, this process's children), which does not
-depend on how many other jobs share the machine; wall-clock time is checked too when the machine is not
-oversubscribed (load average <= cores), and printed either way (pytest -s).
+How long a quick run takes is a speed figure, measured in bench/bench_quick.py (wall clock and CPU per stage
+against the minute it is meant to take), not here: a test's machine may be slower or shared. The run's wall
+and CPU seconds are printed (pytest -s).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = sorted(p.stem for p in (ROOT / "tests" / "tiny").glob("*.yaml"))
-LIMIT_S = 60.0
 UNDEFINED = re.compile(r"\b(nan|None|inf)\b")  # "NaN" as the mdn study's subject is a word, not a value
 
 
@@ -68,11 +67,11 @@ EXTRA = {"spearman": ["--set", "spearman.workers=2"]}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", QUICK)
-def test_quick_run_is_under_a_minute_with_no_undefined_numbers_and_the_same_bytes_on_other_kernels(
+def test_quick_run_has_no_undefined_numbers_and_the_same_bytes_on_other_kernels(
     stage, tmp_path, tiny_runs, _template_store
 ):
     """`gradlab run STAGE --quick` in a fresh process whose environment asks for other CPU kernels (and one trial
-    worker): under a minute of CPU, no RuntimeWarning, results/quick/STAGE only, a summary without nan/None/inf,
+    worker): no RuntimeWarning, results/quick/STAGE only, a summary without nan/None/inf,
     and metrics.json and stats.json byte for byte those of the same parameters run in this process (the shared
     tiny run of conftest.TinyRuns, made with the native kernels and the default workers)."""
     reference = tiny_runs.stage(stage)
@@ -107,6 +106,3 @@ def test_quick_run_is_under_a_minute_with_no_undefined_numbers_and_the_same_byte
     assert (out / "metrics.json").exists() and not (results / stage).exists()  # never the stage's own results
     for name in ("metrics.json", "stats.json"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
-    assert cpu < LIMIT_S, f"{stage} --quick used {cpu:.1f} s of CPU"
-    if load <= (os.cpu_count() or 1):
-        assert wall < LIMIT_S, f"{stage} --quick took {wall:.1f} s"
