@@ -35,3 +35,23 @@ def test_five_seeds_are_inconclusive_whatever_the_gap():
 def test_raising_the_error_is_minus_one():
     s = _sobolev([0.2 + 0.01 * k for k in range(10)], [0.8] * 10)
     assert s["grad_rmse_ratio"]["lowered"] == -1 and s["value_rmse_ratio"]["lowered"] == -1
+
+
+def test_the_prose_says_when_the_seeds_cannot_reach_p_below_005():
+    from gradlab.studies.input_grad.config import InputGradParams
+    from gradlab.studies.input_grad.summary import sobolev_line
+
+    p = InputGradParams()
+    for n, reach in ((5, False), (6, True)):
+        s = _sobolev([0.8 + 0.01 * k for k in range(n)], [0.2] * n)
+        r = s["grad_rmse_ratio"]
+        assert r["sign_flip_reachable"] is reach and s["seeds_needed"] == 6
+        flags = {
+            "sobolev_lowers_grad_rmse": r["lowered"],
+            "sobolev_lowers_value_rmse": s["value_rmse_ratio"]["lowered"],
+        }
+        line = sobolev_line(s, flags, p)
+        assert ("5 seeds cannot reach p < 0.05 (smallest attainable p 0.0625; this test needs at least 6)" in line) is (
+            not reach
+        )
+        assert r["lowered"] == (1 if reach else 0)

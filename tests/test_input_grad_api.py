@@ -237,3 +237,25 @@ def test_auto_chunks_a_large_coupled_batch_and_stays_exact(monkeypatch):
     monkeypatch.setattr(methods, "AUTO_CHUNK_ELEMENTS", 200)  # 30 x 30 x 2 = 1800 elements: chunks of 3 rows
     net, X = mlp_with_batchnorm(), batch((30, 2))
     assert (per_sample_input_grad(net, X) - one_backward_per_sample(net, X)).abs().max() <= 1e-10
+
+
+def test_the_run_time_coupling_probe_shares_masks_and_leaves_the_callers_randomness_alone():
+    """The probe's two forwards draw the same Dropout masks (so Dropout alone is not coupling), a batch-mixing
+    model is still caught under Dropout, and the caller's CPU generator is where it was (nothing consumed)."""
+    from gradlab.studies.input_grad.methods import mixes_samples
+
+    class Centred(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = dropout_net()
+
+        def forward(self, x):
+            return self.net(x - x.mean(0))
+
+    X, plain, centred = batch((8, 3)), dropout_net(), Centred()  # (dropout_net seeds the generator itself)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    assert not mixes_samples(plain, X)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert mixes_samples(centred, X)
+    assert torch.equal(torch.get_rng_state(), state)

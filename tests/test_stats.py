@@ -193,3 +193,24 @@ def test_fmt_prints_na_for_missing_values():
     assert fmt(None) == "n/a" and fmt(float("nan")) == "n/a" and fmt(float("inf")) == "n/a"
     assert fmt(0.12345, ".2f") == "0.12" and fmt(True) == "yes"
     assert fmt_ci(None, None) == "n/a" and fmt_ci(0.1, 0.25, ".2f") == "0.10 to 0.25"
+
+
+def test_sample_size_floors_say_when_an_exact_test_cannot_decide():
+    from gradlab.stats import floor_note, permutation_min_n, reachable, sign_flip_min_n
+
+    # the floors are the tests' own: sign_flip_test / permutation_test report them, these invert them
+    assert sign_flip_min_n() == 6 and sign_flip_min_n(0.01) == 8 and sign_flip_min_n(1.0) == 2
+    assert sign_flip_test([1.0] * 5)["p_min"] >= 0.05 > sign_flip_test([1.0] * 6)["p_min"]
+    assert sp.wilcoxon([1.0, 2.0, 3.0, 4.0, 5.0], method="exact").pvalue == pytest.approx(0.0625)  # same floor
+    assert sp.binomtest(5, 5).pvalue == pytest.approx(0.0625)  # McNemar on 5 discordant pairs: same floor
+    assert permutation_min_n() == 4 and permutation_test(A[:3], B[:3])["p_min"] == pytest.approx(0.1)
+    assert permutation_test(A[:4], B[:4])["p_min"] < 0.05
+    assert reachable(1 / 32) and not reachable(0.0625) and not reachable(0.05) and not reachable(None)
+    assert not reachable(math.nan) and reachable(0.0625, alpha=0.1)
+    assert floor_note(10, 2 / 2**10, 6) == ""
+    assert floor_note(5, 0.0625, 6) == (
+        "5 seeds cannot reach p < 0.05 (smallest attainable p 0.0625; this test needs at least 6)"
+    )
+    assert floor_note(3, 0.25, 6, unit="games").startswith("3 games cannot reach")
+    with pytest.raises(ValueError, match="alpha"):
+        sign_flip_min_n(0.0)

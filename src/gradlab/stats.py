@@ -16,7 +16,9 @@ Every comparison reports a spread over seeds. At small n:
 Nothing here warns with n = 1 or constant data (no numpy ``RuntimeWarning``): undefined is NaN or None.
 Below :data:`MIN_CI_N` values no interval is given at all (a percentile bootstrap of 3 seeds is their
 min-max): report the values and an exact test with its ``p_min`` (:func:`sign_flip_test`,
-:func:`permutation_test`). Verdicts are +1 / 0 / -1 (:func:`verdict`, :func:`verdict_p`).
+:func:`permutation_test`). Verdicts are +1 / 0 / -1 (:func:`verdict`, :func:`verdict_p`). A test whose ``p_min`` is
+not below :data:`ALPHA` cannot decide at all (:func:`reachable`): say so with :func:`floor_note`, and the sample
+size it would need (:func:`sign_flip_min_n`: 6 paired values at 0.05; :func:`permutation_min_n`: 4 per group).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from scipy import optimize, stats
 
 _NA = "n/a"
 MIN_CI_N = 10  # fewer values than this: no "95 % CI" (a percentile bootstrap of 3 values is their min-max)
+ALPHA = 0.05  # an exact test decides a verdict when p < ALPHA, which its smallest attainable p must allow
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:
@@ -340,6 +343,49 @@ def sign_flip_test(values: Sequence[float], max_exact: int = 2**20, seed: int = 
     means = np.abs((signs * x[None, :]).mean(axis=1))
     p = float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
     return {"p": p, "p_min": min(1.0, 2.0 / 2**n), "exact": exact, "n": int(n)}
+
+
+def sign_flip_min_n(alpha: float = ALPHA) -> int:
+    """The fewest values whose exact sign-flip test (:func:`sign_flip_test`) can give p < ``alpha``: the smallest n
+    with 2 / 2^n < alpha (6 at 0.05: 0.03125; 5 values stop at 0.0625). The same floor holds for the exact
+    Wilcoxon signed-rank test and for the exact two-sided binomial (McNemar) test on n discordant pairs."""
+    if not 0 < alpha <= 1:
+        raise ValueError(f"sign_flip_min_n: alpha must be in (0, 1], got {alpha!r}")
+    n = 1
+    while 2.0 / 2**n >= alpha:
+        n += 1
+    return n
+
+
+def permutation_min_n(alpha: float = ALPHA) -> int:
+    """The fewest values per group (two equal groups) whose exact two-sample test (:func:`permutation_test`,
+    :func:`mann_whitney_exact`) can give p < ``alpha``: the smallest n with 2 / C(2n, n) < alpha (4 at 0.05:
+    0.0286; 3 vs 3 stops at 0.1)."""
+    if not 0 < alpha <= 1:
+        raise ValueError(f"permutation_min_n: alpha must be in (0, 1], got {alpha!r}")
+    n = 1
+    while _p_min(n, n) >= alpha:
+        n += 1
+    return n
+
+
+def reachable(p_min: float | None, alpha: float = ALPHA) -> bool:
+    """Can an exact test whose smallest attainable p is ``p_min`` decide at ``alpha`` at all (p_min < alpha)?
+
+    False for a missing or NaN floor. When it is False the test's verdict is 0 *by construction*, whatever the
+    data: say "n too small for p < alpha" (:func:`floor_note`), not merely "inconclusive"."""
+    return p_min is not None and math.isfinite(p_min) and p_min < alpha
+
+
+def floor_note(n: int, p_min: float | None, needed: int, alpha: float = ALPHA, unit: str = "seeds") -> str:
+    """The prose of a test that cannot reach ``alpha`` at this sample size, with every number passed in (read
+    from the results by the caller): "5 seeds cannot reach p < 0.05 (smallest attainable p 0.0625; this test needs
+    at least 6)". Empty when the test can reach it (:func:`reachable`)."""
+    if reachable(p_min, alpha):
+        return ""
+    return (
+        f"{n} {unit} cannot reach p < {alpha:g} (smallest attainable p {fmt(p_min)}; this test needs at least {needed})"
+    )
 
 
 VERDICT_ENCODING = (

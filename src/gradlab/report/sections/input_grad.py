@@ -28,6 +28,17 @@ def _paired(q: Quotes, s: str, key: str, flag: str) -> str:
         f"sign-flip test over the paired seeds p = {q(s, f'{r}.sign_flip_p', '.3g')} (the smallest p these seeds "
         f"allow: {q(s, f'{r}.sign_flip_p_min', '.3g')}): "
         f"lowered by the gradient term: {verdict_word(v, 'yes', 'no, raised')} (`flags.{flag}` = {_signed(v)})"
+        + _floor(q, s, r)
+    )
+
+
+def _floor(q: Quotes, s: str, r: str) -> str:
+    """Where the seeds cannot reach p < 0.05 at all: say so, with the seed count the test needs (quoted)."""
+    if q.raw(s, f"{r}.sign_flip_reachable"):
+        return ""
+    return (
+        f": {q(s, 'sobolev.seeds', 'd')} seeds cannot reach p < 0.05 (smallest attainable p "
+        f"{q(s, f'{r}.sign_flip_p_min', '.3g')}; this test needs at least {q(s, 'sobolev.seeds_needed', 'd')})"
     )
 
 

@@ -5,7 +5,8 @@ The checks (agreement, finite differences, BatchNorm, images) are deterministic:
 initialisation) train both variants, so each seed gives a paired difference; the verdicts
 (``flags.sobolev_lowers_grad_rmse``, ``flags.sobolev_lowers_value_rmse``: +1 / 0 / -1,
 :data:`gradlab.stats.VERDICT_ENCODING`) come from the exact sign-flip test over those differences
-(p < 0.05, else 0: inconclusive), with its smallest attainable p = 2 / 2^seeds beside it. Intervals
+(p < 0.05, else 0: inconclusive), with its smallest attainable p = 2 / 2^seeds beside it; below
+``seeds_needed`` (6) seeds that floor is not below 0.05 and the prose says so. Intervals
 (Student t, inside [0, inf)) only from :data:`gradlab.stats.MIN_CI_N` seeds up; fewer: the per-seed values.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from scipy import stats as sps
 
-from gradlab.stats import sign_flip_test, t_mean_ci, verdict_p
+from gradlab.stats import reachable, sign_flip_min_n, sign_flip_test, t_mean_ci, verdict_p
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.methods import METHODS, auto_method, batch_jacobian, per_sample_input_grad
 from gradlab.studies.input_grad.problems import IMAGE_SHAPE, make_cnn, make_images
@@ -168,10 +169,13 @@ def summarise_sobolev(trials: list[dict], results: list[dict]) -> dict:
             "paired_t_p": p_value,
             "sign_flip_p": flip["p"] if seeds else None,
             "sign_flip_p_min": flip["p_min"] if seeds else None,
+            # False: these seeds cannot reach p < 0.05 whatever the data, so the verdict is 0 by construction
+            "sign_flip_reachable": reachable(flip["p_min"] if seeds else None),
             # +1: training on the gradients lowers this held-out RMSE (exact test, p < 0.05); -1 raises; 0 inconclusive
             "lowered": verdict_p(flip["p"] if seeds else None, float((b - a).mean()) if seeds else None),
         }
     out["seeds"] = len(seeds)
+    out["seeds_needed"] = sign_flip_min_n()  # the fewest paired seeds whose sign-flip test can reach p < 0.05
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradlab.stats import fmt, fmt_ci, verdict_word
+from gradlab.stats import floor_note, fmt, fmt_ci, verdict_word
 from gradlab.studies.input_grad.config import InputGradParams
 
 
@@ -113,6 +113,7 @@ def sobolev_line(s: dict, flags: dict, p: InputGradParams) -> str:
             f"{fmt(r['sign_flip_p_min'], '.2g')}), paired t-test p = {fmt(r['paired_t_p'], '.2g')}; lowered by "
             f"training on the gradients: **{verdict_word(flags[flag], 'yes', 'no, raised')}** (`flags.{flag}` = "
             f"{signed(flags[flag])})"
+            + ("" if r["sign_flip_reachable"] else f": {floor_note(n, r['sign_flip_p_min'], s['seeds_needed'])}")
         )
 
     return (
