@@ -53,7 +53,28 @@ def test_spearman_stage_end_to_end(tiny_runs):
     assert saved["anytime_best_spearman"].shape == (2, len(saved["anytime_units"]))
     assert saved["anytime_best_spearman"][:, -1] == pytest.approx(saved["final_spearman"])
     curves = pd.read_csv(out / "plots" / "anytime_matrix.csv")
-    assert set(curves.derivation) == {"linear", "row_max"} and curves.units.max() == 150
+    assert set(curves.derivation) == {"linear", "threshold_count"} and curves.units.max() == 150
+
+    # the question's own climb on sm and freq_m: every derivation x climbed matrices, whether and why it stalls
+    climb = pd.read_csv(out / "climb.csv")
+    assert len(climb) == 2 * 2 * 2 and set(climb.matrices) == {"sm", "both"}  # derivations x matrices x seeds
+    assert (climb.proposals == climb.passes * climb.last_pass_moves).all() and (climb.last_pass_raising == 0).all()
+    for d in ("linear", "threshold_count"):
+        for mat in ("sm", "both"):
+            c = head["climb"][d][mat]
+            assert set(c["flags"]) == {"stalled", "plateau"} and "final_spearman_mean" in c
+            assert (
+                stats["climb"][d][mat]["seeds_stalled"]
+                == climb[(climb.derivation == d) & (climb.matrices == mat)].stalled.sum()
+            )
+    assert head["climb_overall"]["flags"]["stalled_everywhere"] in (-1, 0, 1)
+    # the tie ceiling beside the scores where the lists tie (the count): a gradient method ends at its own ceiling
+    assert "tie_ceiling_mean" not in head["matrix"]["linear"]["pearson"]
+    tc = stats["matrix"]["threshold_count"]["pearson"]
+    assert tc["seeds_tied"] == 2 and all(
+        f <= c + 1e-12 for f, c in zip(tc["final_spearman_values"], tc["tie_ceiling_values"], strict=True)
+    )
+    assert head["ties"]["threshold_count"]["best_ceiling"] == pytest.approx(0.9974, abs=1e-4)
 
     # every correlation CI inside [-1, 1]
     for key, value in flatten(stats).items():
