@@ -34,9 +34,12 @@ def test_spearman_stage_end_to_end(tiny_runs):
     assert head["asker"]["literal_loop_raised"] is True
     assert stats["asker"]["error"] == "TypeError: unsupported operand type(s) for *: 'float' and 'NoneType'"
     # verdicts are +1 / 0 / -1 (2 seeds: p >= 0.5, every verdict inconclusive); the leader is a fact
-    verdicts = {k: v for k, v in flatten(head).items() if ".flags." in k}
+    verdicts = {k: v for k, v in flatten(head).items() if ".flags." in k and k.startswith("ltr")}
     assert len(verdicts) == 2 * (8 + 1), verdicts  # per task: winner_is_<m> for 8 methods, soft_rank vs pearson
     assert all(type(v) is int and v == 0 for v in verdicts.values()), verdicts
+    # the climb's flags (deterministic per seed, no test): 2 derivations x 2 climbed matrices x 2, and the overall one
+    climb_flags = {k: v for k, v in flatten(head).items() if k.startswith("climb") and ".flags." in k}
+    assert len(climb_flags) == 2 * 2 * 2 + 1 and all(v in (-1, 0, 1) for v in climb_flags.values()), climb_flags
     assert replicate.is_verdict("ltr.flags.winner_is_cma", 0)
     assert sum(v is True for k, v in flatten(stats["ltr"]).items() if k.startswith("highest_mean_is_")) == 1
     # budgets are counts: no seconds in metrics.json or stats.json; every trial spent its count
@@ -53,7 +56,30 @@ def test_spearman_stage_end_to_end(tiny_runs):
     assert saved["anytime_best_spearman"].shape == (2, len(saved["anytime_units"]))
     assert saved["anytime_best_spearman"][:, -1] == pytest.approx(saved["final_spearman"])
     curves = pd.read_csv(out / "plots" / "anytime_matrix.csv")
-    assert set(curves.derivation) == {"linear", "row_max"} and curves.units.max() == 150
+    assert set(curves.derivation) == {"linear", "threshold_count"} and curves.units.max() == 150
+
+    # the question's own climb on sm and freq_m: every derivation x climbed matrices, whether and why it stalls
+    climb = pd.read_csv(out / "climb.csv")
+    assert len(climb) == 2 * 2 * 2 and set(climb.matrices) == {"sm", "both"}  # derivations x matrices x seeds
+    assert (climb.proposals <= climb.passes * climb.last_pass_moves).all() and (climb.last_pass_raising == 0).all()
+    still = climb[climb.kept == 0]  # nothing kept: one pass, every move proposed (a kept + skips its -)
+    assert (still.passes == 1).all() and (still.proposals == still.last_pass_moves).all()
+    for d in ("linear", "threshold_count"):
+        for mat in ("sm", "both"):
+            c = head["climb"][d][mat]
+            assert set(c["flags"]) == {"stalled", "plateau"} and "final_spearman_mean" in c
+            assert (
+                stats["climb"][d][mat]["seeds_stalled"]
+                == climb[(climb.derivation == d) & (climb.matrices == mat)].stalled.sum()
+            )
+    assert head["climb_overall"]["flags"]["stalled_everywhere"] in (-1, 0, 1)
+    # the tie ceiling beside the scores where the lists tie (the count): a gradient method ends at its own ceiling
+    assert "tie_ceiling_mean" not in head["matrix"]["linear"]["pearson"]
+    tc = stats["matrix"]["threshold_count"]["pearson"]
+    assert tc["seeds_tied"] == 2 and all(
+        f <= c + 1e-12 for f, c in zip(tc["final_spearman_values"], tc["tie_ceiling_values"], strict=True)
+    )
+    assert head["ties"]["threshold_count"]["best_ceiling"] == pytest.approx(0.9974, abs=1e-4)
 
     # every correlation CI inside [-1, 1]
     for key, value in flatten(stats).items():

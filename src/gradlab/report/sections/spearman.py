@@ -71,6 +71,89 @@ def _verdict(q: Quotes, s: str, task: str) -> str:
     return f"{_winner(q, s, task)}; {_pair(q, s, task)}"
 
 
+def _climb(q: Quotes, s: str, d: str, mat: str) -> str:
+    """One climb of the question's procedure (derivation ``d``, matrices ``mat``): whether it stalls
+    (``flags.stalled``) and why (``flags.plateau``), with the gap argument's count."""
+    k = f"climb.{d}.{mat}"
+    seeds = q(s, f"{k}.seeds", "d")
+    stalled = q.raw(s, f"{k}.flags.stalled")
+    if stalled == 1:
+        verdict = f"stalls in all {seeds} seeds"
+    elif stalled == -1:
+        verdict = f"is still rising after {q(s, 'climb_setup.max_passes', 'd')} passes in all {seeds} seeds"
+    else:
+        verdict = f"stalls in {q(s, f'{k}.seeds_stalled', 'd')} of {seeds} seeds"
+    plateau = q.raw(s, f"{k}.flags.plateau")
+    if plateau == 1:
+        why = "on a plateau in every seed (no move changes spearmanr)"
+    elif plateau == -1:
+        why = "at a local optimum in every seed (every move that changes spearmanr lowers it)"
+    else:
+        why = (
+            f"on a plateau in {q(s, f'{k}.seeds_plateau', 'd')} seeds and at a local optimum in "
+            f"{q(s, f'{k}.seeds_local_optimum', 'd')}"
+        )
+    gap = q.raw(s, f"{k}.seeds_gap_certified")
+    cert = (
+        "no gap argument (custom lists)"
+        if gap is None
+        else f"the gap argument certifies {q(s, f'{k}.seeds_gap_certified', 'd')} of {seeds} before any evaluation"
+    )
+    return (
+        f"on `{mat}` spearmanr goes {q(s, f'{k}.initial_spearman_mean', '.3f')} -> "
+        f"{q(s, f'{k}.final_spearman_mean', '.3f')} (mean; {q(s, f'{k}.kept_total', 'd')} moves kept over all seeds, "
+        f"at most {q(s, f'{k}.passes_max', 'd')} passes): it {verdict}, {why}; {cert}"
+    )
+
+
+def _climb_answer(q: Quotes, s: str) -> str:
+    """The asker's own plan in one sentence, from ``climb_overall.flags.stalled_everywhere``."""
+    if "climb_overall" not in q.metrics(s):
+        return ""
+    flag = q.raw(s, "climb_overall.flags.stalled_everywhere")
+    climbed = ", ".join(f"`{m}`" for m in q.raw(s, "climb_setup.matrices"))
+    where = f"under each of the {q(s, 'climb_overall.derivations', 'd')} assumed list derivations, climbing {climbed}"
+    if flag == 1:
+        said = f"stalls for good in every one of its {q(s, 'climb_overall.climbs', 'd')} runs {where}"
+    elif flag == -1:
+        said = f"is still rising after its passes in every one of its {q(s, 'climb_overall.climbs', 'd')} runs {where}"
+    else:
+        said = (
+            f"stalls in {q(s, 'climb_overall.climbs_stalled', 'd')} of its {q(s, 'climb_overall.climbs', 'd')} runs "
+            f"{where}"
+        )
+    return (
+        f"The asker's own plan, tweaking one entry of `sm` or `freq_m` by {q(s, 'climb_setup.delta', 'g')} and keeping "
+        f"it if spearmanr rises, {said} (a full pass over every entry keeps no move), at mean spearmanr "
+        f"{q(s, 'climb_overall.final_spearman_mean_min', '.3f')} to "
+        f"{q(s, 'climb_overall.final_spearman_mean_max', '.3f')}. "
+    )
+
+
+def _ties(q: Quotes, s: str, d: str) -> str | None:
+    """The tie ceiling beside each method's final spearmanr, where the final lists of derivation ``d`` tie."""
+    if not q.raw(s, f"ties.{d}.trials_tied"):
+        return None
+    rows = ", ".join(
+        f"`{meth}` {q(s, f'matrix.{d}.{meth}.final_spearman_mean', '.4f')} against "
+        f"{q(s, f'matrix.{d}.{meth}.tie_ceiling_mean', '.4f')} (at it in "
+        f"{q(s, f'matrix.{d}.{meth}.seeds_at_tie_ceiling', 'd')} of {q(s, f'matrix.{d}.{meth}.seeds', 'd')} seeds)"
+        for meth, r in q.raw(s, f"matrix.{d}").items()
+        if r.get("seeds_tied")
+    )
+    best = (
+        f" A count takes only {q(s, f'ties.{d}.count_levels', 'd')} values, so the lists must tie: the best tie "
+        f"pattern any `freq_m` allows caps spearmanr at {q(s, f'ties.{d}.best_ceiling', '.4f')}."
+        if q.raw(s, f"ties.{d}").get("best_ceiling") is not None
+        else ""
+    )
+    return (
+        f"Ties, derivation `{d}`: with one list tied (group sizes t) and the other untied, spearmanr cannot exceed "
+        f"its tie ceiling sqrt(1 - sum(t^3 - t) / (n^3 - n)).{best} Mean final spearmanr against the mean ceiling of "
+        f"the final lists: {rows}."
+    )
+
+
 def spearman(q: Quotes) -> Section:
     s = "spearman"
     m = q.metrics(s)
@@ -86,6 +169,7 @@ def spearman(q: Quotes) -> Section:
         f"{asker}; keeping the leaf `v` and rebuilding `sm = v @ v.T` in every step fixes it, and with the "
         f"answer's learning rate spearmanr stays at {q(s, 'asker.fixed.answer_lr.final_spearman', '.3f')}, with a "
         f"step scaled to the list length it reaches {q(s, 'asker.fixed.scaled_lr.final_spearman', '.3f')}. "
+        f"{_climb_answer(q, s)}"
         f"On a learning-to-rank task scored by scipy's spearmanr on held-out data, {_verdict(q, s, 'ltr')}."
     )
     evidence = [
@@ -100,6 +184,13 @@ def spearman(q: Quotes) -> Section:
         f"leaves its start whatever its budget; the literal climb accepted "
         f"{q(s, 'stall.hill_climb_accepted_moves_total', 'd')} moves over all seeds."
     ]
+    climbs = m.get("climb", {})
+    for d, by_matrix in climbs.items():
+        evidence.append(
+            f"The question's own climb on the tensors the asker holds (one entry of the 20x20 `sm` or of `freq_m` "
+            f"moved by {q(s, 'climb_setup.delta', 'g')}, kept only if spearmanr rises; cyclic passes, an assumed "
+            f"order), derivation `{d}`: " + "; ".join(_climb(q, s, d, mat) for mat in by_matrix) + "."
+        )
     budget = (
         f"every method {q(s, 'budgets.matrix_units', 'd')} budget units per seed (an evaluation costs 1, a gradient "
         f"step {q(s, 'budgets.matrix_gradient_step_units', 'd')}: an evaluation and a backward pass)"
@@ -117,6 +208,10 @@ def spearman(q: Quotes) -> Section:
             f"Matrix problem, derivation `{d}` (an assumption: {q(s, f'assumptions.{d}')}), {budget}, mean final "
             f"spearmanr: {rows}."
         )
+    for d in m["matrix"]:
+        tie = _ties(q, s, d) if "ties" in m else None
+        if tie:
+            evidence.append(tie)
     evidence.append(
         f"Learning to rank: every derivative-free optimiser gets {q(s, 'budgets.ltr_dfo_evaluations', 'd')} "
         f"evaluations of the training spearmanr, every gradient method {q(s, 'budgets.ltr_steps', 'd')} Adam steps "

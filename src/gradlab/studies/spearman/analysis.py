@@ -15,6 +15,8 @@ import numpy as np
 from scipy import stats
 
 from gradlab.stats import bootstrap_mean_ci, sign_flip_test, verdict_p, wilson
+from gradlab.studies.spearman.derivation import ROWS, Derivation
+from gradlab.studies.spearman.stall import best_tie_ceiling, tie_ceiling
 
 ALPHA = 0.05
 
@@ -210,3 +212,122 @@ def anytime(rows: list[dict], grid: list[int]) -> dict:
     """Median over seeds of the trials' anytime curves (each sampled on ``grid``), and the seeds' curves."""
     curves = np.stack([np.asarray(r["curve"], dtype=np.float64) for r in sorted(rows, key=lambda r: r["seed"])])
     return {"x": list(grid), "median": [float(v) for v in np.median(curves, axis=0)], "seeds": curves}
+
+
+def _tied(x: np.ndarray) -> int:
+    """How many values of ``x`` repeat an earlier one (0: no ties)."""
+    return int(x.size - np.unique(x).size)
+
+
+def ties_of(list1, list2) -> dict:
+    """Ties in the two lists and the tie ceiling: the highest spearmanr reachable when one list keeps its ties and
+    the other is untied (``stall.tie_ceiling`` of the tied one; 1 without ties; None when both lists have ties)."""
+    a, b = np.asarray(list1, np.float64).reshape(-1), np.asarray(list2, np.float64).reshape(-1)
+    t1, t2 = _tied(a), _tied(b)
+    ceiling = None if t1 and t2 else tie_ceiling(a if t1 else b)
+    return {"list1_tied": t1, "list2_tied": t2, "tie_ceiling": ceiling}
+
+
+def add_tie_ceilings(matrix: dict, results: list[dict], derivations: list[str], custom: str, n: int) -> dict:
+    """Beside each method's final spearmanr, where its final lists have ties: the tie ceiling per seed, its mean,
+    the seeds at their ceiling and the mean gap to it (into ``matrix[d][m]``). Returns, per derivation, how many
+    trials ended with ties and, for the count (a list that takes only ROWS + 1 values), the best ceiling over every
+    freq_m (``stall.best_tie_ceiling``)."""
+    out: dict = {}
+    for d in derivations:
+        derivation = Derivation(d, custom=custom if d == "custom" else "")
+        tied_trials = 0
+        for m, row in matrix[d].items():
+            rows = sorted((r for r in results if r["derivation"] == d and r["method"] == m), key=lambda r: r["seed"])
+            ties = [ties_of(*derivation.numpy(r["v"], r["freq_m"])) for r in rows]
+            tied = sum(bool(t["list1_tied"] or t["list2_tied"]) for t in ties)
+            tied_trials += tied
+            row["seeds_tied"] = tied
+            if not tied:
+                continue
+            ceil = [t["tie_ceiling"] for t in ties]
+            known = [(c, r["final_spearman"]) for c, r in zip(ceil, rows, strict=True) if c is not None]
+            row["tie_ceiling_values"] = ceil
+            row["tie_ceiling_mean"] = float(np.mean([c for c, _ in known])) if known else None
+            row["seeds_at_tie_ceiling"] = sum(f >= c - 1e-12 for c, f in known)
+            row["gap_to_tie_ceiling_mean"] = float(np.mean([c - f for c, f in known])) if known else None
+        out[d] = {"trials_tied": tied_trials}
+        if d == "threshold_count":
+            out[d] |= {"count_levels": ROWS + 1, "best_ceiling": best_tie_ceiling(n, ROWS + 1)}
+    return out
+
+
+def _flag(count: int, total: int) -> int:
+    """+1 when every seed has the property, -1 when none has it, 0 when some have it."""
+    return 1 if count == total else -1 if count == 0 else 0
+
+
+def climb_table(rows: list[dict], derivations: list[str], matrices: list[str]) -> dict:
+    """The question's climb (``stall.asker_climb``) per derivation and climbed matrices, over seeds: final and initial
+    spearmanr, seeds stalled (certified: a pass kept nothing), and why: on a plateau (no move changed spearmanr) or
+    at a local optimum (every move that changed it lowered it); seeds where the gap argument alone certifies the
+    stall at the start (``None``: no argument for a custom derivation); the tie ceiling where the lists have ties.
+
+    ``flags.stalled``: +1 every seed stalled, -1 none did within the passes, 0 some. ``flags.plateau``: +1 every
+    seed stalled on a plateau, -1 every seed stalled at a local optimum, 0 otherwise (a mix, or not all stalled)."""
+    out: dict = {}
+    for d in derivations:
+        out[d] = {}
+        for mat in matrices:
+            rs = sorted((r for r in rows if r["derivation"] == d and r["matrices"] == mat), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            n = len(rs)
+            stalled = sum(bool(r["stalled"]) for r in rs)
+            plateau = sum(bool(r["plateau"]) for r in rs)
+            local = sum(bool(r["local_optimum"]) for r in rs)
+            gap = [r["gap_certified"] for r in rs]
+            final = [float(r["final_spearman"]) for r in rs]
+            initial = [float(r["initial_spearman"]) for r in rs]
+            tied = [r for r in rs if r["list1_tied"] or r["list2_tied"]]
+            ceil = [r["tie_ceiling"] for r in tied if r["tie_ceiling"] is not None]
+            out[d][mat] = {
+                "seeds": n,
+                "seeds_stalled": stalled,
+                "seeds_plateau": plateau,
+                "seeds_local_optimum": local,
+                "seeds_gap_certified": None if any(g is None for g in gap) else sum(bool(g) for g in gap),
+                "seeds_moved": sum(r["kept"] > 0 for r in rs),
+                "kept_total": int(sum(r["kept"] for r in rs)),
+                "kept_max": int(max(r["kept"] for r in rs)),
+                "passes_max": int(max(r["passes"] for r in rs)),
+                "proposals_total": int(sum(r["proposals"] for r in rs)),
+                "computed_total": int(sum(r["computed"] for r in rs)),
+                "moves_per_pass": int(rs[0]["last_pass_moves"]),
+                "last_pass_changing_median": _median([r["last_pass_changing"] for r in rs]),
+                "initial_spearman_mean": float(np.mean(initial)),
+                "final_spearman_mean": float(np.mean(final)),
+                "final_spearman_values": final,
+                "gain_mean": float(np.mean(np.subtract(final, initial))),
+                "gain_max": float(np.max(np.subtract(final, initial))),
+                "seeds_tied": len(tied),
+                "tie_ceiling_mean": float(np.mean(ceil)) if ceil else None,
+                "flags": {
+                    "stalled": _flag(stalled, n),
+                    "plateau": 1 if plateau == n else -1 if local == n else 0,
+                },
+            }
+    return out
+
+
+def climb_overall(climb: dict) -> dict:
+    """Every climb together: ``flags.stalled_everywhere`` (+1: every seed of every derivation and matrices stalled;
+    -1: none did; 0: some), and the range of the mean final spearmanr over derivations and matrices."""
+    cells = [c for by_matrix in climb.values() for c in by_matrix.values()]
+    stalled = sum(c["seeds_stalled"] for c in cells)
+    total = sum(c["seeds"] for c in cells)
+    finals = [c["final_spearman_mean"] for c in cells]
+    return {
+        "climbs": total,
+        "climbs_stalled": stalled,
+        "derivations": len(climb),
+        "final_spearman_mean_min": float(min(finals)),
+        "final_spearman_mean_max": float(max(finals)),
+        "kept_max": int(max(c["kept_max"] for c in cells)),
+        "flags": {"stalled_everywhere": _flag(stalled, total)},
+    }

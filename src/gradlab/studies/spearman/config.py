@@ -22,6 +22,18 @@ class Asker(Params):
     fixed_lr: float = Field(20.0, gt=0.0, le=1e4)  # n x the answer's unit step: a correlation's gradient is ~1/n
     steps: int = Field(100, ge=1, le=100_000)  # the answer's 100 updates
     strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_spearman's strength in f (rank positions)
+    # the question's own climb on the entries of sm (20 x 20) and freq_m (12 x 20), step matrix.delta (stall.py):
+    climb_matrices: list[Literal["sm", "freq_m", "both"]] = Field(
+        default_factory=lambda: ["sm", "freq_m", "both"], min_length=1
+    )
+    climb_passes: int = Field(100, ge=1, le=100_000)  # full passes over the entries at most (a count)
+
+    @field_validator("climb_matrices")
+    @classmethod
+    def _climb_matrices(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("climb_matrices must not repeat a name")
+        return value
 
 
 class Matrix(Params):
@@ -136,6 +148,13 @@ STAGES = [
             "stall.seeds_certified_stalled",
             "stall.hill_climb_accepted_moves_total",
             "stall.linear_seeds_without_improving_move",
+            "climb.*.*.final_spearman_mean",
+            "climb.*.*.tie_ceiling_mean",
+            "climb.*.*.flags.*",
+            "climb_overall.flags.*",
+            "ties.*.best_ceiling",
+            "matrix.*.*.tie_ceiling_mean",
+            "matrix.*.*.seeds_at_tie_ceiling",
             "matrix.*.*.final_spearman_mean",
             "matrix.*.cma.final_spearman_ci_low",
             "matrix.*.cma.final_spearman_ci_high",

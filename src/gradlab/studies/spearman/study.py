@@ -5,7 +5,9 @@ The plan, top to bottom:
 1. The asker's own code (asker.py): the question's shapes (v 20 x 1, sm = v v^T 20 x 20, freq_m
    12 x 20), the answer's loop run as written (it raises: sm is not a leaf) and the fix.
 2. The hill climb's stall, computed from the data (stall.py): the gaps between neighbouring values
-   against the +-0.01 step, and every single move from the start counted.
+   against the +-0.01 step, and every single move from the start counted; then the question's own climb on
+   the tensors the asker holds (every entry of the 20 x 20 sm and of freq_m), every derivation, run until
+   a full pass keeps no move (a certified stall) and why (plateau or local optimum).
 3. The matrix problem under several list derivations, each labelled an assumption (derivation.py),
    every optimiser with the same budget of evaluations (methods.py: a count, a gradient step costs
    an evaluation and a backward pass): the question's hill climb, random search, CMA-ES,
@@ -20,11 +22,12 @@ The plan, top to bottom:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
-from gradlab.studies.spearman.derivation import ASSUMPTION, Derivation, init_matrices
+from gradlab.studies.spearman.derivation import ASSUMPTION, ROWS, Derivation, init_matrices
 from gradlab.studies.spearman.ltr import GRADIENT
 from gradlab.studies.spearman.methods import anytime_grid, spearman
 from gradlab.studies.spearman.summary import summary
@@ -78,6 +81,32 @@ def run(p: SpearmanParams, ctx) -> dict:
             row["moves"] = moves["moves"]
         stall_rows.append(row)
     ctx.write_csv("stall.csv", stall_rows)
+
+    # 2b. the question's own climb on the tensors the asker holds: sm (20 x 20) and freq_m, every derivation
+    climb_rows = []
+    for d in derivations:
+        derivation = Derivation(d, custom=mp.custom if d == "custom" else "")
+        for matrices in p.asker.climb_matrices:
+            for seed in seeds:
+                v, freq_m = init_matrices(mp.n, seed)
+                sm = v @ v.T  # the question's sm = torch.mm(sm, sm.t())
+                out = stall.asker_climb(sm, freq_m, derivation, mp.delta, matrices, p.asker.climb_passes)
+                with torch.no_grad():  # the final matrices, their lists recomputed from scratch, must agree
+                    l1, l2 = derivation.rule()(torch.from_numpy(out["sm"]), torch.from_numpy(out["freq_m"]))
+                if spearman(l1, l2) != out["final_spearman"]:
+                    raise RuntimeError(f"climb {d} {matrices} seed {seed}: final spearmanr not reproduced")
+                climb_rows.append(
+                    {
+                        "derivation": d,
+                        "matrices": matrices,
+                        "seed": seed,
+                        "gap_certified": stall.gap_certificate(sm, freq_m, derivation, mp.delta, matrices),
+                        **{k: v for k, v in out.items() if k not in ("sm", "freq_m", "last_pass", "matrices")},
+                        **{f"last_pass_{k}": v for k, v in out["last_pass"].items()},
+                        **analysis.ties_of(l1.numpy(), l2.numpy()),
+                    }
+                )
+    ctx.write_csv("climb.csv", climb_rows)
 
     # 3 + 4. every trial, on all cores, longest first
     specs = matrix_specs + ltr_specs
@@ -168,6 +197,8 @@ def run(p: SpearmanParams, ctx) -> dict:
     ctx.write_csv("ltr_runs.csv", [{k: v for k, v in r.items() if k not in drop} for r in ltr_res])
 
     matrix = analysis.matrix_table(matrix_res, derivations, list(mp.methods), mp.target)
+    ties = analysis.add_tie_ceilings(matrix, matrix_res, derivations, mp.custom, mp.n)
+    climb = analysis.climb_table(climb_rows, derivations, list(p.asker.climb_matrices))
     tasks = {
         task: analysis.ltr_task(
             [r for r in ltr_res if r["task"] == task], list(lp.methods), list(lp.strengths), lp.strength
@@ -213,6 +244,15 @@ def run(p: SpearmanParams, ctx) -> dict:
         },
         "assumptions": {d: ASSUMPTION[d] for d in derivations},
         "stall": stall_summary,
+        "climb": climb,
+        "climb_overall": analysis.climb_overall(climb),
+        "climb_setup": {
+            "delta": mp.delta,
+            "max_passes": p.asker.climb_passes,
+            "matrices": list(p.asker.climb_matrices),
+            "entries": {"sm": mp.n * mp.n, "freq_m": ROWS * mp.n, "both": mp.n * mp.n + ROWS * mp.n},
+        },
+        "ties": ties,
         "matrix": matrix,
         "verdict_alpha": analysis.ALPHA,  # +1 / -1 when the exact paired test's p is below this, else 0
         "budgets": {

@@ -108,6 +108,124 @@ def _task_lines(name: str, t: dict, methods: list[str], p: SpearmanParams) -> li
     return lines
 
 
+def ceiling_cell(r: dict) -> str:
+    """The tie ceiling of a method's final lists (mean over seeds, and the seeds at it), or "no ties"."""
+    if not r.get("seeds_tied"):
+        return "no ties"
+    return f"{f(r['tie_ceiling_mean'], '.4f')}; {r['seeds_at_tie_ceiling']}/{r['seeds']}"
+
+
+def stalled_word(c: dict) -> str:
+    """The flag ``flags.stalled`` of a climb in words, with its count."""
+    flag = c["flags"]["stalled"]
+    if flag == 1:
+        return f"stalls in all {c['seeds']} seeds"
+    if flag == -1:
+        return f"still rising after its passes in all {c['seeds']} seeds"
+    return f"stalls in {c['seeds_stalled']} of {c['seeds']} seeds"
+
+
+def why_word(c: dict) -> str:
+    """The flag ``flags.plateau`` of a climb in words."""
+    flag = c["flags"]["plateau"]
+    if flag == 1:
+        return "a plateau in every seed (no move changes spearmanr)"
+    if flag == -1:
+        return "a local optimum in every seed (every move that changes spearmanr lowers it)"
+    return f"a plateau in {c['seeds_plateau']} seeds, a local optimum in {c['seeds_local_optimum']}" + (
+        "" if c["flags"]["stalled"] == 1 else f", not stalled in {c['seeds'] - c['seeds_stalled']}"
+    )
+
+
+def gap_word(c: dict) -> str:
+    g = c["seeds_gap_certified"]
+    return "no argument (custom lists)" if g is None else f"{g}/{c['seeds']}"
+
+
+def climb_lines(m: dict, derivations: list[str]) -> list[str]:
+    """The question's own climb on the entries of sm and freq_m, per derivation: whether and why it stalls."""
+    cs, c = m["climb_setup"], m["climb"]
+    lines = [
+        "## The question's climb on the tensors the asker holds (sm 20x20, freq_m 12x20)",
+        "",
+        f"One entry of sm (tweaked entry by entry: sm stops being v v^T) or of freq_m moved by +-{cs['delta']:g}, kept "
+        "only if spearmanr rises, else restored; cyclic passes over the entries (sm row by row, then freq_m; + then -; "
+        f"the order is an assumption), at most {cs['max_passes']} passes. A pass that keeps nothing has tried every "
+        "move from one unchanged point: the climb is stalled for good (certified). Why, from that pass: a plateau (no "
+        "move changes spearmanr) or a local optimum (the moves that change it all lower it). The gap argument "
+        "certifies a stall before any evaluation: a move on row i of sm shifts only list1[i], on column j of freq_m "
+        "only list2[j], each by at most a fixed multiple of the step (see `stall.py`; for the count, only a move "
+        "across 0 changes list2), so when every gap between neighbouring list values exceeds it no rank can move.",
+        "",
+        "| derivation | climbed | moves per pass | initial spearmanr (mean) | final (mean) | stalled | why "
+        "| gap argument holds at the start | kept moves (total; most in one seed) | passes (most) "
+        "| tie ceiling (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in derivations:
+        for mat, r in c[d].items():
+            tie = f(r["tie_ceiling_mean"], ".4f") if r["seeds_tied"] else "no ties"
+            lines.append(
+                f"| {d} | {mat} | {r['moves_per_pass']} | {f(r['initial_spearman_mean'])} | "
+                f"{f(r['final_spearman_mean'])} | {stalled_word(r)} | {why_word(r)} | {gap_word(r)} | "
+                f"{r['kept_total']}; {r['kept_max']} | {r['passes_max']} | {tie} |"
+            )
+    lines.append("")
+    for d in derivations:
+        parts = []
+        for mat, r in c[d].items():
+            if r["flags"]["stalled"] == 1:
+                why = (
+                    "no seed kept a move"
+                    if r["seeds_moved"] == 0
+                    else f"{r['seeds_moved']} of {r['seeds']} seeds kept moves first, {r['kept_total']} in all; mean "
+                    f"gain {f(r['gain_mean'], '.4f')}"
+                )
+                g = r["seeds_gap_certified"]
+                if g is None:
+                    cert = "the exhaustive last pass certifies every seed (no gap argument for custom lists)"
+                elif g == r["seeds"]:
+                    cert = "the gap argument alone certifies every seed before any evaluation"
+                else:
+                    cert = (
+                        f"the gap argument alone certifies {g} of {r['seeds']} seeds before any evaluation, the "
+                        "exhaustive last pass the rest"
+                    )
+                parts.append(f"on {mat}, it {stalled_word(r)} ({why}); why: {why_word(r)}; {cert}")
+            else:
+                parts.append(f"on {mat}: {stalled_word(r)} within {cs['max_passes']} passes")
+        lines.append(f"- `{d}`: " + "; ".join(parts) + ".")
+    return lines
+
+
+def tie_lines(m: dict, derivations: list[str], methods: list[str], n: int) -> list[str]:
+    """The tie ceiling beside the methods' scores, for the derivations whose final lists tie."""
+    lines = []
+    for d in derivations:
+        t = m["ties"][d]
+        if not t["trials_tied"]:
+            continue
+        text = (
+            f"Ties in `{d}`: {t['trials_tied']} final states have tied lists. With one list tied (group sizes t) and "
+            "the other untied, spearmanr cannot exceed its tie ceiling sqrt(1 - sum(t^3 - t) / (n^3 - n))."
+        )
+        if "best_ceiling" in t:
+            text += (
+                f" list2 counts the positive entries of a column ({t['count_levels']} possible values for "
+                f"{n} columns), so it must tie: the best tie pattern any "
+                f"freq_m can have caps spearmanr at {f(t['best_ceiling'], '.4f')}."
+            )
+        rows = [
+            f"`{meth}` {f(r['final_spearman_mean'], '.4f')} against {f(r['tie_ceiling_mean'], '.4f')} "
+            f"({r['seeds_at_tie_ceiling']} of {r['seeds']} seeds at their ceiling)"
+            for meth in methods
+            if (r := m["matrix"][d].get(meth)) and r.get("seeds_tied")
+        ]
+        text += " Final spearmanr (mean) against the ceiling of each final state (mean): " + ", ".join(rows) + "."
+        lines += [text, ""]
+    return lines
+
+
 def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
     a, s, b = m["asker"], m["stall"], m["budgets"]
     lines = [
@@ -163,6 +281,7 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
             f"| {d}: {m['assumptions'][d]} | {f(r['moves_changing_median'], '.0f')} | "
             f"{f(r['moves_improving_median'], '.0f')} | {r['seeds_without_improving_move']} |"
         )
+    lines += ["", *climb_lines(m, derivations)]
     ci_head = "95 % CI" if p.matrix.seeds >= MIN_CI_N else "per-seed values"
     lines += [
         "",
@@ -170,8 +289,9 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
         f"a gradient step {b['matrix_gradient_step_units']}; n = {p.matrix.n}, {p.matrix.seeds} seeds)",
         "",
         f"| derivation | method | final spearmanr (mean) | {ci_head} | reached {p.matrix.target:g} "
-        "| evaluations (median) | backward passes (median) | units (median) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| evaluations (median) | backward passes (median) | units (median) "
+        "| tie ceiling (mean; seeds at it) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for d in derivations:
         for meth in p.matrix.methods:  # the parameters' order, whatever the order of the keys
@@ -180,8 +300,9 @@ def summary(m: dict, p: SpearmanParams, derivations: list[str]) -> str:
             lines.append(
                 f"| {d} | {meth} | {f(r['final_spearman_mean'])} | {cell} | "
                 f"{r['reached_target']}/{r['seeds']} | {f(r['evaluations_median'], '.0f')} | "
-                f"{f(r['backward_median'], '.0f')} | {f(r['units_median'], '.0f')} |"
+                f"{f(r['backward_median'], '.0f')} | {f(r['units_median'], '.0f')} | {ceiling_cell(r)} |"
             )
+    lines += ["", *tie_lines(m, derivations, list(p.matrix.methods), p.matrix.n)]
     lines += [
         "",
         "Gradient methods stop as soon as spearmanr reaches 1, so they may use fewer units than the budget. "
