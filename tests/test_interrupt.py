@@ -33,7 +33,7 @@ def _start(params, workers: str):
     )
 
 
-def _wait_for_child_run(tracker: Tracker, proc, timeout=120.0):
+def _wait_for_child_run(tracker: Tracker, proc, timeout=300.0):
     """Until the new invocation has finished its rules (its long network lr grid is then running)."""
     before = {r.info.run_id for r in tracker.runs("gradlab/gd")}
     deadline = time.monotonic() + timeout
