@@ -150,6 +150,31 @@ def stages() -> None:
 
 
 @app.command()
+def metrics(
+    stage: list[str] = typer.Argument(None, help="Stages to show (default: every stage with results)."),
+    diff: str = typer.Option(None, "--diff", help="Only the keys whose value differs from git revision REV."),
+) -> None:
+    """The stages' headline numbers (results/STAGE/metrics.json), one row per key with its interval."""
+    from gradlab.metrics_table import diff as diff_table
+    from gradlab.metrics_table import show
+    from gradlab.process import ExitCode, refuse
+    from gradlab.settings import current
+    from gradlab.stages import all_stages
+
+    results, known = current().results, list(all_stages())
+    unknown = [s for s in stage or [] if s not in known]
+    if unknown:
+        raise typer.Exit(
+            refuse(f"stage: {unknown[0]!r} is not a stage; allowed: {', '.join(known)}", ExitCode.BAD_INPUT)
+        )
+    chosen = stage or [s for s in known if (results / s / "metrics.json").exists()]
+    try:
+        typer.echo(diff_table(results, chosen, diff) if diff else show(results, chosen))
+    except ValueError as exc:
+        raise typer.Exit(refuse(exc, ExitCode.BAD_INPUT)) from None
+
+
+@app.command()
 def report(params: str = typer.Option("params.yaml", "--params", help="Parameter file (for the conditions).")) -> None:
     """Rebuild reports/REPORT.md and reports/report.html from existing results."""
     from gradlab.process import guarded
