@@ -780,7 +780,8 @@ def gradient_metrics(results: list[dict], p) -> dict:
 
     out: dict = {"checkpoints": ups, "episodes": p.gradient_episodes, "batches": p.gradient_batches}
     sources = {"at_correct": "correct"} if "correct" in p.variants else {}
-    for name, policy_of in sources.items():
+    others = {"at_pow": "pow"} if "pow" in p.variants else {}  # correct's direction at pow's policies, beside pow's
+    for name, policy_of in {**sources, **others}.items():
         out[name] = {
             d: {f"u{u}": _over_seeds(series(policy_of, u, cos_of(d))) for u in ups}
             for d in p.variants

@@ -226,7 +226,7 @@ _COMMON = (
 # the cosines with grad J (gradient.py): per variant and checkpoint, mean over seeds and its 95 % interval, at the
 # correct run's policies and at the variant's own; grad J's noise; the policies' entropy; pow's weights
 GRADIENT_HEADLINE = tuple(
-    f"gradient.{where}.*.{stat}" for where in ("at_correct", "own") for stat in ("mean", "ci_low", "ci_high")
+    f"gradient.{where}.*.{stat}" for where in ("at_correct", "own", "at_pow") for stat in ("mean", "ci_low", "ci_high")
 ) + (
     "gradient.policies.*.entropy.mean",
     "gradient.policies.*.return_mean.mean",

@@ -69,6 +69,8 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     figures.final_and_probe(ctx, per_trial, metrics, p, kind)
     figures.logp_moves(ctx, metrics, p, kind)
     figures.loss_value(ctx, results, metrics, p, kind)
+    if "gradient" in metrics:
+        figures.gradient_cosine(ctx, metrics, p)
     if win:
         metrics["win"] = analysis.win_metrics(per_trial, p)
         if getattr(p, "evaluate_games", 0):
