@@ -135,3 +135,17 @@ def test_gradient_verdicts_over_ten_seeds_and_inconclusive_with_three():
     small = analysis.gradient_metrics(_fake_results(3, {"correct": 0.8, "pow": -0.3, "abs": 0.1}), p)
     assert small["at_correct"]["correct"]["u0"]["ci_low"] is None  # no interval below 10 seeds
     assert analysis.gradient_flags(small)[0]["gradient_correct_positive_u0"] == 0  # p_min 0.25: inconclusive
+
+
+def test_summary_leads_with_every_cosine_and_states_each_verdict():
+    from gradlab.studies.pg.summary import gradient_lines
+
+    p = SimpleNamespace(
+        variants=["correct", "flipped", "abs", "pow"], gradient_episodes=10, gradient_batches=4, episodes_per_update=5
+    )
+    g = analysis.gradient_metrics(_fake_results(10, {"correct": 0.8, "pow": -0.3, "abs": 0.1}), p)
+    flags, _ = analysis.gradient_flags(g)
+    text = "\n".join(gradient_lines({"gradient": g, "flags": flags}, p))
+    assert text.startswith("## Does each loss move the policy up the true gradient?")
+    assert "| `pow` | -0.3" in text and "after 5: yes" in text  # pow's row; correct positive after 5 updates
+    assert not any(word in text for word in ("nan", "None", "inf"))
