@@ -5,6 +5,8 @@ sample ("k of n seeds") are quoted from ``seed_counts`` and worded as counts."""
 
 from __future__ import annotations
 
+import math
+
 from gradlab.report.quotes import Quotes
 from gradlab.report.sections.section import Section
 from gradlab.stats import verdict_word
@@ -250,7 +252,9 @@ def _pow_failure(q: Quotes, s: str) -> str:
         + ", ".join(q(s, f"gradient.pow.own.{u}.pow_factor_adv_pos_q50.mean", ".3g") for u in ups)
         + " for A > 0. Its own policies' entropy is "
         + ", ".join(q(s, f"gradient.policies.pow.{u}.entropy.mean", ".3f") for u in ups)
-        + " nats against the correct run's "
+        + " nats (uniform play: ln 2 = "
+        + f"{math.log(2):.3f}"
+        + ") against the correct run's "
         + ", ".join(q(s, f"gradient.policies.correct.{u}.entropy.mean", ".3f") for u in ups)
         + " (higher: "
         + _flags_per_checkpoint(q, s, "pow_entropy_above_correct_{u}", "yes", "no, lower")
@@ -287,6 +291,14 @@ def _gradient_evidence(q: Quotes, s: str) -> list[str]:
             + "; cosine between the estimates of two disjoint halves of its episodes "
             + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_split_half_cos.mean", ".2f") for u in _ups(q, s))
             + ". Noise in either estimate pulls a cosine towards 0."
+            + (
+                " Seeds whose policy reached the 500-step cap in every episode (grad J's estimate exactly 0, no "
+                "cosine): "
+                + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_zero_seeds", "d") for u in _ups(q, s))
+                + "."
+                if all("grad_j_zero_seeds" in g["policies"]["correct"][u] for u in _ups(q, s))
+                else ""
+            )
         )
     return out
 

@@ -797,6 +797,10 @@ def gradient_metrics(results: list[dict], p) -> dict:
         }
         for v in p.variants
     }
+    for v in p.variants:  # policies where every episode reached the cap: grad J's estimate is exactly 0 (J at its
+        for u in ups:  # maximum), so no cosine is defined there
+            norms = series(v, u, lambda m: m["grad_j_norm"])
+            out["policies"][v][f"u{u}"]["grad_j_zero_seeds"] = int(sum(x == 0 for x in norms))
     if "abs" in p.variants:
         out["abs"] = {
             where: {

@@ -34,7 +34,9 @@ from gradlab.studies.pg.returns import advantages, discounted_returns
 
 GRADIENT_TAG = 0x47524144  # "GRAD": the measurement's episodes come from their own branch of the seed tree
 MAX_STEPS = CartPoleEnvs.max_episode_steps
-CHUNK = 256  # episodes whose per-step features are held at once (memory: 500 steps x 256 x 32 x 8 bytes)
+# episodes whose per-step features are held at once: 500 steps x 128 x 32 hidden x 8 bytes = 16 MB per array, under
+# glibc's largest mmap threshold (32 MB), so freed temporaries are reused instead of page-faulted in again
+CHUNK = 128
 POW_QUANTILES = (0.5, 0.9, 0.99)
 VARIANT_ORDER = ("correct", "flipped", "abs", "pow", "no_standardize", "baseline")
 
@@ -75,13 +77,25 @@ def play(policy, episodes: int, seed: int) -> dict:
 
 
 def log_probs(p: dict, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(log pi(a|s) of the actions taken, entropy of pi(.|s)), float64, shape of ``actions``."""
-    _, logits = forward(p, obs.astype(np.float64))
-    logz = logits.max(-1, keepdims=True)
-    logz = logz + np.log(np.exp(logits - logz).sum(-1, keepdims=True))
-    logpi = logits - logz
-    ent = -(np.exp(logpi) * logpi).sum(-1)
-    return np.take_along_axis(logpi, actions[..., None], -1)[..., 0], ent
+    """(log pi(a|s) of the actions taken, entropy of pi(.|s)), float64, shape of ``actions`` [T, N] (in chunks of
+    :data:`CHUNK` episodes)."""
+    logp, ent = np.empty(actions.shape), np.empty(actions.shape)
+    for lo in range(0, actions.shape[1], CHUNK):
+        _, logits = forward(p, obs[:, lo : lo + CHUNK].astype(np.float64))
+        logz = logits.max(-1, keepdims=True)
+        logz = logz + np.log(np.exp(logits - logz).sum(-1, keepdims=True))
+        logpi = logits - logz
+        ent[:, lo : lo + CHUNK] = -(np.exp(logpi) * logpi).sum(-1)
+        logp[:, lo : lo + CHUNK] = np.take_along_axis(logpi, actions[:, lo : lo + CHUNK, None], -1)[..., 0]
+    return logp, ent
+
+
+def values_of(p: dict, obs: np.ndarray) -> np.ndarray:
+    """V(s) of the value network ``p`` on ``obs`` [T, N, d] -> [T, N] (in chunks of :data:`CHUNK` episodes)."""
+    out = np.empty(obs.shape[:2])
+    for lo in range(0, obs.shape[1], CHUNK):
+        out[:, lo : lo + CHUNK] = forward(p, obs[:, lo : lo + CHUNK].astype(np.float64))[1][..., 0]
+    return out
 
 
 def episode_grads(p: dict, roll: dict, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -210,8 +224,7 @@ def measure(policy, value, p, seed: int, update: int, variants) -> dict:
     blogp, _ = log_probs(params, broll["obs"], broll["actions"])
     vals = None
     if value is not None:
-        vp = numpy_params(value.state_dict())
-        vals = forward(vp, broll["obs"].astype(np.float64))[1][..., 0]
+        vals = values_of(numpy_params(value.state_dict()), broll["obs"])
     weights, parts = variant_weights(broll, blogp, B, p.gamma, p.standardize_per, vals)
     wanted = {v: weights[v] for v in variants if v in weights and v not in ("flipped", "abs")}
     wanted["correct"] = weights["correct"]  # flipped and abs are +-correct per batch

@@ -178,6 +178,12 @@ def gradient_lines(m: dict, p) -> list[str]:
             + ", ".join(fmt(c[u]["grad_j_split_half_cos"]["mean"], 2) for u in ups)
             + " (1 = the two halves agree). Noise in either estimate pulls a cosine towards 0: its sign over seeds "
             "is the evidence, its size a lower estimate of the agreement."
+            + (
+                " Seeds whose policy reached the 500-step cap in every one of those episodes (grad J's estimate "
+                "exactly 0: no cosine, not counted): " + ", ".join(str(c[u]["grad_j_zero_seeds"]) for u in ups) + "."
+                if all("grad_j_zero_seeds" in c[u] for u in ups)
+                else ""
+            )
         )
     for d, word in (("correct", "positive"), ("flipped", "negative"), ("no_standardize", "positive")):
         if d in at:
@@ -251,6 +257,11 @@ def gradient_lines(m: dict, p) -> list[str]:
             + "; ".join(
                 f"after {u[1:]}: " + said(flags, f"pow_entropy_above_correct_{u}", "yes", "no, lower") for u in ups
             )
+            + f". Uniform play over the two actions has entropy ln 2 = {fmt(math.log(2))} nats; `pow`'s own "
+            "policies: "
+            + ", ".join(fmt(pol["pow"][u]["entropy"]["mean"]) for u in ups)
+            + ", their return "
+            + ", ".join(fmt(pol["pow"][u]["return_mean"]["mean"]) for u in ups)
             + "."
         )
     out.append("")
