@@ -250,7 +250,9 @@ def _pow_failure(q: Quotes, s: str) -> str:
         + ", ".join(q(s, f"gradient.pow.own.{u}.pow_factor_adv_neg_q99.mean", ".3g") for u in ups)
         + ") against "
         + ", ".join(q(s, f"gradient.pow.own.{u}.pow_factor_adv_pos_q50.mean", ".3g") for u in ups)
-        + " for A > 0. Its own policies' entropy is "
+        + " for A > 0; at the correct run's more confident policies those samples carry "
+        + ", ".join(q(s, f"gradient.pow.at_correct.{u}.pow_weight_share_adv_neg.mean", ".3f") for u in ups)
+        + " of it. Its own policies' entropy is "
         + ", ".join(q(s, f"gradient.policies.pow.{u}.entropy.mean", ".3f") for u in ups)
         + " nats (uniform play: ln 2 = "
         + f"{math.log(2):.3f}"

@@ -264,6 +264,16 @@ def gradient_lines(m: dict, p) -> list[str]:
             + ", ".join(fmt(pol["pow"][u]["return_mean"]["mean"]) for u in ups)
             + "."
         )
+        if all(flags.get(f"pow_entropy_above_correct_{u}") == 1 for u in ups) and all(
+            flags.get(f"gradient_pow_below_correct_{u}") == 1 for u in ups
+        ):
+            out.append(
+                "- Read together: at the more confident policies `correct` reaches, the samples with A < 0 carry "
+                + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+                + " of `pow`'s weight (small CE, so a large CE^(A-1)) and its direction is below `correct`'s at "
+                "every checkpoint; `pow`'s own runs keep a higher entropy than `correct`'s at every checkpoint, and "
+                "there its direction's cosine with grad J is the one in the table above."
+            )
     out.append("")
     return out
 
