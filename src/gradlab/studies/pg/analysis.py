@@ -7,7 +7,7 @@ Two kinds of sample, two kinds of statistics:
   variants are *paired* (seed k gives every variant the same initial policy and the same first batch), so
   their test is the exact sign-flip test on the per-seed differences, with its smallest attainable p
   (``p_min`` = 2 / 2^n: 0.0625 with 5 seeds, 0.25 with 3 — neither can reach 0.05).
-* **Updates** (140 per CartPole trial, 28 per Pong trial): what the updates did (the fractions of samples
+* **Updates** (100 per CartPole trial, 28 per Pong trial): what the updates did (the fractions of samples
   whose log pi moved the way their A says, the loss-value / return correlation) is a series over updates
   per seed. Its interval is a moving-block bootstrap over updates within each seed (blocks of
   ceil(n^(1/3)) consecutive updates, so neighbouring updates stay together), the statistic being the mean
@@ -75,7 +75,7 @@ def episode_rows(results: list[dict]) -> list[dict]:
 
 
 def block_length(n: int) -> int:
-    """Consecutive updates per bootstrap block: ceil(n^(1/3)) (140 updates: 6; 28 updates: 4)."""
+    """Consecutive updates per bootstrap block: ceil(n^(1/3)) (100 updates: 5; 28 updates: 4)."""
     return max(1, math.ceil(n ** (1 / 3) - 1e-9))
 
 

@@ -69,7 +69,7 @@ class CartPoleParams(PGParams):
     # Does each loss move the policy up the true gradient (gradient.py)? At the policies after these updates
     # (0 = the initial one), in every trial: grad J from gradient_episodes episodes, each variant's expected update
     # direction from gradient_batches batches of episodes_per_update episodes. Empty list or 0 episodes: skip.
-    gradient_at: list[int] = Field(default_factory=list, max_length=20)  # params.yaml: [10, 50, 140]
+    gradient_at: list[int] = Field(default_factory=list, max_length=20)  # params.yaml: [10, 30, 50]
     gradient_episodes: int = Field(1000, ge=0, le=100_000)
     gradient_batches: int = Field(200, ge=2, le=100_000)
 
