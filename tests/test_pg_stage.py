@@ -90,6 +90,18 @@ def test_pg_cartpole_three_episodes_end_to_end(tiny_runs):
     text = (out / "summary.md").read_text()
     assert not re.search(r"\b(nan|None|inf)\b", text), text
     assert "| variant | probe: A<0 down" in text and "## Does the value of the loss matter?" in text
+    # the cosines with grad J at the kept policies (gradient_at [0, 3]): the same initial policy for every variant
+    g = m["gradient"]
+    assert g["checkpoints"] == [0, 3] and set(g["at_correct"]) == {"correct", "flipped"}
+    c0 = g["at_correct"]["correct"]["u0"]
+    assert c0["seeds"] == 2 and c0["ci_low"] is None  # 2 seeds: no interval
+    assert g["at_correct"]["flipped"]["u0"]["per_seed"] == [-x for x in c0["per_seed"]]  # the mirror, exactly
+    assert g["own"]["baseline"]["u0"]["seeds"] == 2  # baseline's direction needs its own value network
+    assert "## Does each loss move the policy up the true gradient?" in text
+    assert text.index("## Does each loss move") < text.index("| variant | first return per seed")  # the lead
+    rows = (out / "gradient.csv").read_text().splitlines()
+    assert rows[0].startswith("policy_of,seed,update,direction_of,cos,")
+    assert len(rows) == 1 + 2 * 2 * (2 + 2 + 3)  # seeds x checkpoints x directions (baseline: its own trial only)
     episodes = (out / "episodes.csv").read_text().splitlines()
     assert episodes[0] == "variant,seed,episode,update,return,return_mean100,length,frames"
     assert len(episodes) == 1 + 3 * 2 * 3  # 3 variants x 2 seeds x 3 episodes
@@ -97,6 +109,7 @@ def test_pg_cartpole_three_episodes_end_to_end(tiny_runs):
     for name in [
         "figures/learning_curves.png",
         "figures/final_return_and_probe.png",
+        "figures/gradient_cosine.png",
         "summary.md",
         "plots/learning_curve.csv",
         "plots/final_return.csv",

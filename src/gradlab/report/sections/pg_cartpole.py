@@ -5,6 +5,8 @@ sample ("k of n seeds") are quoted from ``seed_counts`` and worded as counts."""
 
 from __future__ import annotations
 
+import math
+
 from gradlab.report.quotes import Quotes
 from gradlab.report.sections.section import Section
 from gradlab.stats import verdict_word
@@ -147,24 +149,181 @@ def _loss_value(q: Quotes, s: str) -> str:
     return out
 
 
+def _gcos(q: Quotes, s: str, base: str) -> str:
+    """One cosine with grad J over seeds: ``mean (95 % CI lo to hi over seeds, k of n seeds positive)``."""
+    x = q.raw(s, base)
+    if not x or not x.get("seeds"):
+        return "n/a"
+    spread = ""
+    if x.get("ci_low") is not None:
+        spread = f"95 % CI over seeds {q(s, f'{base}.ci_low', '+.2f')} to {q(s, f'{base}.ci_high', '+.2f')}, "
+    return (
+        f"{q(s, f'{base}.mean', '+.2f')} ({spread}{q(s, f'{base}.positive_seeds', 'd')} of "
+        f"{q(s, f'{base}.seeds', 'd')} seeds positive)"
+    )
+
+
+def _ups(q: Quotes, s: str) -> list[str]:
+    return [f"u{u}" for u in q.raw(s, "gradient.checkpoints")]
+
+
+def _per_checkpoint(q: Quotes, s: str, base: str, fn=None) -> str:
+    """``after 10 updates: ...; after 50: ...`` for the checkpoints, ``base`` formatted with ``{u}``."""
+    fn = fn or (lambda key: _gcos(q, s, key))
+    parts = [f"after {u[1:]} updates {fn(base.format(u=u))}" for u in _ups(q, s)]
+    return "; ".join(parts)
+
+
+def _flags_per_checkpoint(q: Quotes, s: str, key: str, yes: str = "yes", no: str = "no") -> str:
+    return ", ".join(f"{_flag(q, s, key.format(u=u), yes, no)} (after {u[1:]})" for u in _ups(q, s))
+
+
+def _gradient_answer(q: Quotes, s: str) -> str:
+    """The lead: each loss's expected update direction against a high-sample grad J (gradient.py)."""
+    m = q.metrics(s)
+    g = m.get("gradient")
+    if not g or "at_correct" not in g:
+        return ""
+    at = g["at_correct"]
+    out = (
+        "Measured directly: at the policies of the correct run after "
+        + ", ".join(str(u) for u in g["checkpoints"])
+        + f" updates, the cosine between each loss's expected update direction (minus its gradient, averaged over "
+        f"{q(s, 'gradient.batches', 'd')} batches) and the gradient of the expected return grad J (estimated from "
+        f"{q(s, 'gradient.episodes', 'd')} episodes per policy) is, for the correct loss, "
+        + _per_checkpoint(q, s, "gradient.at_correct.correct.{u}")
+        + "; positive: "
+        + _flags_per_checkpoint(q, s, "gradient_correct_positive_{u}")
+        + " (exact sign-flip test over seeds)."
+    )
+    if "flipped" in at:
+        out += (
+            " The flipped loss's is its mirror image, "
+            + _per_checkpoint(q, s, "gradient.at_correct.flipped.{u}")
+            + "; negative: "
+            + _flags_per_checkpoint(q, s, "gradient_flipped_negative_{u}")
+            + "."
+        )
+    if "abs" in g and "at_correct" in g["abs"]:
+        out += (
+            " |loss| follows the sign of the batch sum of A*CE: on batches where it is negative its direction's "
+            "cosine is "
+            + _per_checkpoint(q, s, "gradient.abs.at_correct.{u}.abs_cos_sum_negative")
+            + " (negative: "
+            + _flags_per_checkpoint(q, s, "gradient_abs_negative_when_sum_negative_{u}")
+            + "), where it is positive "
+            + _per_checkpoint(q, s, "gradient.abs.at_correct.{u}.abs_cos_sum_positive")
+            + " (positive: "
+            + _flags_per_checkpoint(q, s, "gradient_abs_positive_when_sum_positive_{u}")
+            + "); averaged over all batches "
+            + _per_checkpoint(q, s, "gradient.at_correct.abs.{u}")
+            + "."
+        )
+    if "pow" in at:
+        out += (
+            " pow(CE, A) at the same policies: "
+            + _per_checkpoint(q, s, "gradient.at_correct.pow.{u}")
+            + "; below the correct loss's (paired by seed): "
+            + _flags_per_checkpoint(q, s, "gradient_pow_below_correct_{u}", "yes", "no, above")
+            + "."
+            + _pow_failure(q, s)
+        )
+    return out + " "
+
+
+def _pow_failure(q: Quotes, s: str) -> str:
+    """What pow's own training did, measured: its per-sample factors CE^(A-1), their share, its policies'
+    entropy, and its cosine at its own policies."""
+    g = q.metrics(s)["gradient"]
+    if "own" not in g.get("pow", {}):
+        return ""
+    ups = _ups(q, s)
+    return (
+        " What pow's own training did, measured on its own policies: minus its gradient weights each sample by "
+        "A CE^(A-1); the samples with A < 0 carry "
+        + ", ".join(q(s, f"gradient.pow.own.{u}.pow_weight_share_adv_neg.mean", ".3f") for u in ups)
+        + " of the total weight (per checkpoint, mean over seeds; the correct loss: "
+        + ", ".join(q(s, f"gradient.pow.own.{u}.correct_weight_share_adv_neg.mean", ".2f") for u in ups)
+        + "), their median factor CE^(A-1) being "
+        + ", ".join(q(s, f"gradient.pow.own.{u}.pow_factor_adv_neg_q50.mean", ".3g") for u in ups)
+        + " (99th percentile "
+        + ", ".join(q(s, f"gradient.pow.own.{u}.pow_factor_adv_neg_q99.mean", ".3g") for u in ups)
+        + ") against "
+        + ", ".join(q(s, f"gradient.pow.own.{u}.pow_factor_adv_pos_q50.mean", ".3g") for u in ups)
+        + " for A > 0; at the correct run's more confident policies those samples carry "
+        + ", ".join(q(s, f"gradient.pow.at_correct.{u}.pow_weight_share_adv_neg.mean", ".3f") for u in ups)
+        + " of it. Its own policies' entropy is "
+        + ", ".join(q(s, f"gradient.policies.pow.{u}.entropy.mean", ".3f") for u in ups)
+        + " nats (uniform play: ln 2 = "
+        + f"{math.log(2):.3f}"
+        + ") against the correct run's "
+        + ", ".join(q(s, f"gradient.policies.correct.{u}.entropy.mean", ".3f") for u in ups)
+        + " (higher: "
+        + _flags_per_checkpoint(q, s, "pow_entropy_above_correct_{u}", "yes", "no, lower")
+        + "), their return "
+        + ", ".join(q(s, f"gradient.policies.pow.{u}.return_mean.mean", ".3g") for u in ups)
+        + "; there its direction's cosine with grad J is "
+        + _per_checkpoint(q, s, "gradient.own.pow.{u}")
+        + ", the correct loss's direction at the same policies "
+        + _per_checkpoint(q, s, "gradient.at_pow.correct.{u}")
+        + "."
+    )
+
+
+def _gradient_evidence(q: Quotes, s: str) -> list[str]:
+    g = q.metrics(s).get("gradient")
+    if not g:
+        return []
+    out = []
+    for v in g.get("own", {}):
+        out.append(
+            f"`{v}` at its own policies, cosine of its expected direction with grad J: "
+            + _per_checkpoint(q, s, f"gradient.own.{v}" + ".{u}")
+            + "; those policies' return "
+            + ", ".join(q(s, f"gradient.policies.{v}.{u}.return_mean.mean", ".3g") for u in _ups(q, s))
+            + " and entropy "
+            + ", ".join(q(s, f"gradient.policies.{v}.{u}.entropy.mean", ".3f") for u in _ups(q, s))
+            + " nats."
+        )
+    if "correct" in g.get("policies", {}):
+        out.append(
+            "grad J's own noise at the correct run's policies (per checkpoint, mean over seeds): standard error "
+            "relative to its length "
+            + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_rel_se.mean", ".2f") for u in _ups(q, s))
+            + "; cosine between the estimates of two disjoint halves of its episodes "
+            + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_split_half_cos.mean", ".2f") for u in _ups(q, s))
+            + ". Noise in either estimate pulls a cosine towards 0."
+            + (
+                " Seeds whose policy reached the 500-step cap in every episode (grad J's estimate exactly 0, no "
+                "cosine): "
+                + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_zero_seeds", "d") for u in _ups(q, s))
+                + "."
+                if all("grad_j_zero_seeds" in g["policies"]["correct"][u] for u in _ups(q, s))
+                else ""
+            )
+        )
+    return out
+
+
 def pg_cartpole(q: Quotes) -> Section:
     s = "pg_cartpole"
     variants = q.metrics(s)["variants"]
     answer = (
-        "Minimising A * CE = -A * log pi(a|s) raises log pi of actions with positive advantage and lowers it for "
-        "negative ones; only the gradient's direction matters, not the loss's value."
-        + _loss_value(q, s)
-        + " What the real updates did, averaged over updates and seeds: with the correct sign "
-        + _fractions(q, s, "correct")
+        _gradient_answer(q, s)
+        + "Minimising A * CE = -A * log pi(a|s) raises log pi of actions with positive advantage and lowers it for "
+        "negative ones; only the gradient's direction matters, not the loss's value." + _loss_value(q, s)
     )
+    if "gradient" not in q.metrics(s):  # without the cosines, the per-sample fractions are all there is
+        answer += " What the real updates did, averaged over updates and seeds: with the correct sign " + _fractions(
+            q, s, "correct"
+        )
+        answer += f"; flipped, {_fractions(q, s, 'flipped')}." if "flipped" in variants else "."
     if "flipped" in variants:
         answer += (
-            f"; flipped, {_fractions(q, s, 'flipped')}. The correct loss reached a final return of "
+            " The correct loss reached a final return of "
             f"{_per_seed(q, s, 'variants.correct.final_return_per_seed', '.4g')} (per seed), the flipped one "
             f"{_per_seed(q, s, 'variants.flipped.final_return_per_seed', '.3g')}: " + _vs_correct(q, s, "flipped") + "."
         )
-    else:
-        answer += "."
     if "abs" in variants and "pow" in variants:
         answer += (
             f" |loss| and pow(CE, R) ended at {q(s, 'variants.abs.final_return_mean', '.3g')} and "
@@ -177,7 +336,8 @@ def pg_cartpole(q: Quotes) -> Section:
             f"{q(s, 'variants.pow.p_exact_min', '.3g')})."
         )
     evidence = (
-        _pg_evidence(q, s)
+        _gradient_evidence(q, s)
+        + _pg_evidence(q, s)
         + _abs_pow_evidence(q, s, variants)
         + [
             f"References: random play lasts {q(s, 'reference.random_return_mean', '.3g')} steps, always pushing left "
@@ -191,6 +351,7 @@ def pg_cartpole(q: Quotes) -> Section:
         answer=answer,
         evidence=evidence,
         figures=[
+            *(["figures/gradient_cosine.png"] if "gradient" in q.metrics(s) else []),
             "figures/loss_value.png",
             "figures/logp_moves.png",
             "figures/learning_curves.png",
@@ -201,7 +362,9 @@ def pg_cartpole(q: Quotes) -> Section:
             f"the mean of the last {q(s, 'final_episodes', 'd')} episodes.",
             *_small_sample_caveats(q, s),
             "CartPole uses RMSProp with a larger learning rate than the Pong recipe, to fit the time budget.",
-            "The fractions count the sign of each sample's change: a small step of the correct loss raises "
+            "The per-sample fractions (what share of the samples with A < 0 had log pi lowered, and of A > 0 raised) "
+            "do not discriminate between the losses and are kept only for reference; the cosine with grad J is the "
+            "test. The fractions count the sign of each sample's change: a small step of the correct loss raises "
             "sum A_t * (change of log pi_t) (first order), not every sample's log pi in the direction of its A; with "
             "CartPole's four inputs the samples of a batch share almost every parameter, and the optimiser's real "
             "steps are far from first order. The real updates' correlation between the change of log pi and A was "

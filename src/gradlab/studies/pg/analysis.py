@@ -7,7 +7,7 @@ Two kinds of sample, two kinds of statistics:
   variants are *paired* (seed k gives every variant the same initial policy and the same first batch), so
   their test is the exact sign-flip test on the per-seed differences, with its smallest attainable p
   (``p_min`` = 2 / 2^n: 0.0625 with 5 seeds, 0.25 with 3 — neither can reach 0.05).
-* **Updates** (140 per CartPole trial, 28 per Pong trial): what the updates did (the fractions of samples
+* **Updates** (100 per CartPole trial, 28 per Pong trial): what the updates did (the fractions of samples
   whose log pi moved the way their A says, the loss-value / return correlation) is a series over updates
   per seed. Its interval is a moving-block bootstrap over updates within each seed (blocks of
   ceil(n^(1/3)) consecutive updates, so neighbouring updates stay together), the statistic being the mean
@@ -75,7 +75,7 @@ def episode_rows(results: list[dict]) -> list[dict]:
 
 
 def block_length(n: int) -> int:
-    """Consecutive updates per bootstrap block: ceil(n^(1/3)) (140 updates: 6; 28 updates: 4)."""
+    """Consecutive updates per bootstrap block: ceil(n^(1/3)) (100 updates: 5; 28 updates: 4)."""
     return max(1, math.ceil(n ** (1 / 3) - 1e-9))
 
 
@@ -236,8 +236,9 @@ def paired_test(a: list[float], b: list[float]) -> dict:
     return {"diff": finite_mean(d), "diff_per_seed": d, "p": test["p"], "p_min": test["p_min"]}
 
 
-def aggregate(per_trial: list[dict], p, kind: str, updates: list[dict]) -> dict:
-    """Every number of the stage from the trial summaries and (aligned with them) each trial's per-update logs."""
+def aggregate(per_trial: list[dict], p, kind: str, updates: list[dict], results: list[dict] | None = None) -> dict:
+    """Every number of the stage from the trial summaries and (aligned with them) each trial's per-update logs;
+    ``results`` (the trials' raw results) for the gradient measurements (CartPole)."""
     lo_r, hi_r = return_range(kind, p)
     seeds = sorted({t["seed"] for t in per_trial})
 
@@ -308,6 +309,13 @@ def aggregate(per_trial: list[dict], p, kind: str, updates: list[dict]) -> dict:
     if fixed:
         metrics["fixed_batch"] = fixed
     metrics["flags"], metrics["seed_counts"] = mechanism_flags(variants, fixed)
+    if kind == "cartpole" and results and getattr(p, "gradient_at", None) and p.gradient_episodes:
+        g = gradient_metrics(results, p)
+        if g:
+            metrics["gradient"] = g
+            flags, counts = gradient_flags(g)
+            metrics["flags"].update(flags)
+            metrics["seed_counts"].update(counts)
     if kind == "pong":
         metrics["env"] = pong_variant(p)
         metrics["frames_per_trial_mean"] = float(np.mean([t["frames"] for t in per_trial]))
@@ -687,3 +695,191 @@ def timing_of(results: list[dict], workers: int) -> dict:
         "frames_per_second_all_workers": frames / seconds * min(workers, len(results)) if seconds > 0 else None,
         "machine": platform.machine(),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# does each loss move the policy up the true gradient? (CartPole, gradient.py)
+
+GRADIENT_SERIES = ("cos", "direction_rel_se")
+POLICY_SERIES = ("return_mean", "entropy", "grad_j_rel_se", "grad_j_split_half_cos", "grad_j_norm")
+ABS_SERIES = ("abs_cos_sum_negative", "abs_cos_sum_positive", "sum_negative_batch_fraction")
+POW_SERIES = (
+    "pow_factor_adv_pos_q50",
+    "pow_factor_adv_pos_q90",
+    "pow_factor_adv_pos_q99",
+    "pow_factor_adv_neg_q50",
+    "pow_factor_adv_neg_q90",
+    "pow_factor_adv_neg_q99",
+    "pow_weight_share_adv_neg",
+    "correct_weight_share_adv_neg",
+    "pow_finite_batches",
+)
+
+
+def gradient_rows(results: list[dict]) -> list[dict]:
+    """gradient.csv: one row per trial (whose policies), checkpoint and variant (whose direction)."""
+    rows = []
+    for r in results:
+        for m in r.get("gradient") or []:
+            for d, c in m["cos"].items():
+                rows.append(
+                    {
+                        "policy_of": r["variant"],
+                        "seed": r["seed"],
+                        "update": m["update"],
+                        "direction_of": d,
+                        "cos": c,
+                        "direction_rel_se": m["direction_rel_se"][d],
+                        **{k: m[k] for k in POLICY_SERIES},
+                        **{k: m.get(k, math.nan) for k in ABS_SERIES if d == "abs"},
+                    }
+                )
+    return rows
+
+
+def _over_seeds(values: list[float], low: float = -1.0, high: float = 1.0) -> dict:
+    """Mean over seeds, 95 % t interval inside [low, high] (None below MIN_CI_N seeds), exact sign-flip test of
+    the mean against 0, per-seed values, how many are positive."""
+    mean, lo, hi = t_mean_ci(values, low, high)
+    test = sign_flip_test(values)
+    finite = [x for x in values if x is not None and math.isfinite(x)]
+    return {
+        "mean": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p": test["p"],
+        "p_min": test["p_min"],
+        "seeds": len(finite),
+        "positive_seeds": int(sum(x > 0 for x in finite)),
+        "per_seed": values,
+    }
+
+
+def gradient_metrics(results: list[dict], p) -> dict:
+    """Per checkpoint u (``u<update>``): at the policies of ``correct`` (every variant's direction on the same
+    policies) and at each variant's own policies, the cosine of the variant's expected update direction with the
+    grad J estimate, over seeds (:func:`_over_seeds`); grad J's noise and the policies' return and entropy; `abs`
+    split by the sign of the batch sum; `pow`'s per-sample factors CE^(A-1); paired differences pow - correct.
+    Empty when nothing was measured."""
+    measured = {(r["variant"], r["seed"]): {m["update"]: m for m in r.get("gradient") or []} for r in results}
+    if not any(measured.values()):
+        return {}
+    seeds = sorted({s for _, s in measured})
+    ups = sorted({u for ms in measured.values() for u in ms})
+
+    def series(policy_of: str, u: int, get) -> list[float]:
+        out = []
+        for s in seeds:
+            m = measured.get((policy_of, s), {}).get(u)
+            x = get(m) if m is not None else None
+            out.append(math.nan if x is None else float(x))
+        return out
+
+    def cos_of(d):
+        return lambda m: m["cos"].get(d)
+
+    out: dict = {"checkpoints": ups, "episodes": p.gradient_episodes, "batches": p.gradient_batches}
+    sources = {"at_correct": "correct"} if "correct" in p.variants else {}
+    others = {"at_pow": "pow"} if "pow" in p.variants else {}  # correct's direction at pow's policies, beside pow's
+    for name, policy_of in {**sources, **others}.items():
+        out[name] = {
+            d: {f"u{u}": _over_seeds(series(policy_of, u, cos_of(d))) for u in ups}
+            for d in p.variants
+            if any(math.isfinite(x) for u in ups for x in series(policy_of, u, cos_of(d)))
+        }
+    out["own"] = {v: {f"u{u}": _over_seeds(series(v, u, cos_of(v))) for u in ups} for v in p.variants}
+    out["policies"] = {
+        v: {
+            f"u{u}": {
+                key: _over_seeds(series(v, u, lambda m, k=key: m[k]), -math.inf, math.inf) for key in POLICY_SERIES
+            }
+            for u in ups
+        }
+        for v in p.variants
+    }
+    for v in p.variants:  # policies where every episode reached the cap: grad J's estimate is exactly 0 (J at its
+        for u in ups:  # maximum), so no cosine is defined there
+            norms = series(v, u, lambda m: m["grad_j_norm"])
+            out["policies"][v][f"u{u}"]["grad_j_zero_seeds"] = int(sum(x == 0 for x in norms))
+    if "abs" in p.variants:
+        out["abs"] = {
+            where: {
+                f"u{u}": {key: _over_seeds(series(of, u, lambda m, k=key: m.get(k))) for key in ABS_SERIES} for u in ups
+            }
+            for where, of in (("own", "abs"), *((("at_correct", "correct"),) if sources else ()))
+        }
+    if "pow" in p.variants:
+        out["pow"] = {
+            where: {
+                f"u{u}": {
+                    key: _over_seeds(series(of, u, lambda m, k=key: m.get(k)), -math.inf, math.inf)
+                    for key in POW_SERIES
+                }
+                for u in ups
+            }
+            for where, of in (("own", "pow"), *((("at_correct", "correct"),) if sources else ()))
+        }
+        if sources:  # paired over seeds: pow's cosine minus correct's on correct's policies, and the entropies
+            out["pow"]["cos_minus_correct"] = {
+                f"u{u}": _paired(series("correct", u, cos_of("pow")), series("correct", u, cos_of("correct")))
+                for u in ups
+            }
+            out["pow"]["entropy_minus_correct"] = {
+                f"u{u}": _paired(series("pow", u, lambda m: m["entropy"]), series("correct", u, lambda m: m["entropy"]))
+                for u in ups
+            }
+    return out
+
+
+def _paired(a: list[float], b: list[float]) -> dict:
+    """a - b per seed (paired: the same seeds), with :func:`_over_seeds` of the differences (no range)."""
+    return _over_seeds([x - y for x, y in zip(a, b, strict=True)], -math.inf, math.inf)
+
+
+def entropy_curves(updates: list[dict], variants: list[str], per_trial: list[dict]) -> dict:
+    """The policy's mean entropy over each update's batch (CartPole), mean over seeds per update, per variant."""
+    out = {}
+    for v in variants:
+        rows = [u["entropy"] for t, u in zip(per_trial, updates, strict=True) if t["variant"] == v and "entropy" in u]
+        if not rows:
+            continue
+        n = min(len(r) for r in rows)
+        out[v] = [finite_mean([r[i] for r in rows]) for i in range(n)]
+    return out
+
+
+def gradient_flags(g: dict) -> tuple[dict, dict]:
+    """Verdicts on the cosines (exact sign-flip tests over seeds, ``ALPHA``), per checkpoint, and the counts of
+    seeds beside them. Absent when their variants or checkpoints were not measured."""
+    flags, counts = {}, {}
+    at = g.get("at_correct", {})
+    for u in (f"u{u}" for u in g.get("checkpoints", [])):
+        for d, sign, word in (
+            ("correct", 1, "positive"),
+            ("flipped", -1, "negative"),
+            ("no_standardize", 1, "positive"),
+        ):
+            if d in at:
+                x = at[d][u]
+                key = f"gradient_{d}_{word}_{u}"
+                flags[key] = sign * verdict_p(x["p"], x["mean"], ALPHA)
+                counts[key] = x["positive_seeds"] if sign > 0 else x["seeds"] - x["positive_seeds"]
+        for v, x in g.get("own", {}).items():
+            key = f"gradient_{v}_own_positive_{u}"
+            flags[key] = verdict_p(x[u]["p"], x[u]["mean"], ALPHA)
+            counts[key] = x[u]["positive_seeds"]
+        if "abs" in g and "at_correct" in g["abs"]:
+            a = g["abs"]["at_correct"][u]
+            neg, pos = a["abs_cos_sum_negative"], a["abs_cos_sum_positive"]
+            flags[f"gradient_abs_negative_when_sum_negative_{u}"] = -verdict_p(neg["p"], neg["mean"], ALPHA)
+            flags[f"gradient_abs_positive_when_sum_positive_{u}"] = verdict_p(pos["p"], pos["mean"], ALPHA)
+        if "pow" in g and "cos_minus_correct" in g["pow"]:
+            x = g["pow"]["cos_minus_correct"][u]
+            key = f"gradient_pow_below_correct_{u}"
+            flags[key] = -verdict_p(x["p"], x["mean"], ALPHA)
+            counts[key] = x["seeds"] - x["positive_seeds"]
+            e = g["pow"]["entropy_minus_correct"][u]
+            key = f"pow_entropy_above_correct_{u}"
+            flags[key] = verdict_p(e["p"], e["mean"], ALPHA)
+            counts[key] = e["positive_seeds"]
+    return flags, counts

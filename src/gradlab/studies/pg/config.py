@@ -66,6 +66,23 @@ class CartPoleParams(PGParams):
     solve_window: int = Field(100, ge=1, le=100_000)
     # episodes played by the policy before and after the fixed-batch steps (same starts); 0 = skip
     fixed_batch_eval_episodes: int = Field(20, ge=0, le=10_000)
+    # Does each loss move the policy up the true gradient (gradient.py)? At the policies after these updates
+    # (0 = the initial one), in every trial: grad J from gradient_episodes episodes, each variant's expected update
+    # direction from gradient_batches batches of episodes_per_update episodes. Empty list or 0 episodes: skip.
+    gradient_at: list[int] = Field(default_factory=list, max_length=20)  # params.yaml: [10, 30, 50]
+    gradient_episodes: int = Field(1000, ge=0, le=100_000)
+    gradient_batches: int = Field(200, ge=2, le=100_000)
+
+    @model_validator(mode="after")
+    def _gradient_checkpoints(self):
+        bad = [u for u in self.gradient_at if not 0 <= u <= self.updates]
+        if bad or len(set(self.gradient_at)) != len(self.gradient_at):
+            raise ValueError(
+                f"gradient_at must be distinct update counts in [0, updates = {self.updates}] (got {self.gradient_at})"
+            )
+        if self.gradient_at and self.gradient_episodes == 1:
+            raise ValueError("gradient_episodes must be 0 (skip) or at least 2 (its standard error needs two)")
+        return self
 
 
 class PongParams(PGParams):
@@ -206,8 +223,24 @@ _COMMON = (
     "flags.*",
     "seed_counts.*",
 )
+# the cosines with grad J (gradient.py): per variant and checkpoint, mean over seeds and its 95 % interval, at the
+# correct run's policies and at the variant's own; grad J's noise; the policies' entropy; pow's weights
+GRADIENT_HEADLINE = tuple(
+    f"gradient.{where}.*.{stat}" for where in ("at_correct", "own", "at_pow") for stat in ("mean", "ci_low", "ci_high")
+) + (
+    "gradient.policies.*.entropy.mean",
+    "gradient.policies.*.return_mean.mean",
+    "gradient.policies.correct.*.grad_j_rel_se.mean",
+    "gradient.policies.correct.*.grad_j_split_half_cos.mean",
+    "gradient.abs.at_correct.*.abs_cos_sum_*.mean",
+    "gradient.pow.*.pow_factor_adv_*_q50.mean",
+    "gradient.pow.*.pow_weight_share_adv_neg.mean",
+    "gradient.pow.cos_minus_correct.*.mean",
+    "gradient.pow.entropy_minus_correct.*.mean",
+)
 CARTPOLE_HEADLINE = (
     *_COMMON,
+    *GRADIENT_HEADLINE,
     "variants.*.episodes_to_solve_median",
     "fixed_batch.loss_before",
     "fixed_batch.loss_after_k_steps",

@@ -230,3 +230,39 @@ def loss_value(ctx, results: list[dict], metrics: dict, p, kind: str) -> None:
     )
     c.set_xscale("symlog")
     ctx.savefig(fig, "loss_value.png")
+
+
+def gradient_cosine(ctx, metrics: dict, p) -> None:
+    """The cosine of each variant's expected update direction with grad J per checkpoint (at the correct run's
+    policies, at the variant's own), mean over seeds with its 95 % interval; and the policies' entropy per update."""
+    g = metrics["gradient"]
+    ups = g["checkpoints"]
+    fig, axes = plotting.figure(
+        "Does each loss move the policy up the true gradient? cos(expected update, grad J)", ncols=3, width=5.0
+    )
+    for ax, where, title in (
+        (axes[0], g.get("at_correct", {}), "at the correct run's policies"),
+        (axes[1], g.get("own", {}), "at each variant's own policies"),
+    ):
+        for i, v in enumerate(p.variants):
+            if v not in where:
+                continue
+            rows = [where[v][f"u{u}"] for u in ups]
+            mean = np.array([r["mean"] for r in rows], float)
+            lo = np.array([np.nan if r["ci_low"] is None else r["ci_low"] for r in rows], float)
+            hi = np.array([np.nan if r["ci_high"] is None else r["ci_high"] for r in rows], float)
+            x = np.arange(len(ups)) + (i - len(p.variants) / 2) * 0.06
+            colour = plotting.PALETTE[i % len(plotting.PALETTE)]
+            ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], color=colour, marker="o", capsize=3, label=v)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(np.arange(len(ups)), [str(u) for u in ups])
+        ax.set_ylim(-1.05, 1.05)
+        plotting.label(ax, f"{title}; bars: 95 % t CI over seeds", "policy after this many updates", "cosine")
+    ax = axes[2]
+    for i, v in enumerate(p.variants):
+        curve = g.get("entropy_per_update", {}).get(v)
+        if curve:
+            ax.plot(np.arange(1, len(curve) + 1), curve, color=plotting.PALETTE[i % len(plotting.PALETTE)], label=v)
+    ax.axhline(np.log(2), color="grey", ls=":", label="uniform (ln 2)")
+    plotting.label(ax, "policy entropy on each update's batch, mean over seeds", "update", "entropy (nats)")
+    ctx.savefig(fig, "gradient_cosine.png")

@@ -163,6 +163,10 @@ class Reinforce(pl.LightningModule):
         self.winner: dict | None = None  # the state_dict of the first policy whose evaluation won
         self.training_seeds: list[int] = []  # every emulator seed training used (evaluations must not reuse one)
         self.updates: dict[str, list] = {k: [] for k in UPDATE_KEYS}
+        if kind == "cartpole":  # the policy's mean entropy over each batch's states (CartPole only)
+            self.updates["entropy"] = []
+        # copies of the networks after the updates in p.gradient_at (CartPole: gradient.py measures them)
+        self.snapshots: dict[str, dict] = {}
         self.seconds = 0.0
 
     def configure_optimizers(self):
@@ -257,6 +261,8 @@ class Reinforce(pl.LightningModule):
     def training_step(self, update, batch_idx):
         update = int(update)
         start = self._step_start = time.perf_counter()
+        if update == 0:
+            self.snapshot(0)
         first_new = len(self.episodes["return"])
         batch = self.collect(update)
         new = self.episodes["return"][first_new:]
@@ -267,6 +273,8 @@ class Reinforce(pl.LightningModule):
         finally:
             torch.set_num_threads(1)
         self.next_update = update + 1
+        if self.diverged_at < 0:
+            self.snapshot(self.next_update)
         self.seconds += time.perf_counter() - start
         if self.stop_reached(first_new) or (self.evaluation_due() and self.evaluate_now()) or self.games_cap_reached():
             self.trainer.should_stop = True
@@ -276,8 +284,20 @@ class Reinforce(pl.LightningModule):
         if self.checkpoint is not None and every and (self.next_update % every == 0 or self.diverged_at >= 0):
             self.save_checkpoint()
 
+    def snapshot(self, update: int) -> None:
+        """Keep a copy of the networks if ``update`` is one of the checkpoints of ``gradient_at`` (CartPole)."""
+        if update in getattr(self.p, "gradient_at", ()) and getattr(self.p, "gradient_episodes", 0):
+            copy = {"policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()}}
+            if self.value is not None:
+                copy["value"] = {k: v.detach().clone() for k, v in self.value.state_dict().items()}
+            self.snapshots[str(update)] = copy
+
     def update(self, update: int, batch: dict) -> None:
         opt = self.optimizers()
+        if "entropy" in self.updates:
+            with torch.no_grad():
+                logpi = torch.log_softmax(self.policy(batch["obs"]), dim=-1)
+                self.updates["entropy"].append(float(-(logpi.exp() * logpi).sum(-1).mean()))
         if update == 0:  # the mechanism probe on the first batch (the same batch for every variant of a seed)
             moves = probe_update(self.policy, self.policy_loss_fn(batch), batch, self.p.probe_step)
             self.fixed_probe = moves["corr"]
@@ -378,6 +398,7 @@ class Reinforce(pl.LightningModule):
             "finished": self.finished,
             "episodes": self.episodes,
             "updates": self.updates,
+            "snapshots": self.snapshots,
             "seconds": self.seconds,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
@@ -407,6 +428,7 @@ class Reinforce(pl.LightningModule):
         self.training_seeds = s.get("training_seeds", [])
         self.fixed_probe_moves, self.fixed_batch = s.get("fixed_probe_moves", {}), s.get("fixed_batch", {})
         self.episodes, self.updates, self.seconds = s["episodes"], s["updates"], s["seconds"]
+        self.snapshots = s.get("snapshots", {})
         torch.set_rng_state(s["torch_rng"])
         random.setstate(s["python_rng"])
         return True

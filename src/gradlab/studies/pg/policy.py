@@ -25,20 +25,20 @@ class Policy(nn.Module):
         """log pi(a|s) of the given actions (= minus the cross-entropy with the action as label)."""
         return torch.log_softmax(self(obs), dim=-1).gather(1, actions.long().unsqueeze(1)).squeeze(1)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Sample one action per row with a numpy generator (seeded per update: exact resume).
 
         Pong's observations (int8 frame differences, about 10 of 1600 pixels non-zero) take a sparse
         first layer in NumPy: only the weights of the pixels that changed in some row (contiguous rows
         of a transposed copy, so the emulator threads do not evict them), a ~4x cheaper forward on the
-        thread that also feeds the emulator. Other observations (CartPole's floats) take two ``addmm``
-        calls: for a few rows per step the module's calls cost more than the arithmetic. Sampling is
+        thread that also feeds the emulator. Other observations (CartPole's floats) take two
+        products in NumPy on the same cached transposed weights: for a few rows per step a torch call costs more than
+        the arithmetic. Sampling is
         inverse-CDF on the unnormalised softmax (one uniform per row).
         """
-        logits = self._logits(obs)
+        logits = self._logits(obs)  # NumPy on detached copies of the weights: no autograd, no torch.no_grad needed
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        cum = np.cumsum(p, axis=1)
+        cum = p.cumsum(axis=1)
         u = rng.random(p.shape[0]) * cum[:, -1]
         return (u[:, None] > cum[:, :-1]).sum(axis=1)
 
@@ -48,18 +48,36 @@ class Policy(nn.Module):
         return self._logits(obs).argmax(axis=1)
 
     def _logits(self, obs: np.ndarray) -> np.ndarray:
-        first, last = self.net[0], self.net[2]
         if obs.dtype == np.int8:
+            first, last = self.net[0], self.net[2]
             w1t, w2t = self._transposed()
             cols = np.flatnonzero(obs.any(axis=0))
             h = obs[:, cols].astype(np.float32) @ w1t[cols]
             h += first.bias.detach().numpy()
             np.maximum(h, 0, out=h)
-            logits = h @ w2t + last.bias.detach().numpy()
-        else:
-            h = torch.addmm(first.bias, torch.from_numpy(obs).float(), first.weight.t()).relu_()
-            logits = torch.addmm(last.bias, h, last.weight.t()).numpy()
+            return h @ w2t + last.bias.detach().numpy()
+        # CartPole's few float rows: NumPy on cached copies of the weights (no torch call per step)
+        w1t, b1, w2t, b2 = self._float_weights()
+        h = np.asarray(obs, dtype=np.float32) @ w1t
+        h += b1
+        np.maximum(h, 0, out=h)
+        logits = h @ w2t
+        logits += b2
         return logits
+
+    def _float_weights(self) -> tuple[np.ndarray, ...]:
+        """Both layers as NumPy copies (weights transposed), renewed when a parameter changed in place (an
+        optimiser step or ``load_state_dict`` bumps its version; a copied module has new storage)."""
+        params = self.__dict__.get("_float_params")
+        if params is None:
+            params = self._float_params = (self.net[0].weight, self.net[0].bias, self.net[2].weight, self.net[2].bias)
+        key = [q._version for q in params]
+        key.append(params[0].data_ptr())
+        if self.__dict__.get("_float_key") != key:
+            w1, b1, w2, b2 = (q.detach().numpy() for q in params)
+            self._float_cache = (w1.T.copy(), b1.copy(), w2.T.copy(), b2.copy())
+            self._float_key = key
+        return self._float_cache
 
     def _transposed(self) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous NumPy copies of both weight matrices, transposed; renewed when a weight changed in place

@@ -42,7 +42,7 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     results = train(p, ctx, kind, workers)
     per_trial = [r["summary"] for r in results]
 
-    metrics = analysis.aggregate(per_trial, p, kind, [r["updates"] for r in results])
+    metrics = analysis.aggregate(per_trial, p, kind, [r["updates"] for r in results], results)
     if kind == "cartpole":
         metrics["reference"] = analysis.cartpole_references(p.seed)
     else:
@@ -56,6 +56,11 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     ctx.write_csv("plots/learning_curve.csv", curves)
     ctx.write_csv("plots/final_return.csv", analysis.final_table(metrics["variants"]))
     ctx.write_csv("plots/probe.csv", analysis.probe_rows(results))
+    if "gradient" in metrics:
+        ctx.write_csv("gradient.csv", analysis.gradient_rows(results))
+        metrics["gradient"]["entropy_per_update"] = analysis.entropy_curves(
+            [r["updates"] for r in results], p.variants, per_trial
+        )
     if p.fixed_batch_steps:
         ctx.write_csv("plots/fixed_batch_loss.csv", analysis.fixed_batch_rows(results))
     ctx.write_json("timing.json", timing)
@@ -64,6 +69,8 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     figures.final_and_probe(ctx, per_trial, metrics, p, kind)
     figures.logp_moves(ctx, metrics, p, kind)
     figures.loss_value(ctx, results, metrics, p, kind)
+    if "gradient" in metrics:
+        figures.gradient_cosine(ctx, metrics, p)
     if win:
         metrics["win"] = analysis.win_metrics(per_trial, p)
         if getattr(p, "evaluate_games", 0):

@@ -120,12 +120,173 @@ def loss_value_lines(m: dict, p) -> list[str]:
     return out
 
 
+def _cos(x: dict) -> str:
+    """``mean (95 % CI lo to hi; k/n seeds > 0)`` of one cosine over seeds (the CI only from 10 seeds on)."""
+    if not x["seeds"]:
+        return "n/a"
+    spread = f"95 % CI {ci(x['ci_low'], x['ci_high'])}; " if x["ci_low"] is not None else ""
+    return f"{fmt(x['mean'], 2)} ({spread}{x['positive_seeds']}/{x['seeds']} > 0)"
+
+
+def gradient_lines(m: dict, p) -> list[str]:
+    """The lead: the cosine of each variant's expected update direction with a high-sample grad J (gradient.py)."""
+    g = m.get("gradient")
+    if not g:
+        return []
+    flags, ups = m["flags"], [f"u{u}" for u in g["checkpoints"]]
+    after = ", ".join(str(u) for u in g["checkpoints"])
+    head = " | ".join(f"after {u} updates" for u in g["checkpoints"])
+    out = [
+        "## Does each loss move the policy up the true gradient?",
+        "",
+        f"At the policies after {after} updates of each seed's training, grad J (the gradient of the expected "
+        f"undiscounted return, from {g['episodes']} fresh episodes: sum_t (R_t - b_t) grad log pi, R_t the return "
+        "to go, b_t a leave-one-out mean) is compared with each variant's expected update direction (minus the "
+        f"gradient of its loss on a batch of {p.episodes_per_update} episodes, returns discounted and standardised "
+        f"as in training, averaged over {g['batches']} batches of their own) by their cosine: +1 the loss climbs "
+        "J, -1 it descends it, 0 it ignores it. Mean over seeds, 95 % t interval over seeds, how many seeds were "
+        "positive. Verdicts: exact sign-flip test over seeds, p < 0.05.",
+        "",
+        "At the **`correct` run's** policies (every variant's direction at the same policy):",
+        "",
+        f"| direction of | {head} |",
+        "|---|" + "---|" * len(ups),
+    ]
+    at = g.get("at_correct", {})
+    for d, x in at.items():
+        out.append(f"| `{d}` | " + " | ".join(_cos(x[u]) for u in ups) + " |")
+    out += [
+        "",
+        "At **each variant's own** policies (its own training run, same seeds):",
+        "",
+        f"| variant | {head} | return of those policies | entropy of those policies (nats) |",
+        "|---|" + "---|" * (len(ups) + 2),
+    ]
+    pol = g["policies"]
+    for v, x in g["own"].items():
+        rets = ", ".join(fmt(pol[v][u]["return_mean"]["mean"]) for u in ups)
+        ents = ", ".join(fmt(pol[v][u]["entropy"]["mean"]) for u in ups)
+        out.append(f"| `{v}` | " + " | ".join(_cos(x[u]) for u in ups) + f" | {rets} | {ents} |")
+    out.append("")
+    c = pol.get("correct")
+    if c:
+        out.append(
+            "- grad J's own noise at `correct`'s policies (mean over seeds, per checkpoint): standard error relative "
+            "to its length "
+            + ", ".join(fmt(c[u]["grad_j_rel_se"]["mean"], 2) for u in ups)
+            + "; cosine between the estimates of two disjoint halves of the episodes "
+            + ", ".join(fmt(c[u]["grad_j_split_half_cos"]["mean"], 2) for u in ups)
+            + " (1 = the two halves agree). Noise in either estimate pulls a cosine towards 0: its sign over seeds "
+            "is the evidence, its size a lower estimate of the agreement."
+            + (
+                " Seeds whose policy reached the 500-step cap in every one of those episodes (grad J's estimate "
+                "exactly 0: no cosine, not counted): " + ", ".join(str(c[u]["grad_j_zero_seeds"]) for u in ups) + "."
+                if all("grad_j_zero_seeds" in c[u] for u in ups)
+                else ""
+            )
+        )
+    for d, word in (("correct", "positive"), ("flipped", "negative"), ("no_standardize", "positive")):
+        if d in at:
+            out.append(
+                f"- `{d}` {word} at every checkpoint? "
+                + "; ".join(f"after {u[1:]}: " + said(flags, f"gradient_{d}_{word}_{u}", "yes", "no") for u in ups)
+                + " (exact p "
+                + ", ".join(fmt(at[d][u]["p"]) for u in ups)
+                + f"; smallest attainable {fmt(at[d][ups[0]]['p_min'])})."
+            )
+    a = g.get("abs", {}).get("at_correct")
+    if a:
+        out.append(
+            "- `abs` (|sum A*CE|) flips with the sign of the batch sum: on the batches where sum A*CE < 0 its "
+            "direction's cosine with grad J is "
+            + ", ".join(_cos(a[u]["abs_cos_sum_negative"]) for u in ups)
+            + ", where it is > 0 "
+            + ", ".join(_cos(a[u]["abs_cos_sum_positive"]) for u in ups)
+            + " (per checkpoint; share of batches with a negative sum "
+            + ", ".join(fmt(a[u]["sum_negative_batch_fraction"]["mean"], 2) for u in ups)
+            + "). Negative where the sum is negative: "
+            + "; ".join(
+                f"after {u[1:]}: " + said(flags, f"gradient_abs_negative_when_sum_negative_{u}", "yes", "no")
+                for u in ups
+            )
+            + ". Positive where it is positive: "
+            + "; ".join(
+                f"after {u[1:]}: " + said(flags, f"gradient_abs_positive_when_sum_positive_{u}", "yes", "no")
+                for u in ups
+            )
+            + "."
+        )
+    pw = g.get("pow")
+    if pw and "cos_minus_correct" in pw:
+        own, atc = pw["own"], pw["at_correct"]
+        out.append(
+            "- `pow` (sum CE^A): minus its gradient is sum A CE^(A-1) grad log pi, so each sample's weight is A "
+            "times CE^(A-1). Measured on the batches of `pow`'s own policies (medians over the samples, mean over "
+            "seeds, per checkpoint): CE^(A-1) = "
+            + ", ".join(fmt(own[u]["pow_factor_adv_neg_q50"]["mean"]) for u in ups)
+            + " for A < 0 (90th percentile "
+            + ", ".join(fmt(own[u]["pow_factor_adv_neg_q90"]["mean"]) for u in ups)
+            + ", 99th "
+            + ", ".join(fmt(own[u]["pow_factor_adv_neg_q99"]["mean"]) for u in ups)
+            + ") against "
+            + ", ".join(fmt(own[u]["pow_factor_adv_pos_q50"]["mean"]) for u in ups)
+            + " for A > 0 (90th "
+            + ", ".join(fmt(own[u]["pow_factor_adv_pos_q90"]["mean"]) for u in ups)
+            + "); the samples with A < 0 carry "
+            + ", ".join(fmt(own[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+            + " of sum |weight| (`correct`'s weights |A|: "
+            + ", ".join(fmt(own[u]["correct_weight_share_adv_neg"]["mean"], 2) for u in ups)
+            + "). At `correct`'s policies the A < 0 share is "
+            + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+            + "."
+        )
+        out.append(
+            "- `pow`'s cosine minus `correct`'s at `correct`'s policies (paired by seed): "
+            + ", ".join(_cos(pw["cos_minus_correct"][u]) for u in ups)
+            + "; below `correct`: "
+            + "; ".join(
+                f"after {u[1:]}: " + said(flags, f"gradient_pow_below_correct_{u}", "yes", "no, above") for u in ups
+            )
+            + ". At `pow`'s own policies its direction's cosine is "
+            + ", ".join(_cos(g["own"]["pow"][u]) for u in ups)
+            + ", `correct`'s direction there "
+            + ", ".join(_cos(g["at_pow"]["correct"][u]) for u in ups)
+            + ". Entropy of `pow`'s own policies minus `correct`'s (nats, paired by seed): "
+            + ", ".join(_cos(pw["entropy_minus_correct"][u]) for u in ups)
+            + "; higher than `correct`'s: "
+            + "; ".join(
+                f"after {u[1:]}: " + said(flags, f"pow_entropy_above_correct_{u}", "yes", "no, lower") for u in ups
+            )
+            + f". Uniform play over the two actions has entropy ln 2 = {fmt(math.log(2))} nats; `pow`'s own "
+            "policies: "
+            + ", ".join(fmt(pol["pow"][u]["entropy"]["mean"]) for u in ups)
+            + ", their return "
+            + ", ".join(fmt(pol["pow"][u]["return_mean"]["mean"]) for u in ups)
+            + "."
+        )
+        if all(flags.get(f"pow_entropy_above_correct_{u}") == 1 for u in ups) and all(
+            flags.get(f"gradient_pow_below_correct_{u}") == 1 for u in ups
+        ):
+            out.append(
+                "- Read together: at the more confident policies `correct` reaches, the samples with A < 0 carry "
+                + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+                + " of `pow`'s weight (small CE, so a large CE^(A-1)) and its direction is below `correct`'s at "
+                "every checkpoint; `pow`'s own runs keep a higher entropy than `correct`'s at every checkpoint, and "
+                "there its direction's cosine with grad J is the one in the table above."
+            )
+    out.append("")
+    return out
+
+
 def moves_lines(m: dict, p) -> list[str]:
     """Item: what an update does to the actions with A < 0 and A > 0, per variant."""
     v, flags = m["variants"], m["flags"]
     out = [
-        "## What an update does to the actions with A < 0",
+        "## Caveat: what an update does to each sample's log pi (these fractions do not discriminate)",
         "",
+        "Counting, per sample, which way log pi moved does not separate the losses: the correct loss raises "
+        "sum A_t * (change of log pi_t), not each sample's log pi, and with CartPole's four inputs the samples share "
+        "almost every parameter. The cosine with grad J above is the test; the fractions are kept for reference. "
         "Of the samples with A < 0, the fraction whose log pi(a|s) went down, and of those with A > 0 the fraction "
         "whose log pi went up: after the probe's small step on the first batch (one value per seed: mean over "
         "seeds), and after each real update (mean over updates, then over seeds; 95 % block-bootstrap interval "
@@ -225,6 +386,7 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
         "descent lowers its probability. The optimiser does not minimise |loss| and does not push the loss to "
         "zero; the sign of A only sets the direction in which each action's log-probability moves.",
         "",
+        *gradient_lines(m, p),
         f"Setup: {p.seeds} seeds x {len(p.variants)} variants, {m['episodes_per_trial']} episodes per trial "
         f"({p.episodes_per_update} per update), {p.optimizer.name} lr {p.optimizer.lr:g} decay {p.optimizer.decay:g}, "
         f"gamma {p.gamma:g}, returns standardised per {p.standardize_per}. Final return = mean of the last "
@@ -316,7 +478,9 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
         "",
         "Figures: `figures/learning_curves.png`, `figures/final_return_and_probe.png`, `figures/logp_moves.png`, "
         "`figures/loss_value.png`. Tables: `episodes.csv`, `trials.csv`, `plots/*.csv` (`plots/probe.csv`: every "
-        "update's loss, batch return and fractions).",
+        "update's loss, batch return and fractions)"
+        + ("; `gradient.csv`: every cosine with grad J, per seed, checkpoint and variant." if "gradient" in m else ".")
+        + "",
         "",
     ]
     return "\n".join(lines)

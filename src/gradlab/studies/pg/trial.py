@@ -342,8 +342,10 @@ def run_trial(spec: TrialSpec) -> dict:
             "fixed_batch": module.fixed_batch,
             "resumed_at": resumed_at,
             "seconds": module.seconds,
-            "cpu_seconds": time.process_time() - cpu0,
         }
+        if spec.kind == "cartpole":
+            result["gradient"] = measure_gradients(module, p, spec)
+        result["cpu_seconds"] = time.process_time() - cpu0
         summary = trial_summary(result, p, spec.kind)
         result["summary"] = summary
         status = "FINISHED"
@@ -357,6 +359,25 @@ def run_trial(spec: TrialSpec) -> dict:
         finally:
             module.envs.close()
             torch.set_num_threads(threads)
+
+
+def measure_gradients(module, p, spec: TrialSpec) -> list[dict]:
+    """gradient.py at each policy the trial kept (``gradient_at``): the cosine of every variant's expected update
+    direction with grad J. The baseline's direction only where the trial has its value network."""
+    from gradlab.studies.pg.gradient import measure
+    from gradlab.studies.pg.policy import Policy, Value
+
+    out = []
+    for key in sorted(module.snapshots, key=int):
+        snap = module.snapshots[key]
+        policy = Policy(module.envs.obs_dim, p.hidden, module.envs.n_actions)
+        policy.load_state_dict(snap["policy"])
+        value = None
+        if "value" in snap:
+            value = Value(module.envs.obs_dim, p.hidden)
+            value.load_state_dict(snap["value"])
+        out.append(measure(policy, value, p, spec.seed, int(key), p.variants))
+    return out
 
 
 def end_stray_children(tracker, experiment: str, parent_id: str, status: str) -> None:
