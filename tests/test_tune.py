@@ -127,7 +127,8 @@ def test_malformed_space_is_refused_naming_the_key(tmp_path, changes, drop, key,
         ),
         (
             {
-                "fixed": {"variants": ["correct"], "final_episodes": 4},
+                # no grad J checkpoints (the tiny ones, after 0 and 3 updates, refuse updates=1 on its own)
+                "fixed": {"variants": ["correct"], "final_episodes": 4, "gradient_at": []},
                 "params": {"updates": {"low": 1, "high": 4}, "episodes_per_update": {"low": 1, "high": 4}},
             },
             "params",

@@ -294,7 +294,8 @@ def _gradient_evidence(q: Quotes, s: str) -> list[str]:
             + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_split_half_cos.mean", ".2f") for u in _ups(q, s))
             + ". Noise in either estimate pulls a cosine towards 0."
             + (
-                " Seeds whose policy reached the 500-step cap in every episode (grad J's estimate exactly 0, no "
+                " Seeds whose policy reached the episode cap (`max_episode_steps`) in every episode "
+                "(grad J's estimate exactly 0, no "
                 "cosine): "
                 + ", ".join(q(s, f"gradient.policies.correct.{u}.grad_j_zero_seeds", "d") for u in _ups(q, s))
                 + "."

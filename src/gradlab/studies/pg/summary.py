@@ -179,7 +179,8 @@ def gradient_lines(m: dict, p) -> list[str]:
             + " (1 = the two halves agree). Noise in either estimate pulls a cosine towards 0: its sign over seeds "
             "is the evidence, its size a lower estimate of the agreement."
             + (
-                " Seeds whose policy reached the 500-step cap in every one of those episodes (grad J's estimate "
+                " Seeds whose policy reached the episode cap (`max_episode_steps`) in every one of those episodes "
+                "(grad J's estimate "
                 "exactly 0: no cosine, not counted): " + ", ".join(str(c[u]["grad_j_zero_seeds"]) for u in ups) + "."
                 if all("grad_j_zero_seeds" in c[u] for u in ups)
                 else ""
