@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 from gradlab.cli import main
-from gradlab.metrics_table import WIDTH, flatten, rows
+from gradlab.config import flatten
+from gradlab.metrics_table import WIDTH, rows
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,29 +4,21 @@
 stage, key, value and, where the stage reports one, its interval (a key's ``*_ci_low`` / ``*_ci_high``
 pair printed beside the value it belongs to instead of as two more rows). ``--diff REV`` lists only the
 keys whose value differs from the metrics.json committed at git revision REV (added and removed keys too).
-Light: json and subprocess only, so it answers in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
+
+from gradlab.config import flatten
 
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 VALUE_SUFFIXES = ("", "_mean", "_median", "_rate")  # where the value of an interval P_ci_low/P_ci_high lives
 WIDTH = 120
 MISSING = "-"
-
-
-def flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """``{"a": {"b": 1}}`` -> ``("a.b", 1)``, in the file's order."""
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def fmt(value: object) -> str:
@@ -62,7 +54,7 @@ def rows(flat: dict[str, object]) -> list[tuple[str, str, str]]:
 
 
 def read(path: Path) -> dict[str, object]:
-    return dict(flatten(json.loads(path.read_text()))) if path.exists() else {}
+    return flatten(json.loads(path.read_text())) if path.exists() else {}
 
 
 def committed(results: Path, stage: str, rev: str) -> dict[str, object]:
@@ -75,7 +67,7 @@ def committed(results: Path, stage: str, rev: str) -> dict[str, object]:
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True).stdout
     rel = (results / stage / "metrics.json").resolve().relative_to(Path(top.strip()).resolve())
     shown = subprocess.run(["git", "show", f"{rev}:{rel.as_posix()}"], cwd=cwd, capture_output=True, text=True)
-    return dict(flatten(json.loads(shown.stdout))) if shown.returncode == 0 else {}
+    return flatten(json.loads(shown.stdout)) if shown.returncode == 0 else {}
 
 
 def table(lines: Iterable[tuple[str, ...]], header: tuple[str, ...]) -> str:
