@@ -61,6 +61,41 @@ def test_stream_games_go_on_across_calls():
     assert len(a) == 2 and len(b) == 3
 
 
+@pytest.mark.parametrize("where", ["after_recv", "in_act"])
+def test_close_after_an_interrupt_mid_play_does_not_hang(where):
+    """Ctrl-C can land between receiving a group's step and sending the next: close() must not wait for a step
+    that was already received (it blocked forever before in_flight was cleared on receipt)."""
+    import threading
+
+    env = PongStream(4, groups=2, points_per_episode=1, threads=1)
+    env.start(0)
+    calls = {"n": 0}
+
+    def interrupting_act(obs, rng):
+        calls["n"] += 1
+        if where == "in_act" and calls["n"] == 5:
+            raise KeyboardInterrupt
+        return random_act(obs, rng)
+
+    if where == "after_recv":
+        frames = env._frames
+        seen = {"n": 0}
+
+        def interrupting_frames(raw):
+            seen["n"] += 1
+            if seen["n"] == 5:  # after start()'s two resets: a step already received, not yet processed
+                raise KeyboardInterrupt
+            return frames(raw)
+
+        env._frames = interrupting_frames
+    with pytest.raises(KeyboardInterrupt):
+        env.play(interrupting_act, 100)
+    closer = threading.Thread(target=env.close, daemon=True)
+    closer.start()
+    closer.join(timeout=60)
+    assert not closer.is_alive(), "PongStream.close() blocked after an interrupt"
+
+
 def test_policy_act_samples_the_softmax():
     torch.manual_seed(0)
     policy = Policy(5, 4, 3)

@@ -136,7 +136,8 @@ class PongStream:
         return [self.finished.popleft() for _ in range(k)]
 
     def _receive(self, g: int) -> None:
-        raw, reward, term, trunc, _ = self.envs[g].recv()
+        raw, reward, term, trunc, _ = self.envs[g].ale.recv()
+        self.in_flight[g] = False  # before anything that can be interrupted: close() must not wait for it again
         cur = self._frames(raw)
         diff = cur - self.prev[g]
         first = self.slices[g].start
@@ -168,6 +169,8 @@ class PongStream:
         self.obs[g] = diff
 
     def close(self) -> None:
+        """Collect each group's step still in flight, then close. ``in_flight`` is exact even when a
+        KeyboardInterrupt arrived mid-play: a second ``recv`` of a step already received blocks forever."""
         for g, env in enumerate(self.envs):
             if self.started and self.in_flight[g]:
                 env.recv()
