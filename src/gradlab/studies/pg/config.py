@@ -179,6 +179,65 @@ class PongRecipeParams(PongWinParams):
     move_cost: float = Field(0.01, ge=0.0, le=100.0)
 
 
+class Arm(Params):
+    """One arm of the factorial: its actions and move cost, and the preset stage that trained it (or the arm it
+    is the same training as)."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")
+    actions: Literal["up_down", "noop_up_down"]
+    move_cost: float = Field(ge=0.0, le=100.0)
+    stage: str | None = Field(None, pattern=r"^pg_pong_[a-z_]+$")  # its results: results/<stage>/
+    same_as: str | None = None  # not trained: the same training as that arm (see factorial.py)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.stage is None) == (self.same_as is None):
+            raise ValueError(f"arm {self.name}: give exactly one of stage (it was trained) or same_as")
+        if self.same_as is not None and not (self.actions == "up_down" and self.move_cost > 0):
+            raise ValueError(
+                f"arm {self.name}: same_as is only for UP/DOWN with a move cost (a constant: the same training)"
+            )
+        return self
+
+
+def _default_arms() -> list[Arm]:
+    return [
+        Arm(name="up_down", actions="up_down", move_cost=0.0, stage="pg_pong_win"),
+        Arm(name="noop", actions="noop_up_down", move_cost=0.0, stage="pg_pong_noop"),
+        Arm(name="recipe", actions="noop_up_down", move_cost=0.01, stage="pg_pong_recipe"),
+        Arm(name="up_down_cost", actions="up_down", move_cost=0.01, same_as="up_down"),
+    ]
+
+
+class PongFactorialParams(Params):
+    """NOOP yes/no x move cost 0 / 0.01 on the win preset: reads the arms' preset results (factorial.py)."""
+
+    arms: list[Arm] = Field(default_factory=_default_arms, min_length=2)
+    cap_games: int = Field(1500, ge=100, le=1_000_000)  # outcomes within this many training games
+    progress_mean: float = Field(-10.0, ge=-21.0, le=21.0)  # games until the 100-game mean reached this
+    window: int = Field(100, ge=1, le=100_000)
+    # pairs of arm names compared by exact tests (a vs b)
+    comparisons: list[list[str]] = Field(
+        default_factory=lambda: [["noop", "up_down"], ["recipe", "up_down"], ["recipe", "noop"]]
+    )
+
+    @model_validator(mode="after")
+    def _arms_consistent(self):
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names must be distinct (got {names})")
+        trained = {a.name for a in self.arms if a.stage}
+        for a in self.arms:
+            if a.same_as is not None and a.same_as not in trained:
+                raise ValueError(
+                    f"arm {a.name}: same_as {a.same_as!r} is not a trained arm; allowed: {sorted(trained)}"
+                )
+        for pair in self.comparisons:
+            if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(names):
+                raise ValueError(f"comparisons: {pair} is not two different arms of {names}")
+        return self
+
+
 QUESTION = (
     "In REINFORCE (loss = sum(reward * cross_entropy)), how does a negative reward make the agent avoid an action? "
     "What if the sign is flipped, or the loss changed?"
@@ -264,6 +323,24 @@ STAGES = [
     _stage("pg_cartpole", "CartPole-v1", CartPoleParams, "run_cartpole", CARTPOLE_HEADLINE),
     _stage("pg_pong", "Atari Pong", PongParams, "run_pong", PONG_HEADLINE),
     _stage("pg_pong_win", "Atari Pong, trained until it beats the built-in AI; preset", PongWinParams, "run_pong_win"),
+    _stage(
+        "pg_pong_fast",
+        "Atari Pong, the Pong search's best configuration until it beats the built-in AI; preset",
+        PongWinParams,
+        "run_pong_win",
+    ),
+    _stage(
+        "pg_pong_noop",
+        "Atari Pong, the question's NOOP/UP/DOWN without the move cost; preset",
+        PongRecipeParams,
+        "run_pong_win",
+    ),
+    _stage(
+        "pg_pong_factorial",
+        "Atari Pong, NOOP yes/no x move cost 0/0.01 on the win preset, from the arms' preset results; preset",
+        PongFactorialParams,
+        "run_pong_factorial",
+    ),
     _stage(
         "pg_pong_recipe",
         "Atari Pong, the question's NOOP/UP/DOWN and move cost; preset",

@@ -34,7 +34,7 @@ def run_pong(p, ctx) -> dict:
 
 
 def run_pong_win(p, ctx) -> dict:
-    return run_study(p, ctx, "pong", win=True)  # the pg_pong_win and pg_pong_recipe presets
+    return run_study(p, ctx, "pong", win=True)  # the pg_pong_win, pg_pong_fast and pg_pong_recipe presets
 
 
 def run_study(p, ctx, kind: str, win: bool = False) -> dict:
@@ -125,3 +125,15 @@ def child_tags(ctx) -> dict:
     from gradlab.tracking import params_hash
 
     return {"gradlab.stage": ctx.stage, "gradlab.params_hash": params_hash(to_plain(ctx.params))}
+
+
+def run_pong_factorial(p, ctx) -> dict:
+    """The asker's recipe taken apart: reads the arms' committed preset results (factorial.py); trains nothing."""
+    from gradlab.settings import current
+    from gradlab.studies.pg import factorial
+
+    metrics, table = factorial.analyse(p, current().results)
+    ctx.write_csv("seeds.csv", table)
+    factorial.figure(ctx, table, p)
+    ctx.write_text("summary.md", factorial.summary(metrics, table, p))
+    return metrics
