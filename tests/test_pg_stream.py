@@ -61,7 +61,29 @@ def test_stream_games_go_on_across_calls():
     assert len(a) == 2 and len(b) == 3
 
 
-@pytest.mark.parametrize("where", ["after_recv", "in_act"])
+class _InterruptAfter:
+    """An emulator handle whose ``method`` does its work and then raises KeyboardInterrupt on call ``at``: what
+    Ctrl-C does, since Python raises it as the C call returns, before the next line."""
+
+    def __init__(self, ale, method: str, at: int):
+        self.ale, self.method, self.at, self.calls = ale, method, at, 0
+
+    def __getattr__(self, name):
+        real = getattr(self.ale, name)
+        if name != self.method:
+            return real
+
+        def call(*args):
+            out = real(*args)
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+            return out
+
+        return call
+
+
+@pytest.mark.parametrize("where", ["after_recv", "in_act", "recv_returns", "send_returns"])
 def test_close_after_an_interrupt_mid_play_does_not_hang(where):
     """Ctrl-C can land between receiving a group's step and sending the next: close() must not wait for a step
     that was already received (it blocked forever before in_flight was cleared on receipt)."""
@@ -88,6 +110,8 @@ def test_close_after_an_interrupt_mid_play_does_not_hang(where):
             return frames(raw)
 
         env._frames = interrupting_frames
+    if where in ("recv_returns", "send_returns"):
+        env.envs[1].ale = _InterruptAfter(env.envs[1].ale, where.split("_")[0], at=3)
     with pytest.raises(KeyboardInterrupt):
         env.play(interrupting_act, 100)
     closer = threading.Thread(target=env.close, daemon=True)

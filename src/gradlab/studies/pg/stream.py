@@ -131,13 +131,14 @@ class PongStream:
                 o, acts, _ = self.steps[i]
                 o.append(obs[j])
                 acts.append(a[j])
-            self.envs[g].ale.send(self.action_ids[a], self.strength[g])  # AtariVectorEnv.send minus its checks
+            # the flag first: Ctrl-C surfaces right after a C call returns, so set after send it could be missed
             self.in_flight[g] = True
+            self.envs[g].ale.send(self.action_ids[a], self.strength[g])  # AtariVectorEnv.send minus its checks
         return [self.finished.popleft() for _ in range(k)]
 
     def _receive(self, g: int) -> None:
+        self.in_flight[g] = False  # before recv: a KeyboardInterrupt raised as it returns must not leave it set
         raw, reward, term, trunc, _ = self.envs[g].ale.recv()
-        self.in_flight[g] = False  # before anything that can be interrupted: close() must not wait for it again
         cur = self._frames(raw)
         diff = cur - self.prev[g]
         first = self.slices[g].start
