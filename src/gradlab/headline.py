@@ -43,3 +43,35 @@ def headline(metrics: dict, patterns: Sequence[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+ANSWER_LIMIT = 14  # the parent run's metrics beside stage/seconds: 15 charts at most
+
+
+def is_verdict(key: str, value: Any) -> bool:
+    """A verdict: a key with a ``flags`` part (+1 / 0 / -1) or a yes/no value."""
+    return "flags" in key.split(".") or isinstance(value, bool)
+
+
+def answer(top: dict, patterns: Sequence[str], limit: int = ANSWER_LIMIT) -> dict[str, float]:
+    """The parent run's metrics: the headline numbers matching ``patterns`` (all numbers when empty), verdicts
+    left out, the first ``limit`` of them in the headline's order (a run whose patterns match more, e.g. a cause
+    seen only with other parameters, keeps them in metrics.json; tests/test_headline_answer.py checks that the
+    committed results fit)."""
+    numbers = {k: v for k, v in flatten(top).items() if _numeric(v) and not is_verdict(k, v)}
+    if patterns:
+        numbers = {k: v for k, v in numbers.items() if any(fnmatchcase(k, p) for p in patterns)}
+    return dict(list(numbers.items())[:limit])
+
+
+def verdict_tags(top: dict) -> dict[str, str]:
+    """Every verdict of the headline as a tag ``verdict.<key>``: "+1" / "0" / "-1", or "yes" / "no"."""
+    tags = {}
+    for key, value in flatten(top).items():
+        if not _numeric(value) or not is_verdict(key, value):
+            continue
+        if isinstance(value, bool):
+            tags[f"verdict.{key}"] = "yes" if value else "no"
+        else:
+            tags[f"verdict.{key}"] = f"{int(value):+d}" if value else "0"
+    return tags

@@ -28,6 +28,14 @@ class Stage:
     # make the headline: metrics.json (DVC metrics) and the parent run's metrics hold only these, rounded
     # to 4 significant figures; every number also goes to stats.json. Empty: every numeric leaf.
     headline: tuple[str, ...] = ()
+    # the few numbers that answer the question (fnmatch patterns over the headline's dotted keys): the stage's
+    # MLflow parent run gets these as its metrics (at most ANSWER_LIMIT, beside stage/seconds) and every verdict
+    # (a key with a ``flags`` part, or a yes/no value) as a tag ``verdict.<key>``; the rest stays in the
+    # metrics.json / stats.json artifacts. Empty: the first ANSWER_LIMIT numbers of the headline.
+    answer: tuple[str, ...] = ()
+    # a preset: a long run outside `dvc repro` (no params.yaml section, no quick parameters), run with
+    # `gradlab run STAGE --params presets/STAGE.yaml` and its results committed
+    preset: bool = False
 
     def load(self) -> Any:
         module, _, func = self.run.partition(":")

@@ -186,6 +186,16 @@ STAGES = [
         question="Why does gradient descent subtract step*gradient, not step? Which learning rates diverge?",
         params=GDParams,
         run="gradlab.studies.gd.study:run",
+        answer=(
+            "first_order.*.descent_fraction",
+            "fixed_point.gradient.delta_loss",
+            "mlp.best_lr",
+            "mlp_threshold.lr_mean",
+            "mlp_threshold.lambda0_mean",
+            "mlp_threshold.ratio_classic_mean",
+            "mlp_threshold.ratio_catapult_mean",
+            "sign_stall.stall_slope",
+        ),
         headline=(
             "first_order.*.descent_fraction",
             "first_order.*.descent_fraction_limit",

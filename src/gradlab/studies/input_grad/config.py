@@ -109,6 +109,14 @@ STAGES = [
         question="How do I get the gradient of a network's output with respect to each input of a batch?",
         params=InputGradParams,
         run="gradlab.studies.input_grad.study:run",
+        answer=(
+            "agreement.*.max_rel_diff",
+            "fd.max_abs_diff",
+            "batchnorm.train_sum_trick_max_rel_diff",
+            "sobolev.*.grad_rmse",
+            "sobolev.*.value_rmse",
+            "sobolev.grad_rmse_ratio.sign_flip_p",
+        ),
         headline=(
             "agreement.*.max_rel_diff",
             "agreement.*.passed",

@@ -142,6 +142,13 @@ STAGES = [
         question="Can PyTorch adjust matrices so that a Spearman rank correlation computed from them reaches 1?",
         params=SpearmanParams,
         run="gradlab.studies.spearman.study:run",
+        answer=(
+            "ltr.*.heldout_spearman_mean",
+            "ltr.paired.soft_rank_vs_pearson.diff_mean",
+            "ltr.paired.soft_rank_vs_pearson.p_exact",
+            "climb.threshold_count.sm.tie_ceiling_mean",
+            "asker.fixed.answer_lr.final_spearman",
+        ),
         headline=(
             "asker.literal_loop_raised",
             "asker.fixed.*.final_spearman",
