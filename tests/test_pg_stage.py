@@ -126,8 +126,14 @@ def test_pg_cartpole_three_episodes_end_to_end(tiny_runs):
 
 
 @pytest.mark.slow
-def test_pg_cartpole_resume_equals_an_uninterrupted_run(store, tmp_path, monkeypatch, tiny_runs):
+@pytest.mark.parametrize("where", ["same_store", "fresh_store"])
+def test_pg_cartpole_resume_equals_an_uninterrupted_run(
+    store, tmp_path, monkeypatch, tiny_runs, _template_store, where
+):
+    """Resumed in the same MLflow store, the runs go on; with the checkpoints carried to a store that lacks their
+    runs (another clone), new runs are made, tagged with the run they continue."""
     from gradlab.studies.pg import module
+    from gradlab.tracking import Tracker
 
     params = tiny_params(tmp_path, "pg_cartpole")
     out = tmp_path / "results" / "pg_cartpole"
@@ -151,12 +157,23 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(store, tmp_path, monkeyp
     assert state["next_update"] == 2 and not state["finished"] and len(state["episodes"]["return"]) == 2
 
     monkeypatch.setattr(module.Reinforce, "save_checkpoint", original)
+    if where == "fresh_store":
+        fresh = tmp_path / "fresh.db"
+        shutil.copy(_template_store, fresh)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{fresh}")
     collected = []
     collect = module.Reinforce.collect
     monkeypatch.setattr(module.Reinforce, "collect", lambda self, u: collected.append(u) or collect(self, u))
     assert run_stage("pg_cartpole", params_file=params, resume=True) == 0
     assert collected == [2, 0, 1, 2]  # flipped seed 1 continues at update 2, baseline seed 1 starts over
     assert (out / "metrics.json").read_text() == uninterrupted
+    if where == "fresh_store":
+        runs = Tracker(f"sqlite:///{tmp_path / 'fresh.db'}").runs("gradlab/pg_cartpole")
+        (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        assert "gradlab.resumed_from" in parent.data.tags
+        assert len(children) == len({(r.data.tags["gradlab.variant"], r.data.tags["gradlab.seed"]) for r in children})
+        assert any("gradlab.resumed_from" in r.data.tags for r in children)
 
 
 @pytest.mark.slow

@@ -60,6 +60,23 @@ def test_evaluation_plays_fresh_games_and_reports_a_ci(store, tmp_path, monkeypa
     assert "fresh games" in summary and "evaluated mean" in summary
     assert np.isfinite(np.mean(scores))
 
+    # the trial's child run logged its policy: reloaded, it plays the same fresh games to the same evaluation
+    from gradlab.studies.pg.policy import load_logged, reevaluate
+    from gradlab.tracking import Tracker
+
+    (child,) = [r for r in Tracker(store).runs("gradlab/pg_pong_win") if "mlflow.parentRunId" in r.data.tags]
+    policy, meta = load_logged(child.info.run_id, tracking_uri=store)
+    assert meta["updates"] == trial["evaluations"] and meta["params"]["evaluate_games"] == 10
+    again, logged = reevaluate(child.info.run_id, tracking_uri=store)
+    last = [r for r in rows if int(r["update"]) == logged["update"] and r["greedy"] == "False"]
+    assert again["scores"] == [float(r["score"]) for r in last]
+    assert (again["mean"], again["ci_low"], again["ci_high"]) == (logged["mean"], logged["ci_low"], logged["ci_high"])
+    if trial["won"]:  # the winning policy too
+        assert load_logged(child.info.run_id, "winner", tracking_uri=store)[1]["evaluations"]["winner"]["won"]
+    else:
+        with pytest.raises(FileNotFoundError, match="no 'winner' policy"):
+            load_logged(child.info.run_id, "winner", tracking_uri=store)
+
 
 def test_first_winning_checkpoint_stops_training_and_is_saved(store, tmp_path, monkeypatch):
     """A checkpoint whose interval lies above 0 ends the trial: its training seconds are the time to win, its

@@ -467,6 +467,16 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
         return Run(self, run_id)
 
+    def has_run(self, run_id: str) -> bool:
+        """Whether this store holds ``run_id`` (a checkpoint carried to another clone names a run it lacks)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return True
+
     @contextmanager
     def run(
         self,
@@ -486,10 +496,12 @@ class Tracker:
         when the work it describes really ran, for a run logged after the fact.
         """
         with interrupts_held():  # an interrupt now would leave a created run that nothing ends
-            if resume_id:
+            if resume_id and self.has_run(resume_id):
                 run = self.reopen(resume_id)
                 params = None  # already logged, and MLflow params are immutable
-            else:
+            else:  # a new run; resuming from checkpoints whose run is not in this store: say which run it continues
+                if resume_id:
+                    tags = {**(tags or {}), "gradlab.resumed_from": resume_id}
                 run = self.start_run(experiment, name, parent=parent, tags=tags, start_ms=start_ms)
         run.buffered = True
         status = FINISHED

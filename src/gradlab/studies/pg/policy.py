@@ -99,3 +99,36 @@ class Value(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
+
+
+def load_logged(run_id: str, which: str = "policy", tracking_uri: str | None = None) -> tuple[Policy, dict]:
+    """A trial's logged policy (``policy``: the final one; ``winner``: the first that won its evaluation) and its
+    ``model.json`` (shape, parameters, the evaluation it had), from the trial's MLflow child run."""
+    import json
+    from pathlib import Path
+
+    import mlflow
+
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", tracking_uri=tracking_uri))
+    meta = json.loads((folder / "model.json").read_text())
+    path = folder / f"{which}.pt"
+    if not path.exists():
+        have = sorted(p.stem for p in folder.glob("*.pt"))
+        raise FileNotFoundError(f"run {run_id} logged no {which!r} policy; it has: {', '.join(have)}")
+    policy = Policy(meta["obs_dim"], meta["hidden"], meta["n_actions"])
+    policy.load_state_dict(torch.load(path, weights_only=True))
+    return policy, meta
+
+
+def reevaluate(run_id: str, which: str = "policy", tracking_uri: str | None = None) -> tuple[dict, dict]:
+    """Play the logged policy's evaluation again (Pong: the same fresh games, the same sampled actions): the new
+    evaluation and the logged one, which it reproduces exactly."""
+    from gradlab.studies.pg.config import PongWinParams
+    from gradlab.studies.pg.evaluation import evaluate_pong
+
+    policy, meta = load_logged(run_id, which, tracking_uri)
+    logged = meta["evaluations"].get(which)
+    if logged is None:
+        raise ValueError(f"run {run_id}: its {which!r} policy had no evaluation to reproduce")
+    p = PongWinParams.model_validate(meta["params"], strict=False)
+    return evaluate_pong(policy, p, meta["seed"], logged["update"]), logged

@@ -204,17 +204,20 @@ class _Live:
             from gradlab.tracking import Tracker
 
             self.tracker = Tracker(s.live.uri)
-            if module.run_id:  # resumed from a checkpoint: continue the same child run
+            if module.run_id and self.tracker.has_run(module.run_id):  # resumed: continue the same child run
                 self.run = self.tracker.reopen(module.run_id)
-            else:
+                self.sent = len(module.episodes["return"])
+            else:  # a new child run (also when the checkpoint's run is not in this store: its games are sent again)
                 tags = {**s.live.tags, "gradlab.variant": s.variant, "gradlab.seed": s.seed}
+                if module.run_id:
+                    tags["gradlab.resumed_from"] = module.run_id
                 self.run = self.tracker.start_run(
                     s.live.experiment, f"{s.variant}__seed{s.seed}", parent=s.live.parent_id, tags=tags
                 )
                 self.run.log_params({"variant": s.variant, "seed": s.seed})
                 module.run_id = self.run.id
+                self.sent = 0
             self.run.buffered = True
-            self.sent = len(module.episodes["return"])
             if s.kind == "cartpole":  # hundreds of short episodes: thinned like every curve (tracking.py)
                 from gradlab.tracking import thinned
 
@@ -275,6 +278,7 @@ class _Live:
             self.send(module)
             if summary is not None:
                 log_trial_curves(self.run, module, summary)
+                log_policy(self.run, module, self.spec)
             self.run.flush()
         finally:
             self.tracker.end(self.run.id, status)
@@ -304,6 +308,48 @@ def log_trial_curves(run, module, s: dict) -> None:
         run.log_curve("eval/checkpoint_mean", [ev["mean"] for ev in sampled], [ev["update"] for ev in sampled])
         final["eval/seconds"] = s["eval_seconds"]
     run.log_metrics({k: v for k, v in final.items() if v is not None and math.isfinite(v)})
+
+
+def log_policy(run, module, spec: TrialSpec) -> None:
+    """The trial's policies as artifacts of its child run, reloadable with ``policy.load_logged(run_id)``:
+    ``model/policy.pt`` (the final state dict), ``model/winner.pt`` (the first policy whose evaluation won, win
+    presets) and ``model/model.json`` (the network's shape, the stage's parameters, and the evaluation each
+    policy had, which ``policy.reevaluate`` plays again game for game)."""
+    import json
+    import tempfile
+
+    import torch
+
+    from gradlab.config import to_plain
+
+    sampled = [ev for ev in module.evaluations if not ev["greedy"]]
+    keep = ("update", "games", "mean", "ci_low", "ci_high", "won")
+    first, last = module.policy.net[0], module.policy.net[2]
+    meta = {
+        "class": "gradlab.studies.pg.policy.Policy",
+        "obs_dim": first.in_features,
+        "hidden": first.out_features,
+        "n_actions": last.out_features,
+        "kind": spec.kind,
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "updates": module.next_update,
+        "params": to_plain(spec.params),
+        "evaluations": {},
+    }
+    final = [ev for ev in sampled if ev["update"] == module.next_update]
+    if final:
+        meta["evaluations"]["policy"] = {k: final[-1][k] for k in keep}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        torch.save(module.policy.state_dict(), folder / "policy.pt")
+        if module.winner:
+            torch.save(module.winner, folder / "winner.pt")
+            won = [ev for ev in sampled if ev["won"]]
+            if won:
+                meta["evaluations"]["winner"] = {k: won[0][k] for k in keep}
+        (folder / "model.json").write_text(json.dumps(meta, indent=1, default=float))
+        run.log_artifacts(folder, "model")
 
 
 def run_trial(spec: TrialSpec) -> dict:
