@@ -178,6 +178,8 @@ def run(p: SpearmanParams, ctx) -> dict:
                     "time/seconds": r["seconds"],
                 }
             )
+            # the anytime curve: the best spearmanr reached after each budget point (cost units)
+            _log_finite_curve(run, "train/best_spearman", r["curve"], anytime_grid(mp.budget))
     for r, (started, ended) in zip(ltr_res, ran[len(matrix_specs) :], strict=True):
         name, params = f"ltr_{r['task']}_{r['label']}", {"part": "ltr", "knob": r["knob"]}
         with ctx.child(name, r["seed"], params=params, started=started, ended=ended) as run:
@@ -190,6 +192,8 @@ def run(p: SpearmanParams, ctx) -> dict:
                     "time/seconds": r["seconds"],
                 }
             )
+            steps = anytime_grid(lp.steps if r["method"] in GRADIENT else lp.dfo_evaluations)
+            _log_finite_curve(run, "train/spearman", r["curve"], steps)  # the training spearmanr along training
 
     # tables: CPU and wall seconds live here only (recorded, never a budget, never in metrics/stats.json)
     drop = ("v", "freq_m", "pred", "target", "curve")
@@ -300,3 +304,10 @@ def run(p: SpearmanParams, ctx) -> dict:
     ctx.savefig(figures.figure_soft_rank(), "soft_rank_vs_strength.png")
     ctx.write_text("summary.md", summary(metrics, p, derivations))
     return metrics
+
+
+def _log_finite_curve(run, key: str, values, steps) -> None:
+    """A per-step curve of the child run (its finite points)."""
+    pairs = [(int(x), float(v)) for x, v in zip(steps, values, strict=True) if np.isfinite(v)]
+    if pairs:
+        run.log_curve(key, [v for _, v in pairs], [x for x, _ in pairs])
