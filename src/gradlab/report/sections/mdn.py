@@ -113,7 +113,8 @@ def mdn(q: Quotes) -> Section:
         else ""
     )
     answer = (
-        "TFP's `Categorical(probs=alpha)` takes `log(alpha)`; once a softmax weight underflows to exactly 0 the loss "
+        (_search_lead(q) if q.has("mdn_search") else "")
+        + "TFP's `Categorical(probs=alpha)` takes `log(alpha)`; once a softmax weight underflows to exactly 0 the loss "
         "stays finite but its gradient is NaN, and any optimizer step, even at learning rate 0, turns the weights "
         "NaN. "
         + clean_verdict
@@ -139,6 +140,8 @@ def mdn(q: Quotes) -> Section:
             -1: "The stable loss did not learn the density on this run (above a baseline, or a non-finite event).",
         }.get(flag["stable_learns"], "Whether the stable loss beats every baseline is inconclusive on this run.")
     )
+    if q.has("mdn_search"):
+        evidence = _search_evidence(q) + evidence
     return Section(
         stage=s,
         title="Why a mixture density network's NLL turns NaN, even at learning rate 0",
@@ -198,3 +201,53 @@ def _stable_tests(q: Quotes, s: str, flag: dict) -> str:
         f"(`flags.stable_below_zero` = {_signed(flag['stable_below_zero'])}). `flags.stable_learns` = "
         f"{_signed(flag['stable_learns'])}{few}."
     )
+
+
+def _outcome_words(name: str) -> str:
+    return "stayed finite" if name == "finite" else f"turned NaN from `{name}`"
+
+
+def _search_lead(q: Quotes) -> str:
+    """The answer's first sentence: what the search saw, in order of how often it happened (results/mdn_search)."""
+    s = "mdn_search"
+    m = q.metrics(s)
+    parts = [
+        f"{q(s, f'outcomes.{o}.trials', 'd')} of {q(s, 'trials', 'd')} {_outcome_words(o)}" for o in m["outcome_order"]
+    ]
+    return (
+        f"Searched for where the asker's NaN could occur (their loss on clean data in [0, 1], "
+        f"{q(s, 'steps', 'd')} steps, K up to {max(m['by']['components'], key=int)}, three scale functions, two "
+        f"learning rates, two data sets, denormals flushed as TensorFlow does): "
+        + "; ".join(parts)
+        + f". The largest logit gap reached was {q(s, 'max_logit_gap', '.1f')}, against "
+        f"{q(s, 'thresholds.torch_flushed', '.1f')} for a weight of exactly 0 with denormals flushed "
+        f"({q(s, 'thresholds.torch', '.1f')} without). "
+    )
+
+
+def _search_evidence(q: Quotes) -> list[str]:
+    s = "mdn_search"
+    m = q.metrics(s)
+    out = []
+    for o in m["outcome_order"]:
+        out.append(
+            f"`mdn_search`: {q(s, f'outcomes.{o}.trials', 'd')} of {q(s, 'trials', 'd')} trials {_outcome_words(o)} "
+            f"({q(s, f'outcomes.{o}.share', '.2f')}, 95 % Wilson {q(s, f'outcomes.{o}.ci_low', '.2f')} to "
+            f"{q(s, f'outcomes.{o}.ci_high', '.2f')})."
+        )
+    tf = m["thresholds"].get("tensorflow")
+    out.append(
+        f"`mdn_search`: a float32 softmax weight is exactly 0 from a logit gap of {q(s, 'thresholds.torch', '.2f')} "
+        f"in torch, {q(s, 'thresholds.torch_flushed', '.2f')} with denormals flushed"
+        + (f" and {q(s, 'thresholds.tensorflow', '.2f')} in TensorFlow itself" if tf is not None else "")
+        + f"; {q(s, 'gap_over_flushed_threshold_trials', 'd')} trials reached the flushed threshold, "
+        f"{q(s, 'zero_weight_trials', 'd')} had a weight of exactly 0; the smallest scale was "
+        f"{q(s, 'min_scale', '.3g')}."
+    )
+    for dataset, b in m["by"]["dataset"].items():
+        out.append(
+            f"`mdn_search` on `{dataset}`: {b['nan_trials']} of {b['trials']} trials NaN; largest logit gap "
+            f"{q(s, f'by.dataset.{dataset}.max_logit_gap', '.1f')}, smallest scale "
+            f"{q(s, f'by.dataset.{dataset}.min_scale', '.3g')}."
+        )
+    return out

@@ -130,12 +130,71 @@ class MdnParams(Params):
         return self
 
 
+class MdnSearchParams(Params):
+    """The asker's symptom searched for where it could occur (issue 27.4; a preset, not part of `dvc repro`): the
+    asker's loss (``probs_log``: TFP's ``Categorical(probs=softmax)``, i.e. log of the softmax weights) with Adam on
+    clean data in [0, 1], every combination of the lists below x ``seeds``, each trial ``steps`` steps long."""
+
+    seed: int = Field(0, ge=0)  # data seed; trial k uses init and batch-order seed seed + k
+    seeds: int = Field(2, ge=1, le=100)
+    steps: int = Field(20_000, ge=1, le=10_000_000)
+    batch_size: int = Field(128, ge=2, le=1_000_000)
+    datasets: list[Literal["bishop", "separated"]] = Field(
+        default_factory=lambda: ["bishop", "separated"], min_length=1
+    )
+    components: list[int] = Field(default_factory=lambda: [3, 10, 20], min_length=1)
+    sigma: list[Literal["exp", "softplus", "elu1"]] = Field(
+        default_factory=lambda: ["exp", "elu1", "softplus"], min_length=1
+    )
+    lr: list[float] = Field(default_factory=lambda: [0.001, 0.01], min_length=1)
+    # TF on CPU flushes denormal floats to 0; torch.set_flush_denormal(True) does the same here, so a mixing weight
+    # below float32's smallest normal (1.2e-38, a logit gap of ~87) is 0 as in the asker's TensorFlow
+    flush_denormal: bool = True
+    noise: dict[str, float] = Field(default_factory=lambda: {"bishop": 0.05, "separated": 0.005})
+    n_train: int = Field(4096, ge=16, le=10_000_000)
+    n_val: int = Field(1024, ge=1, le=10_000_000)
+    hidden: int = Field(64, ge=1, le=4096)
+    layers: int = Field(2, ge=1, le=8)
+    sigma_eps: float = Field(1e-6, ge=0.0, le=1.0)
+    curve_points: int = Field(200, ge=2, le=100_000)  # points per trial of the per-step curves (curves.csv)
+    workers: int = Field(0, ge=0, le=256)  # 0 = one per available core
+
+    @model_validator(mode="after")
+    def _levels(self):
+        for name in ("datasets", "components", "sigma", "lr"):
+            _unique(name, getattr(self, name))
+        for i, k in enumerate(self.components):
+            if not 1 <= k <= 256:
+                raise ValueError(f"components.{i} must be in [1, 256] (got {k})")
+        for i, lr in enumerate(self.lr):
+            if not 0.0 < lr <= 10.0:
+                raise ValueError(f"lr.{i} must be in (0, 10] (got {lr})")
+        missing = [d for d in self.datasets if d not in self.noise]
+        if missing:
+            raise ValueError(f"noise has no level for datasets {missing}")
+        if self.batch_size > self.n_train:
+            raise ValueError(f"batch_size ({self.batch_size}) must be at most n_train ({self.n_train})")
+        return self
+
+
 STAGES = [
     Stage(
         name="mdn",
         question="Why does a mixture-density network's NLL turn NaN after a varying number of steps, even at lr 0?",
         params=MdnParams,
         run="gradlab.studies.mdn.study:run",
+        answer=(
+            "asker.trials",
+            "asker.nan_trials",
+            "asker.zero_weight_trials",
+            "asker.max_logit_gap",
+            "asker.lr0.trials",
+            "asker.lr0.nan_trials",
+            "causes.*",
+            "stable.val_nll_mean",
+            "stable.single_gaussian_val_nll_mean",
+            "stable.vs_single_gaussian.sign_flip_p",
+        ),
         headline=(
             "asker.trials",
             "asker.nan_trials",
@@ -177,5 +236,22 @@ STAGES = [
             "stable.nonfinite_events",
             "flags.*",
         ),
-    )
+    ),
+    Stage(
+        name="mdn_search",
+        question="Where does the asker's MDN NaN occur: a mixing weight underflowing to 0 under log(probs), or else?",
+        params=MdnSearchParams,
+        run="gradlab.studies.mdn.search:run",
+        answer=(
+            "trials",
+            "nan_trials",
+            "zero_weight_trials",
+            "outcomes.*.trials",
+            "max_logit_gap",
+            "min_scale",
+            "gap_over_*_threshold_trials",
+            "thresholds.*",
+        ),
+        preset=True,
+    ),
 ]

@@ -1,4 +1,5 @@
-"""Bishop's inverse problem: predict y from x = y + 0.3 sin(2 pi y) + noise (multi-valued in x)."""
+"""Bishop's inverse problem: predict y from x = y + 0.3 sin(2 pi y) + noise (multi-valued in x); and three
+well-separated modes (the mdn_search preset)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ def bishop(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, 
     return x, y
 
 
+def separated(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated modes: x ~ U(0, 1), y = (k + 0.5) / 3 + 0.05 sin(2 pi x) + N(0, noise^2), k uniform
+    in {0, 1, 2} (modes 1/3 apart, each a thin curve when noise is small)."""
+    x = rng.uniform(0.0, 1.0, n)
+    k = rng.integers(0, 3, n)
+    y = (k + 0.5) / 3 + 0.05 * np.sin(2 * np.pi * x) + rng.normal(0.0, noise, n)
+    return x, y
+
+
+DATASETS = {"bishop": bishop, "separated": separated}
+
+
 def make_data(
     n_train: int,
     n_val: int,
@@ -32,6 +45,7 @@ def make_data(
     outlier_scale: float,
     seed: int,
     nonfinite_fraction: float = 0.0,
+    dataset: str = "bishop",
 ) -> MdnData:
     """Training and validation sets scaled to [0, 1] with the clean training set's min and max.
 
@@ -45,8 +59,9 @@ def make_data(
     without them.
     """
     rng = np.random.default_rng(seed)
-    x, y = bishop(n_train, noise, rng)
-    xv, yv = bishop(n_val, noise, rng)
+    draw = DATASETS[dataset]
+    x, y = draw(n_train, noise, rng)
+    xv, yv = draw(n_val, noise, rng)
     x_lo, x_hi, y_lo, y_hi = x.min(), x.max(), y.min(), y.max()
     x, xv = (x - x_lo) / (x_hi - x_lo), (xv - x_lo) / (x_hi - x_lo)
     y, yv = (y - y_lo) / (y_hi - y_lo), (yv - y_lo) / (y_hi - y_lo)

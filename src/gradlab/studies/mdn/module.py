@@ -112,6 +112,8 @@ class MDNTrial(pl.LightningModule):
         n = len(order)
         self.weight_zero = torch.zeros(n, dtype=torch.bool)  # some mixing weight of the batch exactly 0
         self.logit_gap = torch.zeros(n, dtype=torch.float64)  # the batch's largest max-min logit gap
+        self.min_weight = torch.zeros(n, dtype=torch.float64)  # the batch's smallest mixing weight
+        self.min_scale = torch.zeros(n, dtype=torch.float64)  # the batch's smallest component scale
         self.cause: str | None = None
         self.report = None  # the doctor's NonFiniteReport of the first non-finite value
         self.event_loss_finite: bool | None = None
@@ -216,8 +218,11 @@ class MDNTrial(pl.LightningModule):
         if step is not None:
             with torch.no_grad():
                 lg = logits.detach()
-                self.weight_zero[step] = (torch.softmax(lg, dim=-1) == 0).any()
+                weights = torch.softmax(lg, dim=-1)
+                self.weight_zero[step] = (weights == 0).any()
+                self.min_weight[step] = weights.min()
                 self.logit_gap[step] = (lg.max(-1).values - lg.min(-1).values).max()
+                self.min_scale[step] = sigma.detach().min()
             self._step_refs = (step, True)
         return mixture_loss(logits, mu, sigma, yb, self.mixture, self.target_shape, record, self.loss_clip)
 

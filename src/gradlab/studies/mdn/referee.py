@@ -77,9 +77,10 @@ def referee(path: Path = REFERENCE) -> dict:
     return out
 
 
-def underflow_gap() -> float:
-    """The smallest logit gap (to 0.01) at which float32 softmax gives a weight of exactly 0."""
-    gaps = torch.arange(80.0, 120.0, 0.01)
+def underflow_gap(low: float = 80.0, high: float = 120.0) -> float:
+    """The smallest logit gap (to 0.01, searched in [low, high)) at which float32 softmax gives a weight of exactly 0
+    (about 104 as is; about 87 where denormals are flushed to 0: ``torch.set_flush_denormal(True)``, TF on CPU)."""
+    gaps = torch.arange(low, high, 0.01)
     logits = torch.stack([torch.zeros_like(gaps), gaps], dim=-1)
     zero = torch.softmax(logits, dim=-1)[:, 0] == 0
     return float(gaps[zero.nonzero()[0, 0]])

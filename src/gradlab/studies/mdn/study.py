@@ -105,7 +105,7 @@ def run(p: MdnParams, ctx) -> dict:
     return metrics
 
 
-def run_and_log(specs: list[TrialSpec], workers, log, progress=None) -> None:
+def run_and_log(specs: list[TrialSpec], workers, log, progress=None, trial=run_trial) -> None:
     """Run the trials on one pool of worker processes, slowest first; log each trial as soon as it is done.
 
     One pool for the whole stage: starting a worker (torch, Lightning) costs ~7 s of CPU, so a pool per
@@ -118,7 +118,7 @@ def run_and_log(specs: list[TrialSpec], workers, log, progress=None) -> None:
     if n == 1:
         items = ordered if progress is None else progress(ordered, "trials")
         for spec in items:
-            log(spec, parallel.timed(run_trial, spec))
+            log(spec, parallel.timed(trial, spec))
         return
 
     def logged(futures):  # map_trials hands us its futures in submission order
@@ -127,7 +127,7 @@ def run_and_log(specs: list[TrialSpec], workers, log, progress=None) -> None:
             yield future
 
     wrap = (lambda it: progress(logged(it), "trials", len(ordered))) if progress else logged
-    parallel.map_trials_timed(run_trial, ordered, workers=n, progress=wrap)
+    parallel.map_trials_timed(trial, ordered, workers=n, progress=wrap)
 
 
 def log_trial(ctx, row: dict, losses: list[float], started: float | None = None, ended: float | None = None) -> None:

@@ -77,6 +77,8 @@ class TrialSpec:
     sigma_eps: float
     density_grid: bool = False  # return the fitted p(y | x) on a grid (the stable block)
     head_bias0: float = 0.0  # the saturated condition: the initial bias of component 0's logit (0 = as initialised)
+    dataset: str = "bishop"  # data.DATASETS (mdn_search: also "separated")
+    flush_denormal: bool = False  # mdn_search: denormal floats flushed to 0 while the trial runs, as TF on CPU
 
     def levels(self) -> dict:
         return {f: getattr(self, f) for f in FIELDS}
@@ -250,6 +252,7 @@ def build(spec: TrialSpec):
         spec.outlier_scale,
         spec.data_seed,
         spec.nonfinite_fraction if spec.nonfinite else 0.0,
+        spec.dataset,
     )
     y, yv = data.y_train, data.y_val
     if spec.y_transform:  # "multiplying the y's and adding an integer"

@@ -48,8 +48,21 @@ def cases() -> dict:
     return {"benign": base, "underflow": under}
 
 
+def underflow_gap() -> float:
+    """The smallest logit gap (to 0.01) at which TF's float32 softmax gives a weight of exactly 0 on this CPU (TF
+    flushes denormals to 0 on CPU, so expect ~87.3, where a weight falls below float32's smallest normal, not the
+    ~103.97 of gradual underflow)."""
+    gaps = np.arange(60.0, 120.0, 0.01).astype(np.float32)
+    logits = tf.stack([tf.zeros_like(gaps), tf.constant(gaps)], axis=-1)
+    weight = tf.nn.softmax(logits, axis=-1).numpy()[:, 0]
+    return float(gaps[np.flatnonzero(weight == 0)[0]])
+
+
 def run() -> dict:
     out = {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "cases": {}}
+    out["underflow_gap"] = underflow_gap()
+    # does a float32 denormal survive a TF multiply here? (0: TF flushed it to zero)
+    out["denormal_survives"] = int(float((tf.constant(1e-40, tf.float32) * tf.constant(1.0)).numpy()) != 0.0)
     for name, c in cases().items():
         logits, mu, sigma = (tf.Variable(c[n]) for n in ("logits", "mu", "sigma"))
         y = tf.constant(c["y"])
