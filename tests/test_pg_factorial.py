@@ -76,7 +76,7 @@ def test_factorial_reads_the_arms_and_tests_them_exactly(store, tmp_path):
     t = m["tests"]["noop_vs_up_down"]
     # 3 vs 3, all noop above all up_down: the exact two-sided p is 2 / C(6, 3) = 0.1, its floor
     assert t["games_to_progress_p"] == pytest.approx(0.1) and t["games_to_progress_p_min"] == pytest.approx(0.1)
-    assert t["flags_faster"] == 0  # 0.1 >= 0.05: not shown, whatever the data
+    assert t["flags"]["faster"] == 0  # 0.1 >= 0.05: not shown, whatever the data
     assert t["won_p"] == pytest.approx(stats.fisher_exact([[0, 3], [2, 1]]).pvalue)
     assert t["won_p_min"] == pytest.approx(0.1)
     r = m["tests"]["recipe_vs_noop"]  # recipe: never x3 (tied at the cap) vs 250, never, 300

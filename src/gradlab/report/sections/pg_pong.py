@@ -120,7 +120,7 @@ def _factorial_evidence(q: Quotes) -> list[str]:
     for key, t in m["tests"].items():
         a, b = key.split("_vs_")
         out.append(
-            f"Factorial `{a}` vs `{b}`: games to -10 {words[t['flags_faster']]} (exact Mann-Whitney p "
+            f"Factorial `{a}` vs `{b}`: games to -10 {words[t['flags']['faster']]} (exact Mann-Whitney p "
             f"{q(s, f'tests.{key}.games_to_progress_p', '.2g')}, smallest attainable "
             f"{q(s, f'tests.{key}.games_to_progress_p_min', '.2g')}); wins {t['won_a']} vs {t['won_b']} (Fisher p "
             f"{q(s, f'tests.{key}.won_p', '.2g')}, smallest attainable {q(s, f'tests.{key}.won_p_min', '.2g')})."
@@ -132,6 +132,22 @@ def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
     win = q.metrics(s)["win"]
     evaluated = win.get("rule") == "evaluation"
     out = []
+    for variant, v in win.items():
+        if not (isinstance(v, dict) and "seeds_won" in v):
+            continue
+        line = (
+            f"`{s}` `{variant}`: {v['seeds_won']} of {v['seeds']} seeds "
+            + ("won an evaluation" if evaluated else "passed a training mean of 0")
+            + f" within the cap of {q(s, 'win.cap_games', 'd')} games"
+        )
+        if v.get("median_seconds_to_win") is not None:
+            line += (
+                f"; median {q(s, f'win.{variant}.median_seconds_to_win', '.0f')} s "
+                f"({q(s, f'win.{variant}.median_seconds_to_win', '.2f', scale=1 / 60)} min) of training and "
+                f"{q(s, f'win.{variant}.median_games_to_win', '.0f')} games to the "
+                + ("winning checkpoint" if evaluated else "crossing")
+            )
+        out.append(line + ".")
     for key, t in win.items():
         if not (isinstance(t, dict) and "won" in t):
             continue

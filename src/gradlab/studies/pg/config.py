@@ -309,23 +309,59 @@ PONG_HEADLINE = (
 )
 
 
-def _stage(name: str, where: str, params: type[Params], run: str, headline: tuple[str, ...] = ()) -> Stage:
+# the parent run's metrics (Stage.answer)
+CARTPOLE_ANSWER = (
+    "gradient.at_correct.*.u30.mean",
+    "gradient.policies.pow.u30.entropy.mean",
+    "gradient.pow.at_correct.u30.pow_weight_share_adv_neg.mean",
+    "variants.*.final_return_mean",
+)
+PONG_ANSWER = (
+    "variants.*.final_return_mean",
+    "variants.*.improvement_mean",
+    "variants.*.probe_corr",
+    "variants.*.p_exact_vs_correct",
+    "loss_value_return_corr",
+    "loss_value_return_corr_detrended",
+    "reference.random_return_mean",
+)
+WIN_ANSWER = (
+    "win.cap_games",
+    "win.*.seeds_won",
+    "win.*.median_seconds_to_win",
+    "win.*.median_games_to_win",
+    "win.*.median_frames_to_win",
+    "win.*.median_games_to_progress",
+)
+FACTORIAL_ANSWER = ("arms.*.seeds_won", "arms.*.games_to_progress_median", "tests.*.games_to_progress_p")
+
+
+def _stage(
+    name: str,
+    where: str,
+    params: type[Params],
+    run: str,
+    headline: tuple[str, ...] = (),
+    answer: tuple[str, ...] = WIN_ANSWER,
+) -> Stage:
     return Stage(
         name=name,
         question=f"{QUESTION} ({where})",
         params=params,
         run=f"gradlab.studies.pg.study:{run}",
         headline=headline,
+        answer=answer,
+        preset=where.endswith("; preset"),
     )
 
 
 STAGES = [
-    _stage("pg_cartpole", "CartPole-v1", CartPoleParams, "run_cartpole", CARTPOLE_HEADLINE),
-    _stage("pg_pong", "Atari Pong", PongParams, "run_pong", PONG_HEADLINE),
+    _stage("pg_cartpole", "CartPole-v1", CartPoleParams, "run_cartpole", CARTPOLE_HEADLINE, CARTPOLE_ANSWER),
+    _stage("pg_pong", "Atari Pong", PongParams, "run_pong", PONG_HEADLINE, PONG_ANSWER),
     _stage("pg_pong_win", "Atari Pong, trained until it beats the built-in AI; preset", PongWinParams, "run_pong_win"),
     _stage(
         "pg_pong_fast",
-        "Atari Pong, the Pong search's best configuration until it beats the built-in AI; preset",
+        "Atari Pong, the win preset with 3x its learning rate until it beats the built-in AI; preset",
         PongWinParams,
         "run_pong_win",
     ),
@@ -340,6 +376,7 @@ STAGES = [
         "Atari Pong, NOOP yes/no x move cost 0/0.01 on the win preset, from the arms' preset results; preset",
         PongFactorialParams,
         "run_pong_factorial",
+        answer=FACTORIAL_ANSWER,
     ),
     _stage(
         "pg_pong_recipe",

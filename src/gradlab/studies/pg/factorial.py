@@ -112,8 +112,10 @@ def compare(a: list[dict], b: list[dict], cap_games: int) -> dict:
         "won_p": float(fisher),
         "won_p_min": float(fisher_min),
         # +1: a's games to progress are lower (it learns faster) by the exact test; 0: not shown either way
-        "flags_faster": _flag(mw["p"], float(np.median(gb)) - float(np.median(ga))),
-        "flags_wins_more": _flag(float(fisher), wa / len(a) - wb / len(b)),
+        "flags": {
+            "faster": _flag(mw["p"], float(np.median(gb)) - float(np.median(ga))),
+            "wins_more": _flag(float(fisher), wa / len(a) - wb / len(b)),
+        },
     }
 
 
@@ -216,8 +218,8 @@ def summary(metrics: dict, table: list[dict], p) -> str:
         lines.append(
             f"| `{a}` vs `{b}` | {fmt(t['games_to_progress_median_a'])} vs {fmt(t['games_to_progress_median_b'])} | "
             f"{fmt(t['games_to_progress_p'])} ({fmt(t['games_to_progress_p_min'])}) | "
-            f"{words[t['flags_faster']]} | {t['won_a']} vs {t['won_b']} | {fmt(t['won_p'])} ({fmt(t['won_p_min'])}) "
-            f"| {wins[t['flags_wins_more']]} |"
+            f"{words[t['flags']['faster']]} | {t['won_a']} vs {t['won_b']} | {fmt(t['won_p'])} ({fmt(t['won_p_min'])}) "
+            f"| {wins[t['flags']['wins_more']]} |"
         )
     lines += [
         "",
