@@ -176,7 +176,7 @@ def run_search_trial(spec: TrialSpec, curve_points: int = 200) -> dict:
 
 def thresholds() -> dict:
     """The logit gap at which a float32 softmax weight is exactly 0: torch as is, torch with denormals flushed (as
-    TF on CPU), and TensorFlow's own when the TFP referee recorded it (tfp_referee/tfp_reference.json)."""
+    TF on CPU), and TensorFlow's own when the TFP referee script measured it (tfp_referee/tf_underflow.json)."""
     import json
 
     from gradlab.studies.mdn.referee import REFERENCE, underflow_gap
@@ -185,8 +185,8 @@ def thresholds() -> dict:
         out = {"torch": underflow_gap(low=60.0)}
     with flushed(True):
         out["torch_flushed"] = underflow_gap(low=60.0)
-    ref = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
-    out["tensorflow"] = ref.get("underflow_gap")
+    tf_file = REFERENCE.with_name("tf_underflow.json")  # asker_tfp.py --underflow, in TensorFlow itself
+    out["tensorflow"] = json.loads(tf_file.read_text())["underflow_gap"] if tf_file.exists() else None
     return out
 
 

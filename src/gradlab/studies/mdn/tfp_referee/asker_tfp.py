@@ -6,6 +6,7 @@ install). Run it in an environment that has them, e.g. a throwaway venv:
     python -m venv /tmp/tfpvenv
     /tmp/tfpvenv/bin/pip install "tensorflow-cpu==2.18.*" "tf-keras==2.18.*" "tensorflow-probability==0.25.0"
     /tmp/tfpvenv/bin/python src/gradlab/studies/mdn/tfp_referee/asker_tfp.py
+    /tmp/tfpvenv/bin/python src/gradlab/studies/mdn/tfp_referee/asker_tfp.py --underflow   # tf_underflow.json
 
 It writes ``tfp_reference.json`` beside this file: the inputs (made here with numpy, seeded) and, per
 case, TF's loss and the gradients with respect to the softmax logits, mu and sigma. The stage
@@ -60,9 +61,6 @@ def underflow_gap() -> float:
 
 def run() -> dict:
     out = {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__, "cases": {}}
-    out["underflow_gap"] = underflow_gap()
-    # does a float32 denormal survive a TF multiply here? (0: TF flushed it to zero)
-    out["denormal_survives"] = int(float((tf.constant(1e-40, tf.float32) * tf.constant(1.0)).numpy()) != 0.0)
     for name, c in cases().items():
         logits, mu, sigma = (tf.Variable(c[n]) for n in ("logits", "mu", "sigma"))
         y = tf.constant(c["y"])
@@ -90,7 +88,23 @@ def _json(value):
     return value
 
 
+def underflow() -> dict:
+    """TF's own underflow threshold on this CPU (tf_underflow.json, read by the mdn_search preset)."""
+    return {
+        "tensorflow": tf.__version__,
+        "underflow_gap": underflow_gap(),
+        # does a float32 denormal survive a TF multiply here? (0: TF flushed it to zero)
+        "denormal_survives": int(float((tf.constant(1e-40, tf.float32) * tf.constant(1.0)).numpy()) != 0.0),
+    }
+
+
 if __name__ == "__main__":
-    path = Path(__file__).with_name("tfp_reference.json")
-    path.write_text(json.dumps(_json(run()), indent=1) + "\n")
+    import sys
+
+    if "--underflow" in sys.argv:  # only the threshold; tfp_reference.json (the port's referee) stays as it is
+        path = Path(__file__).with_name("tf_underflow.json")
+        path.write_text(json.dumps(underflow(), indent=1) + "\n")
+    else:
+        path = Path(__file__).with_name("tfp_reference.json")
+        path.write_text(json.dumps(_json(run()), indent=1) + "\n")
     print("wrote", path)
