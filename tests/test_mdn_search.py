@@ -82,7 +82,7 @@ def test_thresholds_torch_and_flushed():
     g = thresholds()
     assert 103.5 < g["torch"] < 104.5
     assert 87.0 < g["torch_flushed"] < 87.7 or g["torch_flushed"] == g["torch"]  # flushing unsupported: the same
-    # TensorFlow's own, measured by tfp_referee/asker_tfp.py --underflow: TF flushes denormals on CPU, as the search does
+    # TensorFlow's own (tfp_referee/asker_tfp.py --underflow): TF flushes denormals on CPU, as the search does
     assert g["tensorflow"] is not None and abs(g["tensorflow"] - g["torch_flushed"]) < 0.05
 
 
