@@ -41,10 +41,6 @@ CURVES = ("max_logit_gap", "min_weight", "min_scale")
 FINITE = "finite"  # the outcome of a trial that never saw a non-finite value
 
 
-def condition(spec: TrialSpec) -> str:
-    return f"{spec.dataset}-k{spec.components}-{spec.sigma}-lr{spec.lr:g}"
-
-
 def search_specs(p: MdnSearchParams) -> list[TrialSpec]:
     """Every (data set, K, scale function, lr) x seed, the asker's loss with Adam, clean data in [0, 1]."""
     out = []
@@ -55,7 +51,7 @@ def search_specs(p: MdnSearchParams) -> list[TrialSpec]:
                     for s in range(p.seeds):
                         spec = TrialSpec(
                             block="search",
-                            condition="",
+                            condition=f"{dataset}-k{k}-{sigma}-lr{lr:g}",
                             mixture="probs_log",
                             sigma=sigma,
                             lr=lr,
@@ -85,14 +81,8 @@ def search_specs(p: MdnSearchParams) -> list[TrialSpec]:
                             dataset=dataset,
                             flush_denormal=p.flush_denormal,
                         )
-                        out.append(_with_condition(spec))
+                        out.append(spec)
     return out
-
-
-def _with_condition(spec: TrialSpec) -> TrialSpec:
-    from dataclasses import replace
-
-    return replace(spec, condition=condition(spec))
 
 
 def _thin(n: int, points: int) -> list[int]:

@@ -35,6 +35,9 @@ from gradlab.stats import mann_whitney_exact
 from gradlab.studies.pg.trial import running_mean
 
 ALPHA = 0.05
+# the words of the verdicts (flags +1 / -1 / 0), in the summary and the report
+FASTER = {1: "faster", -1: "slower", 0: "no difference shown"}
+WINS_MORE = {1: "wins more", -1: "wins fewer", 0: "no difference shown"}
 
 
 def load_arm(results: Path, stage: str) -> dict:
@@ -211,15 +214,14 @@ def summary(metrics: dict, table: list[dict], p) -> str:
         "(smallest attainable) | wins more? |",
         "|---|---|---|---|---|---|---|",
     ]
-    words = {1: "yes", -1: "no, slower", 0: "not shown"}
-    wins = {1: "yes", -1: "no, fewer", 0: "not shown"}
     for key, t in metrics["tests"].items():
         a, b = key.split("_vs_")
         lines.append(
             f"| `{a}` vs `{b}` | {fmt(t['games_to_progress_median_a'])} vs {fmt(t['games_to_progress_median_b'])} | "
             f"{fmt(t['games_to_progress_p'])} ({fmt(t['games_to_progress_p_min'])}) | "
-            f"{words[t['flags']['faster']]} | {t['won_a']} vs {t['won_b']} | {fmt(t['won_p'])} ({fmt(t['won_p_min'])}) "
-            f"| {wins[t['flags']['wins_more']]} |"
+            f"{FASTER[t['flags']['faster']]} | {t['won_a']} vs {t['won_b']} | "
+            f"{fmt(t['won_p'])} ({fmt(t['won_p_min'])}) "
+            f"| {WINS_MORE[t['flags']['wins_more']]} |"
         )
     lines += [
         "",
