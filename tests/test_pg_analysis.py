@@ -96,7 +96,7 @@ def test_a_trend_shared_by_loss_and_return_is_negative_raw_and_inconclusive_detr
         t = np.arange(UPDATES, dtype=float)
         return -t + 3 * rng.normal(size=UPDATES), t + 3 * rng.normal(size=UPDATES)
 
-    m = _run(5, trend)
+    m = _run(6, trend)
     assert m["loss_value_return_corr_ci_high"] < 0 and m["flags"]["loss_value_return_corr_negative"] == 1
     assert m["loss_trend_corr"] < -0.9 and m["return_trend_corr"] > 0.9
     assert m["flags"]["loss_value_return_corr_detrended_negative"] == 0  # the noise around the trends is independent
@@ -107,13 +107,27 @@ def test_a_detrended_dependence_is_found_and_the_interval_holds_the_estimate():
         noise = rng.normal(size=UPDATES)
         return np.arange(UPDATES) * 0.1 - noise, noise + 0.3 * rng.normal(size=UPDATES)
 
-    m = _run(5, coupled)
+    m = _run(6, coupled)
     c = m["variants"]["correct"]
     assert c["loss_value_return_corr_detrended_ci_low"] <= c["loss_value_return_corr_detrended"]
     assert c["loss_value_return_corr_detrended"] <= c["loss_value_return_corr_detrended_ci_high"] < 0
     assert m["flags"]["loss_value_return_corr_detrended_negative"] == 1
-    assert m["seed_counts"]["loss_value_return_corr_detrended_negative"] == 5
-    assert c["loss_value_return_corr_detrended_p_seeds"] == pytest.approx(0.0625)  # 5 seeds: the floor
+    assert m["seed_counts"]["loss_value_return_corr_detrended_negative"] == 6
+    assert c["loss_value_return_corr_detrended_p_seeds"] == pytest.approx(0.03125)  # 6 seeds: the floor
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_a_loss_value_verdict_needs_the_seeds_test_as_well_as_the_interval_over_updates(seeds):
+    def coupled(rng, seed):
+        noise = rng.normal(size=UPDATES)
+        return np.arange(UPDATES) * 0.1 - noise, noise + 0.3 * rng.normal(size=UPDATES)
+
+    m = _run(seeds, coupled)
+    c = m["variants"]["correct"]
+    assert c["loss_value_return_corr_detrended_ci_high"] < 0  # these trials' updates: clearly negative
+    assert m["seed_counts"]["loss_value_return_corr_detrended_negative"] == seeds  # on every seed
+    assert c["loss_value_return_corr_detrended_p_seeds"] == pytest.approx(2 / 2**seeds)  # the floor: >= 0.05
+    assert m["flags"]["loss_value_return_corr_detrended_negative"] == 0
 
 
 @pytest.mark.parametrize(("seeds", "expected"), [(5, 0), (6, 1)])

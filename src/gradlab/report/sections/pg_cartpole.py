@@ -104,7 +104,15 @@ def _loss_corr(q: Quotes, s: str) -> str:
         " Over real training the loss value of an update and the return of its episodes have a Spearman rank "
         f"correlation of {_iv(q, s, 'loss_value_return_corr', '+.2f')}; negative: "
         + _flag(q, s, "loss_value_return_corr_negative", "yes", "no, positive")
-        + f". Beside it, each series' trend (rank correlation with the update index): loss "
+        + f" (negative on {_count(q, s, 'loss_value_return_corr_negative')}; across seeds "
+        + _exact(
+            q,
+            s,
+            "variants.correct.loss_value_return_corr_p_seeds",
+            "variants.correct.loss_value_return_corr_p_seeds_min",
+        )
+        + "; a verdict needs this test and the interval over updates to agree). Beside it, each series' trend "
+        f"(rank correlation with the update index): loss "
         f"{q(s, 'loss_trend_corr', '+.2f')}, return {q(s, 'return_trend_corr', '+.2f')}; on first differences, the "
         f"trend removed, the correlation is {_iv(q, s, 'loss_value_return_corr_detrended', '+.2f')}; negative: "
         + _flag(q, s, "loss_value_return_corr_detrended_negative", "yes", "no, positive")

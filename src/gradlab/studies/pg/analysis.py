@@ -167,8 +167,8 @@ def loss_return_corr(updates: list[dict]) -> dict:
     """corr(loss value, mean return of the update's episodes) across a variant's updates, as Spearman rank
     correlations: raw, detrended (first differences: the verdict's series; and residuals after a linear trend
     in the update index), and the trend of each series (corr with the update index). Means over seeds, per-seed
-    lists, block-bootstrap intervals over updates, the exact sign-flip test of the per-seed detrended
-    correlations across seeds, and the raw Pearson correlation per seed."""
+    lists, block-bootstrap intervals over updates, the exact sign-flip test of the per-seed correlations (raw and
+    detrended) across seeds, and the raw Pearson correlation per seed."""
     raw = [(u["loss"], u["batch_return"]) for u in updates]
     diffs = [(first_differences(a), first_differences(b)) for a, b in raw]
     out = {}
@@ -176,9 +176,9 @@ def loss_return_corr(updates: list[dict]) -> dict:
         est, lo, hi, per_seed = block_bootstrap(series, row_spearman, -1.0, 1.0)
         out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = est, lo, hi
         out[f"{name}_per_seed"] = per_seed
-    test = sign_flip_test(out["loss_value_return_corr_detrended_per_seed"])
-    out["loss_value_return_corr_detrended_p_seeds"] = test["p"]
-    out["loss_value_return_corr_detrended_p_seeds_min"] = test["p_min"]
+    for name in ("loss_value_return_corr", "loss_value_return_corr_detrended"):
+        test = sign_flip_test(out[f"{name}_per_seed"])
+        out[f"{name}_p_seeds"], out[f"{name}_p_seeds_min"] = test["p"], test["p_min"]
     resid = [  # residuals of a line fitted to n points have n - 2 degrees of freedom: none below 5 updates
         float(row_spearman(linear_residuals(a)[None], linear_residuals(b)[None])[0]) if len(a) >= 5 else math.nan
         for a, b in raw
@@ -401,6 +401,16 @@ def _fractions_count(m: dict, above: bool, probe: bool) -> int:
     )
 
 
+def _corr_verdict(c: dict, name: str) -> int:
+    """The sign of a loss-value correlation in general: its block-bootstrap interval over updates (these trials)
+    and the exact sign-flip test of its per-seed values (across seeds) must both exclude 0 on the same side.
+    The interval alone speaks only for these trials' updates (at 3 seeds it excluded 0 while a seed had the other
+    sign), so below the seed count where the test can reach p < 0.05 the verdict stays 0."""
+    by_updates = verdict(c[f"{name}_ci_low"], c[f"{name}_ci_high"])
+    by_seeds = verdict_p(c[f"{name}_p_seeds"], finite_mean(c[f"{name}_per_seed"]), ALPHA)
+    return by_updates if by_updates == by_seeds else 0
+
+
 def mechanism_flags(variants: dict, fixed: dict) -> tuple[dict, dict]:
     """(flags, seed_counts): every verdict (+1 / 0 / -1) and the facts about the sample they sit beside.
 
@@ -417,15 +427,9 @@ def mechanism_flags(variants: dict, fixed: dict) -> tuple[dict, dict]:
             counts[key] = _fractions_count(variants["flipped"], False, probe)
     if "correct" in variants:
         c = variants["correct"]
-        flags["loss_value_return_corr_negative"] = -verdict(
-            c["loss_value_return_corr_ci_low"], c["loss_value_return_corr_ci_high"]
-        )
-        flags["loss_value_return_corr_detrended_negative"] = -verdict(
-            c["loss_value_return_corr_detrended_ci_low"], c["loss_value_return_corr_detrended_ci_high"]
-        )
-        counts["loss_value_return_corr_detrended_negative"] = int(
-            sum(math.isfinite(r) and r < 0 for r in c["loss_value_return_corr_detrended_per_seed"])
-        )
+        for name in ("loss_value_return_corr", "loss_value_return_corr_detrended"):
+            flags[f"{name}_negative"] = -_corr_verdict(c, name)
+            counts[f"{name}_negative"] = int(sum(math.isfinite(r) and r < 0 for r in c[f"{name}_per_seed"]))
     if "pow" in variants and "correct" in variants:
         test = paired_test(
             variants["pow"]["share_likely_adv_neg_per_seed"], variants["correct"]["share_likely_adv_neg_per_seed"]

@@ -106,9 +106,12 @@ def loss_value_lines(m: dict, p) -> list[str]:
             f"{fmt(m['return_trend_corr'])}); on first differences (update-to-update changes, the trend removed) "
             f"the correlation is {interval(m, 'loss_value_return_corr_detrended')} (per seed "
             f"{seeds_list(c['loss_value_return_corr_detrended_per_seed'])}; after a linear trend instead: "
-            f"{fmt(c['loss_value_return_corr_resid'])}). Verdicts: negative raw: "
+            f"{fmt(c['loss_value_return_corr_resid'])}). Verdicts (the interval over updates and the exact "
+            "sign-flip test across seeds must agree): negative raw: "
             + said(flags, "loss_value_return_corr_negative", "yes", "no, positive")
-            + "; negative detrended: "
+            + f" (negative on {counted(m, 'loss_value_return_corr_negative')}; across seeds, "
+            + exact(c["loss_value_return_corr_p_seeds"], c["loss_value_return_corr_p_seeds_min"])
+            + "); negative detrended: "
             + said(flags, "loss_value_return_corr_detrended_negative", "yes", "no, positive")
             + f" (negative on {counted(m, 'loss_value_return_corr_detrended_negative')}; across seeds, "
             + exact(c["loss_value_return_corr_detrended_p_seeds"], c["loss_value_return_corr_detrended_p_seeds_min"])
