@@ -32,11 +32,15 @@ lock:  # after a deliberate upgrade in .venv; torch is pinned without its local 
 repro: install
 	PATH="$(BIN):$$PATH" $(BIN)/dvc repro
 
+# pytest-xdist workers: the suite's tests wait on subprocesses, servers and signals much of the time, so two
+# workers on two cores finish sooner; tests reading the shared tiny runs stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install  # everything but the end-to-end tests marked slow
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/run.py

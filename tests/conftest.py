@@ -115,6 +115,15 @@ class TinyRuns:
         return parents[0], runs
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) every test that reads the tiny runs goes to one
+    worker: TinyRuns is made once per process, and its store and results folder are written as tests read them
+    (the pipeline tests add a sweep), so two workers would run every tiny stage twice and race on its files."""
+    for item in items:
+        if "tiny_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_runs"))
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, _template_store) -> TinyRuns:
     return TinyRuns(tmp_path_factory.mktemp("tiny-runs"), _template_store)
