@@ -29,7 +29,7 @@ SRC = ROOT / "src"
 RESULT_NEUTRAL = {
     "spearman": {"workers"},
     "input_grad": {"sobolev.workers"},
-    "mdn": {"workers", "chunks"},
+    "mdn": {"workers"},
     "pg_cartpole": {"workers", "checkpoint_every"},
     "pg_pong": {"workers", "checkpoint_every", "env_threads"},
 }

@@ -114,9 +114,6 @@ class Stable(Params):
 class MdnParams(Params):
     seed: int = Field(0, ge=0)
     workers: int = Field(0, ge=0, le=256)  # 0 = one per available core
-    # unused since the stage runs one worker pool and logs each trial as it finishes (kept so that older
-    # params files stay valid); it never changed a result
-    chunks: int = Field(4, ge=1, le=64)
     data: Data = Data()
     model: Model = Model()
     asker: Asker = Asker()
