@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import ROOT
 
-from gradlab.headline import ANSWER_LIMIT, answer, verdict_tags
+from gradlab.headline import ANSWER_LIMIT, answer, read_metrics, verdict_tags
 from gradlab.stages import all_stages
 
 COMMITTED = sorted(name for name in all_stages() if (ROOT / "results" / name / "metrics.json").exists())
@@ -15,7 +15,7 @@ COMMITTED = sorted(name for name in all_stages() if (ROOT / "results" / name / "
 
 @pytest.mark.parametrize("name", COMMITTED)
 def test_each_stage_answers_with_a_few_numbers_and_its_verdicts_as_tags(name):
-    top = json.loads((ROOT / "results" / name / "metrics.json").read_text())
+    top = read_metrics(ROOT / "results" / name / "metrics.json")
     numbers = answer(top, all_stages()[name].answer, limit=10**6)  # every match: none may be cut off
     assert 1 <= len(numbers) <= ANSWER_LIMIT, sorted(numbers)
     assert not any("flags" in k.split(".") for k in numbers)
@@ -40,7 +40,9 @@ def test_tiny_parent_runs_carry_the_answer_and_children_their_curves(tiny_runs, 
     parent, runs = tiny_runs.stage_run(name)
     own = sorted(k for k in parent.data.metrics if not k.startswith("system/"))
     assert "stage/seconds" in own and len(own) <= ANSWER_LIMIT + 1, own
-    top = json.loads((tiny_runs.results / name / "metrics.json").read_text())
+    whole = json.loads((tiny_runs.results / name / "metrics.json").read_text())
+    assert list(whole) == [name]  # the headline under the stage's name: every key unique across stages
+    top = whole[name]
     assert {k for k in parent.data.tags if k.startswith("verdict.")} == set(verdict_tags(top))
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     client = Tracker(tiny_runs.uri).client

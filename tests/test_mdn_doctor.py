@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from gradlab.doctor import CAUSES, diagnose
+from gradlab.headline import read_metrics
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.losses import mixture_loss
 from gradlab.studies.mdn.module import MDNTrial, make_optimizer
@@ -148,7 +149,7 @@ def test_committed_cause_counts_are_the_per_trial_causes(folder):
     stats = json.loads((ROOT / folder / "stats.json").read_text())
     causes = stats["causes"]
     assert causes and set(causes) <= set(CAUSES), causes
-    assert json.loads((ROOT / folder / "metrics.json").read_text())["causes"] == causes
+    assert read_metrics(ROOT / folder / "metrics.json")["causes"] == causes
     with open(ROOT / folder / "symptoms.csv") as f:  # per (symptom, cause): counts of trials
         table = list(csv.DictReader(f))
     from_table = Counter()

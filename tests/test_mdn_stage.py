@@ -45,7 +45,7 @@ def test_mdn_stage_end_to_end(tiny_runs):
     assert not clean.diverged.any()
 
     stats = json.loads((out / "stats.json").read_text())
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())["mdn"]
     from gradlab.config import dotted
 
     for key in ACCEPTANCE:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gradlab.cli import main
 from gradlab.config import flatten
+from gradlab.headline import read_metrics
 from gradlab.metrics_table import WIDTH, rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def test_every_committed_stage_fits_120_columns_with_every_key_once(monkeypatch,
     assert max(len(line) for line in out) <= WIDTH
     shown = {(line.split()[0], line.split()[1]) for line in out[1:]}
     for stage in {s for s, _ in shown}:
-        keys = dict(flatten(json.loads((ROOT / "results" / stage / "metrics.json").read_text())))
+        keys = dict(flatten(read_metrics(ROOT / "results" / stage / "metrics.json")))
         for key in keys:
             if key.endswith(("_ci_low", "_ci_high")):
                 continue
@@ -81,3 +82,12 @@ def test_bad_stage_and_bad_revision_exit_2_with_one_line(tmp_path, monkeypatch, 
     assert main(["metrics", "gd", "--diff", "no-such-rev"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --diff: 'no-such-rev' is not a git revision of {tmp_path}"]
+
+
+def test_diff_reads_a_revision_from_before_the_stage_name_was_the_top_key(tmp_path, monkeypatch, capsys):
+    results = _repo(tmp_path, {"a": {"same": 1, "moved": 0.5}})  # the old layout: the headline at the top
+    (results / "gd" / "metrics.json").write_text(json.dumps({"gd": {"a": {"same": 1, "moved": 0.25}}}))
+    monkeypatch.setenv("GRADLAB_RESULTS", str(results))
+    assert main(["metrics", "gd", "--diff", "HEAD"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines == [["stage", "key", "HEAD", "workspace"], ["gd", "a.moved", "0.5", "0.25"]]

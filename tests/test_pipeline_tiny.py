@@ -49,7 +49,7 @@ def test_metrics_json_is_the_rounded_headline_of_stats_json(tiny_pipeline, stage
     from gradlab.headline import round_sig
 
     tmp, _ = tiny_pipeline
-    head = flatten(json.loads((tmp / "results" / stage / "metrics.json").read_text()))
+    head = flatten(json.loads((tmp / "results" / stage / "metrics.json").read_text())[stage])
     full = flatten(json.loads((tmp / "results" / stage / "stats.json").read_text()))
     assert 0 < len(head) <= 100
     for key, value in head.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import matplotlib.pyplot as plt
+from gradlab.headline import read_metrics
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 RESULTS = Path(os.environ.get("GRADLAB_RESULTS", ROOT / "results"))
@@ -27,7 +28,7 @@ print("results:", RESULTS, "| tracking:", mlflow.get_tracking_uri())"""
 
 def metrics_cell(stage: str) -> str:
     return f'''folder = RESULTS / "{stage}"  # stats.json: every number; metrics.json: the headline (all, before stats.json)
-metrics = json.loads((folder / "stats.json" if (folder / "stats.json").exists() else folder / "metrics.json").read_text())
+metrics = json.loads((folder / "stats.json").read_text()) if (folder / "stats.json").exists() else read_metrics(folder / "metrics.json")
 print((RESULTS / "{stage}" / "summary.md").read_text())
 pd.json_normalize(metrics).T.rename(columns={{0: "value"}})'''
 

@@ -7,9 +7,11 @@ number, unrounded, stays in ``stats.json``, which the report quotes from.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 from gradlab.config import flatten
@@ -43,6 +45,24 @@ def headline(metrics: dict, patterns: Sequence[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return out
+
+
+def metrics_file(stage: str, top: dict) -> dict[str, dict]:
+    """What ``results/<stage>/metrics.json`` holds: the headline under the stage's name. DVC names a table column
+    by the metric's key alone, so every key is made unique across stages this way (pg_cartpole and pg_pong share
+    their analysis, and 42 keys); ``dvc exp show --keep '^pg_pong\\.'`` keeps one stage's columns."""
+    return {stage: top}
+
+
+def unwrap(data: dict, stage: str) -> dict:
+    """The headline inside a metrics.json of ``stage`` (:func:`metrics_file`); a file written before the stage's
+    name was its one top-level key (older git revisions) is the headline itself."""
+    return data[stage] if set(data) == {stage} and isinstance(data[stage], dict) else data
+
+
+def read_metrics(path: Path) -> dict:
+    """The headline of ``results/<stage>/metrics.json`` (the folder's name is the stage's)."""
+    return unwrap(json.loads(path.read_text()), path.parent.name)
 
 
 ANSWER_LIMIT = 14  # the parent run's metrics beside stage/seconds: 15 charts at most

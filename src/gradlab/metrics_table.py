@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gradlab.config import flatten
+from gradlab.headline import read_metrics, unwrap
 
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 VALUE_SUFFIXES = ("", "_mean", "_median", "_rate")  # where the value of an interval P_ci_low/P_ci_high lives
@@ -54,7 +55,7 @@ def rows(flat: dict[str, object]) -> list[tuple[str, str, str]]:
 
 
 def read(path: Path) -> dict[str, object]:
-    return flatten(json.loads(path.read_text())) if path.exists() else {}
+    return flatten(read_metrics(path)) if path.exists() else {}
 
 
 def committed(results: Path, stage: str, rev: str) -> dict[str, object]:
@@ -67,7 +68,7 @@ def committed(results: Path, stage: str, rev: str) -> dict[str, object]:
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True).stdout
     rel = (results / stage / "metrics.json").resolve().relative_to(Path(top.strip()).resolve())
     shown = subprocess.run(["git", "show", f"{rev}:{rel.as_posix()}"], cwd=cwd, capture_output=True, text=True)
-    return flatten(json.loads(shown.stdout)) if shown.returncode == 0 else {}
+    return flatten(unwrap(json.loads(shown.stdout), stage)) if shown.returncode == 0 else {}
 
 
 def table(lines: Iterable[tuple[str, ...]], header: tuple[str, ...]) -> str:

@@ -29,7 +29,7 @@ from gradlab.config import (
     validate_section,
 )
 from gradlab.context import StageContext, to_jsonable, write_json
-from gradlab.headline import answer, headline, verdict_tags
+from gradlab.headline import answer, headline, metrics_file, verdict_tags
 from gradlab.numerics import check, pin_environment, pin_runtime
 from gradlab.process import ExitCode, Terminated, guarded, interrupts_held, publish, refuse, sigterm_raises
 from gradlab.settings import Settings, active
@@ -169,7 +169,7 @@ def run_stage(
                 metrics = to_jsonable(study(params, ctx))
                 write_json(tmp / "stats.json", metrics)
                 top = headline(metrics, spec.headline)
-                write_json(tmp / "metrics.json", top)
+                write_json(tmp / "metrics.json", metrics_file(stage, top))
                 parent.log_metrics(answer(top, spec.answer))  # the rest: the metrics.json/stats.json artifacts
                 parent.set_tags(verdict_tags(top))
                 if (tmp / "summary.md").exists():

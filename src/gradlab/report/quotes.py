@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.config import dotted
+from gradlab.headline import read_metrics
 
 
 class MissingResults(KeyError):
@@ -56,10 +57,12 @@ class Quotes:
         """Every number of the stage: ``stats.json`` (unrounded, a superset of the headline ``metrics.json``)."""
         if stage not in self._cache:
             folder = self.results / stage
-            path = folder / "stats.json" if (folder / "stats.json").exists() else folder / "metrics.json"
-            if not path.exists():
+            if (folder / "stats.json").exists():
+                self._cache[stage] = json.loads((folder / "stats.json").read_text())
+            elif (folder / "metrics.json").exists():
+                self._cache[stage] = read_metrics(folder / "metrics.json")
+            else:
                 raise MissingResults(stage)
-            self._cache[stage] = json.loads(path.read_text())
         return self._cache[stage]
 
     def raw(self, stage: str, key: str) -> Any:

@@ -226,7 +226,6 @@ STAGES = [
             "sharpness.*.rose_to_band",
             "sharpness.*.diverged_seeds",
             "sharpness.*.settled_ratio_mean",
-            "mlp_threshold.seeds",
             "mlp_threshold.lambda0_mean",
             "mlp_threshold.lr_mean",
             "mlp_threshold.ratio_classic_mean",
