@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tiny_runs" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("tiny_runs"))
+        elif re.search(r"(^|_)ray(_|$)", item.originalname):
+            # a local Ray instance and an MLflow server on PostgreSQL each: two at once on 2 cores timed out in
+            # Ray's start-up ("the GCS has become overloaded"), so they take turns on one worker
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="session")
