@@ -12,7 +12,7 @@ import copy
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -55,6 +55,9 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+P = TypeVar("P", bound=Params)
+
+
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     """Field names allowed at ``loc`` inside ``model`` (for unknown-key messages)."""
     current: Any = model
@@ -92,7 +95,7 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
     return message
 
 
-def validate_section(stage: str, model: type[Params], raw: Any) -> Params:
+def validate_section(stage: str, model: type[P], raw: Any) -> P:
     """Validate ``raw`` (the stage's params section) against ``model``."""
     if raw is None:
         raise ConfigError(stage, "section is missing from params.yaml")

@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from gradlab.config import ConfigError, Params
 
+if TYPE_CHECKING:
+    from gradlab.context import StageContext  # at run time not imported here: finding stages stays light
+
+P = TypeVar("P", bound=Params)
+
 
 @dataclass(frozen=True)
-class Stage:
+class Stage(Generic[P]):
     name: str
     question: str
-    params: type[Params]
-    run: str  # "package.module:function" taking (params, ctx) and returning metrics
+    params: type[P]
+    run: str  # "package.module:function": run(p: P, ctx: StageContext) -> dict, the metrics
     # glob patterns over the dotted keys of those metrics (``fnmatch``: ``variants.*.final_mean``) that
     # make the headline: metrics.json (DVC metrics) and the parent run's metrics hold only these, rounded
     # to 4 significant figures; every number also goes to stats.json. Empty: every numeric leaf.
@@ -37,9 +43,9 @@ class Stage:
     # `gradlab run STAGE --params presets/STAGE.yaml` and its results committed
     preset: bool = False
 
-    def load(self) -> Any:
+    def load(self) -> Callable[[P, StageContext], dict[str, Any]]:
         module, _, func = self.run.partition(":")
-        return getattr(importlib.import_module(module), func)
+        return cast("Callable[[P, StageContext], dict[str, Any]]", getattr(importlib.import_module(module), func))
 
 
 _BROKEN: dict[str, BaseException] = {}
@@ -54,7 +60,7 @@ def studies() -> tuple[str, ...]:
 
 
 @cache
-def stages_of(study: str) -> dict[str, Stage]:
+def stages_of(study: str) -> dict[str, Stage[Any]]:
     """The stages declared by ``gradlab/studies/<study>/config.py`` (empty, and remembered, if it fails to import)."""
     try:
         config = importlib.import_module(f"gradlab.studies.{study}.config")
@@ -65,15 +71,15 @@ def stages_of(study: str) -> dict[str, Stage]:
 
 
 @cache
-def all_stages() -> dict[str, Stage]:
+def all_stages() -> dict[str, Stage[Any]]:
     """Every stage of every study package that imports (a broken study does not hide the others)."""
-    found: dict[str, Stage] = {}
+    found: dict[str, Stage[Any]] = {}
     for study in studies():
         found.update(stages_of(study))
     return found
 
 
-def get_stage(name: str) -> Stage:
+def get_stage(name: str) -> Stage[Any]:
     """The stage ``name``. Only the config of the study named like it (``gd``; ``pg`` for ``pg_pong``) is
     imported when that study declares it, so that a stage's run imports no other study's modules."""
     for study in studies():

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from gradlab.context import StageContext
 from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.gd import analysis, figures
 from gradlab.studies.gd import first_order as fo
@@ -81,7 +82,7 @@ def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: f
     return metrics, tables
 
 
-def run(p: GDParams, ctx) -> dict:
+def run(p: GDParams, ctx: StageContext) -> dict:
     torch.set_num_threads(1)  # tiny tensors: one thread is faster on a shared machine (the runner restores it)
     q = p.quadratic
     problem = make_quadratic(q.n, q.d, q.condition_number, q.noise, p.seed)

@@ -32,6 +32,7 @@ from collections import Counter
 import numpy as np
 import torch
 
+from gradlab.context import StageContext
 from gradlab.stats import wilson
 from gradlab.studies.mdn.config import MdnSearchParams
 from gradlab.studies.mdn.module import MDNTrial, val_nll
@@ -228,7 +229,7 @@ def analyse(rows: list[dict], gaps: dict) -> dict:
     return metrics
 
 
-def run(p: MdnSearchParams, ctx) -> dict:
+def run(p: MdnSearchParams, ctx: StageContext) -> dict:
     from gradlab.studies.mdn.study import run_and_log
 
     specs = search_specs(p)
