@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class _Loader(yaml.SafeLoader):
@@ -56,6 +58,13 @@ class Params(BaseModel):
 
 
 P = TypeVar("P", bound=Params)
+T = TypeVar("T")
+
+
+def default_list(*values: T) -> Callable[[], list[T]]:
+    """``Field(default_factory=default_list("a", "b"))``: a fresh ``["a", "b"]`` for each model. Same as
+    ``lambda: ["a", "b"]``, which mypy types ``list[str]`` against Field's overloads, not ``list[Literal[...]]``."""
+    return lambda: list(values)
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
@@ -74,7 +83,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     return sorted(current.model_fields)
 
 
-def _describe(error: dict, model: type[BaseModel]) -> str:
+def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
     kind = error["type"]
     got = error.get("input")
     if kind == "extra_forbidden":

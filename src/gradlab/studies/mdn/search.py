@@ -173,7 +173,7 @@ def thresholds() -> dict:
     from gradlab.studies.mdn.referee import REFERENCE, underflow_gap
 
     with flushed(False):
-        out = {"torch": underflow_gap(low=60.0)}
+        out: dict[str, float | None] = {"torch": underflow_gap(low=60.0)}
     with flushed(True):
         out["torch_flushed"] = underflow_gap(low=60.0)
     tf_file = REFERENCE.with_name("tf_underflow.json")  # asker_tfp.py --underflow, in TensorFlow itself

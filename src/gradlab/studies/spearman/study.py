@@ -277,7 +277,7 @@ def run(p: SpearmanParams, ctx: StageContext) -> dict:
         metrics["ltr" if task == "nonlinear" else f"ltr_{task}"] = numbers
 
     # anytime curves: per (derivation, method) and (task, method), the median over seeds and every seed
-    curves = {
+    curves: dict[str, dict] = {
         "matrix": {
             (d, m): analysis.anytime(
                 [r for r in matrix_res if r["derivation"] == d and r["method"] == m], anytime_grid(mp.budget)
