@@ -5,6 +5,24 @@ defines ``STAGES = [Stage(...)]``; it is found here without editing this file.
 Finding stages imports each study's ``config.py`` (pydantic only, no torch); running
 a stage named like its study (``gd``, or ``pg_pong`` of study ``pg``) imports no other
 study's code, so that its DVC dependencies are its own.
+
+The seam is typed. ``Stage(params=GDParams, run="gradlab.studies.gd.study:run")`` is a ``Stage[GDParams]``;
+its :meth:`Stage.load` returns ``run(p: GDParams, ctx: StageContext) -> dict``. ``run`` stays a string (finding
+stages must not import torch), so tests/test_types.py checks that each stage's run takes the stage's model;
+mypy checks the rest (``[tool.mypy]`` in pyproject.toml, run by the same test). A learning rate from
+params.yaml to the optimiser, gd's ``rules.lr``, with its static type at each hop:
+
+0. ``params.yaml`` ``gd.rules.lr``: YAML, ``float`` or ``null``
+1. ``runner.resolve_params``: ``config.load_yaml`` + ``apply_overrides`` -> ``dict`` (untyped until validated)
+2. ``config.validate_section(stage, Stage[GDParams].params, raw) -> GDParams`` (``type[P] -> P``):
+   ``p.rules.lr: float | None``. The runner finds stages by name, so it holds a ``Stage[Any]`` and sees ``Params``.
+3. ``Stage.load()(params, ctx)``: ``gd.study.run(p: GDParams, ctx: StageContext)`` (the test above)
+4. ``gd.study.run``: ``p.rules.step_size(lam_max) -> float`` into ``gd.trial.TrialSpec.lr: float``
+5. ``gd.trial.run_trial(spec)``: ``FullBatchRegression(..., lr=spec.lr)``, ``self.lr: float``
+6. ``FullBatchRegression.configure_optimizers``: ``gd.rules.make_rule(rule, params, lr: float)``, a
+   ``torch.optim.Optimizer``
+
+Six hops; mypy checks every file on the way.
 """
 
 from __future__ import annotations
