@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 
 class _Loader(yaml.SafeLoader):
@@ -55,6 +57,16 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+P = TypeVar("P", bound=Params)
+T = TypeVar("T")
+
+
+def default_list(*values: T) -> Callable[[], list[T]]:
+    """``Field(default_factory=default_list("a", "b"))``: a fresh ``["a", "b"]`` for each model. Same as
+    ``lambda: ["a", "b"]``, which mypy types ``list[str]`` against Field's overloads, not ``list[Literal[...]]``."""
+    return lambda: list(values)
+
+
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     """Field names allowed at ``loc`` inside ``model`` (for unknown-key messages)."""
     current: Any = model
@@ -71,7 +83,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     return sorted(current.model_fields)
 
 
-def _describe(error: dict, model: type[BaseModel]) -> str:
+def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
     kind = error["type"]
     got = error.get("input")
     if kind == "extra_forbidden":
@@ -92,7 +104,7 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
     return message
 
 
-def validate_section(stage: str, model: type[Params], raw: Any) -> Params:
+def validate_section(stage: str, model: type[P], raw: Any) -> P:
     """Validate ``raw`` (the stage's params section) against ``model``."""
     if raw is None:
         raise ConfigError(stage, "section is missing from params.yaml")

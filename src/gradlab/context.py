@@ -1,4 +1,4 @@
-"""What a study's ``run(params, ctx)`` receives: where to write, how to log."""
+"""What a study's ``run(p: XParams, ctx: StageContext)`` receives: where to write, how to log."""
 
 from __future__ import annotations
 

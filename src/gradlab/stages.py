@@ -5,25 +5,49 @@ defines ``STAGES = [Stage(...)]``; it is found here without editing this file.
 Finding stages imports each study's ``config.py`` (pydantic only, no torch); running
 a stage named like its study (``gd``, or ``pg_pong`` of study ``pg``) imports no other
 study's code, so that its DVC dependencies are its own.
+
+The seam is typed. ``Stage(params=GDParams, run="gradlab.studies.gd.study:run")`` is a ``Stage[GDParams]``;
+its :meth:`Stage.load` returns ``run(p: GDParams, ctx: StageContext) -> dict``. ``run`` stays a string (finding
+stages must not import torch), so tests/test_types.py checks that each stage's run takes the stage's model;
+mypy checks the rest (``[tool.mypy]`` in pyproject.toml, run by the same test). A learning rate from
+params.yaml to the optimiser, gd's ``rules.lr``, with its static type at each hop:
+
+0. ``params.yaml`` ``gd.rules.lr``: YAML, ``float`` or ``null``
+1. ``runner.resolve_params``: ``config.load_yaml`` + ``apply_overrides`` -> ``dict`` (untyped until validated)
+2. ``config.validate_section(stage, Stage[GDParams].params, raw) -> GDParams`` (``type[P] -> P``):
+   ``p.rules.lr: float | None``. The runner finds stages by name, so it holds a ``Stage[Any]`` and sees ``Params``.
+3. ``Stage.load()(params, ctx)``: ``gd.study.run(p: GDParams, ctx: StageContext)`` (the test above)
+4. ``gd.study.run``: ``p.rules.step_size(lam_max) -> float`` into ``gd.trial.TrialSpec.lr: float``
+5. ``gd.trial.run_trial(spec)``: ``FullBatchRegression(..., lr=spec.lr)``, ``self.lr: float``
+6. ``FullBatchRegression.configure_optimizers``: ``gd.rules.make_rule(rule, params, lr: float)``, a
+   ``torch.optim.Optimizer``
+
+Six hops; mypy checks every file on the way.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from gradlab.config import ConfigError, Params
 
+if TYPE_CHECKING:
+    from gradlab.context import StageContext  # at run time not imported here: finding stages stays light
+
+P = TypeVar("P", bound=Params)
+
 
 @dataclass(frozen=True)
-class Stage:
+class Stage(Generic[P]):
     name: str
     question: str
-    params: type[Params]
-    run: str  # "package.module:function" taking (params, ctx) and returning metrics
+    params: type[P]
+    run: str  # "package.module:function": run(p: P, ctx: StageContext) -> dict, the metrics
     # glob patterns over the dotted keys of those metrics (``fnmatch``: ``variants.*.final_mean``) that
     # make the headline: metrics.json (DVC metrics) and the parent run's metrics hold only these, rounded
     # to 4 significant figures; every number also goes to stats.json. Empty: every numeric leaf.
@@ -37,9 +61,9 @@ class Stage:
     # `gradlab run STAGE --params presets/STAGE.yaml` and its results committed
     preset: bool = False
 
-    def load(self) -> Any:
+    def load(self) -> Callable[[P, StageContext], dict[str, Any]]:
         module, _, func = self.run.partition(":")
-        return getattr(importlib.import_module(module), func)
+        return cast("Callable[[P, StageContext], dict[str, Any]]", getattr(importlib.import_module(module), func))
 
 
 _BROKEN: dict[str, BaseException] = {}
@@ -54,7 +78,7 @@ def studies() -> tuple[str, ...]:
 
 
 @cache
-def stages_of(study: str) -> dict[str, Stage]:
+def stages_of(study: str) -> dict[str, Stage[Any]]:
     """The stages declared by ``gradlab/studies/<study>/config.py`` (empty, and remembered, if it fails to import)."""
     try:
         config = importlib.import_module(f"gradlab.studies.{study}.config")
@@ -65,15 +89,15 @@ def stages_of(study: str) -> dict[str, Stage]:
 
 
 @cache
-def all_stages() -> dict[str, Stage]:
+def all_stages() -> dict[str, Stage[Any]]:
     """Every stage of every study package that imports (a broken study does not hide the others)."""
-    found: dict[str, Stage] = {}
+    found: dict[str, Stage[Any]] = {}
     for study in studies():
         found.update(stages_of(study))
     return found
 
 
-def get_stage(name: str) -> Stage:
+def get_stage(name: str) -> Stage[Any]:
     """The stage ``name``. Only the config of the study named like it (``gd``; ``pg`` for ``pg_pong``) is
     imported when that study declares it, so that a stage's run imports no other study's modules."""
     for study in studies():

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gradlab.config import Params
+from gradlab.config import Params, default_list
 from gradlab.stages import Stage
 
 RuleName = Literal["gradient", "scalar", "sign", "random"]
@@ -43,7 +43,7 @@ class Rules(Params):
     problem (``lr_times_lambda_max``: lr = value / lambda_max); set at most one. Neither: 1 / lambda_max.
     """
 
-    names: list[RuleName] = Field(default_factory=lambda: ["gradient", "scalar", "sign", "random"], min_length=1)
+    names: list[RuleName] = Field(default_factory=default_list("gradient", "scalar", "sign", "random"), min_length=1)
     lr: float | None = Field(None, gt=0.0, le=1000.0)
     lr_times_lambda_max: float | None = Field(None, gt=0.0, le=100.0)
     steps: int = Field(1000, ge=1, le=1_000_000)

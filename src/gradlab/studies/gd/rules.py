@@ -14,6 +14,7 @@ move the same way whatever the loss is, so they cannot guarantee descent.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 
@@ -70,7 +71,7 @@ class RandomDirection(_Rule):
 
     def directions(self, params):
         draws = [torch.randn(p.shape, generator=self.generator, dtype=p.dtype) for p in params]
-        norm = torch.sqrt(sum((u * u).sum() for u in draws))
+        norm = torch.sqrt(cast(torch.Tensor, sum((u * u).sum() for u in draws)))  # sum starts from int 0
         return [u / norm for u in draws]
 
 

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from gradlab.context import StageContext
 from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.gd import analysis, figures
 from gradlab.studies.gd import first_order as fo
@@ -33,8 +34,8 @@ from gradlab.studies.gd.summary import summary
 from gradlab.studies.gd.threshold import find_lr_threshold, quadratic_diverges, quadratic_lr_sweep
 from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, run_any, run_trial
 
-THRESHOLD_COLUMNS = ("seed", "lambda0", "two_over_lambda0", "four_over_lambda0", "lr", "lr_low", "lr_high")
-THRESHOLD_COLUMNS += ("ratio_classic", "ratio_catapult")
+THRESHOLD_COLUMNS: tuple[str, ...] = ("seed", "lambda0", "two_over_lambda0", "four_over_lambda0", "lr", "lr_low")
+THRESHOLD_COLUMNS += ("lr_high", "ratio_classic", "ratio_catapult")
 
 
 def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: float) -> tuple[dict, dict]:
@@ -81,7 +82,7 @@ def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: f
     return metrics, tables
 
 
-def run(p: GDParams, ctx) -> dict:
+def run(p: GDParams, ctx: StageContext) -> dict:
     torch.set_num_threads(1)  # tiny tensors: one thread is faster on a shared machine (the runner restores it)
     q = p.quadratic
     problem = make_quadratic(q.n, q.d, q.condition_number, q.noise, p.seed)
@@ -130,7 +131,8 @@ def run(p: GDParams, ctx) -> dict:
         mlp_rows.append(analysis.mlp_row(spec.lr, spec.seed, losses, p.mlp.target_loss))
     mlp_table = analysis.summarise_grid(mlp_rows, lrs)
 
-    sharp_rows, sharp_metrics, per_lr = [], {}, {lr: [] for lr in s.lrs}
+    sharp_rows, sharp_metrics = [], {}
+    per_lr: dict[float, list[dict]] = {lr: [] for lr in s.lrs}
     for spec, (out, started, ended) in zip(sharp_specs, sharp_out, strict=True):
         lr, seed = spec.lr, spec.seed
         with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}, started=started, ended=ended) as run:
@@ -151,9 +153,9 @@ def run(p: GDParams, ctx) -> dict:
         }
 
     thr_seeds = []
-    for spec, (out, started, ended) in zip(thr_specs, thr_out, strict=True):
-        row = analysis.threshold_seed(spec.seed, out)
-        with ctx.child("mlp_threshold", spec.seed, started=started, ended=ended) as run:
+    for thr_spec, (out, started, ended) in zip(thr_specs, thr_out, strict=True):
+        row = analysis.threshold_seed(thr_spec.seed, out)
+        with ctx.child("mlp_threshold", thr_spec.seed, started=started, ended=ended) as run:
             run.log_metrics(
                 {"mlp/lambda0": row["lambda0"], "mlp/lr_crit_empirical": row["lr"], "mlp/probes": row["probes"]}
             )

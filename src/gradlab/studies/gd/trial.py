@@ -29,6 +29,7 @@ class TrialSpec:
 
 def run_trial(spec: TrialSpec) -> dict:
     """``losses``: before each step and after the last; ``sharpness_steps`` / ``sharpness`` when probed."""
+    net: torch.nn.Module  # a linear model (the quadratic) or the ReLU network
     if isinstance(spec.problem, Quadratic):
         q = spec.problem
         problem = make_quadratic(q.n, q.d, q.condition_number, q.noise, spec.data_seed)

@@ -20,7 +20,7 @@ from gradlab.stats import reachable, sign_flip_min_n, sign_flip_test, t_mean_ci,
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.methods import METHODS, auto_method, batch_jacobian, per_sample_input_grad
 from gradlab.studies.input_grad.problems import IMAGE_SHAPE, make_cnn, make_images
-from gradlab.studies.input_grad.trial import VARIANTS
+from gradlab.studies.input_grad.trial import VARIANTS, TrialSpec
 
 
 def compare_to(grads: dict[str, torch.Tensor], ref: str, rel_tol: float) -> dict[str, dict]:
@@ -141,7 +141,7 @@ def batchnorm_table(bn_grads: dict) -> dict:
     }
 
 
-def summarise_sobolev(trials: list[dict], results: list[dict]) -> dict:
+def summarise_sobolev(trials: list[TrialSpec], results: list[dict]) -> dict:
     out: dict = {}
     by = {v: {t.seed: r for t, r in zip(trials, results, strict=True) if t.variant == v} for v in VARIANTS}
     seeds = sorted(by["value_only"])
@@ -179,7 +179,7 @@ def summarise_sobolev(trials: list[dict], results: list[dict]) -> dict:
     return out
 
 
-def sobolev_curves(trials: list[dict], results: list[dict]) -> list[dict]:
+def sobolev_curves(trials: list[TrialSpec], results: list[dict]) -> list[dict]:
     """Held-out gradient RMSE per evaluation step and variant, mean over seeds."""
     rows = []
     for variant in VARIANTS:

@@ -7,7 +7,7 @@ import numpy as np
 from gradlab import plotting
 from gradlab.stats import MIN_CI_N, t_mean_ci
 from gradlab.studies.input_grad.config import InputGradParams
-from gradlab.studies.input_grad.trial import VARIANTS
+from gradlab.studies.input_grad.trial import VARIANTS, TrialSpec
 
 
 def figure_agreement(agreement: dict, fd_diff: float, p: InputGradParams, scale: float):
@@ -83,7 +83,7 @@ def figure_timing(rows: list[dict], methods: list[str], memory: bool):
     return fig
 
 
-def figure_sobolev(trials: list[dict], results: list[dict], s: dict):
+def figure_sobolev(trials: list[TrialSpec], results: list[dict], s: dict):
     fig, axes = plotting.figure("Does training on input gradients (Sobolev) help?", ncols=2, width=5.5)
     labels = {"value_only": "values only", "with_grad": "values + input gradients"}
     for i, variant in enumerate(VARIANTS):

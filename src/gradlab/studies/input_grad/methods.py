@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import torch
 from torch.func import functional_call, grad, jacrev, vmap
@@ -70,6 +71,54 @@ class _Options:
     chunk_size: int | None
     keep: bool  # return the outputs, attached to the graph of the parameters
     randomness: str
+
+
+@overload
+def per_sample_input_grad(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    method: str = AUTO,
+    *,
+    create_graph: bool = False,
+    chunk_size: int | None = None,
+    return_outputs: Literal[False] = False,
+    randomness: str = "error",
+    allow_coupling: bool = False,
+    update_running_stats: bool | None = None,
+    detect_coupling: bool = True,
+) -> torch.Tensor: ...
+
+
+@overload
+def per_sample_input_grad(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    method: str = AUTO,
+    *,
+    create_graph: bool = False,
+    chunk_size: int | None = None,
+    return_outputs: Literal[True],
+    randomness: str = "error",
+    allow_coupling: bool = False,
+    update_running_stats: bool | None = None,
+    detect_coupling: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def per_sample_input_grad(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    method: str = AUTO,
+    *,
+    create_graph: bool = False,
+    chunk_size: int | None = None,
+    return_outputs: bool,
+    randomness: str = "error",
+    allow_coupling: bool = False,
+    update_running_stats: bool | None = None,
+    detect_coupling: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def per_sample_input_grad(

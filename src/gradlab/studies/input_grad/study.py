@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from gradlab.context import StageContext
 from gradlab.parallel import map_trials_timed
 from gradlab.studies.input_grad import analysis, figures
 from gradlab.studies.input_grad.config import InputGradParams
@@ -30,7 +31,7 @@ from gradlab.studies.input_grad.timing import timing_grid
 from gradlab.studies.input_grad.trial import VARIANTS, TrialSpec, run_trial
 
 
-def run(p: InputGradParams, ctx) -> dict:
+def run(p: InputGradParams, ctx: StageContext) -> dict:
     g = torch.Generator().manual_seed(p.seed)
     X = make_points(p.check.n, g)
 

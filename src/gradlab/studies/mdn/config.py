@@ -6,11 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gradlab.config import Params
+from gradlab.config import Params, default_list
 from gradlab.stages import Stage
 
 Mixture = Literal["probs_log", "probs_torch", "logits", "density"]
-REMEDIES = ("sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift")  # the asker's tries, each alone
+Remedy = Literal["sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift"]  # the asker's tries, each alone
+REMEDIES: tuple[Remedy, ...] = ("sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift")
 
 
 def _unique(name: str, values: list) -> None:
@@ -43,12 +44,14 @@ class Lr0(Params):
     """lr = 0 trials: the mechanisms that fit "my inputs are correct" (every list is crossed in full)."""
 
     steps: int = Field(32, ge=1, le=1_000_000)
-    mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_log"], min_length=1)
-    inputs: list[Literal["clean", "nonfinite"]] = Field(default_factory=lambda: ["clean", "nonfinite"], min_length=1)
+    mixtures: list[Mixture] = Field(default_factory=default_list("probs_log"), min_length=1)
+    inputs: list[Literal["clean", "nonfinite"]] = Field(
+        default_factory=default_list("clean", "nonfinite"), min_length=1
+    )
     batchnorm: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
-    optimizers: list[Literal["sgd", "adam"]] = Field(default_factory=lambda: ["sgd", "adam"], min_length=1)
+    optimizers: list[Literal["sgd", "adam"]] = Field(default_factory=default_list("sgd", "adam"), min_length=1)
     sigma: list[Literal["exp", "softplus", "elu1", "relu"]] = Field(
-        default_factory=lambda: ["softplus", "relu"], min_length=1
+        default_factory=default_list("softplus", "relu"), min_length=1
     )
 
     @model_validator(mode="after")
@@ -75,10 +78,8 @@ class Asker(Params):
     lr: list[float] = Field(default_factory=lambda: [0.001, 0.01], min_length=1)  # the baseline, probs_log
     remedy_lr: float = Field(0.01, gt=0.0, le=10.0)  # compare_mixtures, the remedies, outliers, the long trial
     long_steps: int = Field(3000, ge=0, le=10_000_000)  # one longer baseline trial (seed 0, remedy_lr); 0 = none
-    compare_mixtures: list[Mixture] = Field(default_factory=lambda: ["probs_torch", "logits"])
-    remedies: list[Literal["sgd", "grad_clip", "loss_clip", "batchnorm", "y_shift"]] = Field(
-        default_factory=lambda: list(REMEDIES)
-    )
+    compare_mixtures: list[Mixture] = Field(default_factory=default_list("probs_torch", "logits"))
+    remedies: list[Remedy] = Field(default_factory=lambda: list(REMEDIES))
     outliers: bool = True
     # the ``saturated`` condition (not the asker's setup; the mechanism, labelled): the head's bias for
     # component 0 starts at this value, so that its softmax weight is exactly 0 in float32 for every row
@@ -137,11 +138,11 @@ class MdnSearchParams(Params):
     steps: int = Field(20_000, ge=1, le=10_000_000)
     batch_size: int = Field(128, ge=2, le=1_000_000)
     datasets: list[Literal["bishop", "separated"]] = Field(
-        default_factory=lambda: ["bishop", "separated"], min_length=1
+        default_factory=default_list("bishop", "separated"), min_length=1
     )
     components: list[int] = Field(default_factory=lambda: [3, 10, 20], min_length=1)
     sigma: list[Literal["exp", "softplus", "elu1"]] = Field(
-        default_factory=lambda: ["exp", "elu1", "softplus"], min_length=1
+        default_factory=default_list("exp", "elu1", "softplus"), min_length=1
     )
     lr: list[float] = Field(default_factory=lambda: [0.001, 0.01], min_length=1)
     # TF on CPU flushes denormal floats to 0; torch.set_flush_denormal(True) does the same here, so a mixing weight

@@ -32,6 +32,7 @@ from collections import Counter
 import numpy as np
 import torch
 
+from gradlab.context import StageContext
 from gradlab.stats import wilson
 from gradlab.studies.mdn.config import MdnSearchParams
 from gradlab.studies.mdn.module import MDNTrial, val_nll
@@ -172,7 +173,7 @@ def thresholds() -> dict:
     from gradlab.studies.mdn.referee import REFERENCE, underflow_gap
 
     with flushed(False):
-        out = {"torch": underflow_gap(low=60.0)}
+        out: dict[str, float | None] = {"torch": underflow_gap(low=60.0)}
     with flushed(True):
         out["torch_flushed"] = underflow_gap(low=60.0)
     tf_file = REFERENCE.with_name("tf_underflow.json")  # asker_tfp.py --underflow, in TensorFlow itself
@@ -228,7 +229,7 @@ def analyse(rows: list[dict], gaps: dict) -> dict:
     return metrics
 
 
-def run(p: MdnSearchParams, ctx) -> dict:
+def run(p: MdnSearchParams, ctx: StageContext) -> dict:
     from gradlab.studies.mdn.study import run_and_log
 
     specs = search_specs(p)

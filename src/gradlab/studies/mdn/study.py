@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 from gradlab import parallel
+from gradlab.context import StageContext
 from gradlab.parallel import default_workers
 from gradlab.studies.mdn import analysis, figures
 from gradlab.studies.mdn.config import MdnParams
@@ -39,7 +40,7 @@ def _cost(spec: TrialSpec) -> float:
     return spec.steps * (spec.batch_size + 200)
 
 
-def run(p: MdnParams, ctx) -> dict:
+def run(p: MdnParams, ctx: StageContext) -> dict:
     specs = trial_specs(p)
     rows, curves, grids, gaps = [], {}, {}, {}
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gradlab.config import Params
+from gradlab.config import Params, default_list
 from gradlab.stages import Stage
 
 DerivationName = Literal["linear", "row_max", "logsumexp", "threshold_count"]
@@ -24,7 +24,7 @@ class Asker(Params):
     strength: float = Field(3.0, gt=0.0, le=1e9)  # soft_spearman's strength in f (rank positions)
     # the question's own climb on the entries of sm (20 x 20) and freq_m (12 x 20), step matrix.delta (stall.py):
     climb_matrices: list[Literal["sm", "freq_m", "both"]] = Field(
-        default_factory=lambda: ["sm", "freq_m", "both"], min_length=1
+        default_factory=default_list("sm", "freq_m", "both"), min_length=1
     )
     climb_passes: int = Field(100, ge=1, le=100_000)  # full passes over the entries at most (a count)
 
@@ -43,11 +43,11 @@ class Matrix(Params):
     n: int = Field(20, ge=3, le=2000)  # the question's 20
     seeds: int = Field(10, ge=1, le=100)
     derivations: list[DerivationName] = Field(
-        default_factory=lambda: ["linear", "row_max", "logsumexp", "threshold_count"], min_length=1
+        default_factory=default_list("linear", "row_max", "logsumexp", "threshold_count"), min_length=1
     )
     custom: str = ""  # "module:function" called as function(sm, freq_m) -> (list1, list2); adds derivation "custom"
     methods: list[MatrixMethod] = Field(
-        default_factory=lambda: ["hill_climb", "random_search", "cma", "nelder_mead", "pearson", "soft_rank"],
+        default_factory=default_list("hill_climb", "random_search", "cma", "nelder_mead", "pearson", "soft_rank"),
         min_length=1,
     )
     budget: int = Field(720, ge=2, le=10**9)  # budget units of every trial: an evaluation costs 1 (methods.py)
@@ -84,9 +84,9 @@ class Ltr(Params):
     """Learning to rank with held-out evaluation (see ltr.py)."""
 
     seeds: int = Field(10, ge=1, le=100)
-    tasks: list[TaskName] = Field(default_factory=lambda: ["nonlinear", "heavy_tail"], min_length=1)
+    tasks: list[TaskName] = Field(default_factory=default_list("nonlinear", "heavy_tail"), min_length=1)
     methods: list[LtrMethod] = Field(
-        default_factory=lambda: [
+        default_factory=default_list(
             "mse",
             "pearson",
             "soft_rank",
@@ -95,7 +95,7 @@ class Ltr(Params):
             "cma",
             "random_search",
             "nelder_mead",
-        ],
+        ),
         min_length=1,
     )
     n_train: int = Field(300, ge=10, le=100_000)

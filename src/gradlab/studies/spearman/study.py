@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gradlab.context import StageContext
 from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
@@ -57,7 +58,7 @@ def _cost(spec) -> float:
     return 1e-3 * spec.params.steps * (3 if spec.method in ("soft_rank", "neuralsort", "ranknet") else 1)
 
 
-def run(p: SpearmanParams, ctx) -> dict:
+def run(p: SpearmanParams, ctx: StageContext) -> dict:
     mp, lp = p.matrix, p.ltr
     derivations, matrix_specs, ltr_specs = _specs(p)
 
@@ -276,7 +277,7 @@ def run(p: SpearmanParams, ctx) -> dict:
         metrics["ltr" if task == "nonlinear" else f"ltr_{task}"] = numbers
 
     # anytime curves: per (derivation, method) and (task, method), the median over seeds and every seed
-    curves = {
+    curves: dict[str, dict] = {
         "matrix": {
             (d, m): analysis.anytime(
                 [r for r in matrix_res if r["derivation"] == d and r["method"] == m], anytime_grid(mp.budget)
