@@ -162,7 +162,7 @@ def test_sparse_act_follows_the_weights_after_each_step_and_copy():
 
 
 def test_sparse_batch_gives_the_dense_loss_and_gradients():
-    from gradlab.studies.pg.module import observations
+    from gradlab.studies.pg.rollout import observations
 
     rng = np.random.default_rng(2)
     x = rng.choice(np.array([-1, 0, 0, 0, 0, 0, 1], dtype=np.int8), size=(300, 100))
@@ -187,7 +187,7 @@ def test_move_cost_lowers_the_probability_of_moving():
 
     p = PongParams(actions="noop_up_down", move_cost=1.0, updates=1, episodes_per_update=2, final_episodes=1, hidden=8)
     module = Reinforce(p, "pong", "correct", 0)
-    module.envs.close()
+    module.collector.close()
     obs = torch.randint(-1, 2, (50, 1600)).float()
     batch = {
         "obs": obs,

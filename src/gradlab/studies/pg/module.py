@@ -12,10 +12,10 @@ optimiser and the logs, which :meth:`Reinforce.state` saves (torch tensors and p
 containers, loadable with ``torch.load(weights_only=True)``), so a resumed trial ends
 exactly where an uninterrupted one would.
 
-Pong's default rollout is a stream (stream.py): games never wait for each other or for the
-update, and a game in progress at an update carries on into the next batch. Its emulator state
-is not checkpointed: a resumed Pong trial restarts its games (from seed and update) and loses the
-unfinished ones, so it continues correctly but not bit-for-bit as an uninterrupted one.
+The episodes come from the environment's collector (rollout.py), whichever it is. Pong's default one is a
+stream: a game in progress at an update carries on into the next batch. Its emulator state is not
+checkpointed: a resumed Pong trial restarts its games (from seed and update) and loses the unfinished
+ones, so it continues correctly but not bit-for-bit as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,19 +24,16 @@ import math
 import os
 import random
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from gradlab.studies.pg.envs import make_envs
 from gradlab.studies.pg.losses import policy_loss, value_loss
 from gradlab.studies.pg.policy import Policy, Value
 from gradlab.studies.pg.probe import fixed_batch_descent, logp_moves, probe_update
-from gradlab.studies.pg.returns import advantages, discounted_returns
-from gradlab.studies.pg.stream import PongStream
+from gradlab.studies.pg.rollout import evaluate, make_batch, make_collector
 
 FRACTION_KEYS = ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction")
 UPDATE_KEYS = (
@@ -52,83 +49,6 @@ UPDATE_KEYS = (
     "share_likely_adv_neg",  # share of sum |dL/dlogp_t| carried by samples with A < 0 and pi(a|s) > 0.5
     "likely_adv_neg_samples",  # fraction of the samples with A < 0 and pi(a|s) > 0.5
 )
-
-
-def update_seed(seed: int, update: int) -> int:
-    return int(np.random.SeedSequence([seed, update]).generate_state(1)[0] % 2**31)
-
-
-def collect_episodes(policy: Policy, envs, env_seed: int, rng: np.random.Generator) -> list[dict]:
-    """One complete episode per environment, all stepped together; finished ones are masked.
-
-    The per-step forwards run on one torch thread: for a (8 x 1600) batch two intra-op threads
-    are ~10x slower than one (thread wake-ups), and the other core runs the emulator or a trial.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _collect(policy, envs, env_seed, rng)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _collect(policy: Policy, envs, env_seed: int, rng: np.random.Generator) -> list[dict]:
-    obs = envs.reset(env_seed)
-    alive = np.ones(envs.num_envs, dtype=bool)
-    O, A, R, M = [], [], [], []
-    while alive.any():
-        act = policy.act(obs, rng)
-        nxt, reward, done = envs.step(act)
-        O.append(obs)
-        A.append(act)
-        R.append(reward)
-        M.append(alive.copy())
-        alive &= ~done
-        obs = nxt
-    O, A, R, M = np.stack(O, 1), np.stack(A, 1), np.stack(R, 1), np.stack(M, 1)
-    lengths = M.sum(axis=1)
-    return [{"obs": O[i, :n], "actions": A[i, :n], "rewards": R[i, :n]} for i, n in enumerate(lengths)]
-
-
-def observations(obs: np.ndarray) -> torch.Tensor:
-    """The batch's observations as float rows. Pong's (int8 frame differences, ~0.5 % non-zero) become a
-    sparse CSR tensor: ``nn.Linear`` takes it as it is, and the update's forward and backward through the
-    first layer are ~7x cheaper than dense (the same sums, in another order)."""
-    if obs.dtype != np.int8:
-        return torch.from_numpy(obs).float()
-    flat = np.flatnonzero(obs)
-    rows, cols = np.divmod(flat, obs.shape[1])
-    crow = np.zeros(obs.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=obs.shape[0]), out=crow[1:])
-    values = obs.ravel()[flat].astype(np.float32)
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(crow), torch.from_numpy(cols), torch.from_numpy(values), size=obs.shape
-        )
-
-
-def make_batch(episodes: list[dict], gamma: float, reset_at_reward: bool, standardize_per: str) -> dict:
-    returns = [discounted_returns(e["rewards"], gamma, reset_at_reward) for e in episodes]
-    return {
-        "obs": observations(np.concatenate([e["obs"] for e in episodes])),
-        "actions": torch.from_numpy(np.concatenate([e["actions"] for e in episodes])).long(),
-        "returns": torch.from_numpy(np.concatenate(returns)).float(),
-        "adv": torch.from_numpy(advantages(returns, standardize_per)).float(),
-    }
-
-
-def evaluate(policy: Policy, episodes: int, seed: int) -> float:
-    """Mean return of ``episodes`` CartPole episodes of ``policy`` (sampled actions), environment and action
-    seeds fixed by ``seed`` (so two policies are compared on the same starts)."""
-    from gradlab.studies.pg.envs import CartPoleEnvs
-
-    envs = CartPoleEnvs(episodes)
-    try:
-        played = collect_episodes(policy, envs, seed + 777, np.random.default_rng([seed, 777]))
-    finally:
-        envs.close()
-    return float(np.mean([float(e["rewards"].astype(np.float64).sum()) for e in played]))
 
 
 def make_optimizer(o, params):
@@ -148,10 +68,10 @@ class Reinforce(pl.LightningModule):
         self.p, self.kind, self.variant, self.seed, self.checkpoint = p, kind, variant, seed, checkpoint
         self.on_episodes = on_episodes  # called with the index of the first new episode after each update
         self.automatic_optimization = False
-        self.envs = make_envs(kind, p)
+        self.collector = make_collector(kind, p)  # rollout.py: its episodes, whatever the environment
         torch.manual_seed(seed)  # the same initial policy for every variant of a seed
-        self.policy = Policy(self.envs.obs_dim, p.hidden, self.envs.n_actions)
-        self.value = Value(self.envs.obs_dim, p.hidden) if variant == "baseline" else None
+        self.policy = Policy(self.collector.obs_dim, p.hidden, self.collector.n_actions)
+        self.value = Value(self.collector.obs_dim, p.hidden) if variant == "baseline" else None
         self.next_update = 0
         self.diverged_at = -1
         self.fixed_probe = math.nan
@@ -161,7 +81,6 @@ class Reinforce(pl.LightningModule):
         self.stopped_at_game = -1  # 1-based game at which the stop criterion (mean or evaluation) was first met
         self.evaluations: list[dict] = []  # the frozen policy's evaluations (win presets: evaluation.py)
         self.winner: dict | None = None  # the state_dict of the first policy whose evaluation won
-        self.training_seeds: list[int] = []  # every emulator seed training used (evaluations must not reuse one)
         self.updates: dict[str, list] = {k: [] for k in UPDATE_KEYS}
         if kind == "cartpole":  # the policy's mean entropy over each batch's states (CartPole only)
             self.updates["entropy"] = []
@@ -176,24 +95,16 @@ class Reinforce(pl.LightningModule):
         return self._opt
 
     def collect(self, update: int) -> dict:
-        if isinstance(self.envs, PongStream):
-            if not self.envs.started:  # a new trial, or a resumed one (its games start over)
-                self.envs.start(update_seed(self.seed, update))
-                self.training_seeds += [int(s) for s in self.envs.env_seeds]
-            episodes = self.envs.play(self.policy.act, self.p.episodes_per_update)
-        else:
-            episodes = collect_episodes(
-                self.policy, self.envs, update_seed(self.seed, update), np.random.default_rng([self.seed, update, 1])
-            )
+        episodes = self.collector.collect(self.policy, self.seed, update, self.p.episodes_per_update)
         now = time.perf_counter()
         for e in episodes:
             self.episodes["update"].append(update)
             self.episodes["return"].append(float(e["rewards"].sum()))
             self.episodes["length"].append(len(e["rewards"]))
-            self.episodes["frames"].append(len(e["rewards"]) * self.envs.frames_per_step)
+            self.episodes["frames"].append(len(e["rewards"]) * self.collector.frames_per_step)
             # wall-clock seconds of training when the game ended (stream) or its batch was complete
             self.episodes["seconds"].append(self.seconds + e.get("ended_at", now) - self._step_start)
-        return make_batch(episodes, self.p.gamma, self.envs.reset_at_reward, self.p.standardize_per)
+        return make_batch(episodes, self.p.gamma, self.collector.reset_at_reward, self.p.standardize_per)
 
     def stop_reached(self, first_new: int) -> bool:
         """Was the mean of the last ``stop_window`` games above ``stop_at_mean`` after one of the new games?"""
@@ -230,14 +141,15 @@ class Reinforce(pl.LightningModule):
             "frames_trained": int(sum(self.episodes["frames"])),
             "train_seconds": self.seconds,
         }
-        ev = {**evaluate_pong(self.policy, self.p, self.seed, self.next_update, False, self.training_seeds), **trained}
+        seen = self.collector.env_seeds_used  # training's emulator seeds: the evaluation must use others
+        ev = {**evaluate_pong(self.policy, self.p, self.seed, self.next_update, False, seen), **trained}
         self.evaluations.append(ev)
         if not ev["won"]:
             return False
         self.stopped_at_game = trained["games_trained"]
         self.winner = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
         if self.p.evaluate_greedy:  # the same policy's most likely actions, reported beside it
-            greedy = evaluate_pong(self.policy, self.p, self.seed, self.next_update, True, self.training_seeds)
+            greedy = evaluate_pong(self.policy, self.p, self.seed, self.next_update, True, seen)
             self.evaluations.append({**greedy, **trained})
         return True
 
@@ -393,7 +305,7 @@ class Reinforce(pl.LightningModule):
             "stopped_at_game": self.stopped_at_game,
             "evaluations": self.evaluations,
             "winner": self.winner or {},
-            "training_seeds": self.training_seeds,
+            "training_seeds": self.collector.env_seeds_used,
             "run_id": self.run_id,
             "finished": self.finished,
             "episodes": self.episodes,
@@ -425,7 +337,7 @@ class Reinforce(pl.LightningModule):
         self.next_update, self.diverged_at, self.fixed_probe = s["next_update"], s["diverged_at"], s["fixed_probe"]
         self.stopped_at_game, self.run_id = s.get("stopped_at_game", -1), s.get("run_id")
         self.evaluations, self.winner = s.get("evaluations", []), s.get("winner") or None
-        self.training_seeds = s.get("training_seeds", [])
+        self.collector.env_seeds_used = s.get("training_seeds", [])
         self.fixed_probe_moves, self.fixed_batch = s.get("fixed_probe_moves", {}), s.get("fixed_batch", {})
         self.episodes, self.updates, self.seconds = s["episodes"], s["updates"], s["seconds"]
         self.snapshots = s.get("snapshots", {})

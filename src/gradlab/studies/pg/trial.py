@@ -403,7 +403,7 @@ def run_trial(spec: TrialSpec) -> dict:
         try:
             live.close(module, summary, status)
         finally:
-            module.envs.close()
+            module.collector.close()
             torch.set_num_threads(threads)
 
 
@@ -416,11 +416,11 @@ def measure_gradients(module, p, spec: TrialSpec) -> list[dict]:
     out = []
     for key in sorted(module.snapshots, key=int):
         snap = module.snapshots[key]
-        policy = Policy(module.envs.obs_dim, p.hidden, module.envs.n_actions)
+        policy = Policy(module.collector.obs_dim, p.hidden, module.collector.n_actions)
         policy.load_state_dict(snap["policy"])
         value = None
         if "value" in snap:
-            value = Value(module.envs.obs_dim, p.hidden)
+            value = Value(module.collector.obs_dim, p.hidden)
             value.load_state_dict(snap["value"])
         out.append(measure(policy, value, p, spec.seed, int(key), p.variants))
     return out

@@ -1,0 +1,91 @@
+"""pg's modules import each other without a cycle; envs.py is a leaf; the LightningModule has one collector.
+
+Read from the source (every import, those inside functions too, except ``if TYPE_CHECKING:`` blocks, which
+never run), so a lazy import that closes a cycle counts as much as a top-level one.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import ROOT
+
+PG = ROOT / "src" / "gradlab" / "studies" / "pg"
+PACKAGE = "gradlab.studies.pg"
+
+
+def _tree(name: str) -> ast.Module:
+    tree = ast.parse((PG / f"{name}.py").read_text())
+    for block in ast.walk(tree):
+        if isinstance(block, ast.If) and getattr(block.test, "id", getattr(block.test, "attr", "")) == "TYPE_CHECKING":
+            block.body = []
+    return tree
+
+
+def pg_imports(name: str) -> set[str]:
+    """The pg modules that ``pg/<name>.py`` imports anywhere (``from gradlab.studies.pg import x`` included)."""
+    modules = {p.stem for p in PG.glob("*.py")}
+    found = set()
+    for node in ast.walk(_tree(name)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[3] for a in node.names if a.name.startswith(f"{PACKAGE}.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.startswith(f"{PACKAGE}."):
+                found.add(node.module.split(".")[3])
+            elif node.module == PACKAGE:
+                found |= {a.name for a in node.names if a.name in modules}
+    return found - {"__init__"}
+
+
+def graph() -> dict[str, set[str]]:
+    return {p.stem: pg_imports(p.stem) for p in PG.glob("*.py") if p.stem != "__init__"}
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (its modules in order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_pg_has_no_import_cycle():
+    edges = graph()
+    assert {"envs", "stream", "rollout", "module", "trial"} <= set(edges)
+    assert find_cycle(edges) is None, f"import cycle in {PACKAGE}: {' -> '.join(find_cycle(edges))}"
+
+
+def test_envs_is_a_leaf_and_rollout_owns_the_collectors():
+    assert pg_imports("envs") == set()
+    assert pg_imports("stream") == {"envs"}
+    assert {"envs", "stream"} <= pg_imports("rollout")
+    assert not {"envs", "stream"} & pg_imports("module")  # it collects through rollout.py only
+
+
+def test_module_has_no_branch_on_the_collector_type():
+    names = {
+        node.func.id
+        for node in ast.walk(_tree("module"))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    assert "isinstance" not in names
