@@ -89,3 +89,20 @@ def test_module_has_no_branch_on_the_collector_type():
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     }
     assert "isinstance" not in names
+
+
+def test_module_builds_no_trainer_and_keeps_no_checkpoint_or_run():
+    """The LightningModule defines the model, its loss and optimiser; the Trainer, the stop rules, the checkpoint
+    format and the MLflow run are the training loop's (loop.py)."""
+    source = (PG / "module.py").read_text()
+    called = {
+        node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        for node in ast.walk(_tree("module"))
+        if isinstance(node, ast.Call)
+    }
+    assert not {"Trainer", "make_trainer", "make_fabric", "fit", "Fabric"} & called
+    assert not {"save", "load"} & called  # no torch.save / torch.load: no checkpoint format of its own
+    assert "gradlab.training import fit" not in source and "should_stop" not in source
+    for word in ("run_id", "save_checkpoint", "load_checkpoint", "get_rng_state", "stopped_at_game", "mlflow"):
+        assert word not in source, word
+    assert "Trainer(" not in source
