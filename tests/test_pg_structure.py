@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 
+import pytest
 from conftest import ROOT
 
 PG = ROOT / "src" / "gradlab" / "studies" / "pg"
@@ -106,3 +107,16 @@ def test_module_builds_no_trainer_and_keeps_no_checkpoint_or_run():
     for word in ("run_id", "save_checkpoint", "load_checkpoint", "get_rng_state", "stopped_at_game", "mlflow"):
         assert word not in source, word
     assert "Trainer(" not in source
+
+
+@pytest.mark.parametrize("stage", ["pg_cartpole", "pg_pong"])
+def test_the_stage_models_defaults_are_params_yaml(stage):
+    """Defaults in one place: the model's defaults are params.yaml's section (every key listed there), so a
+    partial parameter file (tests/tiny, --quick, a sweep's --set) starts from what `dvc repro` runs."""
+    from gradlab.config import load_yaml, validate_section
+    from gradlab.stages import all_stages
+
+    model = all_stages()[stage].params
+    section = load_yaml(ROOT / "params.yaml")[stage]
+    assert set(section) == set(model.model_fields)
+    assert model().model_dump() == validate_section(stage, model, section).model_dump()
