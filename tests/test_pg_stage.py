@@ -132,7 +132,7 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(
 ):
     """Resumed in the same MLflow store, the runs go on; with the checkpoints carried to a store that lacks their
     runs (another clone), new runs are made, tagged with the run they continue."""
-    from gradlab.studies.pg import module
+    from gradlab.studies.pg import loop, module
     from gradlab.tracking import Tracker
 
     params = tiny_params(tmp_path, "pg_cartpole")
@@ -140,23 +140,23 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(
     shutil.copytree(tiny_runs.stage("pg_cartpole"), out)  # the uninterrupted run (same parameters), as previous results
     uninterrupted = (out / "metrics.json").read_text()
 
-    original = module.Reinforce.save_checkpoint
+    original = loop.Training.save_checkpoint
     saves = []
 
     def save_then_interrupt(self):
         original(self)
-        saves.append((self.variant, self.seed, self.next_update))
-        if (self.variant, self.seed, self.next_update) == ("flipped", 1, 2):
+        saves.append((self.variant, self.seed, self.module.next_update))
+        if (self.variant, self.seed, self.module.next_update) == ("flipped", 1, 2):
             raise KeyboardInterrupt  # Ctrl-C after the second update of the 5th trial
 
-    monkeypatch.setattr(module.Reinforce, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(loop.Training, "save_checkpoint", save_then_interrupt)
     assert run_stage("pg_cartpole", params_file=params) == 130
     assert (out / "metrics.json").read_text() == uninterrupted  # previous results intact
     ckpt = tmp_path / "results" / ".checkpoints" / "pg_cartpole" / "flipped__seed1.pt"
     state = torch.load(ckpt, weights_only=True)
     assert state["next_update"] == 2 and not state["finished"] and len(state["episodes"]["return"]) == 2
 
-    monkeypatch.setattr(module.Reinforce, "save_checkpoint", original)
+    monkeypatch.setattr(loop.Training, "save_checkpoint", original)
     if where == "fresh_store":
         fresh = tmp_path / "fresh.db"
         shutil.copy(_template_store, fresh)

@@ -162,7 +162,7 @@ def test_sparse_act_follows_the_weights_after_each_step_and_copy():
 
 
 def test_sparse_batch_gives_the_dense_loss_and_gradients():
-    from gradlab.studies.pg.module import observations
+    from gradlab.studies.pg.rollout import observations
 
     rng = np.random.default_rng(2)
     x = rng.choice(np.array([-1, 0, 0, 0, 0, 0, 1], dtype=np.int8), size=(300, 100))
@@ -184,10 +184,12 @@ def test_sparse_batch_gives_the_dense_loss_and_gradients():
 
 def test_move_cost_lowers_the_probability_of_moving():
     from gradlab.studies.pg.module import Reinforce
+    from gradlab.studies.pg.rollout import make_collector
 
     p = PongParams(actions="noop_up_down", move_cost=1.0, updates=1, episodes_per_update=2, final_episodes=1, hidden=8)
-    module = Reinforce(p, "pong", "correct", 0)
-    module.envs.close()
+    collector = make_collector("pong", p)
+    module = Reinforce(p, "pong", "correct", 0, collector)
+    collector.close()
     obs = torch.randint(-1, 2, (50, 1600)).float()
     batch = {
         "obs": obs,
@@ -213,14 +215,18 @@ def test_config_refuses_a_move_cost_without_noop():
 
 
 def test_stop_criterion_is_the_first_game_above_the_target():
-    from gradlab.studies.pg.module import Reinforce
+    from types import SimpleNamespace
 
-    module = Reinforce.__new__(Reinforce)
-    module.p = PongParams(stop_at_mean=0.0, stop_window=4, updates=2, episodes_per_update=4, final_episodes=1)
-    module.stopped_at_game = -1
-    module.episodes = {"return": [-3.0, 1.0, 1.0, 1.0, 1.0, 5.0]}
-    assert module.stop_reached(first_new=0)  # window (1, 1, 1, 1) after game 5: mean 1 > 0
-    assert module.stopped_at_game == 5
+    from gradlab.studies.pg.loop import Training, first_game_above
+
+    training = Training.__new__(Training)
+    training.p = PongParams(stop_at_mean=0.0, stop_window=4, updates=2, episodes_per_update=4, final_episodes=1)
+    training.stopped_at_game = -1
+    training.module = SimpleNamespace(episodes={"return": [-3.0, 1.0, 1.0, 1.0, 1.0, 5.0]})
+    assert training.stop_reached(first_new=0)  # window (1, 1, 1, 1) after game 5: mean 1 > 0
+    assert training.stopped_at_game == 5
+    assert first_game_above([-3.0, 1.0, 1.0, 1.0, 1.0, 5.0], 5, 0.0, 4) == 6  # only games after the first_new-th
+    assert first_game_above([-3.0, 1.0, 1.0, 1.0], 0, 0.0, 4) == -1
     assert running_mean([-3.0, 1.0, 1.0, 1.0, 1.0], 4)[-1] == pytest.approx(1.0)
 
 

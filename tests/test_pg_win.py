@@ -108,7 +108,7 @@ def test_first_winning_checkpoint_stops_training_and_is_saved(store, tmp_path, m
 
 def test_evaluation_seeds_never_reuse_training_seeds():
     from gradlab.studies.pg.evaluation import check_disjoint, eval_seed
-    from gradlab.studies.pg.module import update_seed
+    from gradlab.studies.pg.rollout import update_seed
 
     assert eval_seed(0, 10) != update_seed(0, 10)
     check_disjoint([1, 2], [3, 4])

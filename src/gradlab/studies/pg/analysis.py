@@ -569,9 +569,9 @@ def _median_or_none(xs: list) -> float | None:
 
 def random_policy_reference(p, seed: int, games: int = 100) -> dict:
     """Pong: mean return of uniform random actions over ``games`` games (same emulator settings and actions)."""
-    from gradlab.studies.pg.envs import make_envs
+    from gradlab.studies.pg.rollout import pong_stream
 
-    env = make_envs("pong", p.model_copy(update={"rollout": "stream", "episodes_per_update": 16}))
+    env = pong_stream(p, 16)
     env.start(seed + 12345)
     episodes = env.play(lambda obs, rng: rng.integers(0, env.n_actions, obs.shape[0]), games)
     env.close()

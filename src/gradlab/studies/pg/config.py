@@ -1,4 +1,10 @@
-"""Parameters of the ``pg_cartpole`` and ``pg_pong`` stages (one model shape, two sets of defaults)."""
+"""Parameters of the ``pg_cartpole`` and ``pg_pong`` stages (one model shape, two sets of defaults).
+
+The defaults of :class:`CartPoleParams` and :class:`PongParams` are ``params.yaml``'s ``pg_cartpole`` and
+``pg_pong`` sections, value for value (tests/test_pg_structure.py checks it): a partial parameter file (the
+tiny ones, ``--quick``) gets what ``dvc repro`` runs. The presets' models (:class:`PongWinParams`, ...) carry
+their presets' defaults.
+"""
 
 from __future__ import annotations
 
@@ -59,8 +65,9 @@ class PGParams(Params):
 class CartPoleParams(PGParams):
     """CartPole-v1 (episodes end at 500 steps)."""
 
+    seeds: int = Field(10, ge=1, le=100)  # >= 10: an interval over seeds for the cosines with grad J
     episodes_per_update: int = Field(5, ge=1, le=256)
-    updates: int = Field(140, ge=1, le=1_000_000)
+    updates: int = Field(100, ge=1, le=1_000_000)
     optimizer: Optimizer = Optimizer(lr=0.01)
     solve_threshold: float = Field(475.0, gt=0.0, le=500.0)
     solve_window: int = Field(100, ge=1, le=100_000)
@@ -69,9 +76,9 @@ class CartPoleParams(PGParams):
     # Does each loss move the policy up the true gradient (gradient.py)? At the policies after these updates
     # (0 = the initial one), in every trial: grad J from gradient_episodes episodes, each variant's expected update
     # direction from gradient_batches batches of episodes_per_update episodes. Empty list or 0 episodes: skip.
-    gradient_at: list[int] = Field(default_factory=list, max_length=20)  # params.yaml: [10, 30, 50]
+    gradient_at: list[int] = Field(default_factory=lambda: [10, 30, 50], max_length=20)
     gradient_episodes: int = Field(1000, ge=0, le=100_000)
-    gradient_batches: int = Field(200, ge=2, le=100_000)
+    gradient_batches: int = Field(80, ge=2, le=100_000)
 
     @model_validator(mode="after")
     def _gradient_checkpoints(self):
@@ -91,16 +98,16 @@ class PongParams(PGParams):
     seeds: int = Field(3, ge=1, le=100)
     variants: list[Variant] = Field(default_factory=lambda: ["correct", "flipped"], min_length=1)
     standardize_per: Literal["batch", "episode"] = "episode"
-    hidden: int = Field(64, ge=1, le=4096)
+    hidden: int = Field(200, ge=1, le=4096)
     episodes_per_update: int = Field(8, ge=1, le=256)
-    updates: int = Field(8, ge=1, le=1_000_000)
-    final_episodes: int = Field(16, ge=1, le=100_000)
+    updates: int = Field(28, ge=1, le=1_000_000)
+    optimizer: Optimizer = Optimizer(lr=0.003)  # 3x the question's lr, to learn within the stage's budget
     frameskip: int = Field(4, ge=1, le=16)
     repeat_action_probability: float = Field(0.25, ge=0.0, le=1.0)  # sticky actions
     downsample: Literal[1, 2] = 2  # 1: the classic 80x80 input; 2: 2x2 max-pooled to 40x40
     points_per_episode: int = Field(21, ge=1, le=21)  # end an episode after this many points (21 = a full game)
     max_episode_frames: int = Field(108_000, ge=100, le=1_000_000)
-    env_threads: int = Field(1, ge=0, le=256)  # emulator threads per group of games; 0 = one per core
+    env_threads: int = Field(2, ge=0, le=256)  # emulator threads per group of games; 0 = one per core
     rollout: Literal["stream", "episodes"] = "stream"  # stream: games never wait (stream.py); episodes: lockstep
     env_groups: int = Field(2, ge=1, le=64)  # stream: games split into this many pipelined vector environments
     actions: Literal["up_down", "noop_up_down"] = "up_down"  # the question's recipe: noop_up_down
@@ -109,6 +116,7 @@ class PongParams(PGParams):
     stop_window: int = Field(100, ge=1, le=100_000)  # games is above stop_at_mean (None: never; updates = cap)
     # a forward and backward over a whole batch of Pong games per step: off by default (CartPole: 100)
     fixed_batch_steps: int = Field(0, ge=0, le=100_000)
+    workers: int = Field(1, ge=0, le=256)  # one trial at a time: it fills both cores
 
     @model_validator(mode="after")
     def _move_cost_needs_noop(self):
@@ -136,12 +144,10 @@ class PongWinParams(PongParams):
     """The win preset: ``correct`` until the mean of the last 100 games is above 0, with a budget cap."""
 
     variants: list[Variant] = Field(default_factory=lambda: ["correct"], min_length=1)
-    hidden: int = Field(200, ge=1, le=4096)
     updates: int = Field(1000, ge=1, le=1_000_000)  # the cap: 8000 games
+    optimizer: Optimizer = Optimizer()  # the question's lr 1e-3
     final_episodes: int = Field(100, ge=1, le=100_000)
     stop_at_mean: float | None = Field(0.0, ge=-21.0, le=21.0)
-    env_threads: int = Field(2, ge=0, le=256)
-    workers: int = Field(1, ge=0, le=256)  # one trial at a time: each one has the whole machine
     # An evaluated win (evaluation.py): with evaluate_games > 0, every evaluate_every updates once the running mean
     # of the last stop_window games reached evaluate_from_mean, the frozen policy plays evaluate_games fresh games
     # (evaluate_envs emulators at once, seeds training never uses); the trial stops at the first evaluation whose

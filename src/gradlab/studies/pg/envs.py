@@ -3,7 +3,7 @@
 Both expose the same interface to the trainer: ``reset(seed) -> obs``, ``step(actions) ->
 (obs, reward, done)`` on numpy arrays of ``num_envs`` rows, ``obs_dim``, ``n_actions``,
 ``frames_per_step`` and ``reset_at_reward`` (whether discounted returns restart at every
-non-zero reward, i.e. at each Pong point).
+non-zero reward, i.e. at each Pong point). A leaf: the collectors that play them are in rollout.py.
 """
 
 from __future__ import annotations
@@ -181,23 +181,3 @@ class PongEnvs:
 
     def close(self) -> None:
         self.env.close()
-
-
-def make_envs(kind: str, p):
-    if kind == "cartpole":
-        return CartPoleEnvs(p.episodes_per_update)
-    if kind == "pong":
-        common = {
-            "frameskip": p.frameskip,
-            "repeat_action_probability": p.repeat_action_probability,
-            "downsample": p.downsample,
-            "points_per_episode": p.points_per_episode,
-            "max_episode_frames": p.max_episode_frames,
-            "threads": p.env_threads,
-        }
-        if p.rollout == "episodes":
-            return PongEnvs(p.episodes_per_update, **common)
-        from gradlab.studies.pg.stream import PongStream
-
-        return PongStream(p.episodes_per_update, groups=p.env_groups, actions=p.actions, **common)
-    raise ValueError(f"unknown environment {kind!r}; allowed: cartpole, pong")

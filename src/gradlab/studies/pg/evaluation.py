@@ -15,11 +15,15 @@ from __future__ import annotations
 import copy
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gradlab.stats import t_mean_ci
-from gradlab.studies.pg.policy import Policy
+from gradlab.studies.pg.rollout import pong_stream
+
+if TYPE_CHECKING:  # policy.py imports this module (reevaluate)
+    from gradlab.studies.pg.policy import Policy
 
 EVAL_TAG = 0x4556414C  # "EVAL": evaluation seeds come from their own branch of the seed tree
 
@@ -38,22 +42,10 @@ def check_disjoint(eval_seeds, training_seeds) -> None:
 
 def evaluate_pong(policy: Policy, p, seed: int, update: int, greedy: bool = False, training_seeds=()) -> dict:
     """Play ``p.evaluate_games`` fresh games of a frozen copy of ``policy``; scores and their mean with 95 % CI."""
-    from gradlab.studies.pg.stream import PongStream
-
     frozen = copy.deepcopy(policy).eval()
     n_envs = min(p.evaluate_envs, p.evaluate_games)
     per_env = math.ceil(p.evaluate_games / n_envs)
-    stream = PongStream(
-        n_envs,
-        groups=p.env_groups,
-        actions=p.actions,
-        frameskip=p.frameskip,
-        repeat_action_probability=p.repeat_action_probability,
-        downsample=p.downsample,
-        points_per_episode=p.points_per_episode,
-        max_episode_frames=p.max_episode_frames,
-        threads=p.env_threads,
-    )
+    stream = pong_stream(p, n_envs)
     start = time.perf_counter()
     try:
         stream.start(eval_seed(seed, update))

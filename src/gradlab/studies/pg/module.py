@@ -1,42 +1,29 @@
 """One LightningModule trains every variant on both environments (manual optimisation).
 
 Each training step is one update: the module collects ``episodes_per_update`` complete
-episodes with the *current* policy (one per parallel environment), computes the discounted
-and standardised returns, applies the variant's loss, takes one optimiser step and runs the
-mechanism probe on that batch. The dataset only yields update indices, so Lightning's
-prefetching never collects data with a stale policy.
+episodes with the *current* policy from its collector (rollout.py, whatever the environment),
+computes the discounted and standardised returns, applies the variant's loss, takes one optimiser
+step and runs the mechanism probe on that batch, and keeps what the update did (its records:
+``episodes``, ``updates``, the probe, ``diverged_at``). The dataset only yields update indices, so
+Lightning's prefetching never collects data with a stale policy.
 
-Every random number of update ``u`` comes from (seed, u): environment resets and action
-sampling. Training state at an update boundary is therefore just the networks, the
-optimiser and the logs, which :meth:`Reinforce.state` saves (torch tensors and plain
-containers, loadable with ``torch.load(weights_only=True)``), so a resumed trial ends
-exactly where an uninterrupted one would.
-
-Pong's default rollout is a stream (stream.py): games never wait for each other or for the
-update, and a game in progress at an update carries on into the next batch. Its emulator state
-is not checkpointed: a resumed Pong trial restarts its games (from seed and update) and loses the
-unfinished ones, so it continues correctly but not bit-for-bit as an uninterrupted one.
+The model, its losses and its optimiser only: the Trainer, the stop rules and the checkpoints are the
+trial's training loop (loop.py).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from gradlab.studies.pg.envs import make_envs
 from gradlab.studies.pg.losses import policy_loss, value_loss
 from gradlab.studies.pg.policy import Policy, Value
 from gradlab.studies.pg.probe import fixed_batch_descent, logp_moves, probe_update
-from gradlab.studies.pg.returns import advantages, discounted_returns
-from gradlab.studies.pg.stream import PongStream
+from gradlab.studies.pg.rollout import evaluate, make_batch
 
 FRACTION_KEYS = ("adv_neg_logp_down_fraction", "adv_pos_logp_up_fraction")
 UPDATE_KEYS = (
@@ -54,83 +41,6 @@ UPDATE_KEYS = (
 )
 
 
-def update_seed(seed: int, update: int) -> int:
-    return int(np.random.SeedSequence([seed, update]).generate_state(1)[0] % 2**31)
-
-
-def collect_episodes(policy: Policy, envs, env_seed: int, rng: np.random.Generator) -> list[dict]:
-    """One complete episode per environment, all stepped together; finished ones are masked.
-
-    The per-step forwards run on one torch thread: for a (8 x 1600) batch two intra-op threads
-    are ~10x slower than one (thread wake-ups), and the other core runs the emulator or a trial.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _collect(policy, envs, env_seed, rng)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _collect(policy: Policy, envs, env_seed: int, rng: np.random.Generator) -> list[dict]:
-    obs = envs.reset(env_seed)
-    alive = np.ones(envs.num_envs, dtype=bool)
-    O, A, R, M = [], [], [], []
-    while alive.any():
-        act = policy.act(obs, rng)
-        nxt, reward, done = envs.step(act)
-        O.append(obs)
-        A.append(act)
-        R.append(reward)
-        M.append(alive.copy())
-        alive &= ~done
-        obs = nxt
-    O, A, R, M = np.stack(O, 1), np.stack(A, 1), np.stack(R, 1), np.stack(M, 1)
-    lengths = M.sum(axis=1)
-    return [{"obs": O[i, :n], "actions": A[i, :n], "rewards": R[i, :n]} for i, n in enumerate(lengths)]
-
-
-def observations(obs: np.ndarray) -> torch.Tensor:
-    """The batch's observations as float rows. Pong's (int8 frame differences, ~0.5 % non-zero) become a
-    sparse CSR tensor: ``nn.Linear`` takes it as it is, and the update's forward and backward through the
-    first layer are ~7x cheaper than dense (the same sums, in another order)."""
-    if obs.dtype != np.int8:
-        return torch.from_numpy(obs).float()
-    flat = np.flatnonzero(obs)
-    rows, cols = np.divmod(flat, obs.shape[1])
-    crow = np.zeros(obs.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=obs.shape[0]), out=crow[1:])
-    values = obs.ravel()[flat].astype(np.float32)
-    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(crow), torch.from_numpy(cols), torch.from_numpy(values), size=obs.shape
-        )
-
-
-def make_batch(episodes: list[dict], gamma: float, reset_at_reward: bool, standardize_per: str) -> dict:
-    returns = [discounted_returns(e["rewards"], gamma, reset_at_reward) for e in episodes]
-    return {
-        "obs": observations(np.concatenate([e["obs"] for e in episodes])),
-        "actions": torch.from_numpy(np.concatenate([e["actions"] for e in episodes])).long(),
-        "returns": torch.from_numpy(np.concatenate(returns)).float(),
-        "adv": torch.from_numpy(advantages(returns, standardize_per)).float(),
-    }
-
-
-def evaluate(policy: Policy, episodes: int, seed: int) -> float:
-    """Mean return of ``episodes`` CartPole episodes of ``policy`` (sampled actions), environment and action
-    seeds fixed by ``seed`` (so two policies are compared on the same starts)."""
-    from gradlab.studies.pg.envs import CartPoleEnvs
-
-    envs = CartPoleEnvs(episodes)
-    try:
-        played = collect_episodes(policy, envs, seed + 777, np.random.default_rng([seed, 777]))
-    finally:
-        envs.close()
-    return float(np.mean([float(e["rewards"].astype(np.float64).sum()) for e in played]))
-
-
 def make_optimizer(o, params):
     """The variant's optimiser from its parameters (``gradlab.training.make_optimizer`` refuses unknown names)."""
     from gradlab.training import make_optimizer as build
@@ -143,25 +53,23 @@ def make_optimizer(o, params):
 
 
 class Reinforce(pl.LightningModule):
-    def __init__(self, p, kind: str, variant: str, seed: int, checkpoint: Path | None = None, on_episodes=None):
+    """The variant's policy (and the baseline's value network), its loss and optimiser; ``collector``
+    (rollout.make_collector) plays the episodes of each update."""
+
+    def __init__(self, p, kind: str, variant: str, seed: int, collector):
         super().__init__()
-        self.p, self.kind, self.variant, self.seed, self.checkpoint = p, kind, variant, seed, checkpoint
-        self.on_episodes = on_episodes  # called with the index of the first new episode after each update
+        self.p, self.kind, self.variant, self.seed = p, kind, variant, seed
         self.automatic_optimization = False
-        self.envs = make_envs(kind, p)
+        self.collector = collector
         torch.manual_seed(seed)  # the same initial policy for every variant of a seed
-        self.policy = Policy(self.envs.obs_dim, p.hidden, self.envs.n_actions)
-        self.value = Value(self.envs.obs_dim, p.hidden) if variant == "baseline" else None
+        self.policy = Policy(self.collector.obs_dim, p.hidden, self.collector.n_actions)
+        self.value = Value(self.collector.obs_dim, p.hidden) if variant == "baseline" else None
         self.next_update = 0
         self.diverged_at = -1
         self.fixed_probe = math.nan
         self.fixed_probe_moves: dict = {}  # the probe's fractions on the first batch (probe.logp_moves)
         self.fixed_batch: dict = {}  # K optimiser steps on the first batch (fixed_batch_experiment)
         self.episodes: dict[str, list] = {"update": [], "return": [], "length": [], "frames": [], "seconds": []}
-        self.stopped_at_game = -1  # 1-based game at which the stop criterion (mean or evaluation) was first met
-        self.evaluations: list[dict] = []  # the frozen policy's evaluations (win presets: evaluation.py)
-        self.winner: dict | None = None  # the state_dict of the first policy whose evaluation won
-        self.training_seeds: list[int] = []  # every emulator seed training used (evaluations must not reuse one)
         self.updates: dict[str, list] = {k: [] for k in UPDATE_KEYS}
         if kind == "cartpole":  # the policy's mean entropy over each batch's states (CartPole only)
             self.updates["entropy"] = []
@@ -175,71 +83,25 @@ class Reinforce(pl.LightningModule):
             self._opt.load_state_dict(self._opt_state)
         return self._opt
 
+    def optimizer_state(self) -> dict:
+        """The optimiser's state dict (the one to be loaded while no optimiser exists yet)."""
+        return self._opt.state_dict() if self._opt is not None else (self._opt_state or {})
+
+    def load_optimizer_state(self, state: dict) -> None:
+        """Give the optimiser ``state`` when Lightning makes it (configure_optimizers)."""
+        self._opt_state = state
+
     def collect(self, update: int) -> dict:
-        if isinstance(self.envs, PongStream):
-            if not self.envs.started:  # a new trial, or a resumed one (its games start over)
-                self.envs.start(update_seed(self.seed, update))
-                self.training_seeds += [int(s) for s in self.envs.env_seeds]
-            episodes = self.envs.play(self.policy.act, self.p.episodes_per_update)
-        else:
-            episodes = collect_episodes(
-                self.policy, self.envs, update_seed(self.seed, update), np.random.default_rng([self.seed, update, 1])
-            )
+        episodes = self.collector.collect(self.policy, self.seed, update, self.p.episodes_per_update)
         now = time.perf_counter()
         for e in episodes:
             self.episodes["update"].append(update)
             self.episodes["return"].append(float(e["rewards"].sum()))
             self.episodes["length"].append(len(e["rewards"]))
-            self.episodes["frames"].append(len(e["rewards"]) * self.envs.frames_per_step)
+            self.episodes["frames"].append(len(e["rewards"]) * self.collector.frames_per_step)
             # wall-clock seconds of training when the game ended (stream) or its batch was complete
             self.episodes["seconds"].append(self.seconds + e.get("ended_at", now) - self._step_start)
-        return make_batch(episodes, self.p.gamma, self.envs.reset_at_reward, self.p.standardize_per)
-
-    def stop_reached(self, first_new: int) -> bool:
-        """Was the mean of the last ``stop_window`` games above ``stop_at_mean`` after one of the new games?"""
-        target = getattr(self.p, "stop_at_mean", None)
-        if target is None or self.stopped_at_game >= 0:
-            return self.stopped_at_game >= 0
-        w = self.p.stop_window
-        r = np.asarray(self.episodes["return"], float)
-        for end in range(max(first_new + 1, w), r.size + 1):
-            if r[end - w : end].mean() > target:
-                self.stopped_at_game = end
-                return True
-        return False
-
-    def games_cap_reached(self) -> bool:
-        cap = getattr(self.p, "max_games", None)
-        return cap is not None and len(self.episodes["return"]) >= cap
-
-    def evaluation_due(self) -> bool:
-        """Win presets with ``evaluate_games``: every ``evaluate_every`` updates once the running mean of the last
-        ``stop_window`` games reached ``evaluate_from_mean``, until an evaluation has won."""
-        p = self.p
-        if not getattr(p, "evaluate_games", 0) or self.stopped_at_game >= 0 or self.next_update % p.evaluate_every:
-            return False
-        r = self.episodes["return"]
-        return len(r) >= p.stop_window and float(np.mean(r[-p.stop_window :])) >= p.evaluate_from_mean
-
-    def evaluate_now(self) -> bool:
-        """Evaluate the policy as it is now (its time is not training time); True if it beat the built-in AI."""
-        from gradlab.studies.pg.evaluation import evaluate_pong
-
-        trained = {
-            "games_trained": len(self.episodes["return"]),
-            "frames_trained": int(sum(self.episodes["frames"])),
-            "train_seconds": self.seconds,
-        }
-        ev = {**evaluate_pong(self.policy, self.p, self.seed, self.next_update, False, self.training_seeds), **trained}
-        self.evaluations.append(ev)
-        if not ev["won"]:
-            return False
-        self.stopped_at_game = trained["games_trained"]
-        self.winner = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
-        if self.p.evaluate_greedy:  # the same policy's most likely actions, reported beside it
-            greedy = evaluate_pong(self.policy, self.p, self.seed, self.next_update, True, self.training_seeds)
-            self.evaluations.append({**greedy, **trained})
-        return True
+        return make_batch(episodes, self.p.gamma, self.collector.reset_at_reward, self.p.standardize_per)
 
     # one update ---------------------------------------------------------------
     def losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,13 +138,6 @@ class Reinforce(pl.LightningModule):
         if self.diverged_at < 0:
             self.snapshot(self.next_update)
         self.seconds += time.perf_counter() - start
-        if self.stop_reached(first_new) or (self.evaluation_due() and self.evaluate_now()) or self.games_cap_reached():
-            self.trainer.should_stop = True
-        if self.on_episodes is not None:
-            self.on_episodes(self, first_new)
-        every = self.p.checkpoint_every
-        if self.checkpoint is not None and every and (self.next_update % every == 0 or self.diverged_at >= 0):
-            self.save_checkpoint()
 
     def snapshot(self, update: int) -> None:
         """Keep a copy of the networks if ``update`` is one of the checkpoints of ``gradient_at`` (CartPole)."""
@@ -327,9 +182,8 @@ class Reinforce(pl.LightningModule):
             total = float(w.sum())
             share = float(w[mask].sum()) / total if total > 0 else math.nan
             likely = float(mask.float().mean()) if mask.numel() else math.nan
-        else:  # recorded and pruned: the trial stops here, its episodes so far are kept
+        else:  # recorded and pruned: the trial stops here (loop.py), its episodes so far are kept
             self.diverged_at = update
-            self.trainer.should_stop = True
         u = self.updates
         u["loss"].append(float(loss.detach()) if torch.isfinite(loss) else math.nan)
         u["probe"].append(moves["corr"])
@@ -361,80 +215,7 @@ class Reinforce(pl.LightningModule):
             out["eval_return_after"] = evaluate(stepped, n, self.seed)
         return out
 
-    def fit(self) -> None:
-        from gradlab.training import fit
-
-        if not self.finished:  # one training step per update, from the next one (resume)
-            fit(self, self.p.updates, start=self.next_update, max_epochs=1)
-        if self.checkpoint is not None and self.p.checkpoint_every:
-            self.save_checkpoint()
-
-    # checkpoints --------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        return (
-            self.next_update >= self.p.updates
-            or self.diverged_at >= 0
-            or self.stopped_at_game >= 0
-            or self.games_cap_reached()
-        )
-
-    def state(self) -> dict:
-        return {
-            "key": {"kind": self.kind, "variant": self.variant, "seed": self.seed},
-            "policy": self.policy.state_dict(),
-            "value": self.value.state_dict() if self.value is not None else {},
-            "optimizer": self._opt.state_dict() if self._opt is not None else (self._opt_state or {}),
-            "next_update": self.next_update,
-            "diverged_at": self.diverged_at,
-            "fixed_probe": self.fixed_probe,
-            "fixed_probe_moves": self.fixed_probe_moves,
-            "fixed_batch": self.fixed_batch,
-            "stopped_at_game": self.stopped_at_game,
-            "evaluations": self.evaluations,
-            "winner": self.winner or {},
-            "training_seeds": self.training_seeds,
-            "run_id": self.run_id,
-            "finished": self.finished,
-            "episodes": self.episodes,
-            "updates": self.updates,
-            "snapshots": self.snapshots,
-            "seconds": self.seconds,
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-        }
-
-    def save_checkpoint(self) -> None:
-        path = Path(self.checkpoint)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
-
-    def load_checkpoint(self) -> bool:
-        """Continue from ``self.checkpoint`` if it holds this trial; True if loaded."""
-        if self.checkpoint is None or not Path(self.checkpoint).exists():
-            return False
-        s = torch.load(self.checkpoint, weights_only=True)
-        if s["key"] != {"kind": self.kind, "variant": self.variant, "seed": self.seed}:
-            return False
-        self.policy.load_state_dict(s["policy"])
-        if self.value is not None:
-            self.value.load_state_dict(s["value"])
-        self._opt_state = s["optimizer"]
-        self.next_update, self.diverged_at, self.fixed_probe = s["next_update"], s["diverged_at"], s["fixed_probe"]
-        self.stopped_at_game, self.run_id = s.get("stopped_at_game", -1), s.get("run_id")
-        self.evaluations, self.winner = s.get("evaluations", []), s.get("winner") or None
-        self.training_seeds = s.get("training_seeds", [])
-        self.fixed_probe_moves, self.fixed_batch = s.get("fixed_probe_moves", {}), s.get("fixed_batch", {})
-        self.episodes, self.updates, self.seconds = s["episodes"], s["updates"], s["seconds"]
-        self.snapshots = s.get("snapshots", {})
-        torch.set_rng_state(s["torch_rng"])
-        random.setstate(s["python_rng"])
-        return True
-
     _opt: torch.optim.Optimizer | None = None
     _opt_state: dict | None = None
     _step_start: float = 0.0
     update_threads: int = 1
-    run_id: str | None = None  # the trial's MLflow child run (kept in checkpoints: --resume continues it)

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import math
 
-from gradlab.stats import verdict_word
+from gradlab.stats import fmt, fmt_ci, verdict_word
 from gradlab.studies.pg.analysis import ALPHA, PONG_IMPROVEMENT
 from gradlab.studies.pg.trial import EARLY_UPDATES
-
-
-def fmt(x, nd=3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}g}"
-
-
-def ci(lo, hi) -> str:
-    return "n/a" if lo is None or hi is None else f"{fmt(lo)} to {fmt(hi)}"
 
 
 def seeds_list(xs) -> str:
@@ -31,7 +23,7 @@ def interval(x: dict, key: str) -> str:
     lo, hi = x.get(f"{key}_ci_low"), x.get(f"{key}_ci_high")
     if lo is None or hi is None:
         return fmt(x[key])
-    return f"{fmt(x[key])} ({ci(lo, hi)})"
+    return f"{fmt(x[key])} ({fmt_ci(lo, hi)})"
 
 
 def said(flags: dict, key: str, yes: str, no: str) -> str:
@@ -127,8 +119,8 @@ def _cos(x: dict) -> str:
     """``mean (95 % CI lo to hi; k/n seeds > 0)`` of one cosine over seeds (the CI only from 10 seeds on)."""
     if not x["seeds"]:
         return "n/a"
-    spread = f"95 % CI {ci(x['ci_low'], x['ci_high'])}; " if x["ci_low"] is not None else ""
-    return f"{fmt(x['mean'], 2)} ({spread}{x['positive_seeds']}/{x['seeds']} > 0)"
+    spread = f"95 % CI {fmt_ci(x['ci_low'], x['ci_high'])}; " if x["ci_low"] is not None else ""
+    return f"{fmt(x['mean'], '.2g')} ({spread}{x['positive_seeds']}/{x['seeds']} > 0)"
 
 
 def gradient_lines(m: dict, p) -> list[str]:
@@ -176,9 +168,9 @@ def gradient_lines(m: dict, p) -> list[str]:
         out.append(
             "- grad J's own noise at `correct`'s policies (mean over seeds, per checkpoint): standard error relative "
             "to its length "
-            + ", ".join(fmt(c[u]["grad_j_rel_se"]["mean"], 2) for u in ups)
+            + ", ".join(fmt(c[u]["grad_j_rel_se"]["mean"], ".2g") for u in ups)
             + "; cosine between the estimates of two disjoint halves of the episodes "
-            + ", ".join(fmt(c[u]["grad_j_split_half_cos"]["mean"], 2) for u in ups)
+            + ", ".join(fmt(c[u]["grad_j_split_half_cos"]["mean"], ".2g") for u in ups)
             + " (1 = the two halves agree). Noise in either estimate pulls a cosine towards 0: its sign over seeds "
             "is the evidence, its size a lower estimate of the agreement."
             + (
@@ -207,7 +199,7 @@ def gradient_lines(m: dict, p) -> list[str]:
             + ", where it is > 0 "
             + ", ".join(_cos(a[u]["abs_cos_sum_positive"]) for u in ups)
             + " (per checkpoint; share of batches with a negative sum "
-            + ", ".join(fmt(a[u]["sum_negative_batch_fraction"]["mean"], 2) for u in ups)
+            + ", ".join(fmt(a[u]["sum_negative_batch_fraction"]["mean"], ".2g") for u in ups)
             + "). Negative where the sum is negative: "
             + "; ".join(
                 f"after {u[1:]}: " + said(flags, f"gradient_abs_negative_when_sum_negative_{u}", "yes", "no")
@@ -237,11 +229,11 @@ def gradient_lines(m: dict, p) -> list[str]:
             + " for A > 0 (90th "
             + ", ".join(fmt(own[u]["pow_factor_adv_pos_q90"]["mean"]) for u in ups)
             + "); the samples with A < 0 carry "
-            + ", ".join(fmt(own[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+            + ", ".join(fmt(own[u]["pow_weight_share_adv_neg"]["mean"], ".3g") for u in ups)
             + " of sum |weight| (`correct`'s weights |A|: "
-            + ", ".join(fmt(own[u]["correct_weight_share_adv_neg"]["mean"], 2) for u in ups)
+            + ", ".join(fmt(own[u]["correct_weight_share_adv_neg"]["mean"], ".2g") for u in ups)
             + "). At `correct`'s policies the A < 0 share is "
-            + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+            + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], ".3g") for u in ups)
             + "."
         )
         out.append(
@@ -273,7 +265,7 @@ def gradient_lines(m: dict, p) -> list[str]:
         ):
             out.append(
                 "- Read together: at the more confident policies `correct` reaches, the samples with A < 0 carry "
-                + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], 3) for u in ups)
+                + ", ".join(fmt(atc[u]["pow_weight_share_adv_neg"]["mean"], ".3g") for u in ups)
                 + " of `pow`'s weight (small CE, so a large CE^(A-1)) and its direction is below `correct`'s at "
                 "every checkpoint; `pow`'s own runs keep a higher entropy than `correct`'s at every checkpoint, and "
                 "there its direction's cosine with grad J is the one in the table above."
@@ -407,8 +399,9 @@ def summary(m: dict, timing: dict, p, kind: str) -> str:
             f"{e['repeat_action_probability']}, actions {e['actions']}, move cost {fmt(e['move_cost'])}, input "
             f"{e['input']}, an episode = {e['points_per_episode']} points at most, rollout `{e['rollout']}`. "
             f"Uniform random actions score {fmt(ref['random_return_mean'])} per game "
-            f"(95 % CI {ci(ref['random_return_ci_low'], ref['random_return_ci_high'])}, {ref['random_games']} games). "
-            f"Throughput (timing.json, this run): {fmt(timing['frames_per_second'], 4)} frames/s per trial "
+            f"(95 % CI {fmt_ci(ref['random_return_ci_low'], ref['random_return_ci_high'])}, "
+            f"{ref['random_games']} games). "
+            f"Throughput (timing.json, this run): {fmt(timing['frames_per_second'], '.4g')} frames/s per trial "
             f"process, {timing['workers']} processes.",
         ]
     lines += [
@@ -557,9 +550,15 @@ def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
         if not (isinstance(t, dict) and "won" in t):
             continue
         minutes = None if t["seconds_to_win"] is None else t["seconds_to_win"] / 60
-        row = [key, "yes" if t["won"] else "no", fmt(t["games_to_win"], 5), fmt(t["frames_to_win"], 4), fmt(minutes)]
+        row = [
+            key,
+            "yes" if t["won"] else "no",
+            fmt(t["games_to_win"], ".5g"),
+            fmt(t["frames_to_win"], ".4g"),
+            fmt(minutes),
+        ]
         if progress is not None:
-            row.append(fmt(t.get("games_to_progress"), 5))
+            row.append(fmt(t.get("games_to_progress"), ".5g"))
         if evaluated:
             row += [
                 f"{fmt(t['eval_mean'])} ({fmt(t['eval_ci_low'])} to {fmt(t['eval_ci_high'])})"
@@ -571,7 +570,7 @@ def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
                 str(t["evaluations"]),
                 fmt(t["eval_seconds"] / 60),
             ]
-        row += [str(t["games"]), fmt(t["frames_per_second"], 4)]
+        row += [str(t["games"]), fmt(t["frames_per_second"], ".4g")]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for v in p.variants:
@@ -579,7 +578,7 @@ def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
         med = s["median_seconds_to_win"]
         lines.append(
             f"- `{v}`: {s['seeds_won']} of {s['seeds']} seeds won within the cap; median time to win "
-            f"{fmt(None if med is None else med / 60)} minutes, median games {fmt(s['median_games_to_win'], 5)} "
+            f"{fmt(None if med is None else med / 60)} minutes, median games {fmt(s['median_games_to_win'], '.5g')} "
             "(a seed that did not win counts as never; n/a when half or more did not win)."
         )
     lines += [

@@ -198,24 +198,24 @@ class _Live:
         self.last_flush = time.monotonic()
         self.total_games = total_games
 
-    def open(self, module) -> None:
-        s = self.spec
+    def open(self, training) -> None:
+        s, module = self.spec, training.module
         if s.live is not None:
             from gradlab.tracking import Tracker
 
             self.tracker = Tracker(s.live.uri)
-            if module.run_id and self.tracker.has_run(module.run_id):  # resumed: continue the same child run
-                self.run = self.tracker.reopen(module.run_id)
+            if training.run_id and self.tracker.has_run(training.run_id):  # resumed: continue the same child run
+                self.run = self.tracker.reopen(training.run_id)
                 self.sent = len(module.episodes["return"])
             else:  # a new child run (also when the checkpoint's run is not in this store: its games are sent again)
                 tags = {**s.live.tags, "gradlab.variant": s.variant, "gradlab.seed": s.seed}
-                if module.run_id:
-                    tags["gradlab.resumed_from"] = module.run_id
+                if training.run_id:
+                    tags["gradlab.resumed_from"] = training.run_id
                 self.run = self.tracker.start_run(
                     s.live.experiment, f"{s.variant}__seed{s.seed}", parent=s.live.parent_id, tags=tags
                 )
                 self.run.log_params({"variant": s.variant, "seed": s.seed})
-                module.run_id = self.run.id
+                training.run_id = self.run.id
                 self.sent = 0
             self.run.buffered = True
             if s.kind == "cartpole":  # hundreds of short episodes: thinned like every curve (tracking.py)
@@ -269,16 +269,16 @@ class _Live:
         self.sent = n
         self.last_flush = time.monotonic()
 
-    def close(self, module, summary: dict | None, status: str) -> None:
+    def close(self, training, summary: dict | None, status: str) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.run is None:
             return
         try:
-            self.send(module)
+            self.send(training.module)
             if summary is not None:
-                log_trial_curves(self.run, module, summary)
-                log_policy(self.run, module, self.spec)
+                log_trial_curves(self.run, training.module, summary)
+                log_policy(self.run, training, self.spec)
             self.run.flush()
         finally:
             self.tracker.end(self.run.id, status)
@@ -310,7 +310,7 @@ def log_trial_curves(run, module, s: dict) -> None:
     run.log_metrics({k: v for k, v in final.items() if v is not None and math.isfinite(v)})
 
 
-def log_policy(run, module, spec: TrialSpec) -> None:
+def log_policy(run, training, spec: TrialSpec) -> None:
     """The trial's policies as artifacts of its child run, reloadable with ``policy.load_logged(run_id)``:
     ``model/policy.pt`` (the final state dict), ``model/winner.pt`` (the first policy whose evaluation won, win
     presets) and ``model/model.json`` (the network's shape, the stage's parameters, and the evaluation each
@@ -322,7 +322,8 @@ def log_policy(run, module, spec: TrialSpec) -> None:
 
     from gradlab.config import to_plain
 
-    sampled = [ev for ev in module.evaluations if not ev["greedy"]]
+    module = training.module
+    sampled = [ev for ev in training.evaluations if not ev["greedy"]]
     keep = ("update", "games", "mean", "ci_low", "ci_high", "won")
     first, last = module.policy.net[0], module.policy.net[2]
     meta = {
@@ -343,8 +344,8 @@ def log_policy(run, module, spec: TrialSpec) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         torch.save(module.policy.state_dict(), folder / "policy.pt")
-        if module.winner:
-            torch.save(module.winner, folder / "winner.pt")
+        if training.winner:
+            torch.save(training.winner, folder / "winner.pt")
             won = [ev for ev in sampled if ev["won"]]
             if won:
                 meta["evaluations"]["winner"] = {k: won[0][k] for k in keep}
@@ -356,7 +357,7 @@ def run_trial(spec: TrialSpec) -> dict:
     """Train one (variant, seed); runs in a worker process; returns plain data only."""
     import torch
 
-    from gradlab.studies.pg.module import Reinforce
+    from gradlab.studies.pg.loop import Training
 
     cpu0 = time.process_time()
     # small per-step forwards are 10x slower with 2 intra-op threads than with 1 (thread wake-ups);
@@ -365,24 +366,25 @@ def run_trial(spec: TrialSpec) -> dict:
     torch.set_num_threads(1)
     p = spec.params
     live = _Live(spec, p.updates * p.episodes_per_update)
-    module = Reinforce(
+    training = Training(
         p, spec.kind, spec.variant, spec.seed, Path(spec.checkpoint) if spec.checkpoint else None, on_episodes=live
     )
+    module = training.module
     module.update_threads = spec.update_threads
-    resumed_at = module.next_update if (spec.resume and module.load_checkpoint()) else None
-    live.open(module)
+    resumed_at = module.next_update if (spec.resume and training.load_checkpoint()) else None
+    live.open(training)
     status, summary = "FAILED", None
     try:
-        module.fit()
+        training.fit()
         result = {
             "variant": spec.variant,
             "seed": spec.seed,
             "episodes": module.episodes,
             "updates": module.updates,
             "diverged_at": module.diverged_at,
-            "stopped_at_game": module.stopped_at_game,
-            "evaluations": module.evaluations,
-            "winner": module.winner,
+            "stopped_at_game": training.stopped_at_game,
+            "evaluations": training.evaluations,
+            "winner": training.winner,
             "fixed_probe": module.fixed_probe,
             "fixed_probe_moves": module.fixed_probe_moves,
             "fixed_batch": module.fixed_batch,
@@ -401,9 +403,9 @@ def run_trial(spec: TrialSpec) -> dict:
         raise
     finally:
         try:
-            live.close(module, summary, status)
+            live.close(training, summary, status)
         finally:
-            module.envs.close()
+            training.close()
             torch.set_num_threads(threads)
 
 
@@ -416,11 +418,11 @@ def measure_gradients(module, p, spec: TrialSpec) -> list[dict]:
     out = []
     for key in sorted(module.snapshots, key=int):
         snap = module.snapshots[key]
-        policy = Policy(module.envs.obs_dim, p.hidden, module.envs.n_actions)
+        policy = Policy(module.collector.obs_dim, p.hidden, module.collector.n_actions)
         policy.load_state_dict(snap["policy"])
         value = None
         if "value" in snap:
-            value = Value(module.envs.obs_dim, p.hidden)
+            value = Value(module.collector.obs_dim, p.hidden)
             value.load_state_dict(snap["value"])
         out.append(measure(policy, value, p, spec.seed, int(key), p.variants))
     return out
