@@ -110,7 +110,7 @@ def test_soft_spearman_refuses_different_lengths():
 
 def test_policy_loss_refuses_advantages_of_another_length():
     with pytest.raises(ValueError, match=r"adv.*\[5\].*\(6,\)"):
-        gradlab.policy_loss("correct", torch.randn(5), torch.randn(6))
+        gradlab.policy_loss("correct", -torch.rand(5, generator=torch.Generator().manual_seed(0)), torch.randn(6))
 
 
 # --- the tools on a user's own tensors ------------------------------------------------------------------------

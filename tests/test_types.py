@@ -22,10 +22,6 @@ from gradlab.config import Params
 from gradlab.context import StageContext
 from gradlab.stages import Stage, all_stages
 
-# pg/ is being refactored (issue 28.3); its run functions get their annotations there. Strict: once they have
-# them, these stages pass and this set must be emptied.
-UNANNOTATED = {s for s in all_stages() if s.startswith("pg_")}
-
 
 def test_mypy_passes_on_the_seam():
     if importlib.util.find_spec("mypy") is None:
@@ -36,15 +32,7 @@ def test_mypy_passes_on_the_seam():
     assert done.returncode == 0, f"mypy failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="pg/ is being refactored (issue 28.3)"))
-        if s in UNANNOTATED
-        else s
-        for s in sorted(all_stages())
-    ],
-)
+@pytest.mark.parametrize("name", sorted(all_stages()))
 def test_each_stage_runs_its_own_params_model(name: str):
     stage: Stage = all_stages()[name]
     run = stage.load()

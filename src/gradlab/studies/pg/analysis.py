@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -840,7 +841,7 @@ def _paired(a: list[float], b: list[float]) -> dict:
     return _over_seeds([x - y for x, y in zip(a, b, strict=True)], -math.inf, math.inf)
 
 
-def entropy_curves(updates: list[dict], variants: list[str], per_trial: list[dict]) -> dict:
+def entropy_curves(updates: list[dict], variants: Sequence[str], per_trial: list[dict]) -> dict:
     """The policy's mean entropy over each update's batch (CartPole), mean over seeds per update, per variant."""
     out = {}
     for v in variants:

@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gradlab.config import Params
+from gradlab.config import Params, default_list
 from gradlab.stages import Stage
 
 Variant = Literal["correct", "flipped", "abs", "pow", "no_standardize", "baseline"]
-ALL_VARIANTS: list[str] = ["correct", "flipped", "abs", "pow", "no_standardize", "baseline"]
+ALL_VARIANTS: list[Variant] = ["correct", "flipped", "abs", "pow", "no_standardize", "baseline"]
 MEMORY_BUDGET_BYTES = 8 * 2**30
 
 
@@ -96,7 +96,7 @@ class PongParams(PGParams):
     """ALE/Pong-v5 through ale_py.AtariVectorEnv, the classic pg-pong preprocessing."""
 
     seeds: int = Field(3, ge=1, le=100)
-    variants: list[Variant] = Field(default_factory=lambda: ["correct", "flipped"], min_length=1)
+    variants: list[Variant] = Field(default_factory=default_list("correct", "flipped"), min_length=1)
     standardize_per: Literal["batch", "episode"] = "episode"
     hidden: int = Field(200, ge=1, le=4096)
     episodes_per_update: int = Field(8, ge=1, le=256)
@@ -143,7 +143,7 @@ class PongParams(PGParams):
 class PongWinParams(PongParams):
     """The win preset: ``correct`` until the mean of the last 100 games is above 0, with a budget cap."""
 
-    variants: list[Variant] = Field(default_factory=lambda: ["correct"], min_length=1)
+    variants: list[Variant] = Field(default_factory=default_list("correct"), min_length=1)
     updates: int = Field(1000, ge=1, le=1_000_000)  # the cap: 8000 games
     optimizer: Optimizer = Optimizer()  # the question's lr 1e-3
     final_episodes: int = Field(100, ge=1, le=100_000)

@@ -18,26 +18,28 @@ The plan, top to bottom (the same for ``pg_cartpole``, ``pg_pong`` and the ``pg_
 
 from __future__ import annotations
 
+from gradlab.context import StageContext
 from gradlab.numerics import TORCH_THREADS
 from gradlab.parallel import default_workers, map_trials
 from gradlab.studies.pg import analysis, figures
+from gradlab.studies.pg.config import CartPoleParams, PGParams, PongFactorialParams, PongParams, PongWinParams
 from gradlab.studies.pg.summary import summary, win_summary
 from gradlab.studies.pg.trial import LiveTracking, TrialSpec, end_stray_children, run_trial
 
 
-def run_cartpole(p, ctx) -> dict:
+def run_cartpole(p: CartPoleParams, ctx: StageContext) -> dict:
     return run_study(p, ctx, "cartpole")
 
 
-def run_pong(p, ctx) -> dict:
+def run_pong(p: PongParams, ctx: StageContext) -> dict:
     return run_study(p, ctx, "pong")
 
 
-def run_pong_win(p, ctx) -> dict:
+def run_pong_win(p: PongWinParams, ctx: StageContext) -> dict:
     return run_study(p, ctx, "pong", win=True)  # the pg_pong_win, pg_pong_fast and pg_pong_recipe presets
 
 
-def run_study(p, ctx, kind: str, win: bool = False) -> dict:
+def run_study(p: PGParams, ctx: StageContext, kind: str, win: bool = False) -> dict:
     workers = p.workers or default_workers()
     results = train(p, ctx, kind, workers)
     per_trial = [r["summary"] for r in results]
@@ -85,7 +87,7 @@ def run_study(p, ctx, kind: str, win: bool = False) -> dict:
     return metrics
 
 
-def train(p, ctx, kind: str, workers: int) -> list[dict]:
+def train(p: PGParams, ctx: StageContext, kind: str, workers: int) -> list[dict]:
     """Every (variant, seed) trial; child runs left RUNNING by a killed worker are ended with the stage."""
     seeds = [p.seed + k for k in range(p.seeds)]
     live = LiveTracking(ctx.tracker.uri, ctx.experiment, ctx.parent.id, tags=child_tags(ctx))
@@ -120,14 +122,14 @@ def save_policy(state: dict, path) -> None:
     torch.save(state, path)
 
 
-def child_tags(ctx) -> dict:
+def child_tags(ctx: StageContext) -> dict:
     from gradlab.config import to_plain
     from gradlab.tracking import params_hash
 
     return {"gradlab.stage": ctx.stage, "gradlab.params_hash": params_hash(to_plain(ctx.params))}
 
 
-def run_pong_factorial(p, ctx) -> dict:
+def run_pong_factorial(p: PongFactorialParams, ctx: StageContext) -> dict:
     """The asker's recipe taken apart: reads the arms' committed preset results (factorial.py); trains nothing."""
     from gradlab.settings import current
     from gradlab.studies.pg import factorial

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gradlab.studies.pg.config import PGParams
 from gradlab.tune.report import report as tune_report
 
 LIVE_EVERY = 5.0  # seconds between two batches of streamed curve points
@@ -38,7 +39,7 @@ class LiveTracking:
 @dataclass(frozen=True)
 class TrialSpec:
     kind: str  # "cartpole" or "pong"
-    params: object
+    params: PGParams
     variant: str
     seed: int
     checkpoint: str | None = None
