@@ -32,15 +32,17 @@ lock:  # after a deliberate upgrade in .venv; torch is pinned without its local 
 repro: install
 	PATH="$(BIN):$$PATH" $(BIN)/dvc repro
 
-# pytest-xdist workers: the suite's tests wait on subprocesses, servers and signals much of the time, so two
-# workers on two cores finish sooner; tests reading the shared tiny runs stay on one worker (tests/conftest.py).
+# pytest-xdist workers: most tests wait on subprocesses and servers much of the time, so two workers on two cores
+# finish sooner; tests marked `serial` (servers, Ray, signals with deadlines: tests/conftest.py) run alone after.
+# Each worker makes its own tiny runs (conftest.TinyRuns).
 TEST_WORKERS ?= 2
+PYTEST := PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 test: install
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	rc=0; $(PYTEST) -n $(TEST_WORKERS) -m "not serial" || rc=$$?; $(PYTEST) -m serial || rc=$$?; exit $$rc
 
 test-fast: install  # everything but the end-to-end tests marked slow
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
+	rc=0; $(PYTEST) -n $(TEST_WORKERS) -m "not slow and not serial" || rc=$$?; $(PYTEST) -m "serial and not slow" || rc=$$?; exit $$rc
 
 bench: install
 	PATH="$(BIN):$$PATH" $(BIN)/python bench/run.py

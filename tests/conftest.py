@@ -116,17 +116,16 @@ class TinyRuns:
         return parents[0], runs
 
 
+# Tests that start servers, clusters or signals and check how soon they answer or stop: `make test` runs them in a
+# second, serial pass (-m serial) after the parallel one (-n 2 -m "not serial"). Beside a second worker on 2 busy
+# cores, Ray's start-up timed out and `gradlab ui`'s port was still held after 10 s.
+SERIAL_FILES = {"test_ui.py", "test_interrupt.py", "test_failing_stores.py"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) every test that reads the tiny runs goes to one
-    worker: TinyRuns is made once per process, and its store and results folder are written as tests read them
-    (the pipeline tests add a sweep), so two workers would run every tiny stage twice and race on its files."""
     for item in items:
-        if "tiny_runs" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_runs"))
-        elif re.search(r"(^|_)ray(_|$)", item.originalname):
-            # a local Ray instance and an MLflow server on PostgreSQL each: two at once on 2 cores timed out in
-            # Ray's start-up ("the GCS has become overloaded"), so they take turns on one worker
-            item.add_marker(pytest.mark.xdist_group("ray"))
+        if item.path.name in SERIAL_FILES or re.search(r"(^|_)ray(_|$)", item.originalname):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(scope="session")

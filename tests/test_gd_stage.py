@@ -44,7 +44,7 @@ def test_gd_stage_end_to_end(tiny_runs):
     assert sharp["eos_seeds"] == sum(s["eos"] for s in sharp["per_seed"])
     assert sharp["settled_ratio_ci_low"] is None and sharp["eos"] == 0  # 2 seeds: no interval, inconclusive
 
-    head = json.loads((out / "metrics.json").read_text())
+    head = json.loads((out / "metrics.json").read_text())["gd"]
     assert head["first_order"]["scalar"]["descent_fraction"] == pytest.approx(
         fo["scalar"]["descent_fraction"], rel=1e-3
     )

@@ -31,7 +31,7 @@ def test_input_grad_stage_end_to_end(tiny_runs):
     assert ratio["sign_flip_p_min"] == 0.5 and ratio["sign_flip_p"] >= 0.5  # 2 paired seeds: p is 0.5 or 1
     # a verdict is +1 / 0 / -1 from the exact test: 2 seeds can never decide, whatever the gap
     assert m["flags"] == {"sobolev_lowers_grad_rmse": 0, "sobolev_lowers_value_rmse": 0}
-    headline = json.loads((out / "metrics.json").read_text())
+    headline = json.loads((out / "metrics.json").read_text())["input_grad"]
     assert headline["batchnorm"]["train_sum_refused"] is True and "timing" not in headline
     assert headline["flags"] == m["flags"]
     s = m["sobolev"]

@@ -164,7 +164,7 @@ def _check_sweep(tracker: Tracker, results: Path, n_trials: int, n_points: int) 
         assert child.info.run_name.endswith(f"__seed{child.data.tags['gradlab.seed']}")
         trial_metrics = json.loads(
             (sweep_dir / "trials" / child.data.tags["gradlab.sweep.trial"] / "metrics.json").read_text()
-        )
+        )["pg_cartpole"]
         assert child.data.metrics[CP_METRIC] == pytest.approx(trial_metrics["variants"]["correct"]["final_return_mean"])
         grand = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == child.info.run_id]
         assert grand and all(g.info.status == "FINISHED" for g in grand)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlab.config import ConfigError, dotted, flatten
+from gradlab.headline import unwrap
 from gradlab.process import ExitCode, ignoring_sigint, interrupt_exit_code, sigterm_raises
 from gradlab.sweep.executors import LocalExecutor, RayExecutor
 from gradlab.sweep.grid import (
@@ -355,7 +356,7 @@ def _finished_trials(tracker, spec: SweepSpec, sweep_dir: Path) -> dict[int, dic
         index = run.data.tags.get("gradlab.sweep.trial")
         metrics_file = sweep_dir / "trials" / str(index) / "metrics.json"
         if run.info.status == FINISHED and index is not None and metrics_file.exists():
-            metrics = json.loads(metrics_file.read_text())
+            metrics = unwrap(json.loads(metrics_file.read_text()), spec.stage)  # the runner's: {stage: headline}
             value = as_number(dotted(metrics, spec.metric)) if spec.metric else None
             done[int(index)] = {"index": int(index), "status": FINISHED, "value": value, "metrics": metrics}
             done[int(index)].update(seconds=None, run_id=run.info.run_id, error="", resumed=True)
