@@ -19,6 +19,12 @@ min-max): report the values and an exact test with its ``p_min`` (:func:`sign_fl
 :func:`permutation_test`). Verdicts are +1 / 0 / -1 (:func:`verdict`, :func:`verdict_p`). A test whose ``p_min`` is
 not below :data:`ALPHA` cannot decide at all (:func:`reachable`): say so with :func:`floor_note`, and the sample
 size it would need (:func:`sign_flip_min_n`: 6 paired values at 0.05; :func:`permutation_min_n`: 4 per group).
+
+scipy.stats has the Wilson interval, the permutation tests and the percentile bootstrap too
+(``binomtest(k, n).proportion_ci(method="wilson")``, ``permutation_test``, ``bootstrap``). The ones here are
+kept because scipy's numbers differ from them (in the last bits, or on ties and tiny values) and the
+committed results are theirs; each says how. tests/test_stats_scipy.py checks every one against scipy: where
+they agree, that they agree, and where they differ, the difference described.
 """
 
 from __future__ import annotations
@@ -65,7 +71,12 @@ def t_mean_ci(
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Rate and Wilson score interval for ``successes`` out of ``n``."""
+    """Rate and Wilson score interval for ``successes`` out of ``n``; ``n`` = 0: (NaN, 0, 1).
+
+    Not ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``: the same interval, but its arrangement of
+    the formula rounds differently, so the bounds differ in the last bits (by up to 3.3e-16 for 47 % of the
+    (k, n) with n <= 400, and for 14 of the 25 pairs behind the committed results); it also refuses n = 0.
+    """
     if n == 0:
         return math.nan, 0.0, 1.0
     z = float(stats.norm.ppf(0.5 + confidence / 2))
@@ -143,6 +154,12 @@ def permutation_test(a: Sequence[float], b: Sequence[float], max_exact: int = 20
     2 / C(n_a + n_b, n_a) for the two-sided test: with 3 vs 3 seeds it is 0.1, so no 3-seed
     comparison can reach 0.05), and ``exact`` (False when the splits are too many and
     ``max_exact`` random ones are drawn instead). Ties count as at least as extreme.
+
+    Not ``scipy.stats.permutation_test`` (``permutation_type="independent"``, statistic |mean a - mean b|,
+    ``alternative="greater"``): the same exact p on ordinary data (the committed mdn comparison too), but scipy
+    counts a tie only within 100 eps x |observed|, so a split that rounding puts at 0 while the observed
+    difference is 6e-17 is not a tie there (a group against its own values in another order: p 0.8, here 1),
+    values below 1e-12 all tie here, it needs two values per group, and its sampled path draws other splits.
     """
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
@@ -210,6 +227,12 @@ def bootstrap_mean_ci(
     Fewer than :data:`MIN_CI_N` values have no interval: (mean, None, None), reported as "n/a" (with
     fewer, the percentile bootstrap is about the min-max of the values, not a 95 % interval). The
     resampled means of values inside [low, high] stay inside it, and the bounds are clipped for safety.
+
+    Not ``scipy.stats.bootstrap(..., method="percentile", rng=np.random.default_rng(seed))``: it draws the very same
+    resamples (its ``bootstrap_distribution`` equals this one bit for bit) but reads the interval with
+    ``scipy.stats.quantile``, which rounds differently from ``np.quantile``: the bounds differ in the last bits
+    (21 of the 95 committed intervals of :func:`bootstrap_mean_ci`, by up to 1.1e-16; the committed mdn
+    difference's upper bound -0.569143192358315 would be -0.5691431923583149).
     """
     x = _finite(values)
     if x.size == 0:
@@ -235,7 +258,8 @@ def bootstrap_diff_ci(
     """mean(a) - mean(b) and a percentile-bootstrap interval (each group resampled on its own).
 
     ``low``/``high`` bound the *difference* (for values in [m, M] it lies in [m - M, M - m]). A side
-    with fewer than :data:`MIN_CI_N` values: (difference, None, None).
+    with fewer than :data:`MIN_CI_N` values: (difference, None, None). Kept for the reason given in
+    :func:`bootstrap_mean_ci` (scipy: the same resamples of each group, x's drawn first, another quantile).
     """
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
@@ -255,7 +279,8 @@ def cliffs_delta(
 ) -> tuple[float, float | None, float | None]:
     """Cliff's delta P(a > b) - P(a < b) in [-1, 1] with a percentile-bootstrap interval (inside [-1, 1]).
 
-    A side with fewer than :data:`MIN_CI_N` values: (delta, None, None).
+    A side with fewer than :data:`MIN_CI_N` values: (delta, None, None). Kept for the reason given in
+    :func:`bootstrap_mean_ci` (scipy: the same resamples, another quantile).
     """
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
@@ -328,6 +353,11 @@ def sign_flip_test(values: Sequence[float], max_exact: int = 2**20, seed: int = 
     is at least as far from 0 as the observed one (ties count). ``p_min`` = 2 / 2^n is the smallest p any
     data could give (5 values: 0.0625, so 5 seeds can never reach 0.05; 6 values: 0.03125). Above
     ``max_exact`` patterns, that many random ones are drawn (``exact`` False).
+
+    Not ``scipy.stats.permutation_test`` (one sample, ``permutation_type="samples"`` flips the signs): the same
+    exact p on ordinary data (every committed p traced to its values too), but ties are counted as in
+    :func:`permutation_test` (within 1e-12 here: values of 1e-13 give p 1, scipy 0.0625), it needs two values and
+    samples other patterns.
     """
     x = _finite(values)
     n = x.size
@@ -348,7 +378,8 @@ def sign_flip_test(values: Sequence[float], max_exact: int = 2**20, seed: int = 
 def sign_flip_min_n(alpha: float = ALPHA) -> int:
     """The fewest values whose exact sign-flip test (:func:`sign_flip_test`) can give p < ``alpha``: the smallest n
     with 2 / 2^n < alpha (6 at 0.05: 0.03125; 5 values stop at 0.0625). The same floor holds for the exact
-    Wilcoxon signed-rank test and for the exact two-sided binomial (McNemar) test on n discordant pairs."""
+    Wilcoxon signed-rank test and for the exact two-sided binomial (McNemar) test on n discordant pairs. scipy has no
+    such function; tests/test_stats_scipy.py checks the floor against scipy's exact tests."""
     if not 0 < alpha <= 1:
         raise ValueError(f"sign_flip_min_n: alpha must be in (0, 1], got {alpha!r}")
     n = 1
@@ -360,7 +391,8 @@ def sign_flip_min_n(alpha: float = ALPHA) -> int:
 def permutation_min_n(alpha: float = ALPHA) -> int:
     """The fewest values per group (two equal groups) whose exact two-sample test (:func:`permutation_test`,
     :func:`mann_whitney_exact`) can give p < ``alpha``: the smallest n with 2 / C(2n, n) < alpha (4 at 0.05:
-    0.0286; 3 vs 3 stops at 0.1)."""
+    0.0286; 3 vs 3 stops at 0.1). scipy has no such function; tests/test_stats_scipy.py checks the floor against
+    scipy's exact tests."""
     if not 0 < alpha <= 1:
         raise ValueError(f"permutation_min_n: alpha must be in (0, 1], got {alpha!r}")
     n = 1

@@ -128,6 +128,9 @@ def block_bootstrap(
 
     ``series``: per seed, a tuple of equal-length arrays over updates; ``stat(*arrays)`` maps arrays of shape
     [..., n] to [...]. No interval (None) when the seeds hold fewer than :data:`MIN_CI_N` updates in all.
+
+    Not ``scipy.stats.bootstrap``: it resamples single updates (``paired=True`` for several arrays), which breaks
+    the dependence between consecutive updates that the blocks keep; it has no block resampling.
     """
     arrays = [tuple(np.asarray(a, float) for a in s) for s in series]
     per_seed = [float(stat(*(a[None, :] for a in s))[0]) for s in arrays]
