@@ -77,19 +77,21 @@ def evaluate(policy: Policy, episodes: int, seed: int) -> float:
     return float(np.mean([float(e["rewards"].astype(np.float64).sum()) for e in played]))
 
 
+def emulator(p) -> dict:
+    """The stage's emulator settings, as both Pong collectors (PongStream, PongEnvs) take them."""
+    return {
+        "frameskip": p.frameskip,
+        "repeat_action_probability": p.repeat_action_probability,
+        "downsample": p.downsample,
+        "points_per_episode": p.points_per_episode,
+        "max_episode_frames": p.max_episode_frames,
+        "threads": p.env_threads,
+    }
+
+
 def pong_stream(p, num_envs: int) -> PongStream:
     """``num_envs`` Pong games of the stage's emulator settings and action set, as a stream (stream.py)."""
-    return PongStream(
-        num_envs,
-        groups=p.env_groups,
-        actions=p.actions,
-        frameskip=p.frameskip,
-        repeat_action_probability=p.repeat_action_probability,
-        downsample=p.downsample,
-        points_per_episode=p.points_per_episode,
-        max_episode_frames=p.max_episode_frames,
-        threads=p.env_threads,
-    )
+    return PongStream(num_envs, groups=p.env_groups, actions=p.actions, **emulator(p))
 
 
 class Lockstep:
@@ -135,17 +137,7 @@ def make_collector(kind: str, p) -> Lockstep | Stream:
         return Lockstep(CartPoleEnvs(p.episodes_per_update))
     if kind == "pong":
         if p.rollout == "episodes":
-            return Lockstep(
-                PongEnvs(
-                    p.episodes_per_update,
-                    frameskip=p.frameskip,
-                    repeat_action_probability=p.repeat_action_probability,
-                    downsample=p.downsample,
-                    points_per_episode=p.points_per_episode,
-                    max_episode_frames=p.max_episode_frames,
-                    threads=p.env_threads,
-                )
-            )
+            return Lockstep(PongEnvs(p.episodes_per_update, **emulator(p)))
         return Stream(pong_stream(p, p.episodes_per_update))
     raise ValueError(f"unknown environment {kind!r}; allowed: cartpole, pong")
 
