@@ -2,8 +2,8 @@
 ``params.yaml`` section, its ``dvc.yaml`` stage (and its results among the report stage's deps) and its
 ``pipelines/<stage>.py`` (and a docs page). In a temporary copy of the project, the copy of ``input_grad`` (the
 cheapest quick run) as ``toy`` is then listed by ``gradlab stages``, runs with ``--quick`` (its tiny.yaml), has its
-section in the report and its block in its docs page (its report.py), and gets ``notebooks/toy.ipynb`` (its
-notebook.md): all found in its folder.
+section in the report and its block in its docs page (its report.py), its DVC plot templates (named in its stage)
+and ``notebooks/toy.ipynb`` (its notebook.md): all found in its folder or its stage.
 """
 
 from __future__ import annotations
@@ -102,6 +102,11 @@ def test_a_copied_study_is_found_runs_quick_and_gets_its_report_section_and_note
     assert f"(`{NEW}`)\n" in report and f"read from `results/{NEW}/stats.json`" in report, report[:3000]
     page = (root / f"docs/studies/{NEW}.md").read_text()
     assert f"Read from `results/{NEW}/stats.json` (SHA-256" in page
+
+    run(sys.executable, "tools/make_plot_templates.py")  # the templates its dvc.yaml plots name
+    named = {p["template"] for entry in yaml.safe_load((root / "dvc.yaml").read_text())["stages"][NEW]["plots"]
+             for p in entry.values() if "template" in p}  # fmt: skip
+    assert named and all((root / ".dvc" / "plots" / f"{t}.json").is_file() for t in named), named
 
     run(sys.executable, "tools/make_notebooks.py")
     notebook = (root / "notebooks" / f"{NEW}.ipynb").read_text()
