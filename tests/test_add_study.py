@@ -111,3 +111,17 @@ def test_a_copied_study_is_found_runs_quick_and_gets_its_report_section_and_note
     run(sys.executable, "tools/make_notebooks.py")
     notebook = (root / "notebooks" / f"{NEW}.ipynb").read_text()
     assert f'RESULTS / \\"{NEW}\\"' in notebook and f'\\"{SOURCE}\\"' not in notebook
+
+
+def test_every_study_folder_holds_what_a_study_owns():
+    """What the copy above relies on holds for every study: its stages (but presets) have a report section and
+    quick parameters, and the study a notebook source and a docs page."""
+    from gradlab.report.sections import by_study, sections
+    from gradlab.stages import all_stages, quick_stages, stages_of, studies, study_folder
+
+    pipeline = {name for name, stage in all_stages().items() if not stage.preset}
+    assert set(sections()) == pipeline == set(quick_stages())
+    for study in studies():
+        assert (study_folder(study) / "notebook.md").is_file(), f"{study}: no notebook.md"
+        assert (ROOT / "docs" / "studies" / f"{study}.md").is_file(), f"{study}: no docs page"
+        assert set(by_study()[study]) == {s for s in stages_of(study) if s in pipeline}
