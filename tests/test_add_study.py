@@ -2,7 +2,7 @@
 ``params.yaml`` section, its ``dvc.yaml`` stage (and its results among the report stage's deps) and its
 ``pipelines/<stage>.py`` (and a docs page). In a temporary copy of the project, the copy of ``input_grad`` (the
 cheapest quick run) as ``toy`` is then listed by ``gradlab stages``, runs with ``--quick`` (its tiny.yaml), has its
-section in the report and its block in its docs page (its report.py), its DVC plot templates (named in its stage)
+section in the report and its block in its docs page (its report.py), the DVC plot templates its stage names,
 and ``notebooks/toy.ipynb`` (its notebook.md): all found in its folder or its stage.
 """
 

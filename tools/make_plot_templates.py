@@ -9,19 +9,15 @@ apart, so each variant gets its own line:
 - ``line`` (and its log variants): a file with a single series;
 - ``bars_h``: horizontal bars, the category (DVC's x) on the vertical axis, the value (DVC's y) along it.
 
-Run ``python tools/make_plot_templates.py`` after editing; dvc.yaml names the templates. A study's stage in
-dvc.yaml may name ``lines_by_<its column>`` (with a log suffix) for a column not in :data:`SERIES`: its
-templates are written too, so adding a study needs no edit here.
+Run ``python tools/make_plot_templates.py`` after editing; dvc.yaml names the templates.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / ".dvc" / "plots"
+OUT = Path(__file__).resolve().parent.parent / ".dvc" / "plots"
 SERIES = ["variant", "rule", "method", "lr", "task", "model", "condition", "formulation", "factor", "config", "problem"]
 
 
@@ -78,22 +74,13 @@ def bars_h() -> dict:
     }
 
 
-SCALES = {"": (False, False), "_logx": (True, False), "_logy": (False, True), "_logxy": (True, True)}
-
-
-def series_in_dvc_yaml(path: Path = ROOT / "dvc.yaml") -> list[str]:
-    """The ``<field>`` of every ``lines_by_<field>[_log...]`` template the stages of dvc.yaml name."""
-    names = re.findall(r"^\s*template:\s*lines_by_(\w+?)(?:_logx|_logy|_logxy)?\s*$", path.read_text(), re.M)
-    return list(dict.fromkeys(names))
-
-
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     specs = {"bars_h": bars_h()}
-    series_all = list(dict.fromkeys(SERIES + series_in_dvc_yaml()))
-    for suffix, (logx, logy) in SCALES.items():
+    scales = {"": (False, False), "_logx": (True, False), "_logy": (False, True), "_logxy": (True, True)}
+    for suffix, (logx, logy) in scales.items():
         specs[f"line{suffix}"] = lines(None, logx, logy)
-        for series in series_all:
+        for series in SERIES:
             specs[f"lines_by_{series}{suffix}"] = lines(series, logx, logy)
     for name, spec in specs.items():
         (OUT / f"{name}.json").write_text(json.dumps(spec, indent=2) + "\n")
