@@ -1,6 +1,6 @@
 """The cost of pinning the CPU numerics (gradlab.numerics), per stage: pinned vs the machine's own kernels.
 
-Each side runs the stage on its quick parameters (tests/tiny/<stage>.yaml) in a fresh process, since the
+Each side runs the stage on its quick parameters (its study's tiny.yaml) in a fresh process, since the
 pinned settings are read when a process first computes: `GRADLAB_NUMERICS=pinned` (the default) against
 `GRADLAB_NUMERICS=native`, alternating, 5 rounds each (``GRADLAB_BENCH_ROUNDS`` to change). The time is
 that of `run_stage` inside the child (its imports and interpreter start are left out; MLflow logging and
@@ -44,7 +44,9 @@ def one(stage: str, mode: str, tmp: Path) -> float:
         GRADLAB_RESULTS=str(folder / "results"),
         MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
     )
-    params = ROOT / "tests" / "tiny" / f"{stage}.yaml"
+    from gradlab.stages import quick_params_file
+
+    params = quick_params_file(stage)
     done = subprocess.run(
         [sys.executable, "-c", CHILD, stage, str(params)], env=env, cwd=ROOT, capture_output=True, text=True
     )

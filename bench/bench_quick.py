@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gradlab.stages import quick_stages
+
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = sorted(p.stem for p in (ROOT / "tests" / "tiny").glob("*.yaml"))
+STAGES = sorted(quick_stages())
 ROUNDS = int(os.environ.get("GRADLAB_BENCH_ROUNDS", "3"))
 LIMIT_S = 60.0
 

@@ -77,13 +77,12 @@ def run() -> dict:
     from gradlab.config import flatten
     from gradlab.context import StageContext, write_json
     from gradlab.runner import freeze_imports, resolve_params, run_stage, seed_everything
-    from gradlab.stages import get_stage
+    from gradlab.stages import get_stage, quick_params_file
     from gradlab.sweep import sweep
 
-    root = Path(__file__).resolve().parents[1]
     tmp = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     params_file = tmp / "params.yaml"
-    params_file.write_text((root / "tests" / "tiny" / "gd.yaml").read_text())
+    params_file.write_text(quick_params_file("gd").read_text())
     template = tmp / "template.db"
     MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()  # migrated once, copied per side
     out: dict = {}

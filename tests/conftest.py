@@ -61,14 +61,21 @@ def gradlab(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     )
 
 
+def tiny_text(*stages: str) -> str:
+    """The quick parameters of these stages: their studies' tiny.yaml (gradlab.stages.quick_params_file), joined."""
+    from gradlab.stages import quick_params_file
+
+    files = dict.fromkeys(quick_params_file(s) for s in stages)  # one file per study, in order
+    return "\n".join(path.read_text() for path in files)
+
+
 def tiny_params(tmp_path: Path, *stages: str) -> Path:
-    """params.yaml in ``tmp_path`` made of tests/tiny/<stage>.yaml for each stage."""
-    text = "\n".join((ROOT / "tests" / "tiny" / f"{s}.yaml").read_text() for s in stages)
-    return write_params(tmp_path, text)
+    """params.yaml in ``tmp_path`` made of the quick parameters of each stage (its study's tiny.yaml)."""
+    return write_params(tmp_path, tiny_text(*stages))
 
 
 class TinyRuns:
-    """Each stage with quick parameters (tests/tiny/<stage>.yaml), run once in this process, on demand, into
+    """Each stage with quick parameters (its study's tiny.yaml), run once in this process, on demand, into
     one shared MLflow store and results folder: the end-to-end stage tests, the pipeline tests (report,
     notebooks, `dvc plots`) and the determinism tests read the same run instead of each running it again."""
 
@@ -77,9 +84,10 @@ class TinyRuns:
         shutil.copy(template, root / "mlflow.db")
         self.uri = f"sqlite:///{root / 'mlflow.db'}"
         self.results = root / "results"
-        self.stages = sorted(p.stem for p in (ROOT / "tests" / "tiny").glob("*.yaml"))
-        text = "\n".join((ROOT / "tests" / "tiny" / f"{s}.yaml").read_text() for s in self.stages)
-        self.params = write_params(root, text)
+        from gradlab.stages import quick_stages
+
+        self.stages = sorted(quick_stages())
+        self.params = write_params(root, tiny_text(*self.stages))
         self.done: dict[str, int] = {}
 
     @contextlib.contextmanager

@@ -22,7 +22,7 @@ def fresh_blocks() -> dict[str, str]:
     return docs_blocks.blocks({sec.stage: sec for sec in sections}, dict(missing), ROOT / "results")
 
 
-@pytest.mark.parametrize("page", sorted(docs_blocks.PAGES))
+@pytest.mark.parametrize("page", sorted(docs_blocks.pages()))
 def test_docs_results_block_is_what_the_results_say(page, fresh_blocks):
     path = DOCS / f"{page}.md"
     text = path.read_text()

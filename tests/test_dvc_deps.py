@@ -2,7 +2,8 @@
 
 - ``deps``: every ``src/gradlab`` module a stage imports is listed (as a file, or under a listed
   folder), and every listed ``src/gradlab`` file is one it imports. The modules are those loaded
-  by importing the stage in a subprocess (its ``pipelines/<stage>.py``, then its ``run``), plus
+  by importing the stage in a subprocess (its ``pipelines/<stage>.py``, then its ``run``; for the report,
+  the sections it finds in the study folders), plus
   the ``gradlab`` modules those import inside functions (read from their source), since a lazy
   import counts as much as a top-level one.
 - ``params``: every key of the stage's ``params.yaml`` section is listed, except the keys in
@@ -43,6 +44,9 @@ runpy.run_path(f"pipelines/{stage}.py", run_name="dvc_deps_check")  # its import
 if "gradlab.runner" in sys.modules:  # a study stage: the runner imports its study's run
     from gradlab.stages import get_stage
     get_stage(stage).load()
+if "gradlab.report" in sys.modules:  # the report stage: the sections it finds in the study folders
+    from gradlab.report.sections import sections
+    sections()
 print(json.dumps(sorted(m for m in sys.modules if m == "gradlab" or m.startswith("gradlab."))))
 """
 

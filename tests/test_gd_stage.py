@@ -13,7 +13,7 @@ from gradlab.tracking import Tracker
 
 @pytest.mark.slow
 def test_gd_stage_end_to_end(tiny_runs):
-    out = tiny_runs.stage("gd")  # tests/tiny/gd.yaml, run once for every test that reads it (conftest.TinyRuns)
+    out = tiny_runs.stage("gd")  # studies/gd/tiny.yaml, run once for every test that reads it (conftest.TinyRuns)
     m = json.loads((out / "stats.json").read_text())
     q = m["quadratic"]
     assert abs(q["lr_crit_empirical"] - q["lr_crit_theory"]) / q["lr_crit_theory"] < 0.05

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from gradlab.report.sections.gd import THEORY, _theory
 from gradlab.studies.gd.analysis import diverged, threshold_metrics, threshold_seed, threshold_theory
 from gradlab.studies.gd.config import Mlp, MlpThreshold
 from gradlab.studies.gd.problems import make_mlp, make_mlp_data
+from gradlab.studies.gd.report import THEORY, _theory
 from gradlab.studies.gd.sharpness import top_hessian_eigenvalue
 from gradlab.studies.gd.threshold import bisect_log, mlp_gd_losses
 from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, run_any, run_threshold, run_trial
@@ -108,11 +108,11 @@ def test_verdicts_come_from_the_ratio_interval(ratios, classic, catapult, word):
 
 def test_tiny_params_keep_the_bisection_small():
     import yaml
-    from conftest import ROOT
 
+    from gradlab.stages import quick_params_file
     from gradlab.studies.gd.config import GDParams
 
-    p = GDParams(**yaml.safe_load((ROOT / "tests" / "tiny" / "gd.yaml").read_text())["gd"])
+    p = GDParams(**yaml.safe_load(quick_params_file("gd").read_text())["gd"])
     assert (p.mlp_threshold.seeds or p.seeds) <= 2 and p.mlp_threshold.rel_tol >= 0.1
     assert p.mlp.steps <= 50
 

@@ -12,7 +12,7 @@ from gradlab.tracking import Tracker
 
 @pytest.mark.slow
 def test_input_grad_stage_end_to_end(tiny_runs):
-    out = tiny_runs.stage("input_grad")  # tests/tiny/input_grad.yaml, run once per session (conftest.TinyRuns)
+    out = tiny_runs.stage("input_grad")  # studies/input_grad/tiny.yaml, run once per session (conftest.TinyRuns)
     text = (out / "stats.json").read_text()
     m = json.loads(text)
     for method in ["sum", "grad_outputs", "vmap", "jacrev", "loop"]:

@@ -14,7 +14,7 @@ from conftest import ROOT, tiny_params
 
 from gradlab.tracking import Tracker
 
-# the parts of tests/tiny/gd.yaml before the network grid made smaller (the signal comes during that grid)
+# the parts of studies/gd/tiny.yaml before the network grid made smaller (the signal comes during that grid)
 FAST_START = ["gd.threshold.steps=50", "gd.rules.steps=20", "gd.one_step.starts=20", "gd.one_step.sign_steps=40",
               "gd.mlp_threshold.seeds=1"]  # fmt: skip
 LONG = [a for s in [*FAST_START, "gd.mlp.steps=100000", "gd.lr_grid.num=2"] for a in ("--set", s)]

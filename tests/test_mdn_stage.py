@@ -7,9 +7,9 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import ROOT
 
 from gradlab.doctor import CAUSES
+from gradlab.stages import quick_params_file
 from gradlab.studies.mdn.config import STAGES, MdnParams
 from gradlab.studies.mdn.trial import FIELDS, trial_specs
 
@@ -28,9 +28,9 @@ ACCEPTANCE = [
 def test_mdn_stage_end_to_end(tiny_runs):
     import yaml
 
-    p = MdnParams.model_validate(yaml.safe_load((ROOT / "tests" / "tiny" / "mdn.yaml").read_text())["mdn"])
+    p = MdnParams.model_validate(yaml.safe_load(quick_params_file("mdn").read_text())["mdn"])
     n = len(trial_specs(p))
-    out = tiny_runs.stage("mdn")  # tests/tiny/mdn.yaml, run once per session (conftest.TinyRuns)
+    out = tiny_runs.stage("mdn")  # studies/mdn/tiny.yaml, run once per session (conftest.TinyRuns)
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == n
     for col in [*FIELDS, "seed", "diverged", "first_nonfinite_step", "first_nonfinite_what", "cause", "val_nll"]:

@@ -59,7 +59,7 @@ def _verdicts_and_counts(m: dict) -> None:
 
 @pytest.mark.slow
 def test_pg_cartpole_three_episodes_end_to_end(tiny_runs):
-    out = tiny_runs.stage("pg_cartpole")  # tests/tiny/pg_cartpole.yaml, run once per session (conftest.TinyRuns)
+    out = tiny_runs.stage("pg_cartpole")  # studies/pg/tiny.yaml, run once per session (conftest.TinyRuns)
     m = json.loads((out / "stats.json").read_text())
     assert set(m["variants"]) == {"correct", "flipped", "baseline"}
     for v, x in m["variants"].items():
@@ -178,7 +178,7 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(
 
 @pytest.mark.slow
 def test_pg_pong_tiny_end_to_end(tiny_runs):
-    out = tiny_runs.stage("pg_pong")  # tests/tiny/pg_pong.yaml, run once per session (conftest.TinyRuns)
+    out = tiny_runs.stage("pg_pong")  # studies/pg/tiny.yaml, run once per session (conftest.TinyRuns)
     first = (out / "metrics.json").read_text()
     assert "frames_per_second" not in first and "frameskip" not in first  # no wall-clock numbers, no config echo
     m = json.loads((out / "stats.json").read_text())  # every number

@@ -112,7 +112,7 @@ def test_module_builds_no_trainer_and_keeps_no_checkpoint_or_run():
 @pytest.mark.parametrize("stage", ["pg_cartpole", "pg_pong"])
 def test_the_stage_models_defaults_are_params_yaml(stage):
     """Defaults in one place: the model's defaults are params.yaml's section (every key listed there), so a
-    partial parameter file (tests/tiny, --quick, a sweep's --set) starts from what `dvc repro` runs."""
+    partial parameter file (a study's tiny.yaml, --quick, a sweep's --set) starts from what `dvc repro` runs."""
     from gradlab.config import load_yaml, validate_section
     from gradlab.stages import all_stages
 

@@ -110,7 +110,7 @@ def test_a_bad_system_metrics_interval_names_the_variable(raw):
         Settings.from_env({"GRADLAB_SYSTEM_METRICS": raw})
 
 
-# tests/tiny/gd.yaml made smaller still (the same for both runs; --quick takes --set too): provenance, not science
+# studies/gd/tiny.yaml made smaller still (the same for both runs; --quick takes --set too): provenance, not science
 SMALLER = [
     a
     for s in ["gd.threshold.steps=50", "gd.rules.steps=20", "gd.mlp.steps=5", "gd.lr_grid.num=2", "gd.seeds=1"]

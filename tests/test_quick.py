@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from gradlab.stages import quick_stages
+
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = sorted(p.stem for p in (ROOT / "tests" / "tiny").glob("*.yaml"))
+QUICK = sorted(quick_stages())
 UNDEFINED = re.compile(r"\b(nan|None|inf)\b")  # "NaN" as the mdn study's subject is a word, not a value
 
 
@@ -41,7 +43,7 @@ def test_every_pipeline_stage_but_the_presets_has_quick_parameters():
 def test_quick_refuses_a_stage_without_quick_parameters_and_an_explicit_params_file(tmp_path, store):
     for args, message in [
         (["pg_pong_win"], "--quick: stage 'pg_pong_win' has no quick parameters; allowed: "),
-        (["gd", "--params", "params.yaml.other"], "--quick: uses tests/tiny/STAGE.yaml; leave out --params"),
+        (["gd", "--params", "params.yaml.other"], "--quick: uses the study's tiny.yaml; leave out --params"),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "gradlab", "run", *args, "--quick"], capture_output=True, text=True, cwd=ROOT

@@ -18,7 +18,7 @@ from gradlab.config import flatten
 @pytest.mark.slow
 def test_spearman_stage_end_to_end(tiny_runs):
     pytest.importorskip("cma")
-    out = tiny_runs.stage("spearman")  # tests/tiny/spearman.yaml, run once per session (conftest.TinyRuns)
+    out = tiny_runs.stage("spearman")  # studies/spearman/tiny.yaml, run once per session (conftest.TinyRuns)
     stats = json.loads((out / "stats.json").read_text())
     head = json.loads((out / "metrics.json").read_text())["spearman"]
 

@@ -28,9 +28,9 @@ from gradlab.tracking import Tracker
 # the fast tests' grid key (gd's step size, in units of 1/lambda_max)
 LR_KEY = "gd.rules.lr_times_lambda_max"
 
-# the end-to-end sweeps, whose trials only have to run and log (any stage will do): tests/tiny/pg_cartpole.yaml with
-# one variant, one seed and 20 updates of one game, ~3 s of CPU a trial (gd's, even made smaller: ~13 s, mostly
-# its six figures)
+# the end-to-end sweeps, whose trials only have to run and log (any stage will do): pg_cartpole's quick
+# parameters (studies/pg/tiny.yaml) with one variant, one seed and 20 updates of one game, ~3 s of CPU a trial
+# (gd's, even made smaller: ~13 s, mostly its six figures)
 CP_TINY = ["pg_cartpole.variants=[correct]", "pg_cartpole.seeds=1", "pg_cartpole.updates=20"]
 CP_SETS = [a for s in CP_TINY for a in ("--set", s)]
 CP_METRIC = "variants.correct.final_return_mean"
@@ -446,9 +446,10 @@ def test_dvc_queue_two_experiments_log_to_the_main_store(tmp_path, _template_sto
 
     from gradlab.config import to_plain
     from gradlab.runner import resolve_params
+    from gradlab.stages import quick_params_file
 
     # the whole section, resolved (DVC wants every parameter dvc.yaml lists for the stage in params.yaml)
-    tiny = resolve_params("pg_cartpole", CP_TINY, ROOT / "tests" / "tiny" / "pg_cartpole.yaml")
+    tiny = resolve_params("pg_cartpole", CP_TINY, quick_params_file("pg_cartpole"))
     (repo / "params.yaml").write_text(yaml.safe_dump({"pg_cartpole": to_plain(tiny)}, sort_keys=False))
     sh("git", "commit", "--quiet", "-am", "tiny params")
     shutil.copy(_template_store, repo / "mlflow.db")  # the project's store exists before the queue runs

@@ -28,7 +28,7 @@ from gradlab.tune import space as sp
 from gradlab.tune import study as st
 from gradlab.tune.report import ENV, PRUNED_AT
 
-# tests/tiny/pg_cartpole.yaml with one inner trial of 20 games (10 updates of 2): ~1-3 s once a worker has torch
+# studies/pg/tiny.yaml (pg_cartpole) with one inner trial of 20 games (10 updates of 2): ~1-3 s once a worker has torch
 SPACE = {
     "stage": "pg_cartpole",
     "objective": {"key": "variants.correct.final_return_mean", "direction": "maximize"},

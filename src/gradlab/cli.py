@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import typer
 
@@ -19,25 +18,9 @@ app = typer.Typer(
 )
 
 
-# `gradlab run STAGE --quick`: the stage's small parameters (the ones its end-to-end tests use), seconds not minutes
-QUICK_PARAMS = Path("tests") / "tiny"
+# `gradlab run STAGE --quick`: the stage's small parameters (the ones its end-to-end tests use), seconds not minutes:
+# the `STAGE:` section of its study's tiny.yaml (gradlab.stages.quick_params_file)
 QUICK_RESULTS = "quick"  # results/quick/<stage>: never the stage's own results/<stage>
-
-
-def quick_params_file(stage: str) -> Path | None:
-    """``tests/tiny/<stage>.yaml`` of the working directory, else of this checkout; None when the stage has none."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        path = root / QUICK_PARAMS / f"{stage}.yaml"
-        if path.is_file():
-            return path
-    return None
-
-
-def quick_stages() -> list[str]:
-    """The stages that have quick parameters."""
-    from gradlab.stages import all_stages
-
-    return [name for name in all_stages() if quick_params_file(name) is not None]
 
 
 @app.command()
@@ -49,7 +32,7 @@ def run(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="Small parameters (tests/tiny/STAGE.yaml; under a minute) into results/quick/STAGE, "
+        help="Small parameters (its study's tiny.yaml; under a minute) into results/quick/STAGE, "
         "leaving results/STAGE alone. --set still applies.",
     ),
 ) -> None:
@@ -61,11 +44,11 @@ def run(
         raise typer.Exit(guarded(run_stage, stage, set_, params, resume))
 
     from gradlab.settings import Settings
-    from gradlab.stages import all_stages
+    from gradlab.stages import all_stages, quick_params_file, quick_stages
     from gradlab.tracking import QUICK_TAG, stage_run_name
 
     if params != "params.yaml":
-        raise typer.Exit(refuse("--quick: uses tests/tiny/STAGE.yaml; leave out --params", ExitCode.BAD_INPUT))
+        raise typer.Exit(refuse("--quick: uses the study's tiny.yaml; leave out --params", ExitCode.BAD_INPUT))
     known = all_stages()
     if stage not in known:  # the usual one-line refusal naming the stages
         raise typer.Exit(guarded(run_stage, stage, set_, params, resume))

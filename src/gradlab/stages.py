@@ -1,7 +1,15 @@
 """The stage registry: every study package declares its stages in its ``config.py``.
 
 Adding a study means adding ``gradlab/studies/<study>/`` whose ``config.py``
-defines ``STAGES = [Stage(...)]``; it is found here without editing this file.
+defines ``STAGES = [Stage(...)]``; it is found here without editing this file. So is everything
+else the study owns, by its file name in that folder (README, "Adding a study"):
+
+- ``report.py``: a function per stage, named like it, ``<stage>(q: Quotes) -> Section``: the stage's
+  section of REPORT.md and the results block of ``docs/studies/<study>.md`` (:mod:`gradlab.report.sections`);
+- ``tiny.yaml``: a section per stage, its small parameters: ``gradlab run STAGE --quick`` and the
+  end-to-end tests (:func:`quick_params_file`);
+- ``notebook.md``: the source of ``notebooks/<study>.ipynb`` (jupytext markdown; tools/make_notebooks.py).
+
 Finding stages imports each study's ``config.py`` (pydantic only, no torch); running
 a stage named like its study (``gd``, or ``pg_pong`` of study ``pg``) imports no other
 study's code, so that its DVC dependencies are its own.
@@ -32,6 +40,7 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from gradlab.config import ConfigError, Params
@@ -108,3 +117,29 @@ def get_stage(name: str) -> Stage[Any]:
         broken = "".join(f"; study {k} failed to import: {type(e).__name__}: {e}" for k, e in _BROKEN.items())
         raise ConfigError("stage", f"unknown stage {name!r}; allowed: {', '.join(sorted(stages))}{broken}")
     return stages[name]
+
+
+def study_of(stage: str) -> str:
+    """The study whose ``config.py`` declares ``stage`` (ConfigError, naming the stages, if none does)."""
+    get_stage(stage)
+    return next(study for study in studies() if stage in stages_of(study))
+
+
+def study_folder(study: str) -> Path:
+    """``gradlab/studies/<study>/``: the study's code and the files found by name in it (above)."""
+    import gradlab.studies as package
+
+    return Path(next(iter(package.__path__))) / study
+
+
+def quick_params_file(stage: str) -> Path | None:
+    """The study's ``tiny.yaml`` when it has a section for ``stage`` (its quick parameters), else None."""
+    from gradlab.config import load_yaml
+
+    path = study_folder(study_of(stage)) / "tiny.yaml"
+    return path if path.is_file() and stage in (load_yaml(path) or {}) else None
+
+
+def quick_stages() -> list[str]:
+    """The stages that have quick parameters, in discovery order."""
+    return [name for name in all_stages() if quick_params_file(name) is not None]

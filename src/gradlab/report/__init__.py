@@ -13,9 +13,9 @@ from gradlab.report.build import build
 def built_from(uri: str | None) -> dict[str, str]:
     """Tags naming, per stage, the MLflow run whose results the report read (the latest finished stage run)."""
     from gradlab.browse import latest_stage_run
-    from gradlab.report.sections import SECTIONS
+    from gradlab.report.sections import sections
 
-    found = {stage: latest_stage_run(stage, uri) for stage in SECTIONS}
+    found = {stage: latest_stage_run(stage, uri) for stage in sections()}
     return {f"gradlab.report.{stage}_run": run.info.run_id for stage, run in found.items() if run is not None}
 
 

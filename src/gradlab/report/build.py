@@ -15,7 +15,8 @@ from gradlab.context import write_json
 from gradlab.process import publish
 from gradlab.report import docs_blocks, replication
 from gradlab.report.quotes import MissingResults, Quotes
-from gradlab.report.sections import SECTIONS, Section
+from gradlab.report.section import Section
+from gradlab.report.sections import sections as section_fns
 from gradlab.tracking import git_sha, params_hash, workspace_changes
 
 VERSIONS = ["torch", "pytorch-lightning", "mlflow", "gymnasium", "ale-py", "scipy", "numpy", "dvc"]
@@ -138,7 +139,7 @@ def collect(results: Path) -> tuple[list[Section], list[tuple[str, str]], Quotes
     """Every stage's report section from ``results`` (and, for a stage without one, why)."""
     q = Quotes(results)
     sections, missing = [], []
-    for stage, fn in SECTIONS.items():
+    for stage, fn in section_fns().items():
         if not q.has(stage):
             missing.append((stage, f"No results yet: run `dvc repro {stage}` (or `gradlab run {stage}`)."))
             continue

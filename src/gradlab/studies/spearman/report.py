@@ -4,7 +4,7 @@ its flag (+1 / 0 / -1, ``gradlab.stats.VERDICT_ENCODING``) and is stated with it
 from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
-from gradlab.report.sections.section import Section
+from gradlab.report.section import Section
 from gradlab.stats import verdict_word
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
-from gradlab.report.sections.section import Section
+from gradlab.report.section import Section
 from gradlab.stats import verdict_word
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradlab.report.quotes import Quotes
-from gradlab.report.sections.section import Section
+from gradlab.report.section import Section
 from gradlab.stats import MIN_CI_N, verdict_word
 
 # observations (booleans, the same on every run of the code) and verdicts (+1 / 0 / -1 from an exact test)
