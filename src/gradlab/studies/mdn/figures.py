@@ -80,7 +80,7 @@ def figure_stable(st: dict):
 
 def figure_logit_gap(rows: list[dict], gaps: dict, underflow_gap: float):
     """The largest logit gap so far, per asker trial and step, against the gap that makes a float32 weight 0."""
-    fig, ax = plotting.figure("How close does training come to an exactly-zero mixing weight?", width=9)
+    fig, ax = plotting.figure("How close does training come to an exactly-zero mixing weight?", width=11)
     trials = [r for r in rows if r["block"] == "asker" and gaps.get((r["variant"], r["seed"]))]
     colours = {}
     for r in trials:
@@ -100,7 +100,7 @@ def figure_logit_gap(rows: list[dict], gaps: dict, underflow_gap: float):
             ax.plot([r["first_nonfinite_step"] + 1], [curve[-1][1]], "x", color="red", ms=8)
     ax.axhline(underflow_gap, color="red", ls="--", label=f"float32 softmax weight exactly 0: gap {underflow_gap:.1f}")
     ax.set_xscale("log")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the lines, not over them
     plotting.label(
         ax,
         "running max over rows of max(logits) - min(logits); red x: a NaN",
