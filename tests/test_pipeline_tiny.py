@@ -127,6 +127,27 @@ def _plot_definitions() -> dict[str, dict]:
     return found
 
 
+def embed_of(page, path: str):
+    """The `dvc plots show` element that holds the plot of ``path``."""
+    return page.locator(f"#{re.sub(r'[^A-Za-z0-9]', '_', path)}")
+
+
+def _series_label(value: str) -> str:
+    """What the templates show for a series value: a number to 4 significant digits, a name as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}"
+
+
+def _series_key(label: str) -> tuple:
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
+
+
 @pytest.mark.slow
 def test_dvc_plots_render_offline_with_one_series_per_variant(tiny_pipeline, tmp_path):
     """`dvc plots show` in a real browser with the network cut: every plot draws; a plot whose
@@ -158,17 +179,28 @@ def test_dvc_plots_render_offline_with_one_series_per_variant(tiny_pipeline, tmp
         for path, settings in plots.items():
             template = settings.get("template", "")
             assert (ROOT / ".dvc" / "plots" / f"{template}.json").exists(), f"{path}: no template of ours"
-            embed = page.locator(f"#{re.sub(r'[^A-Za-z0-9]', '_', path)}")
+            embed = embed_of(page, path)
             assert embed.locator("svg.marks").count() == 1, path
             with open(repo / path) as fh:
                 rows = list(csv.DictReader(fh))
+            # one revision: no "revision ..." legend (its layer's only label is empty)
+            legend = [t for t in embed.locator("g.role-legend-label text").all_text_contents() if t]
+            assert not any(t.startswith("revision") for t in legend), (path, legend)
             if template.startswith("lines_by_"):
                 field = template.removeprefix("lines_by_").split("_log")[0]
-                legend = embed.locator("g.role-legend-label text").all_text_contents()
-                assert sorted(legend) == sorted({r[field] for r in rows}), path
-                assert embed.locator("g.mark-line path").count() == len(legend), path
+                want = {_series_key(_series_label(r[field])) for r in rows}  # numbers compared as numbers
+                assert sorted(map(_series_key, legend)) == sorted(want), (path, legend)
+                assert embed.locator("g.data_marks path").count() == len(legend), path
             if template == "bars_h":
-                assert embed.locator("g.mark-rect path").count() == len(rows) > 0, path
+                assert embed.locator("g.mark-rect.data_marks path").count() == len(rows) > 0, path
+            if template.startswith("points"):  # per-seed / per-trial values: one point each, no line through them
+                assert embed.locator("g.mark-symbol.data_marks path").count() == len(rows) > 0, path
+                assert embed.locator("g.mark-line.data_marks").count() == 0, path
+        # mdn's validation NLL per seed is drawn as points grouped by model, not as a line across seed numbers
+        stable = embed_of(page, "results/mdn/plots/stable_val_nll.csv")
+        assert plots["results/mdn/plots/stable_val_nll.csv"]["x"] == "model"
+        assert stable.locator("g.mark-symbol.data_marks path").count() > 0
+        assert stable.locator("g.mark-line.data_marks").count() == 0
 
 
 @pytest.mark.slow

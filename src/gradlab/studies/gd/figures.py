@@ -10,6 +10,7 @@ import numpy as np
 from gradlab import plotting
 
 RULE_COLOURS = {"gradient": 0, "scalar": 3, "sign": 2, "random": 4}
+DIVERGED = 1e4  # a final loss this many times the smallest of the sweep counts as diverged (figure only)
 
 
 def _colour(rule: str) -> str:
@@ -118,14 +119,25 @@ def figure_lr_sweeps(quad: list[dict], lr_theory, lr_empirical, mlp: list[dict],
     fig, (a, b) = plotting.figure(
         "Which step sizes diverge (final loss above the initial, or non-finite)?", ncols=2, width=5.5
     )
-    ok = [r for r in quad if r["final_loss"] < 1e100]
+    # diverged: non-finite or DIVERGED x above the smallest final loss (drawn as a rule, not on the log axis,
+    # which would otherwise span ~150 decades)
+    finite = [r["final_loss"] for r in quad if math.isfinite(r["final_loss"]) and r["final_loss"] > 0]
+    cap = DIVERGED * min(finite) if finite else math.inf
+    ok = [r for r in quad if math.isfinite(r["final_loss"]) and r["final_loss"] <= cap]
     a.plot([r["lr"] for r in ok], [r["final_loss"] for r in ok], "o-", label="gradient descent")
     for r in quad:
-        if r["final_loss"] >= 1e100:
+        if r not in ok:
             a.axvline(r["lr"], color=plotting.PALETTE[3], alpha=0.4)
     a.axvline(lr_theory, color="black", ls="--", label=f"2/lambda_max = {lr_theory:.4g}")
     a.axvline(lr_empirical, color=plotting.PALETTE[3], ls=":", label=f"empirical = {lr_empirical:.4g}")
-    plotting.label(a, "(a) least squares (red: loss > 1e100)", "learning rate", "final loss", logx=True, logy=True)
+    plotting.label(
+        a,
+        f"(a) least squares (red: diverged, loss > {DIVERGED:g} x the least)",
+        "learning rate",
+        "final loss",
+        logx=True,
+        logy=True,
+    )
     kept = [r for r in mlp if math.isfinite(r["final_loss_mean"])]
     xs = [r["lr"] for r in kept]
     b.plot(xs, [r["final_loss_mean"] for r in kept], "o-", label="mean over seeds that did not diverge")

@@ -29,7 +29,7 @@ def figure_densities(grids: dict, components: int, st: dict, first_seed: int = 0
     ]:
         i = _seed_at(per_seed, which)
         panels.append((k, i, f"{name} (val NLL {per_seed[i]:.2f})" if i is not None else name))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(plotting.MAX_WIDTH, 4.5), sharey=True, constrained_layout=True)
     fig.suptitle("Fitted conditional densities p(y | x) on Bishop's inverse problem (stable loss)")
     for ax, (k, i, title) in zip(axes, panels, strict=True):
         g = grids.get((k, first_seed + i)) if i is not None else None
@@ -49,19 +49,38 @@ def figure_densities(grids: dict, components: int, st: dict, first_seed: int = 0
 
 
 def figure_stable(st: dict):
+    """Validation NLL of each seed as a point, grouped by model (a seed's two fits joined by a faint line: the
+    same data and initialisation seed), the mean as a bar, the marginal and uniform references as lines."""
     fig, ax = plotting.figure("Validation NLL per seed: stable MDN vs single Gaussian vs marginal")
-    a, b = st["val_nll_per_seed"], st["single_gaussian_val_nll_per_seed"]
-    ax.plot(range(len(a)), a, "o", color=plotting.PALETTE[0], label=f"MDN, K = {st['components']}")
-    ax.plot(range(len(b)), b, "s", color=plotting.PALETTE[1], label="single Gaussian (K = 1)")
+    groups = [
+        (f"MDN, K = {st['components']}", st["val_nll_per_seed"], "o"),
+        ("single Gaussian (K = 1)", st["single_gaussian_val_nll_per_seed"], "s"),
+    ]
+    n = max(len(v) for _, v, _ in groups)
+    jitter = np.linspace(-0.12, 0.12, n) if n > 1 else np.zeros(1)
+    for i in range(n):  # the seed's pair
+        pair = [v[i] if i < len(v) and v[i] is not None else np.nan for _, v, _ in groups]
+        ax.plot([g + jitter[i] for g in range(len(groups))], pair, color="grey", lw=0.6, alpha=0.4)
+    for g, (_, values, marker) in enumerate(groups):
+        kept = [(jitter[i], v) for i, v in enumerate(values) if v is not None]
+        colour = plotting.PALETTE[g]
+        ax.plot([g + j for j, _ in kept], [v for _, v in kept], marker, color=colour, alpha=0.8, ls="none")
+        if kept:
+            mean = float(np.mean([v for _, v in kept]))
+            ax.plot([g - 0.25, g + 0.25], [mean, mean], color=colour, lw=2.5)
+    ax.plot([], [], "o", color="grey", label="one seed (a seed's two fits joined)")
+    ax.plot([], [], color="grey", lw=2.5, label="mean over seeds")
     ax.axhline(st["marginal_val_nll"], color=plotting.PALETTE[2], ls="--", label="marginal p(y) (KDE)")
     ax.axhline(0.0, color="grey", lw=0.8, ls=":", label="uniform U(0, 1): 0 nats")
-    plotting.label(ax, "lower is better; one point per seed", "seed", "validation NLL (nats per target)")
+    ax.set_xticks(range(len(groups)), [name for name, _, _ in groups])
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    plotting.label(ax, f"lower is better; {n} seeds", "model", "validation NLL (nats per target)")
     return fig
 
 
 def figure_logit_gap(rows: list[dict], gaps: dict, underflow_gap: float):
     """The largest logit gap so far, per asker trial and step, against the gap that makes a float32 weight 0."""
-    fig, ax = plotting.figure("How close does training come to an exactly-zero mixing weight?", width=9)
+    fig, ax = plotting.figure("How close does training come to an exactly-zero mixing weight?", width=11)
     trials = [r for r in rows if r["block"] == "asker" and gaps.get((r["variant"], r["seed"]))]
     colours = {}
     for r in trials:
@@ -81,7 +100,7 @@ def figure_logit_gap(rows: list[dict], gaps: dict, underflow_gap: float):
             ax.plot([r["first_nonfinite_step"] + 1], [curve[-1][1]], "x", color="red", ms=8)
     ax.axhline(underflow_gap, color="red", ls="--", label=f"float32 softmax weight exactly 0: gap {underflow_gap:.1f}")
     ax.set_xscale("log")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the lines, not over them
     plotting.label(
         ax,
         "running max over rows of max(logits) - min(logits); red x: a NaN",
@@ -97,7 +116,7 @@ def figure_lr0(rows: list[dict]):
     lr0 = [r for r in rows if r["block"] == "lr0" and r["diverged"]]
     groups = {}
     for r in lr0:
-        key = f"{r['condition']} inputs, sigma={r['sigma']}"
+        key = f"{r['condition']} inputs,\nsigma = {r['sigma']}"
         groups.setdefault(key, []).append(r["first_nonfinite_step"])
     for i, (name, steps) in enumerate(sorted(groups.items())):
         ax.plot(

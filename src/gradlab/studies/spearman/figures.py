@@ -56,6 +56,14 @@ def plot_tables(m: dict, p: SpearmanParams, curves: dict) -> dict[str, list[dict
     }
 
 
+def _seeds(ax, x: float, values, colour: str, spread: float = 0.08) -> None:
+    """Each seed's value as a small point at ``x`` (spread sideways so that equal values stay visible)."""
+    values = [v for v in values or [] if v is not None]
+    if values:
+        offsets = np.linspace(-spread, spread, len(values)) if len(values) > 1 else [0.0]
+        ax.plot([x + o for o in offsets], values, ".", color=colour, ms=4, alpha=0.6)
+
+
 def _err(mean, lo, hi):
     if lo is None or hi is None:
         return [[0.0], [0.0]]
@@ -76,14 +84,17 @@ def figure_ltr(m: dict, p: SpearmanParams):
         for i, meth in enumerate(present):
             r = t[meth]
             mean = r["heldout_spearman_mean"]
+            colour = plotting.PALETTE[i % len(plotting.PALETTE)]
             ax.errorbar(
                 [i],
                 [mean],
                 yerr=_err(mean, r["heldout_spearman_ci_low"], r["heldout_spearman_ci_high"]),
                 fmt="o",
                 capsize=4,
-                color=plotting.PALETTE[i % len(plotting.PALETTE)],
+                color=colour,
             )
+            _seeds(ax, i + 0.18, r.get("heldout_spearman_values"), colour)
+        ax.plot([], [], ".", color="grey", label="one seed")
         if "oracle_heldout_mean" in t:
             ax.axhline(t["oracle_heldout_mean"], color="grey", ls="--", label="oracle (the true latent score)")
         ax.set_xticks(range(len(present)), present, rotation=30)
@@ -119,7 +130,7 @@ def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
     fig, ax = plotting.figure(
         f"Matrix problem (n = {p.matrix.n}): final spearmanr after {p.matrix.budget:,} budget units per trial "
         f"({p.matrix.seeds} seeds)",
-        width=8.0,
+        width=9.5,
     )
     methods = list(p.matrix.methods)
     width = 0.8 / max(1, len(methods))
@@ -133,7 +144,10 @@ def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
             ys.append(r["final_spearman_mean"])
             lo.append(r["final_spearman_mean"] - (r["final_spearman_ci_low"] or r["final_spearman_mean"]))
             hi.append((r["final_spearman_ci_high"] or r["final_spearman_mean"]) - r["final_spearman_mean"])
-        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=2, label=meth, color=plotting.PALETTE[j % 8])
+        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=2, label=meth, color=plotting.PALETTE[j % 8], alpha=0.6)
+        for x, d in zip(xs, (d for d in derivations if m["matrix"][d].get(meth) is not None), strict=True):
+            _seeds(ax, x, m["matrix"][d][meth].get("final_spearman_values"), "black", spread=width * 0.3)
+    ax.plot([], [], ".", color="black", label="one seed")
     ax.set_xticks(range(len(derivations)), derivations)
     ax.set_ylim(-1.05, 1.05)
     ci = "mean and 95 % bootstrap CI" if p.matrix.seeds >= MIN_CI_N else "mean (no CI below 10 seeds)"
@@ -143,6 +157,7 @@ def figure_matrix(m: dict, p: SpearmanParams, derivations: list[str]):
         "list derivation (an assumption)",
         "final spearmanr",
     )
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the bars, not over the seeds' points
     return fig
 
 
