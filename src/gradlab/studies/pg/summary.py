@@ -509,7 +509,10 @@ def pong_verdicts(m: dict, p) -> list[str]:
 def win_summary(w: dict, m: dict, timing: dict, p, stage: str) -> str:
     """summary.md of the win presets: per seed, whether and when it beat the built-in AI (evaluated or by the
     running training mean, as ``w['rule']`` says)."""
-    recipe = "the question's recipe" if p.actions == "noop_up_down" else "vanilla REINFORCE"
+    if p.actions == "noop_up_down":
+        recipe = "the question's recipe" if p.move_cost else "the question's three actions (no move cost)"
+    else:
+        recipe = "vanilla REINFORCE"
     evaluated = w.get("rule") == "evaluation"
     if evaluated:
         rule = " ".join(
