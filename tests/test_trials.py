@@ -120,3 +120,36 @@ def test_runs_left_running_under_the_parent_are_ended_once_the_trials_are_over(s
     assert status["stray"] == status["below the stray"] == "FAILED"
     assert status["stage"] == status["another stage"] == status["another stage's trial"] == "RUNNING"
     assert {stray.id, below.id} and theirs.id  # ids used
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_an_interrupt_stops_the_workers_and_ends_their_runs_killed(store):
+    tracker = Tracker(store)
+    parent = tracker.start_run("gradlab/engine", "stage")
+    runs = Runs(store, "gradlab/engine", parent.id)
+
+    def interrupt(spec, result):
+        raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(
+            sleep_for,
+            [0.01, 60.0, 60.0],
+            workers=2,
+            runs=runs,
+            child=lambda s: Child("sleep", int(s)),
+            tracker=tracker,
+            on_result=interrupt,
+        )
+    assert time.monotonic() - started < 50  # the 60 s trial was not waited for
+    status = {
+        r.info.run_name: r.info.status
+        for r in tracker.runs("gradlab/engine", f"tags.mlflow.parentRunId = '{parent.id}'")
+    }
+    assert status.get("sleep__seed0") == "FINISHED" and set(status) <= {"sleep__seed0", "sleep__seed60"}
+    assert status.get("sleep__seed60", "KILLED") == "KILLED"  # opened by a worker that was stopped: ended here

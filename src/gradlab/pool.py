@@ -8,7 +8,7 @@ sampler for the next point only then), and hands every outcome to ``on_done`` as
 On an exception in the parent (Ctrl-C, a failing ``on_done``) no job is started any more. After Ctrl-C with a
 ``grace`` period the running jobs are sent SIGINT and their outcomes delivered for up to ``grace`` seconds (a
 sweep's trial ends its own run KILLED); then every worker still alive is terminated, and the jobs it held reach
-``on_error`` as :class:`Terminated` (a worker that died: :class:`WorkerDied`). Without grace the workers are
+``on_error`` as :class:`Stopped` (a worker that died: :class:`WorkerDied`). Without grace the workers are
 terminated at once.
 """
 
@@ -42,7 +42,7 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.args[0]}"""'
 
 
-class Terminated(KeyboardInterrupt):
+class Stopped(KeyboardInterrupt):
     """The job's worker was stopped after an interrupt (it did not stop within the grace period)."""
 
 
@@ -106,7 +106,7 @@ class _Jobs(Generic[J]):
         def error(job: J, exc: BaseException) -> None:
             if on_error is not None:
                 on_error(job, exc)
-            elif not isinstance(exc, Terminated):  # stopped after an interrupt: the caller is being interrupted
+            elif not isinstance(exc, Stopped):  # stopped after an interrupt: the caller is being interrupted
                 raise exc
 
         self._run(fn, iter(jobs), on_done, error, on_start, tick, tick_every)
@@ -251,13 +251,13 @@ class Pool(_Jobs[J]):
                     w.proc.join(5)
                 job, w.busy, w.job = w.job, False, None
                 if error is not None:
-                    error(job, Terminated("did not stop in time; terminated"))  # type: ignore[arg-type]
+                    error(job, Stopped("did not stop in time; terminated"))  # type: ignore[arg-type]
 
 
 class RayPool(_Jobs[J]):
     """The same jobs as Ray tasks (1 CPU each), at most ``workers`` in flight (None: the cluster's CPUs); no
     ``address``: a local Ray instance. Ctrl-C cancels the running tasks (KeyboardInterrupt inside each) and
-    delivers their outcomes for up to ``grace`` seconds; the others reach ``on_error`` as :class:`Terminated`."""
+    delivers their outcomes for up to ``grace`` seconds; the others reach ``on_error`` as :class:`Stopped`."""
 
     def __init__(self, workers: int | None, address: str | None, grace: float = 60.0):
         self.workers, self.address, self.grace = workers, address, grace
@@ -303,7 +303,7 @@ class RayPool(_Jobs[J]):
             except Exception as exc:  # noqa: BLE001 - task error, worker crash, cancellation
                 if "cancel" in type(exc).__name__.lower():
                     first = str(exc).splitlines()[0] if str(exc) else ""
-                    error(job, Terminated(f"{type(exc).__name__}: {first}"))
+                    error(job, Stopped(f"{type(exc).__name__}: {first}"))
                 else:
                     error(job, exc)
                 return
@@ -332,7 +332,7 @@ class RayPool(_Jobs[J]):
                         collect(ref)
                 for ref, job in list(in_flight.items()):
                     in_flight.pop(ref)
-                    error(job, Terminated(f"did not stop in {self.grace:g} s"))
+                    error(job, Stopped(f"did not stop in {self.grace:g} s"))
             raise
         finally:
             if started_here:

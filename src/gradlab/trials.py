@@ -185,7 +185,7 @@ def run_trials(
                     continue
                 done(task, result)
         else:
-            pool.run(_run, tasks, done, failed, tick=tick, tick_every=tick_every)
+            pool.run(_run, tasks, done, failed if on_error is not None else None, tick=tick, tick_every=tick_every)
     except KeyboardInterrupt:
         status = KILLED
         raise
