@@ -21,6 +21,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
@@ -79,9 +80,16 @@ class _Worker(Generic[J]):
         self.busy = False
 
 
-Done = Callable[[J, Any], None]
-Error = Callable[[J, BaseException], None]
-Start = Callable[[J, float], None]
+@dataclass(frozen=True)
+class _Calls(Generic[J]):
+    """What a pool calls for a batch of jobs (:meth:`_Jobs.run`)."""
+
+    fn: Callable[[J], Any]
+    on_done: Callable[[J, Any], None]
+    error: Callable[[J, BaseException], None]
+    on_start: Callable[[J, float], None] | None
+    tick: Callable[[], None] | None
+    every: float | None
 
 
 class _Jobs(Generic[J]):
@@ -109,18 +117,9 @@ class _Jobs(Generic[J]):
             elif not isinstance(exc, Stopped):  # stopped after an interrupt: the caller is being interrupted
                 raise exc
 
-        self._run(fn, iter(jobs), on_done, error, on_start, tick, tick_every)
+        self._run(iter(jobs), _Calls(fn, on_done, error, on_start, tick, tick_every))
 
-    def _run(
-        self,
-        fn: Callable[[J], Any],
-        feed: Iterator[J],
-        on_done: Done[J],
-        error: Error[J],
-        on_start: Start[J] | None,
-        tick: Callable[[], None] | None,
-        every: float | None,
-    ) -> None:
+    def _run(self, feed: Iterator[J], c: _Calls[J]) -> None:
         raise NotImplementedError
 
 
@@ -137,16 +136,8 @@ class Pool(_Jobs[J]):
         self.workers = max(1, workers)
         self.setup, self.setup_args, self.grace = setup, setup_args, grace
 
-    def _run(
-        self,
-        fn: Callable[[J], Any],
-        feed: Iterator[J],
-        on_done: Done[J],
-        error: Error[J],
-        on_start: Start[J] | None,
-        tick: Callable[[], None] | None,
-        every: float | None,
-    ) -> None:
+    def _run(self, feed: Iterator[J], c: _Calls[J]) -> None:
+        fn, on_done, error, on_start, tick, every = c.fn, c.on_done, c.error, c.on_start, c.tick, c.every
         ctx = mp.get_context("spawn")
         workers: list[_Worker[J]] = []
         more = True
@@ -263,16 +254,8 @@ class RayPool(_Jobs[J]):
         self.workers, self.address, self.grace = workers, address, grace
         self.stopping = False
 
-    def _run(
-        self,
-        fn: Callable[[J], Any],
-        feed: Iterator[J],
-        on_done: Done[J],
-        error: Error[J],
-        on_start: Start[J] | None,
-        tick: Callable[[], None] | None,
-        every: float | None,
-    ) -> None:
+    def _run(self, feed: Iterator[J], c: _Calls[J]) -> None:
+        fn, on_done, error, on_start, tick, every = c.fn, c.on_done, c.error, c.on_start, c.tick, c.every
         import ray
 
         started_here = not ray.is_initialized()
