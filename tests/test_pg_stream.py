@@ -255,33 +255,28 @@ def test_bootstrap_interval_stays_in_range_and_fewer_than_ten_values_have_none()
 @pytest.mark.slow
 def test_child_run_is_running_and_growing_while_the_trial_trains(store, monkeypatch):
     from gradlab.studies.pg import trial as trial_module
-    from gradlab.tracking import Tracker
+    from gradlab.tracking import Run, Tracker
+    from gradlab.trials import Child, Runs, run_trials
 
-    monkeypatch.setattr(trial_module, "LIVE_EVERY", 0.0)  # send after every update
+    monkeypatch.setattr(Run, "LIVE_EVERY", 0.0)  # send after every update
     tracker = Tracker(store)
     parent = tracker.start_run("gradlab/pg_pong", "pg_pong")
     p = PongParams(updates=3, episodes_per_update=2, final_episodes=2, points_per_episode=1, hidden=8)
     seen = []
+    original = trial_module._Games.__call__
 
-    def look(module, first_new):
-        live(module, first_new)  # the trial's own streaming, then what a reader sees
+    def spy(self, module, first_new):
+        original(self, module, first_new)  # the trial's own streaming, then what a reader sees
         (run,) = tracker.runs("gradlab/pg_pong", f"tags.mlflow.parentRunId = '{parent.id}'")
         history = tracker.client.get_metric_history(run.info.run_id, "episode/return")
         seen.append((run.info.status, len(history), len(module.episodes["return"])))
 
-    original = trial_module._Live.__call__
-    live = None
-
-    def spy(self, module, first_new):
-        nonlocal live
-        live = lambda m, f: original(self, m, f)  # noqa: E731
-        look(module, first_new)
-
-    monkeypatch.setattr(trial_module._Live, "__call__", spy)
-    spec = trial_module.TrialSpec(
-        "pong", p, "correct", 0, live=trial_module.LiveTracking(store, "gradlab/pg_pong", parent.id)
+    monkeypatch.setattr(trial_module._Games, "__call__", spy)
+    spec = trial_module.TrialSpec("pong", p, "correct", 0)
+    runs = Runs(store, "gradlab/pg_pong", parent.id)
+    (result,) = run_trials(
+        trial_module.run_trial, [spec], workers=1, runs=runs, child=lambda s: Child(s.variant, s.seed), tracker=tracker
     )
-    result = trial_module.run_trial(spec)
     assert [s for s, _, _ in seen] == ["RUNNING"] * 3
     assert [n for _, n, _ in seen] == [g for _, _, g in seen] == [2, 4, 6]  # the curve grows with the games
     (run,) = tracker.runs("gradlab/pg_pong", f"tags.mlflow.parentRunId = '{parent.id}'")

@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from gradlab.tracking import QUICK_TAG, _sqlite_path
+from gradlab.tracking import QUICK_TAG, artifact_locations, move_artifact_root, store_file
 
 RUNS_VIEW = "?workflowType=machine_learning"
 
@@ -44,7 +43,7 @@ def stage_children(run: Any, uri: str | None = None) -> list:
     from gradlab.tracking import Tracker
 
     tracker = Tracker(uri)
-    name = tracker.client.get_experiment(run.info.experiment_id).name
+    name = tracker.experiment_name(run.info.experiment_id)
     children = tracker.runs(name, f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
     return sorted(children, key=lambda r: r.info.start_time)
 
@@ -52,23 +51,17 @@ def stage_children(run: Any, uri: str | None = None) -> list:
 def experiment_links(uri: str, base_url: str) -> list[tuple[str, str]]:
     """``(experiment name, URL of its runs table)`` for every ``gradlab/*`` experiment of the store
     (none when the store does not exist yet or cannot be reached)."""
-    from mlflow.tracking import MlflowClient
+    from gradlab.tracking import Tracker, TrackingError, check_store
 
-    from gradlab.tracking import TrackingError, check_store
-
-    db = _sqlite_path(uri)
+    db = store_file(uri)
     if db is not None and not db.exists():
         return []
     try:
         check_store(uri)
     except TrackingError:
         return []
-    client = MlflowClient(tracking_uri=uri)
-    found = [e for e in client.search_experiments() if e.name.startswith("gradlab/")]
-    return [
-        (e.name, f"{base_url.rstrip('/')}/#/experiments/{e.experiment_id}/runs{RUNS_VIEW}")
-        for e in sorted(found, key=lambda e: e.name)
-    ]
+    found = Tracker(uri).experiments("gradlab/")
+    return [(name, f"{base_url.rstrip('/')}/#/experiments/{exp_id}/runs{RUNS_VIEW}") for name, exp_id in found]
 
 
 def _local_path(location: str) -> Path | None:
@@ -83,14 +76,12 @@ def _local_path(location: str) -> Path | None:
 def misplaced(uri: str) -> list[tuple[str, Path]]:
     """``(name, folder)`` of each experiment of an embedded store whose artifacts live in a
     ``mlartifacts`` folder that is not the one beside the store (the project was copied or moved)."""
-    db = _sqlite_path(uri)
+    db = store_file(uri)
     if db is None or not db.exists():
         return []
     here = (db.parent / "mlartifacts").resolve()
-    with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT name, artifact_location FROM experiments").fetchall()
     out = []
-    for name, location in rows:
+    for name, location in artifact_locations(db):
         path = _local_path(location or "")
         if path is not None and "mlartifacts" in path.parts:
             folder = Path(*path.parts[: path.parts.index("mlartifacts") + 1])
@@ -105,13 +96,9 @@ def relocate(uri: str) -> int:
     moves = misplaced(uri)
     if not moves:
         return 0
-    here = (_sqlite_path(uri).parent / "mlartifacts").resolve().as_uri()
-    with sqlite3.connect(_sqlite_path(uri)) as con:
-        for _, folder in moves:
-            old = folder.as_uri()
-            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
-                con.execute(
-                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ? || '%'",
-                    (here, len(old) + 1, old),
-                )
+    db = store_file(uri)
+    assert db is not None  # misplaced() found moves: an embedded store
+    here = (db.parent / "mlartifacts").resolve().as_uri()
+    for _, folder in moves:
+        move_artifact_root(db, folder.as_uri(), here)
     return len(moves)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gradlab.config import Params, to_plain
 from gradlab.tracking import Run, Tracker, params_hash
+from gradlab.trials import Child, Runs, default_workers, open_child, run_trials
+
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -54,41 +58,63 @@ class StageContext:
         return p
 
     @contextmanager
-    def child(
-        self,
-        variant: str,
-        seed: int,
-        params: dict[str, Any] | None = None,
-        tags=None,
-        started: float | None = None,
-        ended: float | None = None,
-    ) -> Iterator[Run]:
-        """One trial: a child run named ``<variant>__seed<k>`` under the stage's parent run.
+    def child(self, variant: str, seed: int, params: dict[str, Any] | None = None, tags=None) -> Iterator[Run]:
+        """A child run named ``<variant>__seed<k>`` under the stage's parent run, for what the stage computes
+        itself (trials get theirs from :meth:`run_trials`).
 
         The child carries the stage's resolved parameters (copied from the parent run, see
         :meth:`gradlab.tracking.Tracker.start_run`) with what is particular to the trial in their place:
-        its ``params``, variant and seed; and the parent's source and commit tags. A trial
-        logged after it ran passes ``started``/``ended`` (``time.time()`` seconds) so that the run
-        shows when the trial really ran.
+        its ``params``, variant and seed; and the parent's source and commit tags.
         """
-        all_params = {"variant": variant, "seed": seed, **(params or {})}
-        all_tags = {
-            "gradlab.stage": self.stage,
-            "gradlab.variant": variant,
-            "gradlab.seed": seed,
-            "gradlab.params_hash": params_hash(to_plain(self.params)),
-        }
-        all_tags.update(tags or {})
-        with self.tracker.run(
-            self.experiment,
-            f"{variant}__seed{seed}",
-            parent=self.parent.id,
-            tags=all_tags,
-            params=all_params,
-            start_ms=None if started is None else int(started * 1000),
-            end_ms=None if ended is None else int(ended * 1000),
-        ) as run:
+        with open_child(self.tracker, self.runs(), Child(variant, seed, params or {}, tags or {})) as run:
             yield run
+
+    def runs(self) -> Runs:
+        """Where this stage's trial runs go (:mod:`gradlab.trials`): under its run, with its stage and params hash."""
+        tags = {"gradlab.stage": self.stage, "gradlab.params_hash": params_hash(to_plain(self.params))}
+        return Runs(self.tracker.uri, self.experiment, self.parent.id, tags)
+
+    def run_trials(
+        self,
+        run_trial: Callable[[S], R],
+        specs: Sequence[S],
+        child: Callable[[S], Child],
+        log: Callable[[Run, S, R], None] | None = None,
+        cost: Callable[[S], float] | None = None,
+        workers: int | None = None,
+        desc: str = "trials",
+    ) -> list[R]:
+        """``[run_trial(s) for s in specs]`` through :func:`gradlab.trials.run_trials`: the longest first (``cost``)
+        on ``workers`` processes (all cores when None), each trial with its child run ``child(spec)`` open
+        while it runs and ``log(run, spec, result)`` logged to it; a progress bar on a terminal."""
+        bar = self.bar(desc, len(specs))
+        try:
+            return run_trials(
+                run_trial,
+                specs,
+                workers=workers,
+                cost=cost,
+                runs=self.runs(),
+                child=child,
+                log=log,
+                tracker=self.tracker,
+                progress=None if bar is None else bar.update,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def workers(self, asked: int | None) -> int:
+        """The processes for this stage's trials: ``asked``, else every core (``GRADLAB_WORKERS``)."""
+        return asked or default_workers()
+
+    def bar(self, desc: str, total: int) -> Any:
+        """A progress bar (``update()``, ``close()``) on a terminal, None otherwise."""
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(desc=f"{self.stage}: {desc}", total=total, leave=False)
 
     def write_json(self, relative: str, data: Any) -> Path:
         p = self.path(relative)

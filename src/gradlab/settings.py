@@ -14,7 +14,7 @@ An entry point (a stage run, the report, a sweep) reads them once with :meth:`Se
 (a bad value: :class:`~gradlab.config.ConfigError`, exit 2) and makes them :func:`current` for its
 run with :func:`active`; the code below it (the trainer's accelerator, the default number of
 workers) asks :func:`current` instead of the environment. Worker processes receive the object as
-an argument (:func:`gradlab.parallel.map_trials`, the sweep's trial jobs).
+an argument (:func:`gradlab.trials.run_trials`, the sweep's trial jobs).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,30 @@ def _sqlite_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///") :])
     return None
+
+
+def store_file(uri: str) -> Path | None:
+    """The SQLite file of an embedded store (``sqlite:///...``), None for any other store."""
+    return _sqlite_path(uri)
+
+
+def artifact_locations(db: Path) -> list[tuple[str, str]]:
+    """``(experiment name, artifact location)`` of every experiment of the embedded store ``db``."""
+    with sqlite3.connect(db) as con:
+        return [
+            (name, location or "") for name, location in con.execute("SELECT name, artifact_location FROM experiments")
+        ]
+
+
+def move_artifact_root(db: Path, old: str, new: str) -> None:
+    """Point every artifact location of the embedded store ``db`` under ``old`` (a ``file://`` URI) under ``new``
+    (experiments and runs: MLflow records them as absolute paths, so a copied project would read the original's)."""
+    with sqlite3.connect(db) as con:
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+            con.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ? || '%'",
+                (new, len(old) + 1, old),
+            )
 
 
 def _use_wal(con: sqlite3.Connection) -> None:
@@ -580,12 +604,54 @@ class Tracker:
     def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(local_file), artifact_path)
 
+    def end_stray_runs(
+        self, experiment: str, under: str, status: str, mine: Callable[[Any], bool] | None = None
+    ) -> int:
+        """End the runs below run ``under`` (its children, theirs...) still RUNNING: what a killed worker, or an
+        interrupt between creating a run and ending it, left behind. ``mine(run)`` picks which of ``under``'s
+        direct children (with everything below them) are the caller's. Returns how many were ended."""
+        running = [r for r in self.runs(experiment, "attributes.status = 'RUNNING'") if r.info.run_id != under]
+        known = {r.info.run_id: r for r in running}
+        ended = 0
+        for run in running:
+            node, seen = run, {run.info.run_id}
+            while node is not None and node.data.tags.get("mlflow.parentRunId") not in (None, under):
+                up = node.data.tags["mlflow.parentRunId"]
+                if up in seen:
+                    node = None
+                    break
+                seen.add(up)
+                if up not in known:
+                    known[up] = self.client.get_run(up)
+                node = known[up]
+            if node is None or node.data.tags.get("mlflow.parentRunId") != under:
+                continue
+            if mine is None or mine(node):
+                self.end(run.info.run_id, status)
+                ended += 1
+        return ended
+
     # reading ----------------------------------------------------------------
+    def experiments(self, prefix: str = "") -> list[tuple[str, str]]:
+        """``(name, id)`` of the store's experiments whose name starts with ``prefix``, by name."""
+        found = [(e.name, e.experiment_id) for e in self.client.search_experiments() if e.name.startswith(prefix)]
+        return sorted(found)
+
+    def experiment_name(self, experiment_id: str) -> str:
+        return self.client.get_experiment(experiment_id).name
+
     def runs(self, experiment: str, filter_string: str = "") -> list:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return []
         return self.client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=10000)
+
+
+def download_artifacts(run_id: str, artifact_path: str, uri: str | None = None) -> Path:
+    """A local copy of the artifacts ``artifact_path`` of run ``run_id`` (store ``uri``; None: MLflow's default)."""
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, tracking_uri=uri))
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 from gradlab.config import ConfigError, dotted, flatten
 from gradlab.headline import unwrap
 from gradlab.process import ExitCode, ignoring_sigint, interrupt_exit_code, sigterm_raises
-from gradlab.sweep.executors import LocalExecutor, RayExecutor
+from gradlab.sweep.executors import check_pool, make_pool, run_jobs
 from gradlab.sweep.grid import (
     SweepSpec,
     Trial,
@@ -30,8 +30,8 @@ from gradlab.sweep.grid import (
 from gradlab.sweep.tables import markdown_table, plot, summary_table, trial_rows
 from gradlab.sweep.worker import CANCELLED
 from gradlab.tracking import FAILED, FINISHED, KILLED
+from gradlab.trials import Runs
 
-BACKENDS = ("local", "ray")
 SERVER_HINT = (
     "start a tracking server and point MLFLOW_TRACKING_URI at it, e.g. "
     "`mlflow server --backend-store-uri postgresql+psycopg2://USER@HOST/DB "
@@ -99,12 +99,7 @@ def sweep(
 
     # 1. the spec, every trial validated: nothing is created before this passes
     try:
-        if backend not in BACKENDS:
-            raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
-        if workers is not None and workers < 1:
-            raise ConfigError("--workers", f"must be at least 1 (got {workers})")
-        if address and backend != "ray":
-            raise ConfigError("--address", "only with --backend ray")
+        check_pool(backend, workers, address)
         settings = Settings.from_env()
         sweeps_root = settings.results / "sweeps"
         if resume:
@@ -157,7 +152,7 @@ def sweep(
     jobs = [_job(spec, t, sweep_dir, settings, remote) for t in todo]
 
     n_workers = workers or (None if (backend == "ray" and address) else _default_workers())
-    executor = LocalExecutor(n_workers) if backend == "local" else RayExecutor(n_workers, address)
+    pool = make_pool(backend, n_workers, address)
     by_index = {t.index: t for t in trials}
     label = f"sweep {spec.sweep_id}"
     where = f"{backend}" + (f" at {address}" if address else f", {n_workers} workers")
@@ -190,7 +185,7 @@ def sweep(
     code = ExitCode.OK
     try:
         with sigterm_raises():
-            executor.run(jobs, on_result)
+            run_jobs(pool, jobs, on_result, Runs(uri, f"gradlab/{spec.stage}", parent_id), tracker)
     except KeyboardInterrupt as exc:
         code = interrupt_exit_code(exc)
     except Exception as exc:  # the executor itself broke (e.g. Ray could not start)
@@ -315,7 +310,7 @@ def _job(spec: SweepSpec, t: Trial, sweep_dir: Path, settings, remote: bool) -> 
 
 
 def _default_workers() -> int:
-    from gradlab.parallel import default_workers
+    from gradlab.pool import default_workers
 
     return default_workers()
 
@@ -367,28 +362,9 @@ def _reopen(tracker, run_id: str) -> None:
     tracker.reopen(run_id)
 
 
-def _end_stray_runs(tracker, spec: SweepSpec, status: str) -> None:
-    """End runs under the sweep's parent (trials and their own children) still RUNNING once no worker runs.
-
-    A worker killed hard, or interrupted between MLflow creating a run and the code that ends it, leaves
-    such a run; nothing will end it any more.
-    """
-    running = tracker.runs(f"gradlab/{spec.stage}", "attributes.status = 'RUNNING'")
-    parent_of = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in tracker.runs(f"gradlab/{spec.stage}")}
-    for run in running:
-        node, seen = run.data.tags.get("mlflow.parentRunId"), set()
-        while node and node != spec.parent_run and node not in seen:
-            seen.add(node)
-            node = parent_of.get(node)
-        if node == spec.parent_run:
-            tracker.end(run.info.run_id, status)
-
-
 def _close_sweep(tracker, spec, trials, outcomes, sweep_dir: Path, code: int, seconds: float) -> str:
-    """Mark stray RUNNING trials, write the tables and figure, log them, end the parent run."""
-
+    """Write the tables and figure, log them, end the parent run (the trial engine ended stray runs)."""
     interrupted = code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
-    _end_stray_runs(tracker, spec, KILLED if interrupted else FAILED)
     runs = _child_runs(tracker, spec)
     latest: dict[int, Any] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):

@@ -1,139 +1,82 @@
-"""Where the trials run: a local pool of spawned processes, or Ray tasks (a local instance or a cluster)."""
+"""Where a sweep's (or a tuner's) trials run: the trial engine (:func:`gradlab.trials.run_trials`) on the local
+process pool or on Ray tasks (a local instance or a cluster).
+
+A trial is a whole stage run (:mod:`gradlab.sweep.worker`) that opens its own run under the sweep's parent; the
+engine feeds the pool, delivers each outcome (a worker that died or did not stop: a FAILED or KILLED result), and
+ends the runs under the parent that are still RUNNING once no trial runs. Ctrl-C: no new trial; the running ones
+are interrupted (their runs end KILLED) and their results delivered for up to 60 s; then KeyboardInterrupt again.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from gradlab.process import ExitCode, ignoring_sigint
+from gradlab.pool import Pool, RayPool, default_workers
+from gradlab.process import ExitCode
 from gradlab.sweep.worker import init_local_worker, run_trial
-from gradlab.tracking import FAILED, KILLED
+from gradlab.tracking import FAILED, KILLED, Tracker
+from gradlab.trials import Runs, run_trials
+
+BACKENDS = ("local", "ray")
+GRACE = 60.0  # seconds the running trials have to end their runs after Ctrl-C
 
 
-class LocalExecutor:
-    """A pool of ``workers`` spawned processes; Ctrl-C cancels pending trials, interrupts running ones."""
+def check_pool(backend: str, workers: int | None, address: str | None) -> None:
+    """ConfigError (exit 2, nothing created) for a backend, a number of workers or an address no pool takes."""
+    from gradlab.config import ConfigError
 
-    def __init__(self, workers: int):
-        self.workers = workers
-
-    def run(self, jobs: list[dict], on_result: Callable[[dict], None]) -> None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed, wait
-
-        from gradlab.parallel import default_workers
-
-        ctx = mp.get_context("spawn")
-        stop = ctx.Event()
-        threads = max(1, default_workers() // self.workers)
-        pool = ProcessPoolExecutor(
-            min(self.workers, len(jobs)), mp_context=ctx, initializer=init_local_worker, initargs=(stop, threads)
-        )
-        futures = {pool.submit(run_trial, job): job for job in jobs}
-        seen: set = set()
-
-        def deliver(fut) -> None:
-            if fut in seen or fut.cancelled():
-                return
-            seen.add(fut)
-            job = futures[fut]
-            try:
-                res = fut.result()
-            except BaseException as exc:  # the worker process died, or pickling failed
-                res = {"index": job["index"], "code": 1, "status": FAILED, "metrics": None, "seconds": 0.0}
-                res["error"] = f"{type(exc).__name__}: {exc}"
-            on_result(res)
-
-        interrupted = False
-        try:
-            for fut in as_completed(futures):
-                deliver(fut)
-        except KeyboardInterrupt:
-            interrupted = True
-            with ignoring_sigint():
-                stop.set()
-                for fut in futures:
-                    fut.cancel()
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    with contextlib.suppress(OSError):
-                        os.kill(proc.pid, signal.SIGINT)
-                running = [f for f in futures if not f.cancelled() and f not in seen]
-                done, _ = wait(running, timeout=60)
-                for fut in done:
-                    deliver(fut)
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    if proc.is_alive():
-                        proc.terminate()
-                        proc.join(10)
-                    if proc.is_alive():
-                        proc.kill()
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
-            # after an interrupt the workers are gone: waiting on the pool's manager thread could hang
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
+    if backend not in BACKENDS:
+        raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if workers is not None and workers < 1:
+        raise ConfigError("--workers", f"must be at least 1 (got {workers})")
+    if address and backend != "ray":
+        raise ConfigError("--address", "only with --backend ray")
 
 
-class RayExecutor:
-    """The same trials as Ray tasks (1 CPU each), at most ``workers`` in flight."""
+def make_pool(backend: str, workers: int | None, address: str | None) -> Pool | RayPool:
+    """``workers`` spawned processes (one share of the cores each), or Ray tasks (``backend`` "ray")."""
+    if backend == "local":
+        n = workers or default_workers()
+        return Pool(n, init_local_worker, (max(1, default_workers() // n),), grace=GRACE)
+    return RayPool(workers, address, grace=GRACE)
 
-    def __init__(self, workers: int | None, address: str | None):
-        self.workers = workers
-        self.address = address
 
-    def run(self, jobs: list[dict], on_result: Callable[[dict], None]) -> None:
-        import ray
+def broken(job: dict, exc: BaseException) -> dict:
+    """The result of a trial whose worker died or was stopped (KILLED after an interrupt, else FAILED)."""
+    status = KILLED if isinstance(exc, KeyboardInterrupt) else FAILED
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return {
+        "index": job["index"],
+        "code": ExitCode.INTERRUPTED if status == KILLED else ExitCode.FAILED,
+        "status": status,
+        "metrics": None,
+        "seconds": 0.0,
+        "error": f"{type(exc).__name__}: {first}",
+    }
 
-        started_here = not ray.is_initialized()
-        if started_here:
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if self.address:
-                kwargs["address"] = self.address
-            else:
-                kwargs["num_cpus"] = self.workers
-            ray.init(**kwargs)
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
-        window = self.workers or len(jobs)
-        queue = list(jobs)
-        in_flight: dict = {}
 
-        def submit() -> None:
-            while queue and len(in_flight) < window:
-                job = queue.pop(0)
-                in_flight[remote.remote(job)] = job
-
-        def collect(ref) -> None:
-            job = in_flight.pop(ref)
-            try:
-                res = ray.get(ref)
-            except Exception as exc:  # task error, worker crash, cancellation
-                status = KILLED if "cancel" in type(exc).__name__.lower() else FAILED
-                code = ExitCode.INTERRUPTED if status == KILLED else ExitCode.FAILED
-                res = {"index": job["index"], "code": code, "status": status}
-                res.update(metrics=None, seconds=0.0, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-            on_result(res)
-
-        try:
-            submit()
-            while in_flight:
-                done, _ = ray.wait(list(in_flight), num_returns=1)
-                for ref in done:
-                    collect(ref)
-                submit()
-        except KeyboardInterrupt:
-            with ignoring_sigint():
-                queue.clear()
-                for ref in list(in_flight):
-                    ray.cancel(ref)  # raises KeyboardInterrupt inside a running task: its run ends KILLED
-                deadline = time.monotonic() + 60
-                while in_flight and time.monotonic() < deadline:
-                    done, _ = ray.wait(list(in_flight), num_returns=1, timeout=max(0.1, deadline - time.monotonic()))
-                    for ref in done:
-                        collect(ref)
-            raise
-        finally:
-            if started_here:
-                ray.shutdown()
+def run_jobs(
+    pool: Pool | RayPool,
+    jobs: Iterable[dict],
+    on_result: Callable[[dict], None],
+    runs: Runs,
+    tracker: Tracker,
+    trial: Callable[[dict], dict] | None = None,
+    mine: Callable[[Any], bool] | None = None,
+    tick: Callable[[], None] | None = None,
+    tick_every: float | None = None,
+) -> None:
+    """Every job through ``trial`` (default: a sweep's, :func:`gradlab.sweep.worker.run_trial`) on ``pool``."""
+    run_trials(
+        trial or run_trial,
+        jobs,
+        pool=pool,
+        runs=runs,
+        tracker=tracker,
+        mine=mine,
+        on_result=lambda _job, res: on_result(res),
+        on_error=lambda job, exc: on_result(broken(job, exc)),
+        tick=tick,
+        tick_every=tick_every,
+    )

@@ -17,13 +17,13 @@ from gradlab.tracking import FAILED, FINISHED, KILLED
 
 CANCELLED = "CANCELLED"  # a trial the sweep never started (interrupted before its turn)
 
-_STOP = None  # multiprocessing.Event of the local pool: set when the sweep is interrupted
+_IN_POOL = False  # a worker of the local pool (idle between trials: Ctrl-C is ignored there)
 _THREADS: int | None = None  # cores of one local worker: a stage's own trial pool shares them
 
 
-def init_local_worker(stop, threads: int) -> None:
-    global _STOP, _THREADS
-    _STOP, _THREADS = stop, max(1, threads)
+def init_local_worker(threads: int) -> None:
+    global _IN_POOL, _THREADS
+    _IN_POOL, _THREADS = True, max(1, threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; a trial takes it once
     _die_with_parent()
     import torch
@@ -96,9 +96,6 @@ def run_trial(job: dict) -> dict:
     start = time.perf_counter()
     result = {"index": job["index"], "code": None, "metrics": None, "seconds": 0.0, "error": "", "pid": os.getpid()}
     try:
-        if _STOP is not None and _STOP.is_set():
-            result["status"] = CANCELLED
-            return result
         if job.get("cwd") and Path(job["cwd"]).is_dir():
             os.chdir(job["cwd"])
         with tempfile.TemporaryDirectory(prefix="gradlab-trial-") as tmp:
@@ -137,7 +134,7 @@ def run_trial(job: dict) -> dict:
         result["code"] = ExitCode.INTERRUPTED
     finally:
         if in_main:
-            signal.signal(signal.SIGINT, signal.SIG_IGN if _STOP is not None else previous)
+            signal.signal(signal.SIGINT, signal.SIG_IGN if _IN_POOL else previous)
         result["seconds"] = time.perf_counter() - start
     result["status"] = _STATUS_OF_CODE.get(result["code"], FAILED)
     return result

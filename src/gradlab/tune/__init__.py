@@ -14,7 +14,7 @@ return after each update); the pruner may stop the trial there (:class:`TrialPru
 
 Modules: :mod:`~gradlab.tune.report` (the hook; imported by stages, standard library only),
 :mod:`~gradlab.tune.space` (the space file), :mod:`~gradlab.tune.study` (storage, sampler, states),
-:mod:`~gradlab.tune.worker` and :mod:`~gradlab.tune.executors` (where trials run),
+:mod:`~gradlab.tune.worker` (one trial; run by the sweep's :mod:`~gradlab.sweep.executors`),
 :mod:`~gradlab.tune.tables` (trials.csv, summary.md, best.yaml, figure.png), :mod:`~gradlab.tune.command`.
 """
 

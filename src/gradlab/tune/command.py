@@ -11,14 +11,13 @@ from typing import Any
 
 from gradlab.config import ConfigError, dotted, flatten
 from gradlab.process import ExitCode, ignoring_sigint, interrupt_exit_code, interrupts_held, sigterm_raises
+from gradlab.sweep.executors import check_pool, make_pool, run_jobs
 from gradlab.sweep.grid import clip, fmt
 from gradlab.sweep.worker import CANCELLED
 from gradlab.tracking import FAILED, FINISHED, KILLED
 from gradlab.tune import space as sp
 from gradlab.tune import study as st
 from gradlab.tune.tables import finite, write_all
-
-BACKENDS = ("local", "ray")
 
 
 def _err(message: str) -> None:
@@ -61,12 +60,7 @@ def tune(
 
     # 1. everything checked before anything is created
     try:
-        if backend not in BACKENDS:
-            raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
-        if workers is not None and workers < 1:
-            raise ConfigError("--workers", f"must be at least 1 (got {workers})")
-        if address and backend != "ray":
-            raise ConfigError("--address", "only with --backend ray")
+        check_pool(backend, workers, address)
         settings = Settings.from_env()
         space = sp.read(space_file, trials=trials, objective=objective, direction=direction, name=name)
         folder = settings.results / "tune" / space.name
@@ -364,12 +358,13 @@ class _Tuning:
 
     # ------------------------------------------------------------------ the loop
     def run(self, workers, space_file, storage, name, objective, direction) -> int:
-        from gradlab.parallel import default_workers
-        from gradlab.tune.executors import LocalPool, RayPool
+        from gradlab.pool import default_workers
+        from gradlab.trials import Runs
+        from gradlab.tune.worker import run_tune_trial
 
         self.parent_id = self.parent()
         n_workers = workers or (None if (self.backend == "ray" and self.address) else default_workers())
-        self.executor = LocalPool(n_workers) if self.backend == "local" else RayPool(n_workers, self.address)
+        self.executor = make_pool(self.backend, n_workers, self.address)
         c = st.counts(self.study)
         where = self.backend + (f" at {self.address}" if self.address else f", {n_workers} workers")
         print(
@@ -383,7 +378,17 @@ class _Tuning:
         code = ExitCode.OK
         try:
             with sigterm_raises():
-                self.executor.run(self.next_job, self.on_result, self.tick, st.HEARTBEAT / 2)
+                run_jobs(
+                    self.executor,
+                    iter(self.next_job, None),  # a new point only when a worker is free
+                    self.on_result,
+                    Runs(self.uri, self.experiment, self.parent_id),
+                    self.tracker,
+                    trial=run_tune_trial,
+                    mine=self.is_mine,
+                    tick=self.tick,
+                    tick_every=st.HEARTBEAT / 2,
+                )
         except KeyboardInterrupt as exc:
             code = interrupt_exit_code(exc)
         except Exception as exc:  # the executor itself broke (Ray could not start, the pool died)
@@ -424,7 +429,8 @@ class _Tuning:
         return ExitCode.OK
 
     def close(self, code: int, seconds: float) -> None:
-        """Trials still in flight are KILLED (points queued again), stray runs ended, results written and logged."""
+        """Trials still in flight are KILLED (points queued again), results written and logged (the trial engine
+        ended the stray runs)."""
         interrupted = code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
         storage = self.study._storage
         for number, trial in list(self.in_flight.items()):
@@ -433,7 +439,6 @@ class _Tuning:
                 st.mark_killed(self.study, frozen, "interrupted" if interrupted else "the tuner stopped")
             self.outcomes[number] = "KILLED"
             self.in_flight.pop(number)
-        self._end_stray_runs(KILLED if interrupted else FAILED)
         info = {"storage": _redacted(self.url), "parent_run": self.parent_id}
         written = write_all(self.study, self.space, self.folder, self.params_text, info)
         (self.folder / "space.json").write_text(json.dumps(self.space.plain(), indent=2, default=str) + "\n")
@@ -458,27 +463,12 @@ class _Tuning:
         self.tracker.log_metrics(self.parent_id, metrics)
         self.tracker.end(self.parent_id, KILLED if interrupted else (FAILED if code else FINISHED))
 
-    def _end_stray_runs(self, status: str) -> None:
-        """This invocation's trial runs (and their children) still RUNNING once no worker runs: end them."""
-        running = self.tracker.runs(self.experiment, "attributes.status = 'RUNNING'")
-        if not running:
-            return
-        every = {
-            r.info.run_id: r for r in self.tracker.runs(self.experiment, f"tags.`gradlab.sweep_id` = '{self.tune_id}'")
-        }
-        parent_of = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in self.tracker.runs(self.experiment)}
-        for run in running:
-            node, seen = run.info.run_id, set()
-            while node and node not in every and node not in seen:  # climb to the trial's own run
-                seen.add(node)
-                node = parent_of.get(node)
-            trial_run = every.get(node)
-            if trial_run is None or node == self.parent_id:
-                continue
-            if trial_run.data.tags.get("mlflow.parentRunId") != self.parent_id:
-                continue
-            if int(trial_run.data.tags.get("gradlab.tune.trial", -1)) in self.mine:
-                self.tracker.end(run.info.run_id, status)
+    def is_mine(self, run) -> bool:
+        """Whether a trial run under the parent is one this process ran (another tuner may share the parent)."""
+        return (
+            run.data.tags.get("gradlab.sweep_id") == self.tune_id
+            and int(run.data.tags.get("gradlab.tune.trial", -1)) in self.mine
+        )
 
 
 def _state(name: str):

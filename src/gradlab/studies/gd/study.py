@@ -25,17 +25,45 @@ import numpy as np
 import torch
 
 from gradlab.context import StageContext
-from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.gd import analysis, figures
 from gradlab.studies.gd import first_order as fo
-from gradlab.studies.gd.config import GDParams
+from gradlab.studies.gd.config import GDParams, Quadratic
 from gradlab.studies.gd.problems import QuadraticProblem, make_quadratic
 from gradlab.studies.gd.summary import summary
 from gradlab.studies.gd.threshold import find_lr_threshold, quadratic_diverges, quadratic_lr_sweep
 from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, run_any, run_trial
+from gradlab.tracking import Run
+from gradlab.trials import Child
 
 THRESHOLD_COLUMNS: tuple[str, ...] = ("seed", "lambda0", "two_over_lambda0", "four_over_lambda0", "lr", "lr_low")
 THRESHOLD_COLUMNS += ("lr_high", "ratio_classic", "ratio_catapult")
+
+
+def _finite(losses: list[float]) -> list[float]:
+    return [v if math.isfinite(v) else 1e308 for v in losses]
+
+
+def child_of(spec: TrialSpec | ThresholdSpec) -> Child:
+    """A trial's child run: a rule at the stage's step size, a grid point, a sharpness run or a threshold."""
+    if isinstance(spec, ThresholdSpec):
+        return Child("mlp_threshold", spec.seed)
+    if isinstance(spec.problem, Quadratic):
+        return Child(spec.rule, spec.seed, {"lr": spec.lr})
+    name = f"sharpness_lr{spec.lr:g}" if spec.sharpness else f"mlp_lr{spec.lr:.3g}"
+    return Child(name, spec.seed, {"lr": spec.lr})
+
+
+def log_trial(run: Run, spec: TrialSpec | ThresholdSpec, out: dict) -> None:
+    """What a trial returned, on its child run (in the process that ran it)."""
+    if isinstance(spec, ThresholdSpec):
+        row = analysis.threshold_seed(spec.seed, out)
+        run.log_metrics(
+            {"mlp/lambda0": row["lambda0"], "mlp/lr_crit_empirical": row["lr"], "mlp/probes": row["probes"]}
+        )
+        return
+    if spec.sharpness:
+        run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
+    run.log_curve("train/loss", _finite(out["losses"]))
 
 
 def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: float) -> tuple[dict, dict]:
@@ -103,14 +131,12 @@ def run(p: GDParams, ctx: StageContext) -> dict:
         run.log_metrics({"quadratic/lr_crit_theory": lr_theory, "quadratic/lr_crit_empirical": lr_empirical})
 
     # 3. the four rules at the same step size
-    curves = {}
-    for rule in ctx.track(p.rules.names, "rules"):
-        with ctx.child(rule, p.seed, params={"lr": lr_rules}) as run:  # the child runs while its trial does
-            curves[rule] = run_trial(TrialSpec(rule, lr_rules, p.rules.steps, p.seed, q, p.seed))["losses"]
-            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in curves[rule]])
+    rule_specs = [TrialSpec(rule, lr_rules, p.rules.steps, p.seed, q, p.seed) for rule in p.rules.names]
+    rule_out = ctx.run_trials(run_trial, rule_specs, child_of, log_trial, workers=1, desc="rules")
+    curves = {spec.rule: out["losses"] for spec, out in zip(rule_specs, rule_out, strict=True)}
 
     # 4-5. the network over seeds: final loss vs step size, and sharpness against 2/lr. Independent trials,
-    # run on the worker pool (one torch thread each), the long sharpness runs first; logged as they ran.
+    # run on the worker pool (one torch thread each), the long sharpness runs first.
     quad_sweep = quadratic_lr_sweep(problem, lr_theory, p.rules.steps)
     lrs = np.logspace(math.log10(p.lr_grid.min), math.log10(p.lr_grid.max), p.lr_grid.num).tolist()
     seeds = [p.seed + k for k in range(p.seeds)]
@@ -119,25 +145,20 @@ def run(p: GDParams, ctx: StageContext) -> dict:
     grid_specs = [TrialSpec("gradient", lr, p.mlp.steps, seed, p.mlp, p.seed) for lr in lrs for seed in seeds]
     t = p.mlp_threshold
     thr_specs = [ThresholdSpec(seed, p.mlp, p.seed, t) for seed in seeds[: t.seeds or len(seeds)]]
-    done = map_trials_timed(run_any, sharp_specs + thr_specs + grid_specs, default_workers())
+    specs: list[TrialSpec | ThresholdSpec] = [*sharp_specs, *thr_specs, *grid_specs]
+    done = ctx.run_trials(run_any, specs, child_of, log_trial)
     n_sharp, n_thr = len(sharp_specs), len(thr_specs)
     sharp_out, thr_out, grid_out = done[:n_sharp], done[n_sharp : n_sharp + n_thr], done[n_sharp + n_thr :]
 
     mlp_rows = []
-    for spec, (out, started, ended) in zip(grid_specs, grid_out, strict=True):
-        losses = out["losses"]
-        with ctx.child(f"mlp_lr{spec.lr:.3g}", spec.seed, params={"lr": spec.lr}, started=started, ended=ended) as run:
-            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in losses])
-        mlp_rows.append(analysis.mlp_row(spec.lr, spec.seed, losses, p.mlp.target_loss))
+    for spec, out in zip(grid_specs, grid_out, strict=True):
+        mlp_rows.append(analysis.mlp_row(spec.lr, spec.seed, out["losses"], p.mlp.target_loss))
     mlp_table = analysis.summarise_grid(mlp_rows, lrs)
 
     sharp_rows, sharp_metrics = [], {}
     per_lr: dict[float, list[dict]] = {lr: [] for lr in s.lrs}
-    for spec, (out, started, ended) in zip(sharp_specs, sharp_out, strict=True):
+    for spec, out in zip(sharp_specs, sharp_out, strict=True):
         lr, seed = spec.lr, spec.seed
-        with ctx.child(f"sharpness_lr{lr:g}", seed, params={"lr": lr}, started=started, ended=ended) as run:
-            run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
-            run.log_curve("train/loss", [v if math.isfinite(v) else 1e308 for v in out["losses"]])
         steps, values, losses = out["sharpness_steps"], out["sharpness"], out["losses"]
         sharp_rows += [
             {"lr": lr, "seed": seed, "step": k, "sharpness": v, "two_over_lr": 2 / lr, "loss": losses[k]}
@@ -153,13 +174,8 @@ def run(p: GDParams, ctx: StageContext) -> dict:
         }
 
     thr_seeds = []
-    for thr_spec, (out, started, ended) in zip(thr_specs, thr_out, strict=True):
-        row = analysis.threshold_seed(thr_spec.seed, out)
-        with ctx.child("mlp_threshold", thr_spec.seed, started=started, ended=ended) as run:
-            run.log_metrics(
-                {"mlp/lambda0": row["lambda0"], "mlp/lr_crit_empirical": row["lr"], "mlp/probes": row["probes"]}
-            )
-        thr_seeds.append(row)
+    for thr_spec, out in zip(thr_specs, thr_out, strict=True):
+        thr_seeds.append(analysis.threshold_seed(thr_spec.seed, out))
     thr_metrics = analysis.threshold_metrics(thr_seeds, t.rel_tol)
 
     # outputs: tables for DVC plots, figures, metrics, summary

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 
 from gradlab.context import StageContext
-from gradlab.parallel import map_trials_timed
 from gradlab.studies.input_grad import analysis, figures
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.methods import METHODS, central_differences, per_sample_input_grad
@@ -29,6 +28,19 @@ from gradlab.studies.input_grad.problems import make_network, make_points
 from gradlab.studies.input_grad.summary import summary
 from gradlab.studies.input_grad.timing import timing_grid
 from gradlab.studies.input_grad.trial import VARIANTS, TrialSpec, run_trial
+from gradlab.tracking import Run
+from gradlab.trials import Child
+
+
+def child_of(t: TrialSpec) -> Child:
+    return Child(t.variant, t.seed, {"grad_weight": t.grad_weight})
+
+
+def log_trial(run: Run, t: TrialSpec, r: dict) -> None:
+    """A Sobolev trial's curves on its child run (in the process that ran it)."""
+    run.log_curve("train/loss", r["losses"])
+    run.log_curve("eval/value_rmse", r["eval_value_rmse"], r["eval_steps"])
+    run.log_curve("eval/grad_rmse", r["eval_grad_rmse"], r["eval_steps"])
 
 
 def run(p: InputGradParams, ctx: StageContext) -> dict:
@@ -99,14 +111,7 @@ def run(p: InputGradParams, ctx: StageContext) -> dict:
         for k in range(s.seeds)
         for variant, weight in VARIANTS.items()
     ]
-    timed = map_trials_timed(run_trial, trials, s.workers or None, lambda it: ctx.track(it, "sobolev"))
-    results = [r for r, _, _ in timed]
-    for t, (r, started, ended) in zip(trials, timed, strict=True):
-        params = {"grad_weight": t.grad_weight}
-        with ctx.child(t.variant, t.seed, params=params, started=started, ended=ended) as run:
-            run.log_curve("train/loss", r["losses"])
-            run.log_curve("eval/value_rmse", r["eval_value_rmse"], r["eval_steps"])
-            run.log_curve("eval/grad_rmse", r["eval_grad_rmse"], r["eval_steps"])
+    results = ctx.run_trials(run_trial, trials, child_of, log_trial, workers=s.workers or None, desc="sobolev")
     sobolev = analysis.summarise_sobolev(trials, results)
 
     # outputs

@@ -36,7 +36,9 @@ from gradlab.context import StageContext
 from gradlab.stats import wilson
 from gradlab.studies.mdn.config import MdnSearchParams
 from gradlab.studies.mdn.module import MDNTrial, val_nll
-from gradlab.studies.mdn.trial import TrialSpec, build
+from gradlab.studies.mdn.trial import TrialSpec, build, cost
+from gradlab.tracking import Run
+from gradlab.trials import Child
 
 CURVES = ("max_logit_gap", "min_weight", "min_scale")
 FINITE = "finite"  # the outcome of a trial that never saw a non-finite value
@@ -229,27 +231,29 @@ def analyse(rows: list[dict], gaps: dict) -> dict:
     return metrics
 
 
+FIELDS = ("dataset", "components", "sigma", "lr")
+
+
+def row_of(spec: TrialSpec, result: dict) -> dict:
+    """A trial's row of trials.csv: its condition, levels and seed, and what it returned but its curves."""
+    row = {"condition": spec.condition, **{f: getattr(spec, f) for f in FIELDS}, "seed": spec.seed}
+    return row | {k: v for k, v in result.items() if k not in ("curve", "losses")}
+
+
+def child_of(spec: TrialSpec) -> Child:
+    return Child(spec.condition, spec.seed, {f"trial.{k}": getattr(spec, k) for k in FIELDS})
+
+
 def run(p: MdnSearchParams, ctx: StageContext) -> dict:
-    from gradlab.studies.mdn.study import run_and_log
-
     specs = search_specs(p)
-    fields = ("dataset", "components", "sigma", "lr")
-    rows, curves = [], []
-
-    def log(spec: TrialSpec, timed: tuple[dict, float, float]) -> None:
-        result, started, ended = timed
-        row = {"condition": spec.condition, **{f: getattr(spec, f) for f in fields}, "seed": spec.seed}
-        row |= {k: v for k, v in result.items() if k not in ("curve", "losses")}
-        rows.append(row)
-        for point in result["curve"]:
-            curves.append({"condition": spec.condition, "seed": spec.seed, **point})
-        _log_child(ctx, row, result, started, ended)
-
     trial = functools.partial(run_search_trial, curve_points=p.curve_points)
-    run_and_log(specs, p.workers or None, log, progress=ctx.track, trial=trial)
-    order = {(s.condition, s.seed): i for i, s in enumerate(specs)}
-    rows.sort(key=lambda r: order[(r["condition"], r["seed"])])
-    curves.sort(key=lambda c: (order[(c["condition"], c["seed"])], c["step"]))
+    results = ctx.run_trials(trial, specs, child_of, log_trial, cost=cost, workers=p.workers or None)
+    rows = [row_of(spec, result) for spec, result in zip(specs, results, strict=True)]
+    curves = [
+        {"condition": spec.condition, "seed": spec.seed, **point}
+        for spec, result in zip(specs, results, strict=True)
+        for point in result["curve"]
+    ]
     gaps = thresholds()
     metrics = analyse(rows, gaps)
     metrics["steps"] = p.steps
@@ -262,24 +266,24 @@ def run(p: MdnSearchParams, ctx: StageContext) -> dict:
     return metrics
 
 
-def _log_child(ctx, row: dict, result: dict, started: float, ended: float) -> None:
-    tags = {"mdn.diverged": row["diverged"], "mdn.cause": row["cause"] or "none"}
-    params = {f"trial.{k}": row[k] for k in ("dataset", "components", "sigma", "lr")}
-    with ctx.child(row["condition"], row["seed"], params=params, tags=tags, started=started, ended=ended) as run:
-        numbers = {k: row[k] for k in ("steps_run", "diverged", "zero_weight_steps") if row[k] is not None}
-        numbers |= {k: row[k] for k in ("max_logit_gap", "min_weight", "min_scale", "val_nll") if row[k] is not None}
-        if row["first_nonfinite_step"] is not None:
-            numbers["first_nonfinite_step"] = row["first_nonfinite_step"]
-        run.log_metrics({f"trial/{k}": float(v) for k, v in numbers.items()})
-        steps = [c["step"] for c in result["curve"]]
-        for key in CURVES:  # running extremes per step, up to the trial's last step
-            values = [c[key] for c in result["curve"]]
-            keep = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
-            if keep:
-                run.log_curve(f"train/{key}", [v for _, v in keep], [s for s, _ in keep])
-        finite = [(i, v) for i, v in enumerate(result["losses"]) if math.isfinite(v)]
-        if finite:
-            run.log_curve("train/loss", [v for _, v in finite], [i for i, _ in finite])
+def log_trial(run: Run, spec: TrialSpec, result: dict) -> None:
+    """What a trial returned, on its child run (in the process that ran it)."""
+    row = row_of(spec, result)
+    run.set_tags({"mdn.diverged": row["diverged"], "mdn.cause": row["cause"] or "none"})
+    numbers = {k: row[k] for k in ("steps_run", "diverged", "zero_weight_steps") if row[k] is not None}
+    numbers |= {k: row[k] for k in ("max_logit_gap", "min_weight", "min_scale", "val_nll") if row[k] is not None}
+    if row["first_nonfinite_step"] is not None:
+        numbers["first_nonfinite_step"] = row["first_nonfinite_step"]
+    run.log_metrics({f"trial/{k}": float(v) for k, v in numbers.items()})
+    steps = [c["step"] for c in result["curve"]]
+    for key in CURVES:  # running extremes per step, up to the trial's last step
+        values = [c[key] for c in result["curve"]]
+        keep = [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+        if keep:
+            run.log_curve(f"train/{key}", [v for _, v in keep], [s for s, _ in keep])
+    finite = [(i, v) for i, v in enumerate(result["losses"]) if math.isfinite(v)]
+    if finite:
+        run.log_curve("train/loss", [v for _, v in finite], [i for i, _ in finite])
 
 
 def figure(curves: list[dict], rows: list[dict], gaps: dict):

@@ -84,6 +84,13 @@ class TrialSpec:
         return {f: getattr(self, f) for f in FIELDS}
 
 
+def cost(spec: TrialSpec) -> float:
+    """Rough relative cost, to start the slow trials first (both cores stay busy to the end)."""
+    if spec.sigma == "relu" and spec.lr == 0.0:
+        return 1.0  # NaN weights at step 0: stops at once
+    return spec.steps * (spec.batch_size + 200)
+
+
 def variant(spec: TrialSpec) -> str:
     """``asker-baseline-probs_log-lr0.01``, ``lr0-nonfinite-bn-adam-relu-probs_log``, ``stable-k5``."""
     if spec.block == "asker":

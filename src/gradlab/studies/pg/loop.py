@@ -40,6 +40,14 @@ def first_game_above(returns, first_new: int, target: float, window: int) -> int
     return -1
 
 
+def checkpoint_run_id(checkpoint: str | None, kind: str, variant: str, seed: int) -> str | None:
+    """The child run that the trial's checkpoint names (``--resume`` continues it), or None."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return None
+    s = torch.load(checkpoint, weights_only=True)
+    return s.get("run_id") if s["key"] == {"kind": kind, "variant": variant, "seed": seed} else None
+
+
 class Training(pl.Callback):
     """One trial's module, collector, stop rules and checkpoint (``checkpoint``: its file, or None)."""
 

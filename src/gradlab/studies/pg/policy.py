@@ -105,11 +105,10 @@ def load_logged(run_id: str, which: str = "policy", tracking_uri: str | None = N
     """A trial's logged policy (``policy``: the final one; ``winner``: the first that won its evaluation) and its
     ``model.json`` (shape, parameters, the evaluation it had), from the trial's MLflow child run."""
     import json
-    from pathlib import Path
 
-    import mlflow
+    from gradlab.tracking import download_artifacts
 
-    folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", tracking_uri=tracking_uri))
+    folder = download_artifacts(run_id, "model", tracking_uri)
     meta = json.loads((folder / "model.json").read_text())
     path = folder / f"{which}.pt"
     if not path.exists():

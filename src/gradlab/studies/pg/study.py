@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from gradlab.context import StageContext
 from gradlab.numerics import TORCH_THREADS
-from gradlab.parallel import default_workers, map_trials
 from gradlab.studies.pg import analysis, figures
 from gradlab.studies.pg.config import CartPoleParams, PGParams, PongFactorialParams, PongParams, PongWinParams
 from gradlab.studies.pg.summary import summary, win_summary
-from gradlab.studies.pg.trial import LiveTracking, TrialSpec, end_stray_children, run_trial
+from gradlab.studies.pg.trial import TrialSpec, run_trial
+from gradlab.trials import Child
 
 
 def run_cartpole(p: CartPoleParams, ctx: StageContext) -> dict:
@@ -40,7 +40,7 @@ def run_pong_win(p: PongWinParams, ctx: StageContext) -> dict:
 
 
 def run_study(p: PGParams, ctx: StageContext, kind: str, win: bool = False) -> dict:
-    workers = p.workers or default_workers()
+    workers = ctx.workers(p.workers)
     results = train(p, ctx, kind, workers)
     per_trial = [r["summary"] for r in results]
 
@@ -88,9 +88,8 @@ def run_study(p: PGParams, ctx: StageContext, kind: str, win: bool = False) -> d
 
 
 def train(p: PGParams, ctx: StageContext, kind: str, workers: int) -> list[dict]:
-    """Every (variant, seed) trial; child runs left RUNNING by a killed worker are ended with the stage."""
+    """Every (variant, seed) trial, each with its child run from its first second (``--resume``: the same run)."""
     seeds = [p.seed + k for k in range(p.seeds)]
-    live = LiveTracking(ctx.tracker.uri, ctx.experiment, ctx.parent.id, tags=child_tags(ctx))
     slots = min(workers, p.seeds * len(p.variants))
     specs = [
         TrialSpec(
@@ -100,33 +99,28 @@ def train(p: PGParams, ctx: StageContext, kind: str, workers: int) -> list[dict]
             s,
             checkpoint=str(ctx.checkpoints / f"{v}__seed{s}.pt") if p.checkpoint_every else None,
             resume=ctx.resume,
-            live=live,
             progress_slot=(1 + i % slots) if ctx.progress else None,
             update_threads=TORCH_THREADS,  # fixed, not the machine's cores: the update's sums split by thread
         )
         for i, (s, v) in enumerate((s, v) for s in seeds for v in p.variants)
     ]
-    try:
-        return map_trials(run_trial, specs, workers, progress=lambda it: ctx.track(it, "trials", len(specs)))
-    except KeyboardInterrupt:
-        end_stray_children(ctx.tracker, ctx.experiment, ctx.parent.id, "KILLED")
-        raise
-    except BaseException:
-        end_stray_children(ctx.tracker, ctx.experiment, ctx.parent.id, "FAILED")
-        raise
+    return ctx.run_trials(run_trial, specs, child_of, workers=workers)
+
+
+def child_of(spec: TrialSpec) -> Child:
+    """The trial's child run; on ``--resume`` the one its checkpoint names."""
+    resume_id = None
+    if spec.resume:
+        from gradlab.studies.pg.loop import checkpoint_run_id
+
+        resume_id = checkpoint_run_id(spec.checkpoint, spec.kind, spec.variant, spec.seed)
+    return Child(spec.variant, spec.seed, resume_id=resume_id)
 
 
 def save_policy(state: dict, path) -> None:
     import torch
 
     torch.save(state, path)
-
-
-def child_tags(ctx: StageContext) -> dict:
-    from gradlab.config import to_plain
-    from gradlab.tracking import params_hash
-
-    return {"gradlab.stage": ctx.stage, "gradlab.params_hash": params_hash(to_plain(ctx.params))}
 
 
 def run_pong_factorial(p: PongFactorialParams, ctx: StageContext) -> dict:

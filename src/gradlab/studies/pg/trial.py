@@ -1,39 +1,28 @@
 """One (variant, seed) of a pg stage: the unit a worker process or a sweep runs.
 
-``run_trial(spec)`` trains the trial and returns plain data. When ``spec.live`` names a tracking
-store, the trial's MLflow child run (``<variant>__seed<k>``) is created when the trial starts and
-its per-game curves (``episode/return``, ``episode/return_mean100``, ``episode/length``) are sent
-while it trains, in batches at most every ``LIVE_EVERY`` seconds with each game's real end time,
-so ``mlflow ui`` shows the learning curve growing. On a terminal a progress bar shows games,
-the running mean return and frames/s. The run is ended FINISHED with the trial's summary metrics;
-if the process dies first, the stage ends it (:func:`end_stray_children`).
+``run_trial(spec)`` trains the trial and returns plain data. Run by the trial engine (:mod:`gradlab.trials`),
+the trial has its child run (``<variant>__seed<k>``) from its first second: its per-game curves
+(``episode/return``, ``episode/return_mean100``, ``episode/length``) are sent to it while it trains, in
+batches at most every ``Run.LIVE_EVERY`` seconds with each game's real end time, so ``gradlab ui`` shows
+the learning curve growing; its summary metrics and policies when it ends. On a terminal a progress bar
+shows games, the running mean return and frames/s.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gradlab.studies.pg.config import PGParams
+from gradlab.trials import current_run
 from gradlab.tune.report import report as tune_report
 
-LIVE_EVERY = 5.0  # seconds between two batches of streamed curve points
 EARLY_UPDATES = 20  # the fractions are also reported over a trial's first updates (while it is still learning)
 RUNNING_WINDOW = 100  # games in the running mean (Pong's "solved" criterion uses the last 100 games)
-
-
-@dataclass(frozen=True)
-class LiveTracking:
-    """Where a trial's child run goes: the store, the stage's experiment and parent run, the child's tags."""
-
-    uri: str
-    experiment: str
-    parent_id: str
-    tags: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,7 +33,6 @@ class TrialSpec:
     seed: int
     checkpoint: str | None = None
     resume: bool = False
-    live: LiveTracking | None = None
     progress_slot: int | None = None  # line of this trial's progress bar; None: no bar
     update_threads: int = 1  # torch threads for the update (the emulator is idle then); the rollout uses 1
 
@@ -189,11 +177,11 @@ def trial_summary(r: dict, p, kind: str) -> dict:
     return out
 
 
-class _Live:
-    """The trial's child run and progress bar, fed after every update with the new games."""
+class _Games:
+    """The trial's new games after every update: to its progress bar and, streamed, to its child run."""
 
     def __init__(self, spec: TrialSpec, total_games: int):
-        self.spec, self.tracker, self.run, self.bar = spec, None, None, None
+        self.spec, self.run, self.bar = spec, None, None
         self.sent = 0  # games already streamed
         self.keep: set[int] | None = None  # the games whose points are sent (None: all; Pong's games are few)
         self.last_flush = time.monotonic()
@@ -201,28 +189,15 @@ class _Live:
 
     def open(self, training) -> None:
         s, module = self.spec, training.module
-        if s.live is not None:
-            from gradlab.tracking import Tracker
-
-            self.tracker = Tracker(s.live.uri)
-            if training.run_id and self.tracker.has_run(training.run_id):  # resumed: continue the same child run
-                self.run = self.tracker.reopen(training.run_id)
-                self.sent = len(module.episodes["return"])
-            else:  # a new child run (also when the checkpoint's run is not in this store: its games are sent again)
-                tags = {**s.live.tags, "gradlab.variant": s.variant, "gradlab.seed": s.seed}
-                if training.run_id:
-                    tags["gradlab.resumed_from"] = training.run_id
-                self.run = self.tracker.start_run(
-                    s.live.experiment, f"{s.variant}__seed{s.seed}", parent=s.live.parent_id, tags=tags
-                )
-                self.run.log_params({"variant": s.variant, "seed": s.seed})
-                training.run_id = self.run.id
-                self.sent = 0
-            self.run.buffered = True
+        self.run = current_run()
+        if self.run is not None:
+            # --resume continues the checkpoint's run when the store has it; else its games are sent again
+            self.sent = len(module.episodes["return"]) if training.run_id == self.run.id else 0
+            training.run_id = self.run.id
             if s.kind == "cartpole":  # hundreds of short episodes: thinned like every curve (tracking.py)
                 from gradlab.tracking import thinned
 
-                self.keep = set(thinned(self.total_games, self.tracker.curve_points))
+                self.keep = set(thinned(self.total_games, self.run.tracker.curve_points))
         if s.progress_slot is not None:
             from tqdm.auto import tqdm
 
@@ -243,7 +218,7 @@ class _Live:
             fps = sum(e["frames"]) / module.seconds if module.seconds > 0 else 0.0
             self.bar.set_postfix_str(f"mean{RUNNING_WINDOW} {mean:+.1f}, {fps / 1000:.1f}k frames/s", refresh=False)
             self.bar.update(n - first_new)
-        if self.run is not None and time.monotonic() - self.last_flush >= LIVE_EVERY:
+        if self.run is not None and time.monotonic() - self.last_flush >= self.run.LIVE_EVERY:
             self.send(module)
         tune_report(n, running_mean(e["return"][-RUNNING_WINDOW:])[-1] if n else math.nan)  # gradlab tune: may prune
 
@@ -270,19 +245,17 @@ class _Live:
         self.sent = n
         self.last_flush = time.monotonic()
 
-    def close(self, training, summary: dict | None, status: str) -> None:
+    def close(self, training, summary: dict | None) -> None:
+        """The last games, and with the trial's summary its curves and policies (the engine ends the run)."""
         if self.bar is not None:
             self.bar.close()
         if self.run is None:
             return
-        try:
-            self.send(training.module)
-            if summary is not None:
-                log_trial_curves(self.run, training.module, summary)
-                log_policy(self.run, training, self.spec)
-            self.run.flush()
-        finally:
-            self.tracker.end(self.run.id, status)
+        self.send(training.module)
+        if summary is not None:
+            log_trial_curves(self.run, training.module, summary)
+            log_policy(self.run, training, self.spec)
+        self.run.flush()
 
 
 def log_trial_curves(run, module, s: dict) -> None:
@@ -366,15 +339,15 @@ def run_trial(spec: TrialSpec) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     p = spec.params
-    live = _Live(spec, p.updates * p.episodes_per_update)
+    games = _Games(spec, p.updates * p.episodes_per_update)
     training = Training(
-        p, spec.kind, spec.variant, spec.seed, Path(spec.checkpoint) if spec.checkpoint else None, on_episodes=live
+        p, spec.kind, spec.variant, spec.seed, Path(spec.checkpoint) if spec.checkpoint else None, on_episodes=games
     )
     module = training.module
     module.update_threads = spec.update_threads
     resumed_at = module.next_update if (spec.resume and training.load_checkpoint()) else None
-    live.open(training)
-    status, summary = "FAILED", None
+    games.open(training)
+    summary = None
     try:
         training.fit()
         result = {
@@ -397,14 +370,10 @@ def run_trial(spec: TrialSpec) -> dict:
         result["cpu_seconds"] = time.process_time() - cpu0
         summary = trial_summary(result, p, spec.kind)
         result["summary"] = summary
-        status = "FINISHED"
         return result
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
     finally:
         try:
-            live.close(training, summary, status)
+            games.close(training, summary)
         finally:
             training.close()
             torch.set_num_threads(threads)
@@ -427,9 +396,3 @@ def measure_gradients(module, p, spec: TrialSpec) -> list[dict]:
             value.load_state_dict(snap["value"])
         out.append(measure(policy, value, p, spec.seed, int(key), p.variants))
     return out
-
-
-def end_stray_children(tracker, experiment: str, parent_id: str, status: str) -> None:
-    """End the child runs of ``parent_id`` left RUNNING by a worker that was killed."""
-    for run in tracker.runs(experiment, f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'"):
-        tracker.end(run.info.run_id, status)

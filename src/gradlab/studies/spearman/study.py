@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from gradlab.context import StageContext
-from gradlab.parallel import default_workers, map_trials_timed
 from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
 from gradlab.studies.spearman.derivation import ASSUMPTION, ROWS, Derivation, init_matrices
@@ -33,6 +32,8 @@ from gradlab.studies.spearman.ltr import GRADIENT
 from gradlab.studies.spearman.methods import anytime_grid, spearman
 from gradlab.studies.spearman.summary import summary
 from gradlab.studies.spearman.trial import LtrSpec, MatrixSpec, run_trial
+from gradlab.tracking import Run
+from gradlab.trials import Child
 
 
 def _specs(p: SpearmanParams) -> tuple[list[str], list, list]:
@@ -111,14 +112,7 @@ def run(p: SpearmanParams, ctx: StageContext) -> dict:
 
     # 3 + 4. every trial, on all cores, longest first
     specs = matrix_specs + ltr_specs
-    order = sorted(range(len(specs)), key=lambda i: -_cost(specs[i]))
-    workers = p.workers or default_workers()
-    progress = lambda it: ctx.track(it, "trials", len(order))  # noqa: E731
-    done = map_trials_timed(run_trial, [specs[i] for i in order], workers, progress)
-    results: list = [None] * len(specs)
-    ran: list = [None] * len(specs)  # (started, ended) of each trial, for its MLflow run
-    for i, (r, started, ended) in zip(order, done, strict=True):
-        results[i], ran[i] = r, (started, ended)
+    results = ctx.run_trials(run_trial, specs, child_of, log_trial, cost=_cost, workers=p.workers or None)
     matrix_res, ltr_res = results[: len(matrix_specs)], results[len(matrix_specs) :]
 
     # saved matrices: recompute the lists from the file and check the referee agrees
@@ -163,38 +157,6 @@ def run(p: SpearmanParams, ctx: StageContext) -> dict:
             for k, r in enumerate(rows):
                 heldout_total += 1
                 heldout_reproduced += spearman(saved["pred"][k], saved["target"][k]) == r["heldout_spearman"]
-
-    # MLflow: one child run per trial
-    for r, (started, ended) in zip(matrix_res, ran[: len(matrix_specs)], strict=True):
-        name, params = f"matrix_{r['derivation']}_{r['method']}", {"part": "matrix"}
-        with ctx.child(name, r["seed"], params=params, started=started, ended=ended) as run:
-            run.log_metrics(
-                {
-                    "eval/final_spearman": r["final_spearman"],
-                    "eval/initial_spearman": r["initial_spearman"],
-                    "cost/evaluations": r["evaluations"],
-                    "cost/forward": r["forward"],
-                    "cost/backward": r["backward"],
-                    "cost/units": r["units"],
-                    "time/seconds": r["seconds"],
-                }
-            )
-            # the anytime curve: the best spearmanr reached after each budget point (cost units)
-            _log_finite_curve(run, "train/best_spearman", r["curve"], anytime_grid(mp.budget))
-    for r, (started, ended) in zip(ltr_res, ran[len(matrix_specs) :], strict=True):
-        name, params = f"ltr_{r['task']}_{r['label']}", {"part": "ltr", "knob": r["knob"]}
-        with ctx.child(name, r["seed"], params=params, started=started, ended=ended) as run:
-            run.log_metrics(
-                {
-                    "eval/heldout_spearman": r["heldout_spearman"],
-                    "train/spearman": r["train_spearman"],
-                    "cost/forward": r["forward"],
-                    "cost/backward": r["backward"],
-                    "time/seconds": r["seconds"],
-                }
-            )
-            steps = anytime_grid(lp.steps if r["method"] in GRADIENT else lp.dfo_evaluations)
-            _log_finite_curve(run, "train/spearman", r["curve"], steps)  # the training spearmanr along training
 
     # tables: CPU and wall seconds live here only (recorded, never a budget, never in metrics/stats.json)
     drop = ("v", "freq_m", "pred", "target", "curve")
@@ -305,6 +267,44 @@ def run(p: SpearmanParams, ctx: StageContext) -> dict:
     ctx.savefig(figures.figure_soft_rank(), "soft_rank_vs_strength.png")
     ctx.write_text("summary.md", summary(metrics, p, derivations))
     return metrics
+
+
+def child_of(spec: MatrixSpec | LtrSpec) -> Child:
+    """A trial's child run: ``matrix_<derivation>_<method>`` or ``ltr_<task>_<label>``."""
+    if isinstance(spec, MatrixSpec):
+        return Child(f"matrix_{spec.derivation}_{spec.method}", spec.seed, {"part": "matrix"})
+    return Child(f"ltr_{spec.task}_{spec.label}", spec.seed, {"part": "ltr", "knob": spec.knob})
+
+
+def log_trial(run: Run, spec: MatrixSpec | LtrSpec, r: dict) -> None:
+    """What a trial returned, on its child run (in the process that ran it)."""
+    if isinstance(spec, MatrixSpec):
+        run.log_metrics(
+            {
+                "eval/final_spearman": r["final_spearman"],
+                "eval/initial_spearman": r["initial_spearman"],
+                "cost/evaluations": r["evaluations"],
+                "cost/forward": r["forward"],
+                "cost/backward": r["backward"],
+                "cost/units": r["units"],
+                "time/seconds": r["seconds"],
+            }
+        )
+        # the anytime curve: the best spearmanr reached after each budget point (cost units)
+        _log_finite_curve(run, "train/best_spearman", r["curve"], anytime_grid(spec.params.budget))
+        return
+    run.log_metrics(
+        {
+            "eval/heldout_spearman": r["heldout_spearman"],
+            "train/spearman": r["train_spearman"],
+            "cost/forward": r["forward"],
+            "cost/backward": r["backward"],
+            "time/seconds": r["seconds"],
+        }
+    )
+    lp = spec.params
+    steps = anytime_grid(lp.steps if r["method"] in GRADIENT else lp.dfo_evaluations)
+    _log_finite_curve(run, "train/spearman", r["curve"], steps)  # the training spearmanr along training
 
 
 def _log_finite_curve(run, key: str, values, steps) -> None:
