@@ -151,3 +151,15 @@ def test_result_neutral_keys_exist():
     for stage, keys in RESULT_NEUTRAL.items():
         leaves = {k.split(".", 1)[1] for k in _leaves(params[stage], stage)}
         assert keys <= leaves, f"{stage}: {sorted(keys - leaves)} not in params.yaml"
+
+
+def test_the_report_depends_on_every_committed_preset_result_it_quotes():
+    """The pg section quotes the Pong presets' results when present (``PRESETS``, the factorial): each committed
+    one is a dependency of the report stage, so a new preset result marks the report changed."""
+    from gradlab.studies.pg.report import PRESETS
+
+    deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]["deps"])
+    quoted = [f"results/{x}/metrics.json" for x in (*PRESETS, "pg_pong_factorial")]
+    present = [q for q in quoted if (ROOT / q).exists()]
+    assert present, "no committed preset result found: the test reads nothing"
+    assert [q for q in present if q not in deps] == []
