@@ -293,14 +293,15 @@ def _wait_for(predicate, timeout: float, what: str, proc=None):
 
 @pytest.mark.slow
 def test_ctrl_c_kills_running_cancels_pending_and_resume_finishes(store, tmp_path):
-    """Trial 1 (200 updates at a learning rate too small to learn: short games, ~5 s of CPU) is interrupted while it
-    runs; trials 0 and 2 have 20 updates."""
+    """Trial 1 (600 updates at a learning rate too small to learn: short games, ~15 s of CPU, so that it is still
+    running when the interrupt arrives on a loaded machine) is interrupted while it runs; trials 0 and 2 have 20
+    updates."""
     params = tiny_params(tmp_path, "pg_cartpole")
     results = tmp_path / "results"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gradlab.cli", "sweep", "pg_cartpole", "--params", str(params),
          "--set", "pg_cartpole.variants=[correct]", "--set", "pg_cartpole.seeds=1",
-         "--set", "pg_cartpole.optimizer.lr=0.00001", "--grid", "pg_cartpole.updates=20,200,21", "--workers", "1",
+         "--set", "pg_cartpole.optimizer.lr=0.00001", "--grid", "pg_cartpole.updates=20,600,21", "--workers", "1",
          "--metric", CP_METRIC],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip

@@ -73,7 +73,10 @@ def _serve(conn: Connection, fn: Callable[[Any], Any], setup: Callable[..., None
 class _Worker(Generic[J]):
     def __init__(self, ctx, fn, setup, args):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, fn, setup, args), daemon=True)
+        # not daemonic: a sweep's trial is a stage that may start its own trial pool in this worker (a daemonic
+        # process may not have children); a worker ends on None, or on EOF when the parent is gone, and the
+        # pool joins, then kills, every worker it started (Pool._run's finally)
+        self.proc = ctx.Process(target=_serve, args=(child, fn, setup, args), daemon=False)
         self.proc.start()
         child.close()
         self.job: J | None = None
