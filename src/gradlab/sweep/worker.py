@@ -24,7 +24,7 @@ _THREADS: int | None = None  # cores of one local worker: a stage's own trial po
 def init_local_worker(threads: int) -> None:
     global _IN_POOL, _THREADS
     _IN_POOL, _THREADS = True, max(1, threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # idle workers ignore Ctrl-C; a trial takes it once
+    signal.signal(signal.SIGINT, _remember)  # an idle worker is not interrupted; a trial takes Ctrl-C once
     _die_with_parent()
     import torch
 
@@ -42,6 +42,14 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+_PENDING = False  # a Ctrl-C that reached this worker after its trial was handed over, before the trial began
+
+
+def _remember(signum, frame):
+    global _PENDING
+    _PENDING = True
 
 
 def _interrupt_once(signum, frame):
@@ -90,12 +98,15 @@ def run_trial(job: dict) -> dict:
     sweep's :class:`~gradlab.settings.Settings`), and (None on a remote cluster) out_dir,
     log_path, results_root, cwd.
     """
+    global _PENDING
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         previous = signal.signal(signal.SIGINT, _interrupt_once)
     start = time.perf_counter()
     result = {"index": job["index"], "code": None, "metrics": None, "seconds": 0.0, "error": "", "pid": os.getpid()}
     try:
+        if _PENDING:  # Ctrl-C arrived between the hand-over and here: the trial is interrupted before it starts
+            raise KeyboardInterrupt
         if job.get("cwd") and Path(job["cwd"]).is_dir():
             os.chdir(job["cwd"])
         with tempfile.TemporaryDirectory(prefix="gradlab-trial-") as tmp:
@@ -134,7 +145,8 @@ def run_trial(job: dict) -> dict:
         result["code"] = ExitCode.INTERRUPTED
     finally:
         if in_main:
-            signal.signal(signal.SIGINT, signal.SIG_IGN if _IN_POOL else previous)
+            signal.signal(signal.SIGINT, _remember if _IN_POOL else previous)
+            _PENDING = False
         result["seconds"] = time.perf_counter() - start
     result["status"] = _STATUS_OF_CODE.get(result["code"], FAILED)
     return result
