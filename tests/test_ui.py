@@ -123,7 +123,10 @@ def _alive(procs: list[psutil.Process]) -> list[str]:
 
 
 def _port_free(port: int) -> bool:
+    """As a new server binds: SO_REUSEADDR, so that the stopped server's connections in TIME_WAIT (it closed them
+    first, after answering /health) do not count, only a socket still listening does."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

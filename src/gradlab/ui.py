@@ -57,9 +57,11 @@ def local_address(host: str) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Whether a server could bind ``host:port`` now."""
+    """Whether a server could bind ``host:port`` now. Like uvicorn, with SO_REUSEADDR: connections the last server
+    closed linger in TIME_WAIT for a minute and do not stop a new server, only a listening socket does."""
     family = socket.AF_INET6 if ":" in local_address(host) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host.strip("[]") or "0.0.0.0", port))
         except OSError:
