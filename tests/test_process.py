@@ -38,6 +38,46 @@ def test_guarded_installs_its_own_handlers_even_if_sigint_was_ignored(name, code
     assert out.returncode == code, out.stderr
 
 
+IN_A_FINALISER = """
+import signal, sys, time, weakref
+from gradlab.process import guarded, interrupt_once, redeliver_dropped_interrupts
+
+class Thing:
+    pass
+
+def interrupted_in_a_weakref_callback(_):
+    signal.raise_signal(signal.{name})
+    sys.stderr.write("")  # the handler runs here, inside the callback: Python prints the exception and drops it
+
+def work():
+    {setup}
+    thing = Thing()
+    ref = weakref.ref(thing, interrupted_in_a_weakref_callback)
+    del thing  # the callback runs now
+    time.sleep(5)  # without the hook: the interrupt is lost and work() returns 0
+    return 0
+
+sys.exit(guarded(work))
+"""
+
+
+@pytest.mark.parametrize(
+    "name, setup, code",
+    [
+        ("SIGINT", "pass", 130),  # guarded's own handler (KeyboardInterrupt)
+        ("SIGTERM", "pass", 143),  # guarded's own handler (Terminated)
+        ("SIGINT", "signal.signal(signal.SIGINT, interrupt_once)", 130),  # a sweep trial's: disarms itself
+    ],
+)
+def test_an_interrupt_raised_inside_a_finaliser_is_delivered_again(name, setup, code):
+    """A KeyboardInterrupt raised in a weakref callback is printed and dropped by Python; the hook sends the signal
+    again (re-arming a handler that disarmed itself), so the interrupted work stops with its exit code."""
+    script = IN_A_FINALISER.replace("{name}", name).replace("{setup}", setup)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "Exception ignored" in proc.stderr  # the interrupt did land in the callback first
+
+
 def test_guarded_restores_the_previous_handlers():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert guarded(lambda: 0) == 0

@@ -88,8 +88,52 @@ def ignoring_sigint():
     return handlers({signal.SIGINT: signal.SIG_IGN})
 
 
+_REARM: dict[int, Any] = {}  # signum -> the handler that disarmed itself when it raised
+
+
+def interrupt_once(signum, frame) -> None:
+    """A SIGINT handler for work that cleans up after an interrupt: raise KeyboardInterrupt once, then ignore SIGINT
+    (a second Ctrl-C must not interrupt the cleanup)."""
+    signal.signal(signum, signal.SIG_IGN)
+    _REARM[signum] = interrupt_once
+    raise KeyboardInterrupt
+
+
+def _redeliver(unraisable) -> None:
+    """``sys.unraisablehook``: an interrupt Python dropped is sent again.
+
+    A signal handler raises wherever the main thread is. Inside a finaliser (a ``__del__``, a weakref callback run
+    by the garbage collector) Python prints "Exception ignored in ..." and goes on, so the interrupt is lost: a
+    sweep trial interrupted in a weakref callback ran to the end and its run ended FINISHED (serial test pass, 1
+    of 1). The same signal is sent again 10 ms later (with the handler that disarmed itself, :func:`interrupt_once`,
+    back in place), so that the code the finaliser interrupted gets it."""
+    _PREVIOUS_HOOK(unraisable)
+    exc = unraisable.exc_value
+    if not isinstance(exc, KeyboardInterrupt) or not in_main_thread():
+        return
+    signum = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    handler = _REARM.pop(signum, None)
+    if handler is not None and signal.getsignal(signum) is signal.SIG_IGN:
+        signal.signal(signum, handler)
+    # Not now: a handler run inside this hook raises into the hook, and Python drops that too. 10 ms later the
+    # finaliser has returned; should the signal land in another finaliser, this hook runs again.
+    timer = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
+_PREVIOUS_HOOK = sys.unraisablehook
+
+
+def redeliver_dropped_interrupts() -> None:
+    """Install :func:`_redeliver` as ``sys.unraisablehook`` (idempotent)."""
+    sys.unraisablehook = _redeliver
+
+
 def guarded(fn: Callable[..., int], *args, **kwargs) -> int:
-    """Call ``fn`` (which returns an exit code) under :func:`entry_point_signals`; an interrupt exits 130/143."""
+    """Call ``fn`` (which returns an exit code) under :func:`entry_point_signals`; an interrupt exits 130/143 (also
+    one raised inside a finaliser, :func:`redeliver_dropped_interrupts`)."""
+    redeliver_dropped_interrupts()
     try:
         with entry_point_signals():
             return fn(*args, **kwargs)

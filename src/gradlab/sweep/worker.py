@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from gradlab.process import ExitCode
+from gradlab.process import ExitCode, interrupt_once, redeliver_dropped_interrupts
 from gradlab.tracking import FAILED, FINISHED, KILLED
 
 CANCELLED = "CANCELLED"  # a trial the sweep never started (interrupted before its turn)
@@ -25,6 +25,7 @@ def init_local_worker(threads: int) -> None:
     global _IN_POOL, _THREADS
     _IN_POOL, _THREADS = True, max(1, threads)
     signal.signal(signal.SIGINT, _remember)  # an idle worker is not interrupted; a trial takes Ctrl-C once
+    redeliver_dropped_interrupts()  # a Ctrl-C raised in a finaliser is not lost
     _die_with_parent()
     import torch
 
@@ -50,11 +51,6 @@ _PENDING = False  # a Ctrl-C that reached this worker after its trial was handed
 def _remember(signum, frame):
     global _PENDING
     _PENDING = True
-
-
-def _interrupt_once(signum, frame):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
-    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -101,7 +97,7 @@ def run_trial(job: dict) -> dict:
     global _PENDING
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
-        previous = signal.signal(signal.SIGINT, _interrupt_once)
+        previous = signal.signal(signal.SIGINT, interrupt_once)
     start = time.perf_counter()
     result = {"index": job["index"], "code": None, "metrics": None, "seconds": 0.0, "error": "", "pid": os.getpid()}
     try:
