@@ -54,6 +54,8 @@ def _add_study(root: Path) -> None:
     # 3. its dvc.yaml stage, and its results among the report's deps
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
     dvc["stages"][NEW] = yaml.safe_load(_rename(yaml.safe_dump(dvc["stages"][SOURCE])))
+    # a plot by a field no other stage draws by: its template comes from this block alone
+    dvc["stages"][NEW]["plots"].append({f"results/{NEW}/plots/by_widget.csv": {"template": "points_by_widget_logy"}})
     report = dvc["stages"]["report"]["deps"]
     report += [_rename(d) for d in report if isinstance(d, str) and d.startswith(f"results/{SOURCE}/")]
     (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
@@ -106,7 +108,10 @@ def test_a_copied_study_is_found_runs_quick_and_gets_its_report_section_and_note
     run(sys.executable, "tools/make_plot_templates.py")  # the templates its dvc.yaml plots name
     named = {p["template"] for entry in yaml.safe_load((root / "dvc.yaml").read_text())["stages"][NEW]["plots"]
              for p in entry.values() if "template" in p}  # fmt: skip
-    assert named and all((root / ".dvc" / "plots" / f"{t}.json").is_file() for t in named), named
+    assert "points_by_widget_logy" in named, named
+    assert all((root / ".dvc" / "plots" / f"{t}.json").is_file() for t in named), named
+    widget = (root / ".dvc" / "plots" / "points_by_widget_logy.json").read_text()
+    assert '"field": "widget"' in widget and '"type": "log"' in widget
 
     run(sys.executable, "tools/make_notebooks.py")
     notebook = (root / "notebooks" / f"{NEW}.ipynb").read_text()

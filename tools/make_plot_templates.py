@@ -18,17 +18,28 @@ Numbers that name a series (a learning rate) are shown to 4 significant digits. 
 adds a ``rev`` field: every template draws each revision in its own dash (the workspace solid) or
 shape and shows a "revision ..." legend, only when more than one revision is drawn.
 
-Run ``python tools/make_plot_templates.py`` after editing; dvc.yaml names the templates.
+Which templates exist follows from dvc.yaml: every ``lines_by_<field>[_logx|_logy|_logxy]`` and
+``points_by_<field>[_logy]`` a stage's plots name is written (a new study's ``dvc.yaml`` block is all it takes,
+nothing here to edit), beside the fixed ones (``line*``, ``points*``, ``bars_h``, ``line_diverging_logxy``).
+A name of no known form is refused with the forms allowed.
+
+Run ``python tools/make_plot_templates.py`` after editing this file or the templates dvc.yaml names.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / ".dvc" / "plots"
-SERIES = ["variant", "rule", "method", "lr", "task", "model", "condition", "formulation", "factor", "config", "problem"]
-POINT_SERIES = ["model", "mixture", "condition", "variant", "method"]
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".dvc" / "plots"
+SCALES = {"": (False, False), "_logx": (True, False), "_logy": (False, True), "_logxy": (True, True)}
+LINES_BY = re.compile(r"lines_by_(?P<field>\w+?)(?P<scale>_logx|_logy|_logxy)?")
+POINTS_BY = re.compile(r"points_by_(?P<field>\w+?)(?P<scale>_logy)?")
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 X, Y = "<DVC_METRIC_X>", "<DVC_METRIC_Y>"
 DASHES = [[1, 0], [6, 4], [2, 2], [8, 3, 2, 3]]  # workspace first (solid): revisions sorted descending
@@ -206,24 +217,54 @@ def bars_h() -> dict:
     return {**page(spec, [main, legend], "strokeDash"), "height": {"step": 20}}
 
 
-def main() -> None:
+def named_templates(dvc_yaml: Path) -> set[str]:
+    """The ``template:`` of every plot of every stage in ``dvc_yaml`` (and of its top-level ``plots:``)."""
+    dvc = yaml.safe_load(dvc_yaml.read_text()) or {}
+    entries = [e for stage in (dvc.get("stages") or {}).values() for e in stage.get("plots") or []]
+    entries += dvc.get("plots") or []
+    return {
+        props["template"]
+        for entry in entries
+        if isinstance(entry, dict)
+        for props in entry.values()
+        if isinstance(props, dict) and "template" in props
+    }
+
+
+def templates(names: set[str]) -> dict[str, dict]:
+    """The fixed templates and every by-field template in ``names``; ValueError for a name of no known form."""
+    specs = {"bars_h": bars_h(), "points": points(None, False), "points_logy": points(None, True)}
+    specs["line_diverging_logxy"] = line_diverging(True, True)
+    for suffix, (logx, logy) in SCALES.items():
+        specs[f"line{suffix}"] = lines(None, logx, logy)
+    for name in sorted(names - set(specs)):
+        if m := LINES_BY.fullmatch(name):
+            logx, logy = SCALES[m["scale"] or ""]
+            specs[name] = lines(m["field"], logx, logy)
+        elif m := POINTS_BY.fullmatch(name):
+            specs[name] = points(m["field"], bool(m["scale"]))
+        else:
+            raise ValueError(
+                f"dvc.yaml names the plot template {name!r}; allowed: {', '.join(sorted(specs))}, "
+                "lines_by_<field>[_logx|_logy|_logxy], points_by_<field>[_logy]"
+            )
+    return specs
+
+
+def main() -> int:
+    try:
+        specs = templates(named_templates(ROOT / "dvc.yaml"))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.json"):
         old.unlink()
-    specs = {"bars_h": bars_h(), "points": points(None, False), "points_logy": points(None, True)}
-    specs["line_diverging_logxy"] = line_diverging(True, True)
-    scales = {"": (False, False), "_logx": (True, False), "_logy": (False, True), "_logxy": (True, True)}
-    for suffix, (logx, logy) in scales.items():
-        specs[f"line{suffix}"] = lines(None, logx, logy)
-        for series in SERIES:
-            specs[f"lines_by_{series}{suffix}"] = lines(series, logx, logy)
-    for series in POINT_SERIES:
-        specs[f"points_by_{series}"] = points(series, False)
-        specs[f"points_by_{series}_logy"] = points(series, True)
     for name, spec in specs.items():
         (OUT / f"{name}.json").write_text(json.dumps(spec, indent=2) + "\n")
     print(f"{len(specs)} templates in {OUT}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
