@@ -214,6 +214,17 @@ def mann_whitney_exact(a: Sequence[float], b: Sequence[float], max_exact: int = 
     return {"u": u, "p": p, "p_min": _p_min(k, n - k), "exact": exact, "auc": auc}
 
 
+def _resampled_means(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    """The means of ``n_boot`` resamples of ``x`` (with replacement, each as long as ``x``)."""
+    return x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
+
+
+def _percentile_interval(draws: np.ndarray, confidence: float, low: float, high: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap ``draws`` (``np.quantile``), clipped to [low, high]."""
+    lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
+
+
 def bootstrap_mean_ci(
     values: Sequence[float],
     low: float = -math.inf,
@@ -241,9 +252,7 @@ def bootstrap_mean_ci(
     if x.size < MIN_CI_N:
         return mean, None, None
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return mean, float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
+    return mean, *_percentile_interval(_resampled_means(x, rng, n_boot), confidence, low, high)
 
 
 def bootstrap_diff_ci(
@@ -268,10 +277,9 @@ def bootstrap_diff_ci(
     if min(x.size, y.size) < MIN_CI_N:
         return diff, None, None
     rng = np.random.default_rng(seed)
-    bx = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
-    by = y[rng.integers(0, y.size, (n_boot, y.size))].mean(axis=1)
-    lo, hi = np.quantile(bx - by, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return diff, float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
+    bx = _resampled_means(x, rng, n_boot)  # x's resamples first, then y's
+    by = _resampled_means(y, rng, n_boot)
+    return diff, *_percentile_interval(bx - by, confidence, low, high)
 
 
 def cliffs_delta(
@@ -292,8 +300,7 @@ def cliffs_delta(
     bx = x[rng.integers(0, x.size, (n_boot, x.size))]
     by = y[rng.integers(0, y.size, (n_boot, y.size))]
     deltas = np.sign(bx[:, :, None] - by[:, None, :]).mean(axis=(1, 2))
-    lo, hi = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return delta, float(np.clip(lo, -1.0, 1.0)), float(np.clip(hi, -1.0, 1.0))
+    return delta, *_percentile_interval(deltas, confidence, -1.0, 1.0)
 
 
 def compare(
