@@ -120,7 +120,12 @@ def test_pg_cartpole_three_episodes_end_to_end(tiny_runs):
     parent, runs = tiny_runs.stage_run("pg_cartpole")  # the one top-level run of the stage
     assert parent.info.status == "FINISHED"
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert set(children) == {f"{v}__seed{s}" for v in ("correct", "flipped", "baseline") for s in (0, 1)}
+    trained = {f"{v}__seed{s}" for v in ("correct", "flipped", "baseline") for s in (0, 1)}
+    assert set(children) == trained | {"reference__seed0"}  # the reference policies are a trial too
+    assert set(children["reference__seed0"].data.metrics) == {
+        "reference/always_left_return_mean",
+        "reference/random_return_mean",
+    }
     history = Tracker(tiny_runs.uri).client.get_metric_history(children["correct__seed0"].info.run_id, "episode/return")
     assert len(history) == 3
 

@@ -571,38 +571,21 @@ def _median_or_none(xs: list) -> float | None:
     return med if math.isfinite(med) else None
 
 
-def random_policy_reference(p, seed: int, games: int = 100) -> dict:
-    """Pong: mean return of uniform random actions over ``games`` games (same emulator settings and actions)."""
-    from gradlab.studies.pg.rollout import pong_stream
-
-    env = pong_stream(p, 16)
-    env.start(seed + 12345)
-    episodes = env.play(lambda obs, rng: rng.integers(0, env.n_actions, obs.shape[0]), games)
-    env.close()
-    returns = [float(e["rewards"].sum()) for e in episodes]
+def pong_reference(returns: list[float], p) -> dict:
+    """Pong: the mean return of uniform random actions (the reference trial's games, references.py) and its
+    bootstrap interval inside the possible range of a game's return."""
     mean, lo, hi = bootstrap_mean_ci(returns, *return_range("pong", p))
-    return {"games": games, "return_mean": mean, "return_ci_low": lo, "return_ci_high": hi}
+    return {"random_games": len(returns), "random_return_mean": mean, "random_return_ci_low": lo,
+            "random_return_ci_high": hi}  # fmt: skip
 
 
-def cartpole_references(seed: int, episodes: int = 100) -> dict:
-    """Returns of two fixed policies on CartPole-v1: always push one way (the shortest episodes), uniform random."""
-    from gradlab.studies.pg.envs import CartPoleEnvs
-
-    env = CartPoleEnvs(episodes)
+def cartpole_references(returns: dict[str, list[float]]) -> dict:
+    """CartPole: mean and smallest return of each reference policy (always left, uniform random)."""
     out = {}
-    for name, policy in {
-        "always_left": lambda obs, rng: np.zeros(len(obs), dtype=np.int64),
-        "random": lambda obs, rng: rng.integers(0, 2, len(obs)),
-    }.items():
-        rng = np.random.default_rng(seed)
-        obs, alive, total = env.reset(seed + 12345), np.ones(episodes, bool), np.zeros(episodes)
-        while alive.any():
-            obs, r, done = env.step(policy(obs, rng))
-            total += r * alive
-            alive &= ~done
-        out[f"{name}_return_mean"] = float(total.mean())
-        out[f"{name}_return_min"] = float(total.min())
-    env.close()
+    for name, r in returns.items():
+        x = np.asarray(r, dtype=float)
+        out[f"{name}_return_mean"] = float(x.mean())
+        out[f"{name}_return_min"] = float(x.min())
     return out
 
 

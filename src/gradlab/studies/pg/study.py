@@ -11,7 +11,8 @@ The plan, top to bottom (the same for ``pg_cartpole``, ``pg_pong`` and the ``pg_
    corr(change of log pi(a_t|s_t), A_t). Also the same correlation for every real update.
 3. Across seeds (analysis.py): first and final return per seed, exact sign-flip tests of the
    paired per-seed differences against ``correct``, block-bootstrap intervals over updates for
-   what the updates did, a random-policy reference, and the verdicts (``flags``, +1 / 0 / -1)
+   what the updates did, the reference policies' returns (a trial of their own: references.py), and the
+   verdicts (``flags``, +1 / 0 / -1)
    every verdict of the summary is read from.
 4. Tables, DVC plots, figures (figures.py), summary.md (summary.py); throughput in timing.json.
 """
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 from gradlab.context import StageContext
 from gradlab.numerics import TORCH_THREADS
-from gradlab.studies.pg import analysis, figures
+from gradlab.studies.pg import analysis, figures, references
 from gradlab.studies.pg.config import CartPoleParams, PGParams, PongFactorialParams, PongParams, PongWinParams
+from gradlab.studies.pg.references import ReferenceSpec, log_reference, run_reference
 from gradlab.studies.pg.summary import summary, win_summary
 from gradlab.studies.pg.trial import TrialSpec, run_trial
 from gradlab.trials import Child
@@ -45,11 +47,11 @@ def run_study(p: PGParams, ctx: StageContext, kind: str, win: bool = False) -> d
     per_trial = [r["summary"] for r in results]
 
     metrics = analysis.aggregate(per_trial, p, kind, [r["updates"] for r in results], results)
+    (ref,) = ctx.run_trials(run_reference, [ReferenceSpec(kind, p, p.seed)], references.child_of, log_reference)
     if kind == "cartpole":
-        metrics["reference"] = analysis.cartpole_references(p.seed)
+        metrics["reference"] = analysis.cartpole_references(ref)
     else:
-        ref = analysis.random_policy_reference(p, p.seed)
-        metrics["reference"] = {f"random_{k}": x for k, x in ref.items()}
+        metrics["reference"] = analysis.pong_reference(ref["random"], p)
     curves = analysis.learning_curves(results, p, kind)
     timing = analysis.timing_of(results, workers)
 
