@@ -327,6 +327,9 @@ class Run:
         self._sent = time.monotonic()
         self._inherited: dict[str, str] | None = None  # the parent's params, not sent yet
         self._inherited_sent: dict[str, str] = {}
+        # the status a :meth:`Tracker.run` block that ends without an exception ends the run with (default
+        # FINISHED): a command that catches an interrupt to finish its bookkeeping (a sweep) says KILLED here
+        self.outcome: str | None = None
 
     def inherit(self, params: dict[str, str]) -> None:
         """Send the parent's ``params`` with this run's first batch, except those the run sets itself by then
@@ -555,6 +558,8 @@ class Tracker:
                     monitor.finish()
                 run.flush()
             finally:
+                if status == FINISHED and run.outcome is not None:
+                    status = run.outcome
                 self.end(run.id, status, end_ms if status == FINISHED else None)
 
     def system_metrics(self, run_id: str, resumed: bool = False):

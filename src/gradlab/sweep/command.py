@@ -13,7 +13,7 @@ from typing import Any
 from gradlab.config import ConfigError, dotted, flatten
 from gradlab.headline import unwrap
 from gradlab.process import ExitCode, ignoring_sigint, interrupt_exit_code, sigterm_raises
-from gradlab.sweep.executors import check_pool, make_pool, run_jobs
+from gradlab.sweep.executors import check_pool, make_pool, parent_status, run_jobs
 from gradlab.sweep.grid import (
     SweepSpec,
     Trial,
@@ -140,64 +140,72 @@ def sweep(
     outcomes: dict[int, dict] = {}
     done_before = _finished_trials(tracker, spec, sweep_dir) if resume else {}
     outcomes.update(done_before)
-    if spec.parent_run and resume:
-        _reopen(tracker, spec.parent_run)
-        parent_id = spec.parent_run
-    else:
-        parent_id = spec.parent_run = _start_parent(tracker, spec, trials)
-    (sweep_dir / "sweep.json").write_text(json.dumps(spec.to_json(), indent=2, default=str) + "\n")
+    if not resume:  # a sweep describes its experiment once, not in every trial
+        from gradlab.stages import get_stage
 
-    todo = [t for t in trials if t.index not in done_before]
-    remote = bool(address)
-    jobs = [_job(spec, t, sweep_dir, settings, remote) for t in todo]
+        tracker.describe_experiment(f"gradlab/{spec.stage}", get_stage(spec.stage).question)
+    with tracker.run(
+        f"gradlab/{spec.stage}",
+        f"sweep__{spec.sweep_id}",
+        tags=_parent_tags(spec, trials),
+        params=_parent_params(spec, trials),
+        resume_id=spec.parent_run if resume else None,
+    ) as parent:  # ends KILLED on a second interrupt during the bookkeeping, else as parent_status(code) says
+        parent_id = spec.parent_run = parent.id
+        (sweep_dir / "sweep.json").write_text(json.dumps(spec.to_json(), indent=2, default=str) + "\n")
 
-    n_workers = workers or (None if (backend == "ray" and address) else _default_workers())
-    pool = make_pool(backend, n_workers, address)
-    by_index = {t.index: t for t in trials}
-    label = f"sweep {spec.sweep_id}"
-    where = f"{backend}" + (f" at {address}" if address else f", {n_workers} workers")
-    print(
-        f"{label}: {len(todo)} trial(s) of {stage} ({len(trials)} in the sweep; {where}); MLflow {uri}, "
-        f"parent run {parent_id}; outputs in {sweep_dir}",
-        file=sys.stderr,
-        flush=True,
-    )
-    progress = _Progress(len(todo), len(done_before), label)
-    metric_note: list[str] = []
+        todo = [t for t in trials if t.index not in done_before]
+        remote = bool(address)
+        jobs = [_job(spec, t, sweep_dir, settings, remote) for t in todo]
 
-    def on_result(res: dict) -> None:
-        if res.get("status") == CANCELLED:
-            return
-        trial = by_index[res["index"]]
-        if res.get("metrics") is not None:
-            if remote:  # the trial's folder lives on its node: keep its metrics here
-                from gradlab.context import write_json
+        n_workers = workers or (None if (backend == "ray" and address) else _default_workers())
+        pool = make_pool(backend, n_workers, address)
+        by_index = {t.index: t for t in trials}
+        label = f"sweep {spec.sweep_id}"
+        where = f"{backend}" + (f" at {address}" if address else f", {n_workers} workers")
+        print(
+            f"{label}: {len(todo)} trial(s) of {stage} ({len(trials)} in the sweep; {where}); MLflow {uri}, "
+            f"parent run {parent_id}; outputs in {sweep_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        progress = _Progress(len(todo), len(done_before), label)
+        metric_note: list[str] = []
 
-                write_json(sweep_dir / "trials" / str(trial.index) / "metrics.json", res["metrics"])
-            if spec.metric is None:
-                spec.metric = _default_metric(res["metrics"])
-                metric_note.append(f"{label}: no --metric given; tabulating {spec.metric}")
-            res["value"] = as_number(dotted(res["metrics"], spec.metric))
-        outcomes[trial.index] = res
-        progress.update(trial, res, spec.metric)
+        def on_result(res: dict) -> None:
+            if res.get("status") == CANCELLED:
+                return
+            trial = by_index[res["index"]]
+            if res.get("metrics") is not None:
+                if remote:  # the trial's folder lives on its node: keep its metrics here
+                    from gradlab.context import write_json
 
-    started = time.perf_counter()
-    code = ExitCode.OK
-    try:
-        with sigterm_raises():
-            run_jobs(pool, jobs, on_result, Runs(uri, f"gradlab/{spec.stage}", parent_id), tracker)
-    except KeyboardInterrupt as exc:
-        code = interrupt_exit_code(exc)
-    except Exception as exc:  # the executor itself broke (e.g. Ray could not start)
-        progress.close()
-        _err(f"sweep {spec.sweep_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        code = ExitCode.FAILED
-    finally:
-        progress.close()
-    with ignoring_sigint():  # finish the bookkeeping whatever happens
-        for note in metric_note:
-            print(note, file=sys.stderr)
-        status = _close_sweep(tracker, spec, trials, outcomes, sweep_dir, code, time.perf_counter() - started)
+                    write_json(sweep_dir / "trials" / str(trial.index) / "metrics.json", res["metrics"])
+                if spec.metric is None:
+                    spec.metric = _default_metric(res["metrics"])
+                    metric_note.append(f"{label}: no --metric given; tabulating {spec.metric}")
+                res["value"] = as_number(dotted(res["metrics"], spec.metric))
+            outcomes[trial.index] = res
+            progress.update(trial, res, spec.metric)
+
+        started = time.perf_counter()
+        code = ExitCode.OK
+        try:
+            with sigterm_raises():
+                run_jobs(pool, jobs, on_result, Runs(uri, f"gradlab/{spec.stage}", parent_id), tracker)
+        except KeyboardInterrupt as exc:
+            code = interrupt_exit_code(exc)
+        except Exception as exc:  # the executor itself broke (e.g. Ray could not start)
+            progress.close()
+            _err(f"sweep {spec.sweep_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            code = ExitCode.FAILED
+        finally:
+            progress.close()
+        with ignoring_sigint():  # finish the bookkeeping whatever happens
+            for note in metric_note:
+                print(note, file=sys.stderr)
+            status = _close_sweep(tracker, spec, trials, outcomes, sweep_dir, time.perf_counter() - started)
+            parent.outcome = parent_status(code)
     if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         finished = sum(o.get("status") == FINISHED for o in outcomes.values())
         print(
@@ -256,11 +264,11 @@ def _trials(spec: SweepSpec) -> list[Trial]:
     return trials
 
 
-def _start_parent(tracker, spec: SweepSpec, trials: list[Trial]) -> str:
-    """The sweep's parent run, tagged and with the grid as parameters; its id."""
+def _parent_tags(spec: SweepSpec, trials: list[Trial]) -> dict:
+    """The sweep's parent run's tags (the stage's standard tags, the grid, the backend)."""
     from gradlab.tracking import standard_tags
 
-    tags = standard_tags(
+    return standard_tags(
         spec.stage,
         {"grid": spec.grid, "sets": spec.sets, "seeds": spec.seeds},
         {
@@ -271,15 +279,14 @@ def _start_parent(tracker, spec: SweepSpec, trials: list[Trial]) -> str:
             "mlflow.note.content": f"gradlab sweep {spec.sweep_id}: {len(trials)} trials",
         },
     )
-    from gradlab.stages import get_stage
 
-    tracker.describe_experiment(f"gradlab/{spec.stage}", get_stage(spec.stage).question)
-    parent = tracker.start_run(f"gradlab/{spec.stage}", f"sweep__{spec.sweep_id}", tags=tags)
+
+def _parent_params(spec: SweepSpec, trials: list[Trial]) -> dict:
+    """The sweep's parent run's parameters: seeds, trial count, metric, each grid axis, the fixed overrides."""
     params = {"sweep.seeds": spec.seeds, "sweep.trials": len(trials), "sweep.metric": spec.metric or ""}
     params.update({f"sweep.grid.{k}": clip(json.dumps(v), 1000) for k, v in spec.grid})
     params["sweep.sets"] = clip(json.dumps(spec.sets), 4000)
-    tracker.log_params(parent.id, params)
-    return parent.id
+    return params
 
 
 def _job(spec: SweepSpec, t: Trial, sweep_dir: Path, settings, remote: bool) -> dict:
@@ -358,13 +365,9 @@ def _finished_trials(tracker, spec: SweepSpec, sweep_dir: Path) -> dict[int, dic
     return done
 
 
-def _reopen(tracker, run_id: str) -> None:
-    tracker.reopen(run_id)
-
-
-def _close_sweep(tracker, spec, trials, outcomes, sweep_dir: Path, code: int, seconds: float) -> str:
-    """Write the tables and figure, log them, end the parent run (the trial engine ended stray runs)."""
-    interrupted = code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
+def _close_sweep(tracker, spec, trials, outcomes, sweep_dir: Path, seconds: float) -> str:
+    """Write the tables and figure and log them to the parent run (ended by its ``Tracker.run`` block; the trial
+    engine ended stray runs)."""
     runs = _child_runs(tracker, spec)
     latest: dict[int, Any] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
@@ -417,6 +420,4 @@ def _close_sweep(tracker, spec, trials, outcomes, sweep_dir: Path, code: int, se
     tracker.log_metrics(parent, metrics)
     if spec.metric:
         tracker.set_tags(parent, {"gradlab.sweep.metric": spec.metric})
-    status = KILLED if interrupted else (FAILED if code else FINISHED)
-    tracker.end(parent, status)
     return f"{n_fin}/{len(trials)} trials FINISHED, {n_fail} FAILED"

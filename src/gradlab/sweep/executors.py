@@ -15,7 +15,7 @@ from typing import Any
 from gradlab.pool import Pool, RayPool, default_workers
 from gradlab.process import ExitCode
 from gradlab.sweep.worker import init_local_worker, run_trial
-from gradlab.tracking import FAILED, KILLED, Tracker
+from gradlab.tracking import FAILED, FINISHED, KILLED, Tracker
 from gradlab.trials import Runs, run_trials
 
 BACKENDS = ("local", "ray")
@@ -40,6 +40,14 @@ def make_pool(backend: str, workers: int | None, address: str | None) -> Pool | 
         n = workers or default_workers()
         return Pool(n, init_local_worker, (max(1, default_workers() // n),), grace=GRACE)
     return RayPool(workers, address, grace=GRACE)
+
+
+def parent_status(code: int) -> str:
+    """How a sweep's or tuner's parent run ends: KILLED after an interrupt, FAILED when the executor broke, else
+    FINISHED (failed trials are the trials' own status)."""
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        return KILLED
+    return FAILED if code else FINISHED
 
 
 def broken(job: dict, exc: BaseException) -> dict:

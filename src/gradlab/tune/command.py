@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradlab.config import ConfigError, dotted, flatten
 from gradlab.process import ExitCode, ignoring_sigint, interrupt_exit_code, interrupts_held, sigterm_raises
-from gradlab.sweep.executors import check_pool, make_pool, run_jobs
+from gradlab.sweep.executors import check_pool, make_pool, parent_status, run_jobs
 from gradlab.sweep.grid import clip, fmt
 from gradlab.sweep.worker import CANCELLED
-from gradlab.tracking import FAILED, FINISHED, KILLED
+from gradlab.tracking import FINISHED, KILLED
 from gradlab.tune import space as sp
 from gradlab.tune import study as st
 from gradlab.tune.tables import finite, write_all
+
+if TYPE_CHECKING:
+    from gradlab.tracking import Run
 
 
 def _err(message: str) -> None:
@@ -160,17 +165,17 @@ class _Tuning:
         self.tune_id = f"tune__{space.name}"
 
     # ------------------------------------------------------------------ the parent run
-    def parent(self) -> str:
+    @contextlib.contextmanager
+    def parent_run(self) -> Iterator[Run]:
+        """The tuner's parent run, open while this invocation runs: the study's own on a rerun (when this store has
+        it), else a new one, remembered by the study."""
+        known = self.study.user_attrs.get(st.PARENT)
+        if known and self.tracker.has_run(known):
+            with self.tracker.run(self.experiment, self.tune_id, resume_id=known) as run:
+                yield run
+            return
         from gradlab.tracking import standard_tags
 
-        known = self.study.user_attrs.get(st.PARENT)
-        if known:
-            try:
-                self.tracker.client.get_run(known)
-                self.tracker.reopen(known)
-                return known
-            except Exception:  # noqa: BLE001 - another tracking store: a new parent there
-                pass
         space = self.space
         tags = standard_tags(
             space.stage,
@@ -189,7 +194,6 @@ class _Tuning:
         from gradlab.stages import get_stage
 
         self.tracker.describe_experiment(self.experiment, get_stage(space.stage).question)
-        run = self.tracker.start_run(self.experiment, self.tune_id, tags=tags)
         params = {
             "tune.objective": space.objective["key"],
             "tune.direction": space.objective["direction"],
@@ -198,9 +202,9 @@ class _Tuning:
             "tune.fixed": clip(json.dumps(space.fixed), 4000),
         }
         params.update({f"tune.params.{k}": clip(json.dumps(v), 1000) for k, v in space.params.items()})
-        self.tracker.log_params(run.id, params)
-        self.study.set_user_attr(st.PARENT, run.id)
-        return run.id
+        with self.tracker.run(self.experiment, self.tune_id, tags=tags, params=params) as run:
+            self.study.set_user_attr(st.PARENT, run.id)
+            yield run
 
     # ------------------------------------------------------------------ ask
     def next_job(self) -> dict | None:
@@ -362,40 +366,42 @@ class _Tuning:
         from gradlab.trials import Runs
         from gradlab.tune.worker import run_tune_trial
 
-        self.parent_id = self.parent()
-        n_workers = workers or (None if (self.backend == "ray" and self.address) else default_workers())
-        self.executor = make_pool(self.backend, n_workers, self.address)
-        c = st.counts(self.study)
-        where = self.backend + (f" at {self.address}" if self.address else f", {n_workers} workers")
-        print(
-            f"tune {self.space.name}: {self.space.stage}, {c.done}/{self.space.trials} trials done"
-            f"{f', {c.killed} killed earlier' if c.killed else ''} ({where}); study {self.space.name} in "
-            f"{_redacted(self.url)}; MLflow {self.uri}, parent run {self.parent_id}; results in {self.folder}",
-            file=sys.stderr,
-            flush=True,
-        )
-        started = time.perf_counter()
-        code = ExitCode.OK
-        try:
-            with sigterm_raises():
-                run_jobs(
-                    self.executor,
-                    iter(self.next_job, None),  # a new point only when a worker is free
-                    self.on_result,
-                    Runs(self.uri, self.experiment, self.parent_id),
-                    self.tracker,
-                    trial=run_tune_trial,
-                    mine=self.is_mine,
-                    tick=self.tick,
-                    tick_every=st.HEARTBEAT / 2,
-                )
-        except KeyboardInterrupt as exc:
-            code = interrupt_exit_code(exc)
-        except Exception as exc:  # the executor itself broke (Ray could not start, the pool died)
-            _err(f"tune {self.space.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            code = ExitCode.FAILED
-        with ignoring_sigint():
-            self.close(code, time.perf_counter() - started)
+        with self.parent_run() as parent:  # ends KILLED on a second interrupt during the bookkeeping
+            self.parent_id = parent.id
+            n_workers = workers or (None if (self.backend == "ray" and self.address) else default_workers())
+            self.executor = make_pool(self.backend, n_workers, self.address)
+            c = st.counts(self.study)
+            where = self.backend + (f" at {self.address}" if self.address else f", {n_workers} workers")
+            print(
+                f"tune {self.space.name}: {self.space.stage}, {c.done}/{self.space.trials} trials done"
+                f"{f', {c.killed} killed earlier' if c.killed else ''} ({where}); study {self.space.name} in "
+                f"{_redacted(self.url)}; MLflow {self.uri}, parent run {self.parent_id}; results in {self.folder}",
+                file=sys.stderr,
+                flush=True,
+            )
+            started = time.perf_counter()
+            code = ExitCode.OK
+            try:
+                with sigterm_raises():
+                    run_jobs(
+                        self.executor,
+                        iter(self.next_job, None),  # a new point only when a worker is free
+                        self.on_result,
+                        Runs(self.uri, self.experiment, self.parent_id),
+                        self.tracker,
+                        trial=run_tune_trial,
+                        mine=self.is_mine,
+                        tick=self.tick,
+                        tick_every=st.HEARTBEAT / 2,
+                    )
+            except KeyboardInterrupt as exc:
+                code = interrupt_exit_code(exc)
+            except Exception as exc:  # the executor itself broke (Ray could not start, the pool died)
+                _err(f"tune {self.space.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                code = ExitCode.FAILED
+            with ignoring_sigint():
+                self.close(code, time.perf_counter() - started)
+                parent.outcome = parent_status(code)
         resume = _resume_command(space_file, storage, name, objective, direction)
         if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
             c = st.counts(self.study)
@@ -461,7 +467,6 @@ class _Tuning:
                 {"gradlab.tune.best_trial": best.number, "gradlab.tune.best_run": best.user_attrs.get(st.RUN_ID, "")},
             )
         self.tracker.log_metrics(self.parent_id, metrics)
-        self.tracker.end(self.parent_id, KILLED if interrupted else (FAILED if code else FINISHED))
 
     def is_mine(self, run) -> bool:
         """Whether a trial run under the parent is one this process ran (another tuner may share the parent)."""
