@@ -68,4 +68,13 @@ def test_input_grad_stage_end_to_end(tiny_runs):
         next(r.info.run_id for r in runs if r.info.run_name == "with_grad__seed0"), "eval/grad_rmse"
     )
     assert [h.step for h in history] == [0, 10, 20, 30]
+
+    # each Sobolev trial's network reloads from its run and gives the held-out RMSEs it logged, to the bit
+    from gradlab.studies.input_grad.trial import load_logged, reevaluate
+
+    child = next(r for r in runs if r.info.run_name == "with_grad__seed1")
+    net, meta = load_logged(child.info.run_id, tiny_runs.uri)
+    assert meta["spec"]["variant"] == "with_grad" and sum(p.numel() for p in net.parameters()) > 0
+    again, logged = reevaluate(child.info.run_id, tiny_runs.uri)
+    assert again == logged and set(logged) == {"value_rmse", "grad_rmse"}
     # same parameters, same metrics: tests/test_quick.py

@@ -98,6 +98,15 @@ def test_mdn_stage_end_to_end(tiny_runs):
     assert len(children) == n and all(r.info.status == "FINISHED" for r in children)
     assert all("mdn.cause" in r.data.tags for r in children)
 
+    # a trial's network reloads from its run and gives the validation NLL it logged, to the bit
+    from gradlab.studies.mdn.trial import load_logged, reevaluate
+
+    trained = next(r for r in children if "eval/nll" in r.data.metrics)
+    net, meta = load_logged(trained.info.run_id, tiny_runs.uri)
+    assert meta["network"].endswith(".MDN") and sum(p.numel() for p in net.parameters()) > 0
+    again, logged = reevaluate(trained.info.run_id, tiny_runs.uri)
+    assert again == logged and logged["val_nll"] == trained.data.metrics["eval/nll"]
+
 
 def test_headline_names_every_acceptance_key_and_no_config_counts():
     from fnmatch import fnmatchcase

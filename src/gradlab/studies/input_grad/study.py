@@ -18,9 +18,12 @@ The plan, top to bottom:
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from gradlab.context import StageContext
+from gradlab.models import log_model
 from gradlab.studies.input_grad import analysis, figures
 from gradlab.studies.input_grad.config import InputGradParams
 from gradlab.studies.input_grad.methods import METHODS, central_differences, per_sample_input_grad
@@ -37,10 +40,15 @@ def child_of(t: TrialSpec) -> Child:
 
 
 def log_trial(run: Run, t: TrialSpec, r: dict) -> None:
-    """A Sobolev trial's curves on its child run (in the process that ran it)."""
+    """A Sobolev trial's curves and its trained network (``trial.load_logged``, ``trial.reevaluate``) on its child
+    run, in the process that ran it."""
     run.log_curve("train/loss", r["losses"])
     run.log_curve("eval/value_rmse", r["eval_value_rmse"], r["eval_steps"])
     run.log_curve("eval/grad_rmse", r["eval_grad_rmse"], r["eval_steps"])
+    network = "gradlab.studies.input_grad.problems.make_smooth_mlp"
+    evaluation = {"value_rmse": r["value_rmse"], "grad_rmse": r["grad_rmse"]}
+    state = r.pop("state")  # the network goes to MLflow, not back to the stage's process
+    log_model(run, state, {"network": network, "spec": asdict(t), "evaluation": evaluation})
 
 
 def run(p: InputGradParams, ctx: StageContext) -> dict:

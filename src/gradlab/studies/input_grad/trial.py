@@ -30,13 +30,18 @@ class TrialSpec:
     eval_every: int
 
 
+def points(t: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trial's training and held-out points (its own generator: the same in any process)."""
+    g = torch.Generator().manual_seed(10_000 + t.seed)
+    return make_points(t.n_train, g), make_points(t.n_test, g)
+
+
 def run_trial(t: TrialSpec) -> dict:
-    """One Sobolev trial (picklable, runs in a worker): train, return curves and held-out RMSEs."""
+    """One Sobolev trial (picklable, runs in a worker): train, return curves, held-out RMSEs and the network."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same arithmetic in a worker and in-process: deterministic
     try:
-        g = torch.Generator().manual_seed(10_000 + t.seed)
-        X, X_test = make_points(t.n_train, g), make_points(t.n_test, g)
+        X, X_test = points(t)
         module = SobolevRegression(
             make_smooth_mlp(t.hidden, t.seed), X, X_test, t.grad_weight, t.lr, t.method, t.eval_every
         )
@@ -46,6 +51,7 @@ def run_trial(t: TrialSpec) -> dict:
     finally:
         torch.set_num_threads(threads)
     return {
+        "state": {k: v.detach().clone() for k, v in module.net.state_dict().items()},
         "losses": module.losses,
         "eval_steps": module.eval_steps,
         "eval_value_rmse": module.eval_value_rmse,
@@ -55,3 +61,28 @@ def run_trial(t: TrialSpec) -> dict:
         "train_value_rmse": train_value,
         "train_grad_rmse": train_gradient,
     }
+
+
+def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """A Sobolev trial's trained network, from its MLflow child run, and its ``model.json`` (the trial's spec and
+    the held-out RMSEs it logged)."""
+    from gradlab.models import load_model
+
+    state, meta = load_model(run_id, tracking_uri)
+    spec = meta["spec"]
+    net = make_smooth_mlp(spec["hidden"], spec["seed"])
+    net.load_state_dict(state)
+    return net, meta
+
+
+def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict]:
+    """The logged network's held-out RMSEs computed again (the trial's own test points) and the logged ones: equal."""
+    net, meta = load_logged(run_id, tracking_uri)
+    _, X_test = points(TrialSpec(**meta["spec"]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in run_trial
+    try:
+        value, gradient = rmse(net, X_test, "sum")
+    finally:
+        torch.set_num_threads(threads)
+    return {"value_rmse": value, "grad_rmse": gradient}, meta["evaluation"]

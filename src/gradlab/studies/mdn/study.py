@@ -19,8 +19,10 @@ The plan, top to bottom:
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 from gradlab.context import StageContext
+from gradlab.models import log_model
 from gradlab.studies.mdn import analysis, figures
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
@@ -131,3 +133,6 @@ def log_trial(run: Run, spec: TrialSpec, result: dict) -> None:
     finite = [(i, v) for i, v in enumerate(losses) if math.isfinite(v)]
     if finite:
         run.log_curve("train/loss", [v for _, v in finite], [i for i, _ in finite])
+    state = result.pop("state")  # the network goes to MLflow (trial.load_logged, trial.reevaluate), not back
+    network, evaluation = "gradlab.studies.mdn.module.MDN", {"val_nll": row["val_nll"]}
+    log_model(run, state, {"network": network, "spec": asdict(spec), "evaluation": evaluation})

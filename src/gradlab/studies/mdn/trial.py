@@ -341,6 +341,7 @@ def run_trial(spec: TrialSpec) -> dict:
         "val_nll": _finite_or_none(val),
         "val_nonfinite": int(not math.isfinite(val)),
         "losses": losses,
+        "state": {k: v.detach().clone() for k, v in net.state_dict().items()},  # to MLflow (study.log_trial)
     }
     if fixed is not None:
         bad = [i for i, v in enumerate(fixed) if v]
@@ -355,3 +356,30 @@ def run_trial(spec: TrialSpec) -> dict:
         result["train_y"] = np.asarray(y[:400]).tolist()
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[MDN, dict]:
+    """A trial's trained network, from its MLflow child run, and its ``model.json`` (the trial's spec and the
+    validation NLL it logged)."""
+    from gradlab.models import load_model
+
+    state, meta = load_model(run_id, tracking_uri)
+    net = build(TrialSpec(**meta["spec"]))[0]
+    net.load_state_dict(state)
+    return net, meta
+
+
+def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict]:
+    """The logged network's validation NLL computed again (the trial's own validation data, one torch thread as
+    in the trial) and the logged one: equal (None where it was not finite)."""
+    net, meta = load_logged(run_id, tracking_uri)
+    spec = TrialSpec(**meta["spec"])
+    _, _, _, xv, yv, _ = build(spec)
+    log_scale = math.log(spec.y_scale) if spec.y_transform else 0.0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        val = val_nll(net, xv, yv) - log_scale
+    finally:
+        torch.set_num_threads(threads)
+    return {"val_nll": _finite_or_none(val)}, meta["evaluation"]

@@ -586,6 +586,14 @@ def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
                 + ("winning checkpoint" if evaluated else "crossing")
             )
         out.append(line + ".")
+    speeds = {key: t["frames_per_second"] for key, t in win.items() if isinstance(t, dict) and "frames_per_second" in t}
+    if speeds and max(speeds.values()) > 1.25 * min(speeds.values()):
+        slow, fast = min(speeds, key=speeds.get), max(speeds, key=speeds.get)
+        out.append(
+            f"`{s}`: its trials ran at {q(s, f'win.{slow}.frames_per_second', '.3g')} ({slow}) to "
+            f"{q(s, f'win.{fast}.frames_per_second', '.3g')} ({fast}) frames/s (machines differ between sessions), so "
+            "seconds compare only within a machine; frames and games to win do not depend on it."
+        )
     for key, t in win.items():
         if not (isinstance(t, dict) and "won" in t):
             continue
