@@ -591,8 +591,8 @@ def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
         slow, fast = min(speeds, key=speeds.get), max(speeds, key=speeds.get)
         out.append(
             f"`{s}`: its trials ran at {q(s, f'win.{slow}.frames_per_second', '.3g')} ({slow}) to "
-            f"{q(s, f'win.{fast}.frames_per_second', '.3g')} ({fast}) frames/s (machines differ between sessions), so "
-            "seconds compare only within a machine; frames and games to win do not depend on it."
+            f"{q(s, f'win.{fast}.frames_per_second', '.3g')} ({fast}) frames/s (another machine, or other work beside "
+            "it), so their seconds do not compare; frames and games to win do not depend on it."
         )
     for key, t in win.items():
         if not (isinstance(t, dict) and "won" in t):
