@@ -64,7 +64,8 @@ def test_evaluation_plays_fresh_games_and_reports_a_ci(store, tmp_path, monkeypa
     from gradlab.studies.pg.policy import load_logged, reevaluate
     from gradlab.tracking import Tracker
 
-    (child,) = [r for r in Tracker(store).runs("gradlab/pg_pong_win") if "mlflow.parentRunId" in r.data.tags]
+    children = [r for r in Tracker(store).runs("gradlab/pg_pong_win") if "mlflow.parentRunId" in r.data.tags]
+    (child,) = [r for r in children if r.data.tags["gradlab.variant"] != "reference"]  # beside the reference trial
     policy, meta = load_logged(child.info.run_id, tracking_uri=store)
     assert meta["updates"] == trial["evaluations"] and meta["params"]["evaluate_games"] == 10
     again, logged = reevaluate(child.info.run_id, tracking_uri=store)
