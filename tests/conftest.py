@@ -42,6 +42,16 @@ def store(tmp_path, monkeypatch, _template_store) -> str:
     return uri
 
 
+def load_tool(name: str):
+    """``tools/<name>.py`` imported as a module (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_params(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(text)

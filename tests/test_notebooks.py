@@ -4,20 +4,11 @@ tests/test_pipeline_tiny.py's job."""
 
 from __future__ import annotations
 
-import importlib.util
-
-from conftest import ROOT
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import ROOT, load_tool
 
 
 def test_notebooks_are_built_from_their_sources():
-    built = _tool().build()
+    built = load_tool("make_notebooks").build()
     assert "00_overview.ipynb" in built and {"gd.ipynb", "pg.ipynb"} <= set(built)
     committed = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert committed == set(built), f"notebooks/ without a source, or a source not built: {committed ^ set(built)}"
@@ -26,7 +17,7 @@ def test_notebooks_are_built_from_their_sources():
 
 
 def test_a_shared_cell_stands_for_its_code_and_an_unknown_one_is_refused(tmp_path):
-    tool = _tool()
+    tool = load_tool("make_notebooks")
     cells = tool.expand("code", "# gradlab: metrics gd", "gd", tmp_path)
     assert cells == [("code", tool.metrics_cell("gd"))]
     assert tool.expand("code", "# gradlab: setup\nx = 1", "gd", tmp_path)[0][1].endswith("x = 1")  # not alone: kept

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 
 TEMPLATES = ROOT / ".dvc" / "plots"
 
@@ -78,19 +78,10 @@ def test_templates_draw_points_rounded_legends_and_a_revision_legend_only_on_dif
         assert page.locator("#sweep g.mark-rule.role-mark path, #sweep g.mark-rule.role-mark line").count() == 2
 
 
-def _tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_plot_templates", ROOT / "tools" / "make_plot_templates.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_templates_are_the_ones_dvc_yaml_names_and_those_are_committed():
     """tools/make_plot_templates.py writes the fixed templates and each by-field one a stage's plots name; the
     committed .dvc/plots/ holds exactly those, as the tool writes them (run it after editing dvc.yaml)."""
-    tool = _tool()
+    tool = load_tool("make_plot_templates")
     named = tool.named_templates(ROOT / "dvc.yaml")
     specs = tool.templates(named)
     assert named <= set(specs)
@@ -101,7 +92,7 @@ def test_the_templates_are_the_ones_dvc_yaml_names_and_those_are_committed():
 def test_a_template_name_of_no_known_form_is_refused():
     import pytest
 
-    tool = _tool()
+    tool = load_tool("make_plot_templates")
     assert set(tool.templates({"lines_by_widget_logxy", "points_by_widget"})) >= {
         "lines_by_widget_logxy",
         "points_by_widget",

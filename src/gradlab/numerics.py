@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PINNED: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -85,6 +87,20 @@ def pin_runtime() -> dict[str, str]:
     if mode() == "pinned":
         torch.backends.mkldnn.enabled = False
     return describe()
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch on ``n`` intra-op threads for the block, the previous count restored after: the thread count splits
+    reductions, so a computation repeated later (a logged model evaluated again) uses the count it had."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def describe() -> dict[str, str]:

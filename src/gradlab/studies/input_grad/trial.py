@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gradlab.numerics import torch_threads
 from gradlab.studies.input_grad.module import SobolevRegression, rmse
 from gradlab.studies.input_grad.problems import make_points, make_smooth_mlp
 
@@ -38,9 +39,7 @@ def points(t: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run_trial(t: TrialSpec) -> dict:
     """One Sobolev trial (picklable, runs in a worker): train, return curves, held-out RMSEs and the network."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same arithmetic in a worker and in-process: deterministic
-    try:
+    with torch_threads(1):  # the same arithmetic in a worker and in-process: deterministic
         X, X_test = points(t)
         module = SobolevRegression(
             make_smooth_mlp(t.hidden, t.seed), X, X_test, t.grad_weight, t.lr, t.method, t.eval_every
@@ -48,8 +47,6 @@ def run_trial(t: TrialSpec) -> dict:
         module.fit(t.steps)
         value, gradient = rmse(module.net, X_test, "sum")
         train_value, train_gradient = rmse(module.net, X, "sum")
-    finally:
-        torch.set_num_threads(threads)
     return {
         "state": {k: v.detach().clone() for k, v in module.net.state_dict().items()},
         "losses": module.losses,
@@ -79,10 +76,6 @@ def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict
     """The logged network's held-out RMSEs computed again (the trial's own test points) and the logged ones: equal."""
     net, meta = load_logged(run_id, tracking_uri)
     _, X_test = points(TrialSpec(**meta["spec"]))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in run_trial
-    try:
+    with torch_threads(1):  # as in run_trial
         value, gradient = rmse(net, X_test, "sum")
-    finally:
-        torch.set_num_threads(threads)
     return {"value_rmse": value, "grad_rmse": gradient}, meta["evaluation"]

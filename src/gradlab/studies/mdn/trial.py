@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gradlab.numerics import torch_threads
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
 from gradlab.studies.mdn.module import MDN, MDNTrial, batch_order, fixed_weight_probe, val_nll
@@ -358,28 +359,29 @@ def run_trial(spec: TrialSpec) -> dict:
     return result
 
 
-def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[MDN, dict]:
-    """A trial's trained network, from its MLflow child run, and its ``model.json`` (the trial's spec and the
-    validation NLL it logged)."""
+def _logged(run_id: str, tracking_uri: str | None):
+    """A logged trial rebuilt: its spec, ``build(spec)`` with the logged weights loaded, and its ``model.json``."""
     from gradlab.models import load_model
 
     state, meta = load_model(run_id, tracking_uri)
-    net = build(TrialSpec(**meta["spec"]))[0]
-    net.load_state_dict(state)
-    return net, meta
+    spec = TrialSpec(**meta["spec"])
+    built = build(spec)
+    built[0].load_state_dict(state)
+    return spec, built, meta
+
+
+def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[MDN, dict]:
+    """A trial's trained network, from its MLflow child run, and its ``model.json`` (the trial's spec and the
+    validation NLL it logged)."""
+    _, built, meta = _logged(run_id, tracking_uri)
+    return built[0], meta
 
 
 def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict]:
     """The logged network's validation NLL computed again (the trial's own validation data, one torch thread as
     in the trial) and the logged one: equal (None where it was not finite)."""
-    net, meta = load_logged(run_id, tracking_uri)
-    spec = TrialSpec(**meta["spec"])
-    _, _, _, xv, yv, _ = build(spec)
+    spec, (net, _, _, xv, yv, _), meta = _logged(run_id, tracking_uri)
     log_scale = math.log(spec.y_scale) if spec.y_transform else 0.0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         val = val_nll(net, xv, yv) - log_scale
-    finally:
-        torch.set_num_threads(threads)
     return {"val_nll": _finite_or_none(val)}, meta["evaluation"]
