@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 
-from gradlab import couples_samples, per_sample_input_grad
+from gradlab import couples_samples, per_sample_input_grad, per_sample_input_grad_and_outputs
 from gradlab.studies.input_grad.methods import METHODS, auto_method
 
 
@@ -100,12 +100,12 @@ def test_one_dimensional_inputs_and_outputs():
 
 
 @pytest.mark.parametrize("method", ["auto", *METHODS])
-def test_return_outputs_replaces_the_forward_of_a_training_loop(method):
+def test_and_outputs_replaces_the_forward_of_a_training_loop(method):
     """(G, out): out equals model(X) and back-propagates to the parameters like a plain forward."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
     X, y = batch((12, 3)), batch((12, 1), seed=2)
-    G, out = per_sample_input_grad(net, X, method, return_outputs=True, create_graph=True)
+    G, out = per_sample_input_grad_and_outputs(net, X, method, create_graph=True)
     plain = net(X)
     assert out.shape == plain.shape == (12, 1)
     assert torch.allclose(out, plain, rtol=0, atol=1e-12)
@@ -116,6 +116,14 @@ def test_return_outputs_replaces_the_forward_of_a_training_loop(method):
     reference = torch.autograd.grad(reference_loss, list(net.parameters()))
     for a, b in zip(grads, reference, strict=True):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_an_unknown_option_is_refused_naming_the_allowed_ones():
+    net, X = torch.nn.Linear(3, 1).double(), batch((4, 3))
+    with pytest.raises(TypeError, match=r"unknown option return_outputs; allowed: create_graph, .*_and_outputs"):
+        per_sample_input_grad(net, X, return_outputs=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"unknown option chunk; allowed: create_graph, chunk_size, randomness"):
+        per_sample_input_grad_and_outputs(net, X, chunk=2)  # type: ignore[call-arg]
 
 
 def one_backward_per_sample_graph(model, X):
@@ -130,7 +138,7 @@ def test_outputs_without_create_graph_still_train_the_parameters(method):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).double()
     X = batch((5, 2))
-    G, out = per_sample_input_grad(net, X, method, return_outputs=True)
+    G, out = per_sample_input_grad_and_outputs(net, X, method)
     assert not G.requires_grad and out.requires_grad
     out.sum().backward()
     plain = copy.deepcopy(net)
@@ -146,7 +154,7 @@ def test_running_statistics_move_once_when_the_call_replaces_the_forward():
         expected = plain(X).detach()  # one training forward: batch statistics, one running-average update
         per_sample_input_grad(net, X, method)  # no outputs: no side effect
         assert net[1].num_batches_tracked == 0 and torch.all(net[1].running_mean == 0)
-        _, out = per_sample_input_grad(net, X, method, return_outputs=True)
+        _, out = per_sample_input_grad_and_outputs(net, X, method)
         assert torch.allclose(out, expected, rtol=0, atol=1e-12), method
         assert net[1].num_batches_tracked == 1, method
         assert torch.allclose(net[1].running_mean, plain[1].running_mean, rtol=0, atol=1e-15), method
@@ -196,7 +204,7 @@ def test_dropout_gradients_and_outputs_come_from_the_same_masks(method, randomne
     """Linear(no bias) -> Dropout -> Linear is linear in x per mask: out[i] - b = G[i] . x[i] exactly."""
     net, X = dropout_net(), batch((40, 3))
     torch.manual_seed(1)
-    G, out = per_sample_input_grad(net, X, method, randomness=randomness, return_outputs=True)
+    G, out = per_sample_input_grad_and_outputs(net, X, method, randomness=randomness)
     bias = net[2].bias.detach()
     assert torch.allclose((out.reshape(-1) - bias), (G * X).sum(dim=1), rtol=0, atol=1e-12)
     distinct = torch.unique(torch.round(G / G.abs().max(), decimals=8), dim=0).shape[0]

@@ -54,6 +54,20 @@ def test_the_library_needs_only_torch_numpy_scipy_with_ranges():
         assert "==" not in d and ">=" in d and "<" in d, f"{d}: a range with a lower and an upper bound"
 
 
+def test_the_readme_counts_and_names_the_public_api_as_it_is():
+    import gradlab
+
+    readme = (ROOT / "README.md").read_text()
+    sentence = r"`gradlab.__all__` has (\d+) names \(`help\(gradlab\)` describes them; among them ([^)]*)\)"
+    said = re.search(sentence, readme)
+    assert said, "README: the sentence that counts gradlab.__all__"
+    assert int(said.group(1)) == len(gradlab.__all__)
+    named = re.findall(r"`(\w+)`", said.group(2))
+    assert named and set(named) <= set(gradlab.__all__), set(named) - set(gradlab.__all__)
+    for name in gradlab.__all__:  # every name loads and help(gradlab) mentions it
+        assert getattr(gradlab, name) is not None and name in (gradlab.__doc__ or ""), name
+
+
 def test_the_pipeline_extra_is_pinned_exactly_by_constraints_and_matches_this_environment():
     extras = _pyproject()["project"]["optional-dependencies"]
     pins = _constraints()
@@ -90,7 +104,7 @@ torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
                           torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 1)).double().train()
 X = torch.randn(10, 1, 8, 8, dtype=torch.float64)
-G, out = gradlab.per_sample_input_grad(net, X, return_outputs=True)
+G, out = gradlab.per_sample_input_grad_and_outputs(net, X)
 Xr = X.clone().requires_grad_(True)
 o = net(Xr).reshape(-1)
 ref = torch.stack([torch.autograd.grad(o[i], Xr, retain_graph=True)[0][i] for i in range(10)])

@@ -18,6 +18,7 @@ PUBLIC = [
     "find_lr_threshold",
     "top_hessian_eigenvalue",
     "per_sample_input_grad",
+    "per_sample_input_grad_and_outputs",
     "couples_samples",
     "nll",
     "sigma_from",

@@ -20,6 +20,8 @@ Per-sample input gradients (``input_grad``)
         ``G[i] = d model(X)[i] / d X[i]`` for inputs of any shape ``[N, *]``; exact also when the
         model couples samples (BatchNorm in training mode, or its own code: found by a run-time
         probe), where the ``pred.sum()`` trick is wrong.
+    ``per_sample_input_grad_and_outputs(model, X, method="auto")``
+        ``(G, model(X))`` from one computation: replaces a training loop's ``pred = model(X)``.
     ``couples_samples(model)``
         does some layer mix the samples of a batch right now?
 
@@ -85,6 +87,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "find_lr_threshold": ("gradlab.studies.gd.threshold",),
     "top_hessian_eigenvalue": ("gradlab.studies.gd.sharpness",),
     "per_sample_input_grad": ("gradlab.studies.input_grad.methods",),
+    "per_sample_input_grad_and_outputs": ("gradlab.studies.input_grad.methods",),
     "couples_samples": ("gradlab.studies.input_grad.batchnorm",),
     "nll": ("gradlab.mixture_nll",),
     "sigma_from": ("gradlab.studies.mdn.losses",),
@@ -114,6 +117,7 @@ __all__ = [
     "find_lr_threshold",
     "top_hessian_eigenvalue",
     "per_sample_input_grad",
+    "per_sample_input_grad_and_outputs",
     "couples_samples",
     "nll",
     "sigma_from",
@@ -149,7 +153,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from gradlab.studies.gd.sharpness import top_hessian_eigenvalue
     from gradlab.studies.gd.threshold import find_lr_threshold
     from gradlab.studies.input_grad.batchnorm import couples_samples
-    from gradlab.studies.input_grad.methods import per_sample_input_grad
+    from gradlab.studies.input_grad.methods import per_sample_input_grad, per_sample_input_grad_and_outputs
     from gradlab.studies.mdn.losses import sigma_from
     from gradlab.studies.pg.losses import policy_loss
     from gradlab.studies.pg.probe import dlogp_adv_corr, fixed_batch_descent, logp_moves, probe_step, probe_update

@@ -2,44 +2,35 @@
 
 The study's ``nll(logits, mu, sigma, y)`` computes in log space and refuses bad scales and target shapes.
 Called in the MDN asker's own order, ``nll(mu, sigma, alpha, y)``, it used to return finite nonsense: the
-softmax weights ``alpha`` landed in ``sigma`` (positive, so accepted) and the scales in ``mu``. This wrapper
-refuses that order, non-finite means and targets, and anything that is not a tensor, with one line each.
+softmax weights ``alpha`` landed in ``sigma`` (positive, so accepted) and the scales in ``mu``. The public
+``nll`` is the study's function with checks in front that refuse that order, non-finite means and targets,
+and anything that is not a tensor, with one line each. Its signature is the study's (``functools.wraps``).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import ParamSpec
+
 import torch
 
 from gradlab.arguments import require_float_tensor, rows_look_like_probabilities
-from gradlab.studies.mdn.losses import nll as _nll
+from gradlab.studies.mdn.losses import nll as _study_nll
+
+P = ParamSpec("P")
 
 
-def nll(
-    logits: torch.Tensor | None = None,
-    mu: torch.Tensor | None = None,
-    sigma: torch.Tensor | None = None,
-    y: torch.Tensor | None = None,
-    *,
-    probs: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Per-sample NLL of targets ``y`` [B] under B mixtures of K Normals -> [B], computed in log space.
-
-    Pass the mixing weights as ``logits`` ([B, K], any real numbers; preferred) or as ``probs=`` ([B, K], a
-    softmax output; an exactly-zero weight gets a zero, not NaN, gradient); ``mu`` and ``sigma`` [B, K]
-    (``sigma > 0``: make it with :func:`gradlab.sigma_from`), ``y`` [B]. Equals
-    ``-MixtureSameFamily(Categorical(logits=logits), Normal(mu, sigma)).log_prob(y)``.
-
-    Raises ``TypeError`` for an argument that is not a floating-point tensor; ``ValueError`` for the asker's
-    argument order ``nll(mu, sigma, alpha, y)`` (the weights belong in ``logits``/``probs=``, first), for a NaN
-    or inf in ``mu``, ``y`` or ``logits`` (NaN), and for everything the study's ``nll`` refuses: shapes that do
-    not match (a ``[B, 1]`` target), a scale that is 0, negative or NaN, both or neither of logits/probs.
-    """
-    named = {"logits": logits, "mu": mu, "sigma": sigma, "y": y, "probs": probs}
+def _check(named: dict[str, object]) -> None:
+    """Refuse the arguments the study's ``nll`` would accept but that cannot be what the caller meant."""
     for name, value in named.items():
         if value is not None:
             require_float_tensor(value, name, "nll")
+    tensors: dict[str, torch.Tensor] = {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
+    logits, sigma = tensors.get("logits"), tensors.get("sigma")
     if (
-        probs is None
+        "probs" not in tensors
         and sigma is not None
         and logits is not None
         and rows_look_like_probabilities(sigma)
@@ -52,10 +43,37 @@ def nll(
             "nll(probs=alpha, mu=mu, sigma=sigma, y=y), or pass the logits before the softmax first"
         )
     for name in ("mu", "y"):
-        value = named[name]
+        value = tensors.get(name)
         if value is not None and not bool(torch.isfinite(value.detach()).all()):
             bad = int((~torch.isfinite(value.detach())).sum())
             raise ValueError(f"nll: {name} has {bad} non-finite value(s) (NaN or inf); check the batch and the head")
     if logits is not None and bool(torch.isnan(logits.detach()).any()):
         raise ValueError("nll: logits has NaN values (-inf is allowed: a masked component)")
-    return _nll(logits, mu, sigma, y, probs=probs)
+
+
+def _checked(study_nll: Callable[P, torch.Tensor]) -> Callable[P, torch.Tensor]:
+    """``study_nll`` behind :func:`_check`, with its signature (an unknown argument: the study's TypeError)."""
+    signature = inspect.signature(study_nll)
+
+    @functools.wraps(study_nll)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> torch.Tensor:
+        _check(dict(signature.bind(*args, **kwargs).arguments))
+        return study_nll(*args, **kwargs)
+
+    return checked
+
+
+nll = _checked(_study_nll)
+nll.__doc__ = """Per-sample NLL of targets ``y`` [B] under B mixtures of K Normals -> [B], computed in log space.
+
+    ``nll(logits=None, mu=None, sigma=None, y=None, *, probs=None)``. Pass the mixing weights as ``logits``
+    ([B, K], any real numbers; preferred) or as ``probs=`` ([B, K], a softmax output; an exactly-zero weight
+    gets a zero, not NaN, gradient); ``mu`` and ``sigma`` [B, K] (``sigma > 0``: make it with
+    :func:`gradlab.sigma_from`), ``y`` [B]. Equals
+    ``-MixtureSameFamily(Categorical(logits=logits), Normal(mu, sigma)).log_prob(y)``.
+
+    Raises ``TypeError`` for an argument that is not a floating-point tensor; ``ValueError`` for the asker's
+    argument order ``nll(mu, sigma, alpha, y)`` (the weights belong in ``logits``/``probs=``, first), for a NaN
+    or inf in ``mu``, ``y`` or ``logits`` (NaN), and for everything the study's ``nll`` refuses: shapes that do
+    not match (a ``[B, 1]`` target), a scale that is 0, negative or NaN, both or neither of logits/probs.
+    """

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -51,6 +52,14 @@ def _sd(x: np.ndarray) -> float:
     return float(x.std(ddof=1)) if x.size >= 2 else math.nan
 
 
+def _mean_and_enough(values: Sequence[float]) -> tuple[float, np.ndarray | None]:
+    """The mean of the finite values (NaN if none), and the values when there are enough for an interval
+    (at least :data:`MIN_CI_N`; else None)."""
+    x = _finite(values)
+    mean = float(x.mean()) if x.size else math.nan
+    return mean, (x if x.size >= MIN_CI_N else None)
+
+
 def t_mean_ci(
     values: Sequence[float], low: float = -math.inf, high: float = math.inf, confidence: float = 0.95
 ) -> tuple[float, float | None, float | None]:
@@ -60,11 +69,8 @@ def t_mean_ci(
     No finite value: (NaN, None, None). Identical values: the interval is the value (a spread of zero
     is measured, not missing).
     """
-    x = _finite(values)
-    if x.size == 0:
-        return math.nan, None, None
-    mean = float(x.mean())
-    if x.size < MIN_CI_N:
+    mean, x = _mean_and_enough(values)
+    if x is None:
         return mean, None, None
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * _sd(x) / math.sqrt(x.size))
     return mean, float(np.clip(mean - half, low, high)), float(np.clip(mean + half, low, high))
@@ -214,24 +220,39 @@ def mann_whitney_exact(a: Sequence[float], b: Sequence[float], max_exact: int = 
     return {"u": u, "p": p, "p_min": _p_min(k, n - k), "exact": exact, "auc": auc}
 
 
-def _resampled_means(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
-    """The means of ``n_boot`` resamples of ``x`` (with replacement, each as long as ``x``)."""
-    return x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
+@dataclass(frozen=True)
+class Resampling:
+    """How a percentile-bootstrap interval is drawn: its confidence, how many resamples, their seed.
+
+    One value serves :func:`bootstrap_mean_ci`, :func:`bootstrap_diff_ci` and :func:`cliffs_delta`, e.g.
+    ``bootstrap_mean_ci(x, 0.0, 1.0, Resampling(confidence=0.9))``.
+    """
+
+    confidence: float = 0.95
+    n_boot: int = 10_000
+    seed: int = 0
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+    def samples(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """[n_boot, x.size]: resamples of ``x`` (with replacement, each as long as ``x``)."""
+        return x[rng.integers(0, x.size, (self.n_boot, x.size))]
+
+    def interval(self, draws: np.ndarray, low: float, high: float) -> tuple[float, float]:
+        """The percentile interval of bootstrap ``draws`` (``np.quantile``), clipped to [low, high]."""
+        lo, hi = np.quantile(draws, [(1 - self.confidence) / 2, (1 + self.confidence) / 2])
+        return float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
 
 
-def _percentile_interval(draws: np.ndarray, confidence: float, low: float, high: float) -> tuple[float, float]:
-    """The percentile interval of bootstrap ``draws`` (``np.quantile``), clipped to [low, high]."""
-    lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
+DEFAULT_RESAMPLING = Resampling()
 
 
 def bootstrap_mean_ci(
     values: Sequence[float],
     low: float = -math.inf,
     high: float = math.inf,
-    confidence: float = 0.95,
-    n_boot: int = 10_000,
-    seed: int = 0,
+    resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> tuple[float, float | None, float | None]:
     """Mean and percentile-bootstrap interval, inside the quantity's possible range [low, high].
 
@@ -245,14 +266,10 @@ def bootstrap_mean_ci(
     (21 of the 95 committed intervals of :func:`bootstrap_mean_ci`, by up to 1.1e-16; the committed mdn
     difference's upper bound -0.569143192358315 would be -0.5691431923583149).
     """
-    x = _finite(values)
-    if x.size == 0:
-        return math.nan, None, None
-    mean = float(x.mean())
-    if x.size < MIN_CI_N:
+    mean, x = _mean_and_enough(values)
+    if x is None:
         return mean, None, None
-    rng = np.random.default_rng(seed)
-    return mean, *_percentile_interval(_resampled_means(x, rng, n_boot), confidence, low, high)
+    return mean, *resampling.interval(resampling.samples(x, resampling.rng()).mean(axis=1), low, high)
 
 
 def bootstrap_diff_ci(
@@ -260,9 +277,7 @@ def bootstrap_diff_ci(
     b: Sequence[float],
     low: float = -math.inf,
     high: float = math.inf,
-    confidence: float = 0.95,
-    n_boot: int = 10_000,
-    seed: int = 0,
+    resampling: Resampling = DEFAULT_RESAMPLING,
 ) -> tuple[float, float | None, float | None]:
     """mean(a) - mean(b) and a percentile-bootstrap interval (each group resampled on its own).
 
@@ -276,14 +291,14 @@ def bootstrap_diff_ci(
     diff = float(x.mean() - y.mean())
     if min(x.size, y.size) < MIN_CI_N:
         return diff, None, None
-    rng = np.random.default_rng(seed)
-    bx = _resampled_means(x, rng, n_boot)  # x's resamples first, then y's
-    by = _resampled_means(y, rng, n_boot)
-    return diff, *_percentile_interval(bx - by, confidence, low, high)
+    rng = resampling.rng()
+    bx = resampling.samples(x, rng).mean(axis=1)  # x's resamples first, then y's
+    by = resampling.samples(y, rng).mean(axis=1)
+    return diff, *resampling.interval(bx - by, low, high)
 
 
 def cliffs_delta(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0
+    a: Sequence[float], b: Sequence[float], resampling: Resampling = DEFAULT_RESAMPLING
 ) -> tuple[float, float | None, float | None]:
     """Cliff's delta P(a > b) - P(a < b) in [-1, 1] with a percentile-bootstrap interval (inside [-1, 1]).
 
@@ -296,11 +311,10 @@ def cliffs_delta(
     delta = float(np.sign(x[:, None] - y[None, :]).mean())
     if min(x.size, y.size) < MIN_CI_N:
         return delta, None, None
-    rng = np.random.default_rng(seed)
-    bx = x[rng.integers(0, x.size, (n_boot, x.size))]
-    by = y[rng.integers(0, y.size, (n_boot, y.size))]
+    rng = resampling.rng()
+    bx, by = resampling.samples(x, rng), resampling.samples(y, rng)
     deltas = np.sign(bx[:, :, None] - by[:, None, :]).mean(axis=(1, 2))
-    return delta, *_percentile_interval(deltas, confidence, -1.0, 1.0)
+    return delta, *resampling.interval(deltas, -1.0, 1.0)
 
 
 def compare(
@@ -321,11 +335,12 @@ def compare(
     """
     x, y = _finite(a), _finite(b)
     span = high - low
-    diff, dlo, dhi = bootstrap_diff_ci(x, y, -span, span, confidence, seed=seed)
+    resampling = Resampling(confidence, seed=seed)
+    diff, dlo, dhi = bootstrap_diff_ci(x, y, -span, span, resampling)
     t, p = welch(x, y) if x.size and y.size else (math.nan, math.nan)
     perm, mw = permutation_test(x, y, seed=seed), mann_whitney_exact(x, y, seed=seed)
     d, d_lo, d_hi = cohens_d_ci(x, y, confidence)
-    cd, cd_lo, cd_hi = cliffs_delta(x, y, confidence, seed=seed)
+    cd, cd_lo, cd_hi = cliffs_delta(x, y, resampling)
 
     def clean(v):
         return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v

@@ -7,6 +7,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "METHODS": "gradlab.studies.input_grad.methods",
         "per_sample_input_grad": "gradlab.studies.input_grad.methods",
+        "per_sample_input_grad_and_outputs": "gradlab.studies.input_grad.methods",
         "auto_method": "gradlab.studies.input_grad.methods",
         "batch_jacobian": "gradlab.studies.input_grad.methods",
         "central_differences": "gradlab.studies.input_grad.methods",

@@ -35,8 +35,8 @@ the other samples' outputs move (two small forwards, same random masks, running 
 (``allow_coupling=True`` runs ``sum``/``grad_outputs`` anyway); ``detect_coupling=False`` skips the probe.
 
 ``create_graph=True`` keeps the graph, so a loss on ``G`` back-propagates to the parameters (Sobolev
-training, gradient penalties). ``return_outputs=True`` also returns ``out`` from the same computation,
-attached to the parameters like a plain forward: it replaces the training loop's ``pred = model(X)``.
+training, gradient penalties). :func:`per_sample_input_grad_and_outputs` also returns ``out`` from the same
+computation, attached to the parameters like a plain forward: it replaces the training loop's ``pred = model(X)``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import TypedDict, Unpack
 
 import torch
 from torch.func import functional_call, grad, jacrev, vmap
@@ -73,67 +73,37 @@ class _Options:
     randomness: str
 
 
-@overload
-def per_sample_input_grad(
-    model: torch.nn.Module,
-    X: torch.Tensor,
-    method: str = AUTO,
-    *,
-    create_graph: bool = False,
-    chunk_size: int | None = None,
-    return_outputs: Literal[False] = False,
-    randomness: str = "error",
-    allow_coupling: bool = False,
-    update_running_stats: bool | None = None,
-    detect_coupling: bool = True,
-) -> torch.Tensor: ...
+class InputGradOptions(TypedDict, total=False):
+    """The keyword options of :func:`per_sample_input_grad` and :func:`per_sample_input_grad_and_outputs`.
+
+    Their defaults: ``create_graph=False``, ``chunk_size=None``, ``randomness="error"``,
+    ``allow_coupling=False``, ``update_running_stats=None``, ``detect_coupling=True``.
+    """
+
+    create_graph: bool
+    chunk_size: int | None
+    randomness: str
+    allow_coupling: bool
+    update_running_stats: bool | None
+    detect_coupling: bool
 
 
-@overload
-def per_sample_input_grad(
-    model: torch.nn.Module,
-    X: torch.Tensor,
-    method: str = AUTO,
-    *,
-    create_graph: bool = False,
-    chunk_size: int | None = None,
-    return_outputs: Literal[True],
-    randomness: str = "error",
-    allow_coupling: bool = False,
-    update_running_stats: bool | None = None,
-    detect_coupling: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]: ...
+def per_sample_input_grad_and_outputs(
+    model: torch.nn.Module, X: torch.Tensor, method: str = AUTO, **options: Unpack[InputGradOptions]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(G, out)``: :func:`per_sample_input_grad` and ``out = model(X)`` from the same computation.
 
-
-@overload
-def per_sample_input_grad(
-    model: torch.nn.Module,
-    X: torch.Tensor,
-    method: str = AUTO,
-    *,
-    create_graph: bool = False,
-    chunk_size: int | None = None,
-    return_outputs: bool,
-    randomness: str = "error",
-    allow_coupling: bool = False,
-    update_running_stats: bool | None = None,
-    detect_coupling: bool = True,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+    ``out`` is attached to the parameters like a plain forward's, shaped as the model returns it: the call
+    replaces a training loop's ``pred = model(X)`` (``G, pred = per_sample_input_grad_and_outputs(model, X)``).
+    BatchNorm running statistics are updated once, as that forward would (``update_running_stats=False``
+    to keep them). Arguments, options and errors: :func:`per_sample_input_grad`.
+    """
+    return _input_grad(model, X, method, True, **_known(options))
 
 
 def per_sample_input_grad(
-    model: torch.nn.Module,
-    X: torch.Tensor,
-    method: str = AUTO,
-    *,
-    create_graph: bool = False,
-    chunk_size: int | None = None,
-    return_outputs: bool = False,
-    randomness: str = "error",
-    allow_coupling: bool = False,
-    update_running_stats: bool | None = None,
-    detect_coupling: bool = True,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    model: torch.nn.Module, X: torch.Tensor, method: str = AUTO, **options: Unpack[InputGradOptions]
+) -> torch.Tensor:
     """Gradient of each sample's output with respect to that sample's input, for a whole batch.
 
     Args:
@@ -143,30 +113,59 @@ def per_sample_input_grad(
             ``"vmap"``, ``"jacrev"`` or ``"loop"`` (see the module docstring).
         create_graph: keep the graph of ``G``, so that a loss on it can be back-propagated.
         chunk_size: ``vmap``/``jacrev`` only: how many samples (Jacobian rows) to vectorise at once.
-        return_outputs: also return ``model(X)``, computed once with the gradients.
         randomness: passed to ``torch.func.vmap`` (``"error"``, ``"different"``, ``"same"``): how Dropout
             draws its masks when ``vmap`` runs. ``"different"`` draws one mask per sample, as a batch
             forward does; with a coupling model ``"same"`` gives every ``out[i]`` the same batch mask.
         allow_coupling: let ``"sum"``/``"grad_outputs"`` run on a model that couples samples; the
             result is then the Jacobian's column sums, not ``G``.
         update_running_stats: update BatchNorm running statistics once, as a training forward would.
-            Default: only when ``return_outputs`` (the call then replaces the forward).
+            Default: only in :func:`per_sample_input_grad_and_outputs` (the call replaces the forward).
         detect_coupling: probe at run time whether the model's own code mixes samples (see the module
             docstring); ``auto`` then uses ``loop``, and ``sum``/``grad_outputs``/``vmap`` are refused.
 
     Returns:
-        ``G`` with the shape of ``X``: ``G[i] = d out[i] / d X[i]`` = ``autograd.grad(out[i], X)[0][i]``;
-        with ``return_outputs=True`` the pair ``(G, out)``, ``out`` shaped as the model returns it.
-        ``G`` requires grad only with ``create_graph=True``.
+        ``G`` with the shape of ``X``: ``G[i] = d out[i] / d X[i]`` = ``autograd.grad(out[i], X)[0][i]``.
+        ``G`` requires grad only with ``create_graph=True``. For ``model(X)`` too, from the same
+        computation: :func:`per_sample_input_grad_and_outputs`.
 
     Raises:
-        TypeError: ``model`` is not a module, ``X`` is not a tensor.
+        TypeError: ``model`` is not a module, ``X`` is not a tensor, an unknown option.
         ValueError: ``X`` is not a floating-point batch ``[N, *]``; ``model(X)`` is not one scalar per
             sample; an unknown ``method`` or ``randomness``; ``"sum"``/``"grad_outputs"`` on a model
             that couples samples (naming the layer); ``"vmap"`` on a model with active Dropout and
             ``randomness="error"``, or ``"jacrev"`` with active Dropout (naming the layer); random numbers
             drawn in the model's own code under ``vmap`` without a ``randomness``.
     """
+    G, _ = _input_grad(model, X, method, False, **_known(options))
+    return G
+
+
+def _known(options: InputGradOptions) -> InputGradOptions:
+    """``options`` when every key is one of :class:`InputGradOptions`; else a TypeError naming the allowed ones."""
+    unknown = sorted(set(options) - set(InputGradOptions.__annotations__))
+    if unknown:
+        hint = ": for model(X) too, call per_sample_input_grad_and_outputs" if "return_outputs" in unknown else ""
+        raise TypeError(
+            f"per_sample_input_grad: unknown option {', '.join(unknown)}; allowed: "
+            f"{', '.join(InputGradOptions.__annotations__)}{hint}"
+        )
+    return options
+
+
+def _input_grad(
+    model: torch.nn.Module,
+    X: torch.Tensor,
+    method: str,
+    keep: bool,
+    *,
+    create_graph: bool = False,
+    chunk_size: int | None = None,
+    randomness: str = "error",
+    allow_coupling: bool = False,
+    update_running_stats: bool | None = None,
+    detect_coupling: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(G, out)``; ``keep``: ``out`` attached to the graph of the parameters (the call replaces the forward)."""
     resolved = _check_arguments(model, X, method, chunk_size, randomness, allow_coupling)
     if detect_coupling and resolved in ("sum", "grad_outputs", "vmap") and not couples_samples(model):
         resolved = _check_run_time_coupling(model, X, method, resolved, allow_coupling)
@@ -174,8 +173,8 @@ def per_sample_input_grad(
         per_vector = X.shape[0] * X[0].numel()
         if X.shape[0] * per_vector > AUTO_CHUNK_ELEMENTS:
             chunk_size = max(1, AUTO_CHUNK_ELEMENTS // per_vector)
-    options = _Options(bool(create_graph), chunk_size, bool(return_outputs), randomness)
-    update = return_outputs if update_running_stats is None else bool(update_running_stats)
+    options = _Options(bool(create_graph), chunk_size, keep, randomness)
+    update = keep if update_running_stats is None else bool(update_running_stats)
     implementation = _IMPLEMENTATIONS[resolved]
     with torch.enable_grad():  # also inside an evaluation loop's torch.no_grad()
         if update and resolved in ("sum", "grad_outputs", "loop"):  # their one forward updates the statistics
@@ -188,7 +187,7 @@ def per_sample_input_grad(
                     model(X)  # the running-average update of one training forward on this batch
     if not create_graph:
         G = G.detach()
-    return (G, out) if return_outputs else G
+    return G, out
 
 
 def auto_method(model: torch.nn.Module) -> str:
