@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import gradlab, tiny_params
 
 from gradlab.tracking import Tracker
@@ -78,6 +79,18 @@ def test_gd_stage_end_to_end(tiny_runs):
     history = tracker.client.get_metric_history(children["gradient__seed0"].info.run_id, "train/loss")
     assert len(history) == 301  # the loss before each of 300 steps and after the last
     assert parent.data.tags["gradlab.params_hash"]
+
+    # a trial's trained model reloads from its run and gives the final loss it logged, to the bit
+    from gradlab.studies.gd.trial import load_logged, reevaluate
+
+    net, meta = load_logged(children["gradient__seed0"].info.run_id, tiny_runs.uri)
+    assert isinstance(net, torch.nn.Linear) and meta["spec"]["rule"] == "gradient" and meta["spec"]["seed"] == 0
+    for name in ["gradient__seed0", next(n for n in children if n.startswith("mlp_lr"))]:  # the quadratic, the MLP
+        again, logged = reevaluate(children[name].info.run_id, tiny_runs.uri)
+        assert again == logged and set(logged) == {"final_loss"}, name
+    inputs = tracker.client.get_run(children["gradient__seed0"].info.run_id).inputs.dataset_inputs
+    assert [(d.dataset.name, d.tags[0].value) for d in inputs] == [("gd_quadratic", "training")]
+    assert '"features_shape": [' in inputs[0].dataset.profile and "make_quadratic(" in inputs[0].dataset.source
 
 
 @pytest.mark.slow

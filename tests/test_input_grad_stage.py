@@ -77,4 +77,6 @@ def test_input_grad_stage_end_to_end(tiny_runs):
     assert meta["spec"]["variant"] == "with_grad" and sum(p.numel() for p in net.parameters()) > 0
     again, logged = reevaluate(child.info.run_id, tiny_runs.uri)
     assert again == logged and set(logged) == {"value_rmse", "grad_rmse"}
+    inputs = tracker.client.get_run(child.info.run_id).inputs.dataset_inputs
+    assert [d.dataset.name for d in inputs] == ["input_grad_points"]  # its training points, logged as a data set
     # same parameters, same metrics: tests/test_quick.py

@@ -12,6 +12,7 @@ from gradlab.doctor import CAUSES
 from gradlab.stages import quick_params_file
 from gradlab.studies.mdn.config import STAGES, MdnParams
 from gradlab.studies.mdn.trial import FIELDS, trial_specs
+from gradlab.tracking import Tracker
 
 ACCEPTANCE = [
     "asker.trials",
@@ -106,6 +107,9 @@ def test_mdn_stage_end_to_end(tiny_runs):
     assert meta["network"].endswith(".MDN") and sum(p.numel() for p in net.parameters()) > 0
     again, logged = reevaluate(trained.info.run_id, tiny_runs.uri)
     assert again == logged and logged["val_nll"] == trained.data.metrics["eval/nll"]
+    client = Tracker(tiny_runs.uri).client
+    names = {d.dataset.name for r in children for d in client.get_run(r.info.run_id).inputs.dataset_inputs}
+    assert names and all(n.startswith("mdn_bishop") for n in names), names  # each trial's training data
 
 
 def test_headline_names_every_acceptance_key_and_no_config_counts():

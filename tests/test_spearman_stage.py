@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 
 from gradlab import replicate
 from gradlab.config import flatten
+from gradlab.tracking import Tracker
 
 
 @pytest.mark.slow
@@ -115,12 +116,28 @@ def test_spearman_stage_end_to_end(tiny_runs):
     ):
         assert (out / name).stat().st_size > 0, name
 
-    children = {r.info.run_name for r in tiny_runs.stage_run("spearman")[1] if r.data.tags.get("mlflow.parentRunId")}
+    runs = {r.info.run_name: r for r in tiny_runs.stage_run("spearman")[1] if r.data.tags.get("mlflow.parentRunId")}
     assert {
         "matrix_linear_cma__seed0",
         "ltr_nonlinear_soft_rank__seed1",
         "ltr_heavy_tail_soft_rank_s1__seed0",
-    } <= children
+    } <= set(runs)
+
+    # what a trial trained (matrices, or the ranking network) reloads from its run and scores what it logged, to the bit
+    from gradlab.studies.spearman.trial import load_logged, reevaluate
+
+    state, meta = load_logged(runs["matrix_linear_cma__seed0"].info.run_id, tiny_runs.uri)
+    assert set(state) == {"v", "freq_m"} and meta["spec"]["kind"] == "matrix"
+    for name, key in [
+        ("matrix_linear_cma__seed0", "final_spearman"),
+        ("ltr_nonlinear_soft_rank__seed1", "heldout_spearman"),
+    ]:
+        again, logged = reevaluate(runs[name].info.run_id, tiny_runs.uri)
+        assert again == logged and set(logged) == {key}, name
+    client = Tracker(tiny_runs.uri).client
+    inputs = client.get_run(runs["ltr_nonlinear_soft_rank__seed1"].info.run_id).inputs.dataset_inputs
+    assert [d.dataset.name for d in inputs] == ["spearman_ltr_nonlinear"]  # the task's training rows
+    assert not client.get_run(runs["matrix_linear_cma__seed0"].info.run_id).inputs.dataset_inputs
 
 
 # Deterministic whatever the number of trial workers (spearman.workers 1 here, 2 there: the same bytes), in another

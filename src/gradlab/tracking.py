@@ -393,6 +393,10 @@ class Run:
         """The run's description in the MLflow UI (Markdown)."""
         self.tracker.set_tags(self.id, {NOTE: text})
 
+    def log_dataset(self, name: str, source: str, features: Any, targets: Any = None) -> None:
+        """The data set the run trained on, in its "Datasets" column and tab (``mlflow.log_input``)."""
+        self.tracker.log_dataset(self.id, name, source, features, targets)
+
     def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
         self.tracker.log_artifacts(self.id, local_dir, artifact_path)
 
@@ -600,6 +604,23 @@ class Tracker:
     @_retry_locked
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+
+    @_retry_locked
+    def log_dataset(self, run_id: str, name: str, source: str, features: Any, targets: Any = None) -> None:
+        """``mlflow.log_input`` for a run this process need not hold active: the data set's name, digest, schema
+        and shapes (``mlflow.data.from_numpy``; the arrays themselves are not stored), its ``source`` the call
+        that makes it (a code source: the studies generate their data from seeds), context "training"."""
+        import mlflow.data
+        import numpy as np
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        code = CodeDatasetSource(tags={"mlflow.source.name": source})
+        arrays = np.asarray(features), None if targets is None else np.asarray(targets)
+        dataset = mlflow.data.from_numpy(arrays[0], source=code, targets=arrays[1], name=name)
+        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)])
 
     @_retry_locked
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:

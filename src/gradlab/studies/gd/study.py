@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from gradlab.context import StageContext
+from gradlab.models import log_model
 from gradlab.studies.gd import analysis, figures
 from gradlab.studies.gd import first_order as fo
 from gradlab.studies.gd.config import GDParams, Quadratic
 from gradlab.studies.gd.problems import QuadraticProblem, make_quadratic
 from gradlab.studies.gd.summary import summary
 from gradlab.studies.gd.threshold import find_lr_threshold, quadratic_diverges, quadratic_lr_sweep
-from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, run_any, run_trial
+from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, dataset, run_any, run_trial, spec_json
 from gradlab.tracking import Run
 from gradlab.trials import Child
 
@@ -64,6 +65,11 @@ def log_trial(run: Run, spec: TrialSpec | ThresholdSpec, out: dict) -> None:
     if spec.sharpness:
         run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
     run.log_curve("train/loss", _finite(out["losses"]))
+    state = out.pop("state")  # the model goes to MLflow (trial.load_logged, trial.reevaluate), not back
+    evaluation = {"final_loss": out["losses"][-1]}
+    network = "torch.nn.Linear (quadratic) or gradlab.studies.gd.problems.make_mlp"
+    log_model(run, state, {"network": network, "spec": spec_json(spec), "evaluation": evaluation})
+    run.log_dataset(*dataset(spec))
 
 
 def one_step(problem: QuadraticProblem, p: GDParams, lam_max: float, lr_rules: float) -> tuple[dict, dict]:

@@ -30,7 +30,7 @@ from gradlab.studies.input_grad.methods import METHODS, central_differences, per
 from gradlab.studies.input_grad.problems import make_network, make_points
 from gradlab.studies.input_grad.summary import summary
 from gradlab.studies.input_grad.timing import timing_grid
-from gradlab.studies.input_grad.trial import VARIANTS, TrialSpec, run_trial
+from gradlab.studies.input_grad.trial import VARIANTS, TrialSpec, dataset, run_trial
 from gradlab.tracking import Run
 from gradlab.trials import Child
 
@@ -49,6 +49,7 @@ def log_trial(run: Run, t: TrialSpec, r: dict) -> None:
     evaluation = {"value_rmse": r["value_rmse"], "grad_rmse": r["grad_rmse"]}
     state = r.pop("state")  # the network goes to MLflow, not back to the stage's process
     log_model(run, state, {"network": network, "spec": asdict(t), "evaluation": evaluation})
+    run.log_dataset(*dataset(t))
 
 
 def run(p: InputGradParams, ctx: StageContext) -> dict:

@@ -12,7 +12,7 @@ import torch
 
 from gradlab.numerics import torch_threads
 from gradlab.studies.input_grad.module import SobolevRegression, rmse
-from gradlab.studies.input_grad.problems import make_points, make_smooth_mlp
+from gradlab.studies.input_grad.problems import make_points, make_smooth_mlp, target, target_grad
 
 VARIANTS = {"value_only": 0.0, "with_grad": None}  # None: params.sobolev.grad_weight
 
@@ -35,6 +35,13 @@ def points(t: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """The trial's training and held-out points (its own generator: the same in any process)."""
     g = torch.Generator().manual_seed(10_000 + t.seed)
     return make_points(t.n_train, g), make_points(t.n_test, g)
+
+
+def dataset(t: TrialSpec) -> tuple[str, str, torch.Tensor, torch.Tensor]:
+    """The trial's training data as ``(name, the call that makes it, X, [f(X), grad f(X)])``, for its run's Datasets."""
+    X, _ = points(t)
+    source = f"gradlab.studies.input_grad.trial.points(n_train={t.n_train}, seed={t.seed})"
+    return "input_grad_points", source, X, torch.cat([target(X).unsqueeze(1), target_grad(X)], dim=1)
 
 
 def run_trial(t: TrialSpec) -> dict:

@@ -28,7 +28,7 @@ from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
 from gradlab.studies.mdn.referee import independent_check, referee
 from gradlab.studies.mdn.summary import summary
-from gradlab.studies.mdn.trial import FIELDS, TrialSpec, cost, run_trial, trial_specs, variant
+from gradlab.studies.mdn.trial import FIELDS, TrialSpec, cost, dataset, run_trial, trial_specs, variant
 from gradlab.tracking import Run
 from gradlab.trials import Child
 
@@ -136,3 +136,4 @@ def log_trial(run: Run, spec: TrialSpec, result: dict) -> None:
     state = result.pop("state")  # the network goes to MLflow (trial.load_logged, trial.reevaluate), not back
     network, evaluation = "gradlab.studies.mdn.module.MDN", {"val_nll": row["val_nll"]}
     log_model(run, state, {"network": network, "spec": asdict(spec), "evaluation": evaluation})
+    run.log_dataset(*dataset(spec))

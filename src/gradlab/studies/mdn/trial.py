@@ -250,8 +250,8 @@ def trial_specs(p: MdnParams) -> list[TrialSpec]:
     return specs
 
 
-def build(spec: TrialSpec):
-    """The data tensors, the initialised network and the batch order of a trial (all seeded)."""
+def _data(spec: TrialSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The trial's training and validation data ``x, y, x_val, y_val`` (float32; from ``spec.data_seed``)."""
     data = make_data(
         spec.n_train,
         spec.n_val,
@@ -267,6 +267,24 @@ def build(spec: TrialSpec):
         y, yv = spec.y_scale * y + spec.y_shift, spec.y_scale * yv + spec.y_shift
     x, y = torch.as_tensor(data.x_train, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     xv, yv = torch.as_tensor(data.x_val, dtype=torch.float32), torch.as_tensor(yv, dtype=torch.float32)
+    return x, y, xv, yv
+
+
+def dataset(spec: TrialSpec) -> tuple[str, str, torch.Tensor, torch.Tensor]:
+    """The trial's training data as ``(name, the call that makes it, x, y)``, for its run's Datasets."""
+    x, y, _, _ = _data(spec)
+    kinds = [
+        k
+        for k, on in [("outliers", spec.outliers), ("nonfinite", spec.nonfinite), ("rescaled", spec.y_transform)]
+        if on
+    ]
+    name = "_".join(["mdn", spec.dataset, *kinds])
+    return name, f"gradlab.studies.mdn.trial.dataset({spec.dataset!r}, data_seed={spec.data_seed})", x, y
+
+
+def build(spec: TrialSpec):
+    """The data tensors, the initialised network and the batch order of a trial (all seeded)."""
+    x, y, xv, yv = _data(spec)
     torch.manual_seed(spec.seed)
     net = MDN(spec.hidden, spec.layers, spec.components, spec.sigma, spec.batchnorm, spec.sigma_eps)
     if spec.head_bias0:

@@ -25,13 +25,22 @@ import numpy as np
 import torch
 
 from gradlab.context import StageContext
+from gradlab.models import log_model
 from gradlab.studies.spearman import analysis, asker, figures, stall
 from gradlab.studies.spearman.config import SpearmanParams
 from gradlab.studies.spearman.derivation import ASSUMPTION, ROWS, Derivation, init_matrices
 from gradlab.studies.spearman.ltr import GRADIENT
 from gradlab.studies.spearman.methods import anytime_grid, spearman
 from gradlab.studies.spearman.summary import summary
-from gradlab.studies.spearman.trial import LtrSpec, MatrixSpec, run_trial
+from gradlab.studies.spearman.trial import (
+    LtrSpec,
+    MatrixSpec,
+    dataset,
+    evaluation,
+    run_trial,
+    spec_json,
+    trained_state,
+)
 from gradlab.tracking import Run
 from gradlab.trials import Child
 
@@ -277,7 +286,12 @@ def child_of(spec: MatrixSpec | LtrSpec) -> Child:
 
 
 def log_trial(run: Run, spec: MatrixSpec | LtrSpec, r: dict) -> None:
-    """What a trial returned, on its child run (in the process that ran it)."""
+    """What a trial returned, on its child run (in the process that ran it), with what it trained as its model
+    (``trial.load_logged``, ``trial.reevaluate``)."""
+    meta = {"spec": spec_json(spec), "evaluation": evaluation(spec, r)}
+    log_model(run, trained_state(spec, r), meta)
+    if isinstance(spec, LtrSpec):  # a matrix trial starts from seeded matrices: no data set
+        run.log_dataset(*dataset(spec))
     if isinstance(spec, MatrixSpec):
         run.log_metrics(
             {

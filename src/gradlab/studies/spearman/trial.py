@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from gradlab.numerics import torch_threads
 from gradlab.studies.spearman import ltr, methods
 from gradlab.studies.spearman.config import Ltr, Matrix
 from gradlab.studies.spearman.derivation import Derivation, init_matrices
@@ -77,7 +79,7 @@ def run_matrix(spec: MatrixSpec) -> dict:
         out = methods.gradient_ascent(v, freq_m, referee, m, p.lr, p.strength)
     seconds, wall = time.process_time() - start, time.perf_counter() - wall_start
     v2, f2, accepted = out
-    final = methods.spearman(*derivation(v2, f2))
+    final = _matrix_spearman(spec, v2, f2)
     return {
         "derivation": spec.derivation,
         "method": m,
@@ -137,4 +139,73 @@ def run_ltr(spec: LtrSpec) -> dict:
         "curve": np.asarray(curve, dtype=np.float64),
         "pred": pred.astype(np.float64),
         "target": data.y_test.numpy().astype(np.float64),
+        "state": {"theta": theta.detach().clone()},
     }
+
+
+def _matrix_spearman(spec: MatrixSpec, v: torch.Tensor, freq_m: torch.Tensor) -> float:
+    """The referee's spearmanr of the lists derived from the matrices ``v`` and ``freq_m``."""
+    custom = spec.params.custom if spec.derivation == "custom" else ""
+    return methods.spearman(*Derivation(spec.derivation, custom=custom)(v, freq_m))
+
+
+def _heldout_spearman(spec: LtrSpec, theta: torch.Tensor) -> float:
+    """spearmanr of the network's scores and the targets on the task's held-out rows (the trial's own data)."""
+    p = spec.params
+    data = ltr.make_data(spec.task, spec.seed, p.n_train, p.n_test, p.features)
+    with torch.no_grad():
+        return methods.spearman(ltr.forward(theta, data.x_test, p.hidden).numpy(), data.y_test.numpy())
+
+
+def dataset(spec: LtrSpec) -> tuple[str, str, torch.Tensor, torch.Tensor]:
+    """A learning-to-rank trial's training data as ``(name, the call that makes it, x, y)``, for its run's Datasets."""
+    p = spec.params
+    data = ltr.make_data(spec.task, spec.seed, p.n_train, p.n_test, p.features)
+    call = f"make_data({spec.task!r}, seed={spec.seed}, n_train={p.n_train}, n_test={p.n_test}, features={p.features})"
+    return f"spearman_ltr_{spec.task}", f"gradlab.studies.spearman.ltr.{call}", data.x_train, data.y_train
+
+
+def trained_state(spec: MatrixSpec | LtrSpec, r: dict) -> dict[str, torch.Tensor]:
+    """What a trial trained, as tensors: the matrices ``v``, ``freq_m`` (a matrix trial), or ``theta`` (learning to
+    rank: the network's flat parameters; taken out of ``r``, which the stage does not need it in)."""
+    if isinstance(spec, MatrixSpec):
+        return {"v": torch.from_numpy(r["v"]), "freq_m": torch.from_numpy(r["freq_m"])}
+    return r.pop("state")
+
+
+def evaluation(spec: MatrixSpec | LtrSpec, r: dict) -> dict[str, float]:
+    """The logged score that :func:`reevaluate` computes again from the trained state."""
+    key = "final_spearman" if isinstance(spec, MatrixSpec) else "heldout_spearman"
+    return {key: r[key]}
+
+
+def spec_json(spec: MatrixSpec | LtrSpec) -> dict[str, Any]:
+    """``spec`` as plain data (``model.json``); :func:`spec_from_json` reads it back."""
+    kind = "matrix" if isinstance(spec, MatrixSpec) else "ltr"
+    plain = {k: v for k, v in vars(spec).items() if k != "params"}
+    return plain | {"kind": kind, "params": spec.params.model_dump()}
+
+
+def spec_from_json(data: dict[str, Any]) -> MatrixSpec | LtrSpec:
+    rest = {k: v for k, v in data.items() if k not in ("kind", "params")}
+    if data["kind"] == "matrix":
+        return MatrixSpec(**rest, params=Matrix(**data["params"]))
+    return LtrSpec(**rest, params=Ltr(**data["params"]))
+
+
+def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """A trial's trained state (``v``/``freq_m`` or ``theta``), from its MLflow child run, and its ``model.json``."""
+    from gradlab.models import load_model
+
+    return load_model(run_id, tracking_uri)
+
+
+def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict]:
+    """The logged state's score computed again (the trial's derivation, or its task's held-out data) and the logged
+    one: equal."""
+    state, meta = load_logged(run_id, tracking_uri)
+    spec = spec_from_json(meta["spec"])
+    with _one_blas_thread(), torch_threads(1):
+        if isinstance(spec, MatrixSpec):
+            return {"final_spearman": _matrix_spearman(spec, state["v"], state["freq_m"])}, meta["evaluation"]
+        return {"heldout_spearman": _heldout_spearman(spec, state["theta"])}, meta["evaluation"]
