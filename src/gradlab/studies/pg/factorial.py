@@ -105,8 +105,8 @@ def compare(a: list[dict], b: list[dict], cap_games: int) -> dict:
         sps.fisher_exact([[0, len(a)], [len(b), 0]]).pvalue,
     )
     return {
-        "games_to_progress_median_a": float(np.median(ga)),
-        "games_to_progress_median_b": float(np.median(gb)),
+        "games_to_progress_median_a": _median_censored([r["games_to_progress"] for r in a]),  # None: never
+        "games_to_progress_median_b": _median_censored([r["games_to_progress"] for r in b]),
         "games_to_progress_p": mw["p"],
         "games_to_progress_p_min": mw["p_min"],
         "games_to_progress_exact": mw["exact"],
@@ -176,6 +176,11 @@ def _median_censored(values: list) -> float | None:
     return None if math.isinf(m) or math.isnan(m) else m
 
 
+def _games(median: float | None) -> str:
+    """A median number of games as a reader counts them: 1299, 1257.5, or never (not within the cap)."""
+    return "never" if median is None else f"{median:.1f}".removesuffix(".0")
+
+
 def summary(metrics: dict, table: list[dict], p) -> str:
     """summary.md: the arms, per seed, and the exact tests; every verdict from a flag."""
     from gradlab.stats import fmt
@@ -216,8 +221,9 @@ def summary(metrics: dict, table: list[dict], p) -> str:
     ]
     for key, t in metrics["tests"].items():
         a, b = key.split("_vs_")
+        medians = f"{_games(t['games_to_progress_median_a'])} vs {_games(t['games_to_progress_median_b'])}"
         lines.append(
-            f"| `{a}` vs `{b}` | {fmt(t['games_to_progress_median_a'])} vs {fmt(t['games_to_progress_median_b'])} | "
+            f"| `{a}` vs `{b}` | {medians} | "
             f"{fmt(t['games_to_progress_p'])} ({fmt(t['games_to_progress_p_min'])}) | "
             f"{FASTER[t['flags']['faster']]} | {t['won_a']} vs {t['won_b']} | "
             f"{fmt(t['won_p'])} ({fmt(t['won_p_min'])}) "
