@@ -6,6 +6,7 @@ import base64
 import html
 import os
 import platform
+import posixpath
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -99,7 +100,7 @@ def render_markdown(sections: list[Section], missing: list[tuple[str, str]], par
         ]
         lines += ["**Evidence.**", ""] + [f"- {e}" for e in sec.evidence] + [""]
         for fig in sec.figures:  # listed whether or not drawn yet: figures are DVC outputs, absent from a clone
-            path = results / sec.stage / fig
+            path = results / posixpath.normpath(f"{sec.stage}/{fig}")  # another stage's: ../<stage>/figures/..
             rel = Path("..") / path.relative_to(results.parent) if results.parent in path.parents else path
             lines.append(f"![{sec.stage}: {Path(fig).stem}]({rel.as_posix()})")
         lines += [
@@ -121,7 +122,7 @@ def render_html(markdown_text: str, sections: list[Section], results: Path) -> s
     body = markdown.markdown(markdown_text, extensions=["tables", "toc"])  # toc: headings get the ids linked to
     for sec in sections:  # embed figures so the file stands alone
         for fig in sec.figures:
-            path = results / sec.stage / fig
+            path = results / posixpath.normpath(f"{sec.stage}/{fig}")  # another stage's: ../<stage>/figures/..
             if path.exists():
                 rel = (
                     (Path("..") / path.relative_to(results.parent)).as_posix()

@@ -9,6 +9,7 @@ were not regenerated.
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 from gradlab.report import replication
@@ -37,7 +38,7 @@ def render(sections: list[Section], missing: dict[str, str], results: Path) -> s
         ]
         lines += [f"**Answer.** {sec.answer}", "", "**Evidence.**", ""] + [f"- {e}" for e in sec.evidence] + [""]
         for fig in sec.figures:
-            lines.append(f"![{sec.stage}: {Path(fig).stem}](../../results/{sec.stage}/{fig})")
+            lines.append(f"![{sec.stage}: {Path(fig).stem}](../../results/{posixpath.normpath(f'{sec.stage}/{fig}')})")
         lines += ["", "**Caveats.**", ""] + [f"- {c}" for c in sec.caveats] + [""]
         lines += replication.lines(results, sec.stage) + [""]
     for stage, why in missing.items():

@@ -548,7 +548,7 @@ def _factorial_evidence(q: Quotes) -> list[str]:
         won = ", ".join(
             f"yes after {g}" if w else "no" for w, g in zip(a["won_per_seed"], a["games_to_win_per_seed"], strict=True)
         )
-        source = f"`{a['stage']}`" if a.get("stage") else f"the same training as `{a['same_as']}` (a constant cost)"
+        source = f"`{a['stage']}`" if a.get("stage") else f"the same training as `{a['same_as']}`: a constant cost"
         out.append(
             f"Factorial arm `{name}` ({a['actions']}, move cost {a['move_cost']:g}; {source}): games until the "
             f"100-game mean reached {q(s, 'progress_mean', 'g')} per seed {progress}; evaluated win within "
