@@ -97,3 +97,33 @@ def test_sqlite_store_runs_in_wal_mode(store):
     # MLflow's own connections flush at checkpoints, not on every commit
     with tracker.client._tracking_client.store.ManagedSessionMaker() as session:
         assert session.execute(sqlalchemy.text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+
+
+def test_a_data_set_logged_by_two_trials_at_once_is_logged_for_both(store, monkeypatch):
+    """MLflow's SQL store inserts a data set it did not find without a lock: two workers logging the same one at once
+    both insert and one gets the unique constraint's error (a clean clone's gd stage failed so). It is tried again."""
+    import numpy as np
+    from mlflow.exceptions import MlflowException
+
+    tracker = Tracker()
+    real, calls = tracker.client.log_inputs, []
+
+    def racing(run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:  # what the other worker's insert does to this one
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, ...")
+        return real(run_id, datasets=datasets)
+
+    monkeypatch.setattr(tracker.client, "log_inputs", racing)
+    x, y = np.arange(6.0).reshape(3, 2), np.ones(3)
+    with tracker.run("gradlab/test", "a__seed0") as a, tracker.run("gradlab/test", "b__seed0") as b:
+        a.log_dataset("points", "make_points(seed=0)", x, y)
+        b.log_dataset("points", "make_points(seed=0)", x, y)
+    for run in (a, b):
+        (logged,) = tracker.client.get_run(run.id).inputs.dataset_inputs
+        assert logged.dataset.name == "points" and logged.tags[0].value == "training"
+    assert calls == [a.id, a.id, b.id]  # a's first call lost the race, its second logged it
+
+    monkeypatch.setattr(tracker.client, "log_inputs", lambda *_, **__: (_ for _ in ()).throw(ValueError("other")))
+    with pytest.raises(ValueError, match="other"), tracker.run("gradlab/test", "c__seed0") as c:
+        c.log_dataset("points", "make_points(seed=0)", x, y)  # any other error: raised at once

@@ -304,6 +304,13 @@ def _retry_locked(fn):
     return wrapper
 
 
+# MLflow's SQL store looks a data set up by (experiment, name, digest) and inserts it when missing, with nothing
+# between the two: trials on two workers that log the same data set at once both insert, and one gets the unique
+# constraint's error (seen in the gd stage, whose network trials share their data). Tried again, it finds the row.
+_DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value violates unique constraint")
+_DATASET_TRIES = 5
+
+
 class Run:
     """A handle on one MLflow run.
 
@@ -620,7 +627,14 @@ class Tracker:
         arrays = np.asarray(features), None if targets is None else np.asarray(targets)
         dataset = mlflow.data.from_numpy(arrays[0], source=code, targets=arrays[1], name=name)
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")]
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)])
+        inputs = [DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)]
+        for attempt in range(_DATASET_TRIES):
+            try:
+                return self.client.log_inputs(run_id, datasets=inputs)
+            except Exception as e:  # noqa: BLE001 -- two trials logging one data set at once: see _DATASET_RACE
+                if attempt == _DATASET_TRIES - 1 or not any(m in str(e) for m in _DATASET_RACE):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @_retry_locked
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:
