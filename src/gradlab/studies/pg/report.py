@@ -566,6 +566,13 @@ def _factorial_evidence(q: Quotes) -> list[str]:
     return out
 
 
+def _final_return(q: Quotes, s: str, trial: str) -> str:
+    """Trial ``<variant>__seed<k>``'s mean return over its final games: its place in the variant's seeds, in order."""
+    variant, seed = trial.rsplit("__seed", 1)
+    seeds = sorted(int(k.rsplit("__seed", 1)[1]) for k in q.metrics(s)["win"] if k.startswith(f"{variant}__seed"))
+    return q(s, f"variants.{variant}.final_return_per_seed.{seeds.index(int(seed))}", ".3g")
+
+
 def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
     win = q.metrics(s)["win"]
     evaluated = win.get("rule") == "evaluation"
@@ -615,7 +622,8 @@ def _pong_preset_evidence(q: Quotes, s: str) -> list[str]:
         elif evaluated:
             out.append(
                 f"`{s}` {key}: no evaluated checkpoint scored above 0 within {q(s, f'win.{key}.games', 'd')} "
-                "training games (the cap)."
+                f"training games (the cap); its last {q(s, 'final_episodes', 'd')} training games averaged "
+                f"{_final_return(q, s, key)}."
             )
         else:
             out.append(
