@@ -90,6 +90,19 @@ def test_per_sample_input_grad_refuses_a_vector_output():
         gradlab.per_sample_input_grad(torch.nn.Linear(4, 3), torch.randn(6, 4))
 
 
+def test_nll_is_gradlab_mixture_nll_nll_with_the_studys_signature():
+    import inspect
+    import pickle
+
+    from gradlab.studies.mdn.losses import nll as study_nll
+
+    assert (gradlab.nll.__module__, gradlab.nll.__qualname__) == ("gradlab.mixture_nll", "nll")
+    assert pickle.loads(pickle.dumps(gradlab.nll)) is gradlab.nll  # workers started by spawn can take it
+    assert inspect.signature(gradlab.nll) == inspect.signature(study_nll)
+    with pytest.raises(TypeError, match=r"^nll: got an unexpected keyword argument 'alpha'; it takes \(logits"):
+        gradlab.nll(alpha=torch.ones(2, 3))
+
+
 def test_nll_refuses_or_handles_a_column_target():
     """y of shape [B, 1] against [B, K] mixtures used to broadcast to a [B, B] matrix (wrong, silently)."""
     B, K = 5, 3

@@ -62,6 +62,7 @@ import warnings  # noqa: E402
 from itertools import combinations, product  # noqa: E402
 
 from gradlab.stats import (  # noqa: E402
+    Resampling,
     bootstrap_diff_ci,
     bootstrap_mean_ci,
     cliffs_delta,
@@ -165,6 +166,16 @@ def test_cohens_d_interval_inverts_the_noncentral_t():
     assert lo == pytest.approx(d - 1.96 * se, abs=0.05) and hi == pytest.approx(d + 1.96 * se, abs=0.05)
     d, lo, hi = cohens_d_ci([1.0], [2.0])
     assert math.isnan(d) and lo is None and hi is None
+
+
+def test_resampling_settings_travel_together_and_an_old_positional_confidence_is_refused():
+    x = [0.1, 0.4, 0.35, 0.8, 0.5, 0.45, 0.6, 0.2, 0.9, 0.3]
+    assert bootstrap_mean_ci(x, 0.0, 1.0, Resampling(seed=0)) == bootstrap_mean_ci(x, 0.0, 1.0)
+    narrow, wide = bootstrap_mean_ci(x, 0.0, 1.0, Resampling(confidence=0.5)), bootstrap_mean_ci(x, 0.0, 1.0)
+    assert wide[1] < narrow[1] < narrow[2] < wide[2]
+    for call in (lambda: bootstrap_mean_ci(x, 0.0, 1.0, 0.9), lambda: cliffs_delta(x, x, 0.9)):  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"must be a Resampling, e.g. Resampling\(confidence=0.9\), got 0.9"):
+            call()
 
 
 def test_cliffs_delta_range():

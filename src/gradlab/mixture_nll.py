@@ -52,14 +52,20 @@ def _check(named: dict[str, object]) -> None:
 
 
 def _checked(study_nll: Callable[P, torch.Tensor]) -> Callable[P, torch.Tensor]:
-    """``study_nll`` behind :func:`_check`, with its signature (an unknown argument: the study's TypeError)."""
+    """``study_nll`` behind :func:`_check`, with its signature; it is ``gradlab.mixture_nll.nll`` (its module and
+    name: it pickles, and tracebacks name it), and an argument it does not take is a TypeError naming ``nll``."""
     signature = inspect.signature(study_nll)
 
     @functools.wraps(study_nll)
     def checked(*args: P.args, **kwargs: P.kwargs) -> torch.Tensor:
-        _check(dict(signature.bind(*args, **kwargs).arguments))
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"nll: {e}; it takes {signature}") from None
+        _check(dict(bound.arguments))
         return study_nll(*args, **kwargs)
 
+    checked.__module__, checked.__name__, checked.__qualname__ = __name__, "nll", "nll"
     return checked
 
 

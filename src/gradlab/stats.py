@@ -248,6 +248,13 @@ class Resampling:
 DEFAULT_RESAMPLING = Resampling()
 
 
+def _resampling(value: object, where: str) -> Resampling:
+    """``value`` if it is a :class:`Resampling`; else a TypeError (an old call passed the confidence here)."""
+    if not isinstance(value, Resampling):
+        raise TypeError(f"{where}: resampling must be a Resampling, e.g. Resampling(confidence=0.9), got {value!r}")
+    return value
+
+
 def bootstrap_mean_ci(
     values: Sequence[float],
     low: float = -math.inf,
@@ -260,12 +267,13 @@ def bootstrap_mean_ci(
     fewer, the percentile bootstrap is about the min-max of the values, not a 95 % interval). The
     resampled means of values inside [low, high] stay inside it, and the bounds are clipped for safety.
 
-    Not ``scipy.stats.bootstrap(..., method="percentile", rng=np.random.default_rng(seed))``: it draws the very same
+    Not ``scipy.stats.bootstrap(..., method="percentile", rng=resampling.rng())``: it draws the very same
     resamples (its ``bootstrap_distribution`` equals this one bit for bit) but reads the interval with
     ``scipy.stats.quantile``, which rounds differently from ``np.quantile``: the bounds differ in the last bits
     (21 of the 95 committed intervals of :func:`bootstrap_mean_ci`, by up to 1.1e-16; the committed mdn
     difference's upper bound -0.569143192358315 would be -0.5691431923583149).
     """
+    resampling = _resampling(resampling, "bootstrap_mean_ci")
     mean, x = _mean_and_enough(values)
     if x is None:
         return mean, None, None
@@ -285,6 +293,7 @@ def bootstrap_diff_ci(
     with fewer than :data:`MIN_CI_N` values: (difference, None, None). Kept for the reason given in
     :func:`bootstrap_mean_ci` (scipy: the same resamples of each group, x's drawn first, another quantile).
     """
+    resampling = _resampling(resampling, "bootstrap_diff_ci")
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
         return math.nan, None, None
@@ -305,6 +314,7 @@ def cliffs_delta(
     A side with fewer than :data:`MIN_CI_N` values: (delta, None, None). Kept for the reason given in
     :func:`bootstrap_mean_ci` (scipy: the same resamples, another quantile).
     """
+    resampling = _resampling(resampling, "cliffs_delta")
     x, y = _finite(a), _finite(b)
     if x.size == 0 or y.size == 0:
         return math.nan, None, None

@@ -32,7 +32,15 @@ from gradlab.studies.gd.config import GDParams, Quadratic
 from gradlab.studies.gd.problems import QuadraticProblem, make_quadratic
 from gradlab.studies.gd.summary import summary
 from gradlab.studies.gd.threshold import find_lr_threshold, quadratic_diverges, quadratic_lr_sweep
-from gradlab.studies.gd.trial import ThresholdSpec, TrialSpec, dataset, run_any, run_trial, spec_json
+from gradlab.studies.gd.trial import (
+    ThresholdSpec,
+    TrialSpec,
+    dataset,
+    finite_or_none,
+    run_any,
+    run_trial,
+    spec_json,
+)
 from gradlab.tracking import Run
 from gradlab.trials import Child
 
@@ -66,8 +74,8 @@ def log_trial(run: Run, spec: TrialSpec | ThresholdSpec, out: dict) -> None:
         run.log_curve("probe/sharpness", out["sharpness"], out["sharpness_steps"])
     run.log_curve("train/loss", _finite(out["losses"]))
     state = out.pop("state")  # the model goes to MLflow (trial.load_logged, trial.reevaluate), not back
-    evaluation = {"final_loss": out["losses"][-1]}
-    network = "torch.nn.Linear (quadratic) or gradlab.studies.gd.problems.make_mlp"
+    evaluation = {"final_loss": finite_or_none(out["losses"][-1])}  # a diverged run's inf: null in model.json
+    network = "torch.nn.Linear" if isinstance(spec.problem, Quadratic) else "gradlab.studies.gd.problems.make_mlp"
     log_model(run, state, {"network": network, "spec": spec_json(spec), "evaluation": evaluation})
     run.log_dataset(*dataset(spec))
 

@@ -7,6 +7,7 @@ run anywhere: in the stage's process, a worker, a sweep.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,11 @@ def spec_from_json(data: dict[str, Any]) -> TrialSpec:
     return TrialSpec(**rest, problem=made, sharpness=sharpness)
 
 
+def finite_or_none(value: float) -> float | None:
+    """``value``, or None where it is not finite (a diverged run's loss: JSON has no inf or NaN)."""
+    return value if math.isfinite(value) else None
+
+
 def final_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """The full-batch loss mean((net(X) - y)^2), as the trial's last ``losses`` entry computes it."""
     with torch.no_grad(), torch_threads(1):
@@ -103,10 +109,11 @@ def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[torch.nn.
 
 
 def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict]:
-    """The logged model's final loss on the trial's own data, computed again, and the logged one: equal."""
+    """The logged model's final loss on the trial's own data, computed again, and the logged one: equal (None where
+    the run diverged: not finite)."""
     net, meta = load_logged(run_id, tracking_uri)
     _, x, y = _build(spec_from_json(meta["spec"]))
-    return {"final_loss": final_loss(net, x, y)}, meta["evaluation"]
+    return {"final_loss": finite_or_none(final_loss(net, x, y))}, meta["evaluation"]
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def per_sample_input_grad_and_outputs(
     BatchNorm running statistics are updated once, as that forward would (``update_running_stats=False``
     to keep them). Arguments, options and errors: :func:`per_sample_input_grad`.
     """
-    return _input_grad(model, X, method, True, **_known(options))
+    return _input_grad(model, X, method, True, **_known(options, outputs=True))
 
 
 def per_sample_input_grad(
@@ -136,19 +136,23 @@ def per_sample_input_grad(
             ``randomness="error"``, or ``"jacrev"`` with active Dropout (naming the layer); random numbers
             drawn in the model's own code under ``vmap`` without a ``randomness``.
     """
-    G, _ = _input_grad(model, X, method, False, **_known(options))
+    G, _ = _input_grad(model, X, method, False, **_known(options, outputs=False))
     return G
 
 
-def _known(options: InputGradOptions) -> InputGradOptions:
+OUTPUTS_FUNCTION = "per_sample_input_grad_and_outputs"
+
+
+def _known(options: InputGradOptions, outputs: bool) -> InputGradOptions:
     """``options`` when every key is one of :class:`InputGradOptions`; else a TypeError naming the allowed ones."""
     unknown = sorted(set(options) - set(InputGradOptions.__annotations__))
     if unknown:
-        hint = ": for model(X) too, call per_sample_input_grad_and_outputs" if "return_outputs" in unknown else ""
-        raise TypeError(
-            f"per_sample_input_grad: unknown option {', '.join(unknown)}; allowed: "
-            f"{', '.join(InputGradOptions.__annotations__)}{hint}"
-        )
+        where = OUTPUTS_FUNCTION if outputs else "per_sample_input_grad"
+        hint = ""
+        if "return_outputs" in unknown:
+            hint = ": it always returns (G, out)" if outputs else ": for model(X) too, call " + OUTPUTS_FUNCTION
+        allowed = ", ".join(InputGradOptions.__annotations__)
+        raise TypeError(f"{where}: unknown option {', '.join(unknown)}; allowed: {allowed}{hint}")
     return options
 
 

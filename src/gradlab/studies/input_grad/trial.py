@@ -40,7 +40,8 @@ def points(t: TrialSpec) -> tuple[torch.Tensor, torch.Tensor]:
 def dataset(t: TrialSpec) -> tuple[str, str, torch.Tensor, torch.Tensor]:
     """The trial's training data as ``(name, the call that makes it, X, [f(X), grad f(X)])``, for its run's Datasets."""
     X, _ = points(t)
-    source = f"gradlab.studies.input_grad.trial.points(n_train={t.n_train}, seed={t.seed})"
+    g = f"torch.Generator().manual_seed({10_000 + t.seed})"
+    source = f"gradlab.studies.input_grad.problems.make_points({t.n_train}, {g}) (its first draw)"
     return "input_grad_points", source, X, torch.cat([target(X).unsqueeze(1), target_grad(X)], dim=1)
 
 

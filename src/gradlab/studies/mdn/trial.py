@@ -279,7 +279,16 @@ def dataset(spec: TrialSpec) -> tuple[str, str, torch.Tensor, torch.Tensor]:
         if on
     ]
     name = "_".join(["mdn", spec.dataset, *kinds])
-    return name, f"gradlab.studies.mdn.trial.dataset({spec.dataset!r}, data_seed={spec.data_seed})", x, y
+    outliers, nonfinite = (
+        spec.outlier_fraction if spec.outliers else 0.0,
+        spec.nonfinite_fraction if spec.nonfinite else 0.0,
+    )
+    call = (
+        f"make_data({spec.n_train}, {spec.n_val}, {spec.noise}, {outliers}, {spec.outlier_scale}, {spec.data_seed}, "
+        f"{nonfinite}, {spec.dataset!r}).x_train, .y_train"
+    )
+    scaled = f" (y * {spec.y_scale} + {spec.y_shift})" if spec.y_transform else ""
+    return name, f"gradlab.studies.mdn.data.{call}{scaled}", x, y
 
 
 def build(spec: TrialSpec):
