@@ -47,6 +47,11 @@ def _finite(values: Sequence[float]) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """``value``, or None where it is None, NaN or infinite (JSON has no NaN or inf: a diverged run's loss)."""
+    return None if value is None or not math.isfinite(value) else value
+
+
 def _sd(x: np.ndarray) -> float:
     """Sample standard deviation (ddof 1); NaN below two values, without a warning."""
     return float(x.std(ddof=1)) if x.size >= 2 else math.nan
@@ -352,27 +357,24 @@ def compare(
     d, d_lo, d_hi = cohens_d_ci(x, y, confidence)
     cd, cd_lo, cd_hi = cliffs_delta(x, y, resampling)
 
-    def clean(v):
-        return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-
     return {
         "n_a": int(x.size),
         "n_b": int(y.size),
-        "mean_a": clean(float(x.mean()) if x.size else math.nan),
-        "mean_b": clean(float(y.mean()) if y.size else math.nan),
-        "diff": clean(diff),
+        "mean_a": finite_or_none(float(x.mean()) if x.size else math.nan),
+        "mean_b": finite_or_none(float(y.mean()) if y.size else math.nan),
+        "diff": finite_or_none(diff),
         "diff_ci_low": dlo,
         "diff_ci_high": dhi,
-        "welch_t": clean(t),
-        "welch_p": clean(p),
-        "permutation_p": clean(perm["p"]),
-        "mann_whitney_p": clean(mw["p"]),
-        "p_min": clean(perm["p_min"]),
+        "welch_t": finite_or_none(t),
+        "welch_p": finite_or_none(p),
+        "permutation_p": finite_or_none(perm["p"]),
+        "mann_whitney_p": finite_or_none(mw["p"]),
+        "p_min": finite_or_none(perm["p_min"]),
         "exact": bool(perm["exact"] and mw["exact"]),
-        "cohens_d": clean(d),
+        "cohens_d": finite_or_none(d),
         "cohens_d_ci_low": d_lo,
         "cohens_d_ci_high": d_hi,
-        "cliffs_delta": clean(cd),
+        "cliffs_delta": finite_or_none(cd),
         "cliffs_delta_ci_low": cd_lo,
         "cliffs_delta_ci_high": cd_hi,
     }

@@ -281,34 +281,43 @@ def open_tracker(experiment: str, uri: str | None = None) -> Tracker:
         raise TrackingError(f"tracking store {uri} cannot be used: {str(err).splitlines()[0]}") from None
 
 
-def _retry_locked(fn):
-    """Retry an MLflow call while SQLite says 'database is locked' (tenacity): up to 40 tries, waiting 0.05 s after
-    the first and 1.5 times longer after each next one, at most 1 s; any other error, and the 40th, is raised as it
-    is. tenacity is imported at the first call, like MLflow (importing it costs about as much as asyncio)."""
-    retrying = None
+def _retrying(*transient: str):
+    """A decorator that retries an MLflow call while its error says one of ``transient`` (case-insensitive; tenacity):
+    up to 40 tries, waiting 0.05 s after the first and 1.5 times longer after each next one, at most 1 s; any other
+    error, and the 40th, is raised as it is. tenacity is imported at the first call, like MLflow (importing it costs
+    about as much as asyncio)."""
+    needles = tuple(t.lower() for t in transient)
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        nonlocal retrying
-        if retrying is None:
-            import tenacity
+    def decorate(fn):
+        retrying = None
 
-            retrying = tenacity.retry(
-                retry=tenacity.retry_if_exception(lambda e: isinstance(e, Exception) and "locked" in str(e).lower()),
-                stop=tenacity.stop_after_attempt(40),
-                wait=tenacity.wait_exponential(multiplier=0.05, exp_base=1.5, max=1.0),
-                reraise=True,  # the error itself, not tenacity's RetryError
-            )(fn)
-        return retrying(*args, **kwargs)
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            nonlocal retrying
+            if retrying is None:
+                import tenacity
 
-    return wrapper
+                retrying = tenacity.retry(
+                    retry=tenacity.retry_if_exception(
+                        lambda e: isinstance(e, Exception) and any(n in str(e).lower() for n in needles)
+                    ),
+                    stop=tenacity.stop_after_attempt(40),
+                    wait=tenacity.wait_exponential(multiplier=0.05, exp_base=1.5, max=1.0),
+                    reraise=True,  # the error itself, not tenacity's RetryError
+                )(fn)
+            return retrying(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
+# SQLite says "database is locked" while another process writes: every MLflow call waits its turn this way.
+_retry_locked = _retrying("locked")
 # MLflow's SQL store looks a data set up by (experiment, name, digest) and inserts it when missing, with nothing
 # between the two: trials on two workers that log the same data set at once both insert, and one gets the unique
 # constraint's error (seen in the gd stage, whose network trials share their data). Tried again, it finds the row.
 _DATASET_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value violates unique constraint")
-_DATASET_TRIES = 5
 
 
 class Run:
@@ -612,7 +621,7 @@ class Tracker:
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         self.client.log_batch(run_id, metrics=list(metrics), params=list(params), tags=list(tags))
 
-    @_retry_locked
+    @_retrying("locked", *_DATASET_RACE)
     def log_dataset(self, run_id: str, name: str, source: str, features: Any, targets: Any = None) -> None:
         """``mlflow.log_input`` for a run this process need not hold active: the data set's name, digest, schema
         and shapes (``mlflow.data.from_numpy``; the arrays themselves are not stored), its ``source`` the call
@@ -627,14 +636,7 @@ class Tracker:
         arrays = np.asarray(features), None if targets is None else np.asarray(targets)
         dataset = mlflow.data.from_numpy(arrays[0], source=code, targets=arrays[1], name=name)
         tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value="training")]
-        inputs = [DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)]
-        for attempt in range(_DATASET_TRIES):
-            try:
-                return self.client.log_inputs(run_id, datasets=inputs)
-            except Exception as e:  # noqa: BLE001 -- two trials logging one data set at once: see _DATASET_RACE
-                if attempt == _DATASET_TRIES - 1 or not any(m in str(e) for m in _DATASET_RACE):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)])
 
     @_retry_locked
     def log_artifacts(self, run_id: str, local_dir: Path, artifact_path: str | None = None) -> None:

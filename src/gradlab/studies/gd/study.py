@@ -26,6 +26,7 @@ import torch
 
 from gradlab.context import StageContext
 from gradlab.models import log_model
+from gradlab.stats import finite_or_none
 from gradlab.studies.gd import analysis, figures
 from gradlab.studies.gd import first_order as fo
 from gradlab.studies.gd.config import GDParams, Quadratic
@@ -36,7 +37,6 @@ from gradlab.studies.gd.trial import (
     ThresholdSpec,
     TrialSpec,
     dataset,
-    finite_or_none,
     run_any,
     run_trial,
     spec_json,

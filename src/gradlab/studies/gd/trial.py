@@ -7,13 +7,13 @@ run anywhere: in the stage's process, a worker, a sweep.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from gradlab.numerics import torch_threads
+from gradlab.stats import finite_or_none
 from gradlab.studies.gd.config import Mlp, MlpThreshold, Quadratic, Sharpness
 from gradlab.studies.gd.module import FullBatchRegression, SharpnessProbe
 from gradlab.studies.gd.problems import make_mlp, make_mlp_data, make_quadratic
@@ -87,32 +87,32 @@ def spec_from_json(data: dict[str, Any]) -> TrialSpec:
     return TrialSpec(**rest, problem=made, sharpness=sharpness)
 
 
-def finite_or_none(value: float) -> float | None:
-    """``value``, or None where it is not finite (a diverged run's loss: JSON has no inf or NaN)."""
-    return value if math.isfinite(value) else None
-
-
 def final_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """The full-batch loss mean((net(X) - y)^2), as the trial's last ``losses`` entry computes it."""
     with torch.no_grad(), torch_threads(1):
         return float(FullBatchRegression(net, x, y, "gradient", 0.0).full_loss())
 
 
-def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[torch.nn.Module, dict]:
-    """A trial's trained model, from its MLflow child run, and its ``model.json`` (the spec and the logged loss)."""
+def _logged(run_id: str, tracking_uri: str | None) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, dict]:
+    """A logged trial rebuilt once: its model with the logged weights, its data ``(X, y)``, its ``model.json``."""
     from gradlab.models import load_model
 
     state, meta = load_model(run_id, tracking_uri)
-    net, _, _ = _build(spec_from_json(meta["spec"]))
+    net, x, y = _build(spec_from_json(meta["spec"]))
     net.load_state_dict(state)
+    return net, x, y, meta
+
+
+def load_logged(run_id: str, tracking_uri: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """A trial's trained model, from its MLflow child run, and its ``model.json`` (the spec and the logged loss)."""
+    net, _, _, meta = _logged(run_id, tracking_uri)
     return net, meta
 
 
 def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict]:
     """The logged model's final loss on the trial's own data, computed again, and the logged one: equal (None where
     the run diverged: not finite)."""
-    net, meta = load_logged(run_id, tracking_uri)
-    _, x, y = _build(spec_from_json(meta["spec"]))
+    net, x, y, meta = _logged(run_id, tracking_uri)
     return {"final_loss": finite_or_none(final_loss(net, x, y))}, meta["evaluation"]
 
 

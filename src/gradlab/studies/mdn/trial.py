@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gradlab.numerics import torch_threads
+from gradlab.stats import finite_or_none
 from gradlab.studies.mdn.config import MdnParams
 from gradlab.studies.mdn.data import make_data
 from gradlab.studies.mdn.module import MDN, MDNTrial, batch_order, fixed_weight_probe, val_nll
@@ -312,10 +313,6 @@ def _curve(values: torch.Tensor, points: int = 100) -> list[tuple[int, float]]:
     return [(i, float(running[i])) for i in idx]
 
 
-def _finite_or_none(v: float) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
-
-
 @torch.no_grad()
 def density_grid(net: MDN, n: int = 81) -> dict:
     """The fitted conditional density p(y | x) on an n x n grid of [0, 1]^2 (y in the data's units)."""
@@ -366,14 +363,14 @@ def run_trial(spec: TrialSpec) -> dict:
         "first_zero_weight_step": zero_steps[0] if zero_steps else None,
         "max_logit_gap": float(module.logit_gap[:steps_run].max()) if steps_run else None,
         "logit_gap_curve": _curve(module.logit_gap[:steps_run]),
-        "val_nll": _finite_or_none(val),
+        "val_nll": finite_or_none(val),
         "val_nonfinite": int(not math.isfinite(val)),
         "losses": losses,
         "state": {k: v.detach().clone() for k, v in net.state_dict().items()},  # to MLflow (study.log_trial)
     }
     if fixed is not None:
         bad = [i for i, v in enumerate(fixed) if v]
-        result["val_nll_start"] = _finite_or_none(val_start)
+        result["val_nll_start"] = finite_or_none(val_start)
         result["drift_before_first_nonfinite"] = module.drift_at_event
         result["fixed_batches"] = len(fixed)
         result["fixed_nonfinite_batches"] = len(bad)
@@ -411,4 +408,4 @@ def reevaluate(run_id: str, tracking_uri: str | None = None) -> tuple[dict, dict
     log_scale = math.log(spec.y_scale) if spec.y_transform else 0.0
     with torch_threads(1):
         val = val_nll(net, xv, yv) - log_scale
-    return {"val_nll": _finite_or_none(val)}, meta["evaluation"]
+    return {"val_nll": finite_or_none(val)}, meta["evaluation"]
