@@ -34,3 +34,22 @@ def test_preset_validates(preset):
 
 def test_there_are_presets():
     assert PRESETS
+
+
+TUNE_SPACES = sorted((ROOT / "presets" / "tune").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TUNE_SPACES, ids=lambda p: p.name)
+def test_tune_space_validates_against_its_base_parameters(path):
+    """Every committed search space reads, and every value it can produce passes the stage's parameter model on
+    the base file its header names (the stage's preset where there is one, else params.yaml)."""
+    from gradlab.tune.space import read, validate_against_stage
+
+    space = read(path)
+    base = ROOT / "presets" / f"{space.stage}.yaml"
+    assert f"--params presets/{base.name}" in path.read_text() or not base.exists()
+    validate_against_stage(space, (base if base.exists() else ROOT / "params.yaml").read_text())
+
+
+def test_there_are_tune_spaces():
+    assert TUNE_SPACES
