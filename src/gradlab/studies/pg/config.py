@@ -372,6 +372,13 @@ STAGES = [
         "run_pong_win",
     ),
     _stage(
+        "pg_pong_tuned",
+        "Atari Pong, the second search's best configuration (Adam, 4 games per update) until it beats the built-in "
+        "AI; preset",
+        PongWinParams,
+        "run_pong_win",
+    ),
+    _stage(
         "pg_pong_noop",
         "Atari Pong, the question's NOOP/UP/DOWN without the move cost; preset",
         PongRecipeParams,

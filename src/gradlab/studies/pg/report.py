@@ -521,7 +521,7 @@ def pg_pong(q: Quotes) -> Section:
     )
 
 
-PRESETS = ("pg_pong_win", "pg_pong_fast", "pg_pong_noop", "pg_pong_recipe")
+PRESETS = ("pg_pong_win", "pg_pong_fast", "pg_pong_tuned", "pg_pong_noop", "pg_pong_recipe")
 
 
 def _presets_caveat(q: Quotes, presets: list[str]) -> str:

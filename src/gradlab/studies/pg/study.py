@@ -38,7 +38,7 @@ def run_pong(p: PongParams, ctx: StageContext) -> dict:
 
 
 def run_pong_win(p: PongWinParams, ctx: StageContext) -> dict:
-    return run_study(p, ctx, "pong", win=True)  # the pg_pong_win, pg_pong_fast and pg_pong_recipe presets
+    return run_study(p, ctx, "pong", win=True)  # the pg_pong_win, _fast, _tuned, _noop and _recipe presets
 
 
 def run_study(p: PGParams, ctx: StageContext, kind: str, win: bool = False) -> dict:
