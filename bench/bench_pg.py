@@ -25,7 +25,7 @@ import torch
 from gradlab.settings import machine_cores
 from gradlab.studies.pg.config import PongWinParams
 from gradlab.studies.pg.envs import preprocess_pong
-from gradlab.studies.pg.module import Reinforce
+from gradlab.studies.pg.loop import Training
 from gradlab.studies.pg.returns import discounted_returns, standardize
 from gradlab.studies.pg.stream import PongStream
 
@@ -38,12 +38,15 @@ THREADS = machine_cores()
 def train_once(p=P, seed: int = 0) -> dict:
     """Real training through Lightning, as a trial of the preset runs it."""
     torch.set_num_threads(1)
-    module = Reinforce(p, "pong", "correct", seed=seed)
+    trial = Training(p, "pong", "correct", seed)
+    module = trial.module
     module.update_threads = THREADS
     start = time.perf_counter()
-    module.fit()
+    try:
+        trial.fit()
+    finally:
+        trial.close()
     seconds = time.perf_counter() - start
-    module.envs.close()
     return {"seconds": seconds, "frames": sum(module.episodes["frames"]), "games": len(module.episodes["frames"])}
 
 

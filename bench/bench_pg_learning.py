@@ -15,27 +15,32 @@ from __future__ import annotations
 from bench_pg import THREADS
 
 from gradlab.studies.pg.config import PongWinParams
-from gradlab.studies.pg.module import Reinforce
+from gradlab.studies.pg.loop import Training
 
 TARGET = -10.0
 CAP_UPDATES = 250  # 2000 games
 
 
-def games_to_reach(rollout: str, seed: int = 0) -> dict:
+def games_to_reach(rollout: str, seed: int = 0, **overrides) -> dict:
+    """Games (and frames) until the running mean reaches TARGET; ``overrides``: other parameters (tests: tiny)."""
     import torch
 
     torch.set_num_threads(1)
-    p = PongWinParams(rollout=rollout, env_threads=2, updates=CAP_UPDATES, stop_at_mean=TARGET - 1e-9)
-    module = Reinforce(p, "pong", "correct", seed=seed)
+    settings = {"rollout": rollout, "env_threads": 2, "updates": CAP_UPDATES, "stop_at_mean": TARGET - 1e-9}
+    p = PongWinParams(**{**settings, **overrides})
+    trial = Training(p, "pong", "correct", seed)
+    module = trial.module
     module.update_threads = THREADS
-    module.fit()
-    module.envs.close()
-    reached = module.stopped_at_game
+    try:
+        trial.fit()
+    finally:
+        trial.close()
+    reached = trial.stopped_at_game
     return {
         "games": reached if reached > 0 else None,
         "games_played": len(module.episodes["return"]),
         "frames": int(sum(module.episodes["frames"][:reached])) if reached > 0 else None,
-        "cap_games": CAP_UPDATES * p.episodes_per_update,
+        "cap_games": p.updates * p.episodes_per_update,
     }
 
 
