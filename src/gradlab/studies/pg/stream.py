@@ -34,6 +34,12 @@ GAME_DEFAULTS = {
     "threads": 1,
 }
 ACTION_SETS = {"up_down": (PONG_UP, PONG_DOWN), "noop_up_down": (PONG_NOOP, PONG_UP, PONG_DOWN)}
+STREAM_TAG = 0x504F4E47  # "PONG": a stream's seeds come from their own branch of the seed tree
+
+
+def stream_env_seeds(seed: int, num_envs: int) -> np.ndarray:
+    """The emulator seed of each game of a stream started with ``seed`` (:meth:`PongStream.start`)."""
+    return np.random.SeedSequence([seed, STREAM_TAG]).generate_state(num_envs) % 2**31
 
 
 def _split(n: int, parts: int) -> list[slice]:
@@ -98,8 +104,8 @@ class PongStream:
 
     def start(self, seed: int) -> None:
         """Reset every game (seeds drawn from ``seed``) and forget any game in progress."""
-        root = np.random.SeedSequence([seed, 0x504F4E47])
-        env_seeds = root.generate_state(self.num_envs) % 2**31
+        root = np.random.SeedSequence([seed, STREAM_TAG])
+        env_seeds = stream_env_seeds(seed, self.num_envs)
         self.env_seeds = env_seeds  # each game's emulator seed (evaluation.check_disjoint compares them)
         self.rng = np.random.default_rng(root.spawn(1)[0])
         self.prev, self.obs = [], []
