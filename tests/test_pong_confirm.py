@@ -40,7 +40,7 @@ def test_confirmation_plays_new_games_of_each_policy(tmp_path):
         w.writerow(
             ["variant", "seed", "update", "games_trained", "train_seconds", "greedy", "game", "env_seed", "score"]
         )
-        w.writerow(["correct", 7, 1, 2, 1.0, False, 0, 12345])  # the columns the tool reads, and more
+        w.writerow(["correct", 7, 1, 2, 1.0, False, 0, 12345, 1])
     out = tmp_path / "confirm"
     result = tool.confirm("pg_pong_tuned", params, results, out, games=4, greedy=False)
     trial = result["trials"]["correct__seed7"]

@@ -29,7 +29,7 @@ from gradlab.config import ConfigError
 from gradlab.runner import resolve_params
 from gradlab.studies.pg.evaluation import evaluate_pong
 from gradlab.studies.pg.policy import Policy
-from gradlab.studies.pg.rollout import pong_stream, update_seed
+from gradlab.studies.pg.rollout import update_seed
 from gradlab.studies.pg.stream import stream_env_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,18 +57,17 @@ def confirm(stage: str, params_file: Path, results: Path, out: Path, games: int,
     p = resolve_params(stage, [], params_file).model_copy(update={"evaluate_games": games})
     policies = sorted((results / "policies").glob("*.pt"))
     if not policies:
-        raise SystemExit(f"error: {results / 'policies'}: no winning policies to confirm")
+        raise ConfigError("stage", f"{results / 'policies'} holds no winning policies to confirm")
     evaluated = stage_evaluation_seeds(results)
-    probe = pong_stream(p, 1)
-    obs_dim, n_actions = probe.obs_dim, probe.n_actions
-    probe.close()
     rows, summary = [], {}
     for path in policies:
-        variant, seed = re.fullmatch(r"(\w+?)__seed(\d+)", path.stem).groups()
-        policy = Policy(obs_dim, p.hidden, n_actions)
-        policy.load_state_dict(torch.load(path, weights_only=True))
-        used = training_seeds(p, int(seed)) + sorted(evaluated.get(int(seed), ()))
-        ev = evaluate_pong(policy, p, int(seed), CONFIRM_UPDATE, greedy, used)
+        seed = int(re.fullmatch(r"\w+?__seed(\d+)", path.stem).group(1))
+        state = torch.load(path, weights_only=True)
+        hidden, obs_dim = state["net.0.weight"].shape  # the network's shape, as it was trained
+        policy = Policy(obs_dim, hidden, state["net.2.weight"].shape[0])
+        policy.load_state_dict(state)
+        used = training_seeds(p, seed) + sorted(evaluated.get(seed, ()))
+        ev = evaluate_pong(policy, p, seed, CONFIRM_UPDATE, greedy, used)
         summary[path.stem] = {k: ev[k] for k in ("games", "mean", "ci_low", "ci_high", "won", "seconds")}
         per_env = -(-games // len(ev["env_seeds"]))  # scores are emulator-major, per_env games each
         rows += [
