@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -160,6 +161,7 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(
     ckpt = tmp_path / "results" / ".checkpoints" / "pg_cartpole" / "flipped__seed1.pt"
     state = torch.load(ckpt, weights_only=True)
     assert state["next_update"] == 2 and not state["finished"] and len(state["episodes"]["return"]) == 2
+    assert state["cpu_seconds"] > 0  # the interrupted process's CPU time travels with the checkpoint
 
     monkeypatch.setattr(loop.Training, "save_checkpoint", original)
     if where == "fresh_store":
@@ -172,6 +174,8 @@ def test_pg_cartpole_resume_equals_an_uninterrupted_run(
     assert run_stage("pg_cartpole", params_file=params, resume=True) == 0
     assert collected == [2, 0, 1, 2]  # flipped seed 1 continues at update 2, baseline seed 1 starts over
     assert (out / "metrics.json").read_text() == uninterrupted
+    timing = {(r["variant"], r["seed"]): r for r in csv.DictReader((out / "timing.csv").open())}
+    assert float(timing["flipped", "1"]["cpu_seconds"]) > state["cpu_seconds"]  # both processes' CPU time
     if where == "fresh_store":
         runs = Tracker(f"sqlite:///{tmp_path / 'fresh.db'}").runs("gradlab/pg_cartpole")
         (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

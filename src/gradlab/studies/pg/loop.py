@@ -18,8 +18,10 @@ but not bit-for-bit as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,8 @@ class Training(pl.Callback):
     """One trial's module, collector, stop rules and checkpoint (``checkpoint``: its file, or None)."""
 
     def __init__(self, p, kind: str, variant: str, seed: int, checkpoint: Path | None = None, on_episodes=None):
+        self._cpu0 = time.process_time()
+        self.cpu_before = 0.0  # CPU seconds of the processes that trained it before a resume (NaN: not recorded)
         self.p, self.kind, self.variant, self.seed, self.checkpoint = p, kind, variant, seed, checkpoint
         self.on_episodes = on_episodes  # called with the module and the index of its first new game after each update
         self.collector = make_collector(kind, p)
@@ -61,6 +65,10 @@ class Training(pl.Callback):
         self.winner: dict | None = None  # the state_dict of the first policy whose evaluation won
         self.run_id: str | None = None  # the trial's MLflow child run (kept in checkpoints: --resume continues it)
         self._first_new = 0
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this trial so far, the processes it was resumed from included."""
+        return self.cpu_before + time.process_time() - self._cpu0
 
     # the stop rules -------------------------------------------------------------
     def stop_reached(self, first_new: int) -> bool:
@@ -169,6 +177,7 @@ class Training(pl.Callback):
             "updates": m.updates,
             "snapshots": m.snapshots,
             "seconds": m.seconds,
+            "cpu_seconds": self.cpu_seconds(),
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
         }
@@ -199,6 +208,7 @@ class Training(pl.Callback):
         m.fixed_probe_moves, m.fixed_batch = s.get("fixed_probe_moves", {}), s.get("fixed_batch", {})
         m.episodes, m.updates, m.seconds = s["episodes"], s["updates"], s["seconds"]
         m.snapshots = s.get("snapshots", {})
+        self.cpu_before = s.get("cpu_seconds", math.nan)  # checkpoints before 2026-12-05 did not record it
         torch.set_rng_state(s["torch_rng"])
         random.setstate(s["python_rng"])
         return True

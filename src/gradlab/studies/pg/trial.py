@@ -333,7 +333,6 @@ def run_trial(spec: TrialSpec) -> dict:
 
     from gradlab.studies.pg.loop import Training
 
-    cpu0 = time.process_time()
     # small per-step forwards are 10x slower with 2 intra-op threads than with 1 (thread wake-ups);
     # the cores are used by parallel trials and the emulator's threads instead
     threads = torch.get_num_threads()
@@ -367,7 +366,7 @@ def run_trial(spec: TrialSpec) -> dict:
         }
         if spec.kind == "cartpole":
             result["gradient"] = measure_gradients(module, p, spec)
-        result["cpu_seconds"] = time.process_time() - cpu0
+        result["cpu_seconds"] = training.cpu_seconds()
         summary = trial_summary(result, p, spec.kind)
         result["summary"] = summary
         return result
