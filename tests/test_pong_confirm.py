@@ -31,7 +31,7 @@ def test_confirmation_plays_new_games_of_each_policy(tmp_path):
     tool = load_tool()
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({"pg_pong_tuned": {**TINY, "evaluate_envs": 2}}))
-    results = tmp_path / "results"
+    results = tmp_path / "results" / "pg_pong_tuned"
     (results / "policies").mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(Policy(1600, 8, 2).state_dict(), results / "policies" / "correct__seed7.pt")
@@ -41,7 +41,7 @@ def test_confirmation_plays_new_games_of_each_policy(tmp_path):
             ["variant", "seed", "update", "games_trained", "train_seconds", "greedy", "game", "env_seed", "score"]
         )
         w.writerow(["correct", 7, 1, 2, 1.0, False, 0, 12345, 1])
-    out = tmp_path / "confirm"
+    out = tmp_path / "results" / "pong_confirm" / "pg_pong_tuned"
     result = tool.confirm("pg_pong_tuned", params, results, out, games=4, greedy=False)
     trial = result["trials"]["correct__seed7"]
     assert result["policies"] == 1 and trial["games"] == 4
@@ -51,7 +51,23 @@ def test_confirmation_plays_new_games_of_each_policy(tmp_path):
     p = PongWinParams(**TINY)
     used = set(tool.training_seeds(p, 7)) | {12345}
     assert not {int(r["env_seed"]) for r in rows} & used
-    assert json.loads((out / "summary.json").read_text())["won"] == int(trial["won"])
+    assert json.loads((out / "stats.json").read_text())["won"] == int(trial["won"])
+    confirmed_in_the_report(results, trial)
+
+
+def confirmed_in_the_report(results: Path, trial: dict):
+    """The pg_pong report section quotes the confirmation while it is of the committed policies, not after."""
+    from gradlab.report.quotes import Quotes
+    from gradlab.studies.pg.report import _confirm_evidence
+
+    (results / "stats.json").write_text(json.dumps({"win": {"correct__seed7": {"evaluations": 3}}}))
+    line = _confirm_evidence(Quotes(results.parent), "pg_pong_tuned")
+    assert f"{int(trial['won'])} of 1 won again" in line and "correct__seed7 (won at evaluation 3)" in line
+    assert f"{trial['mean']:.2f}" in line and ("not above 0" in line) != trial["won"]
+    torch.save(Policy(1600, 8, 2).state_dict(), results / "policies" / "correct__seed7.pt")  # a rerun's policy
+    assert "rerun `python tools/pong_confirm.py pg_pong_tuned`" in _confirm_evidence(
+        Quotes(results.parent), "pg_pong_tuned"
+    )
 
 
 def test_bad_games_exits_2_and_writes_nothing(tmp_path):

@@ -9,13 +9,15 @@ of the mean score above 0); nothing here is selected, so it is the unbiased esti
 
     .venv/bin/python tools/pong_confirm.py pg_pong_tuned [--games 200] [--greedy]
 
-Writes ``results/pong_confirm/STAGE/`` (``scores.csv``: one row per game; ``summary.json``: per seed).
+Writes ``results/pong_confirm/STAGE/`` (``scores.csv``: one row per game; ``stats.json``: per seed, quoted by the
+report).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import re
@@ -69,6 +71,7 @@ def confirm(stage: str, params_file: Path, results: Path, out: Path, games: int,
         used = training_seeds(p, seed) + sorted(evaluated.get(seed, ()))
         ev = evaluate_pong(policy, p, seed, CONFIRM_UPDATE, greedy, used)
         summary[path.stem] = {k: ev[k] for k in ("games", "mean", "ci_low", "ci_high", "won", "seconds")}
+        summary[path.stem]["policy_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # the report compares
         per_env = -(-games // len(ev["env_seeds"]))  # scores are emulator-major, per_env games each
         rows += [
             {"trial": path.stem, "seed": seed, "game": i, "env_seed": ev["env_seeds"][i // per_env], "score": score}
@@ -93,7 +96,7 @@ def confirm(stage: str, params_file: Path, results: Path, out: Path, games: int,
         writer = csv.DictWriter(f, fieldnames=["trial", "seed", "game", "env_seed", "score"])
         writer.writeheader()
         writer.writerows(rows)
-    (tmp / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    (tmp / "stats.json").write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     print(f"{won} of {len(summary)} winning policies won again; {out}")

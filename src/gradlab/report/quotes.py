@@ -51,7 +51,9 @@ class Quotes:
         self._cache: dict[str, dict] = {}
 
     def has(self, stage: str) -> bool:
-        return (self.results / stage / "metrics.json").exists()
+        """Results for ``stage`` (a folder under ``results``: a stage's, or a tool's like ``pong_confirm/STAGE``)."""
+        folder = self.results / stage
+        return (folder / "metrics.json").exists() or (folder / "stats.json").exists()
 
     def metrics(self, stage: str) -> dict:
         """Every number of the stage: ``stats.json`` (unrounded, a superset of the headline ``metrics.json``)."""

@@ -7,6 +7,7 @@ sample ("k of n seeds") are quoted from ``seed_counts`` and worded as counts."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 from gradlab.report.quotes import Quotes
@@ -501,6 +502,8 @@ def pg_pong(q: Quotes) -> Section:
     presets = [x for x in PRESETS if q.has(x)]
     for preset in presets:
         evidence += _pong_preset_evidence(q, preset)
+        if q.has(f"pong_confirm/{preset}"):
+            evidence.append(_confirm_evidence(q, preset))
     if q.has("pg_pong_factorial"):
         evidence += _factorial_evidence(q)
         figures.append("../pg_pong_factorial/figures/factorial.png")
@@ -564,6 +567,36 @@ def _factorial_evidence(q: Quotes) -> list[str]:
             f"{q(s, f'tests.{key}.won_p', '.2g')}, smallest attainable {q(s, f'tests.{key}.won_p_min', '.2g')})."
         )
     return out
+
+
+def _confirm_evidence(q: Quotes, preset: str) -> str:
+    """Did each winning policy of ``preset`` win again on new games (tools/pong_confirm.py)?"""
+    c = f"pong_confirm/{preset}"
+    m = q.metrics(c)
+    policies = {f.stem: f for f in (q.results / preset / "policies").glob("*.pt")}
+    confirmed = {t: v.get("policy_sha256") for t, v in m["trials"].items()}
+    if confirmed != {t: hashlib.sha256(f.read_bytes()).hexdigest() for t, f in policies.items()}:
+        return (
+            f"`{preset}` on new games: `results/{c}/` replayed other policies than `results/{preset}/policies/` "
+            f"holds (an earlier run): rerun `python tools/pong_confirm.py {preset}`."
+        )
+    per = []
+    for trial in m["trials"]:
+        k = f"trials.{trial}"
+        chance = q(preset, f"win.{trial}.evaluations", "d")
+        per.append(
+            f"{trial} (won at evaluation {chance}) {q(c, f'{k}.mean', '.2f')} "
+            f"({q(c, f'{k}.ci_low', '.2f')} to {q(c, f'{k}.ci_high', '.2f')})"
+            + ("" if m["trials"][trial]["won"] else ", not above 0")
+        )
+    actions = "greedy" if m["greedy"] else "sampled"
+    return (
+        f"`{preset}` on new games (`tools/pong_confirm.py`: each winning policy plays "
+        f"{q(c, 'games_per_policy', 'd')} more games, {actions} actions, emulator seeds disjoint from training's and "
+        f"the evaluations'; mean score, 95 % CI): {q(c, 'won', 'd')} of {q(c, 'policies', 'd')} won again; "
+        + "; ".join(per)
+        + "."
+    )
 
 
 def _final_return(q: Quotes, s: str, trial: str) -> str:
