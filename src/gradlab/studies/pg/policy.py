@@ -48,46 +48,31 @@ class Policy(nn.Module):
         return self._logits(obs).argmax(axis=1)
 
     def _logits(self, obs: np.ndarray) -> np.ndarray:
-        if obs.dtype == np.int8:
-            first, last = self.net[0], self.net[2]
-            w1t, w2t = self._transposed()
+        w1t, b1, w2t, b2 = self._weights()
+        if obs.dtype == np.int8:  # Pong: only the rows of the pixels that changed in some observation
             cols = np.flatnonzero(obs.any(axis=0))
             h = obs[:, cols].astype(np.float32) @ w1t[cols]
-            h += first.bias.detach().numpy()
-            np.maximum(h, 0, out=h)
-            return h @ w2t + last.bias.detach().numpy()
-        # CartPole's few float rows: NumPy on cached copies of the weights (no torch call per step)
-        w1t, b1, w2t, b2 = self._float_weights()
-        h = np.asarray(obs, dtype=np.float32) @ w1t
+        else:  # CartPole's few float rows
+            h = np.asarray(obs, dtype=np.float32) @ w1t
         h += b1
         np.maximum(h, 0, out=h)
         logits = h @ w2t
         logits += b2
         return logits
 
-    def _float_weights(self) -> tuple[np.ndarray, ...]:
-        """Both layers as NumPy copies (weights transposed), renewed when a parameter changed in place (an
-        optimiser step or ``load_state_dict`` bumps its version; a copied module has new storage)."""
-        params = self.__dict__.get("_float_params")
+    def _weights(self) -> tuple[np.ndarray, ...]:
+        """Both layers as contiguous NumPy copies (weights transposed), renewed when a parameter changed in place
+        (an optimiser step or ``load_state_dict`` bumps its version; a copied module has new storage)."""
+        params = self.__dict__.get("_params")
         if params is None:
-            params = self._float_params = (self.net[0].weight, self.net[0].bias, self.net[2].weight, self.net[2].bias)
+            params = self._params = (self.net[0].weight, self.net[0].bias, self.net[2].weight, self.net[2].bias)
         key = [q._version for q in params]
         key.append(params[0].data_ptr())
-        if self.__dict__.get("_float_key") != key:
+        if self.__dict__.get("_weights_key") != key:
             w1, b1, w2, b2 = (q.detach().numpy() for q in params)
-            self._float_cache = (w1.T.copy(), b1.copy(), w2.T.copy(), b2.copy())
-            self._float_key = key
-        return self._float_cache
-
-    def _transposed(self) -> tuple[np.ndarray, np.ndarray]:
-        """Contiguous NumPy copies of both weight matrices, transposed; renewed when a weight changed in place
-        (an optimiser step or ``load_state_dict`` bumps the tensor's version; a copied module has new storage)."""
-        w1, w2 = self.net[0].weight, self.net[2].weight
-        key = (w1.data_ptr(), w1._version, w2.data_ptr(), w2._version)
-        if getattr(self, "_act_key", None) != key:
-            self._act_weights = (w1.detach().numpy().T.copy(), w2.detach().numpy().T.copy())
-            self._act_key = key
-        return self._act_weights
+            self._weights_cache = (w1.T.copy(), b1.copy(), w2.T.copy(), b2.copy())
+            self._weights_key = key
+        return self._weights_cache
 
 
 class Value(nn.Module):
