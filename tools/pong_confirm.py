@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -64,14 +65,15 @@ def confirm(stage: str, params_file: Path, results: Path, out: Path, games: int,
     rows, summary = [], {}
     for path in policies:
         seed = int(re.fullmatch(r"\w+?__seed(\d+)", path.stem).group(1))
-        state = torch.load(path, weights_only=True)
+        data = path.read_bytes()  # read once: loaded here, hashed below
+        state = torch.load(io.BytesIO(data), weights_only=True)
         hidden, obs_dim = state["net.0.weight"].shape  # the network's shape, as it was trained
         policy = Policy(obs_dim, hidden, state["net.2.weight"].shape[0])
         policy.load_state_dict(state)
         used = training_seeds(p, seed) + sorted(evaluated.get(seed, ()))
         ev = evaluate_pong(policy, p, seed, CONFIRM_UPDATE, greedy, used)
         summary[path.stem] = {k: ev[k] for k in ("games", "mean", "ci_low", "ci_high", "won", "seconds")}
-        summary[path.stem]["policy_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()  # the report compares
+        summary[path.stem]["policy_sha256"] = hashlib.sha256(data).hexdigest()  # the report compares it
         per_env = -(-games // len(ev["env_seeds"]))  # scores are emulator-major, per_env games each
         rows += [
             {"trial": path.stem, "seed": seed, "game": i, "env_seed": ev["env_seeds"][i // per_env], "score": score}

@@ -581,13 +581,12 @@ def _confirm_evidence(q: Quotes, preset: str) -> str:
             f"holds (an earlier run): rerun `python tools/pong_confirm.py {preset}`."
         )
     per = []
-    for trial in m["trials"]:
+    for trial, v in m["trials"].items():
         k = f"trials.{trial}"
         chance = q(preset, f"win.{trial}.evaluations", "d")
         per.append(
             f"{trial} (won at evaluation {chance}) {q(c, f'{k}.mean', '.2f')} "
-            f"({q(c, f'{k}.ci_low', '.2f')} to {q(c, f'{k}.ci_high', '.2f')})"
-            + ("" if m["trials"][trial]["won"] else ", not above 0")
+            f"({q(c, f'{k}.ci_low', '.2f')} to {q(c, f'{k}.ci_high', '.2f')})" + ("" if v["won"] else ", not above 0")
         )
     actions = "greedy" if m["greedy"] else "sampled"
     return (
